@@ -1,0 +1,1 @@
+//! The custom resources of HyperSync Operator, group `hypersync.io`, version `v1alpha1`.

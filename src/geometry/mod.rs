@@ -1,0 +1,1 @@
+//! Poincare-disk geometry and deterministic semantic placement: pure, no Kubernetes types.

@@ -1,0 +1,4 @@
+//! HyperSync Operator: a Kubernetes operator for AI model and agent orchestration.
+
+pub mod api;
+pub mod geometry;

@@ -1,0 +1,1 @@
+//! (being built; see tests/sim/ARCHITECTURE.md)

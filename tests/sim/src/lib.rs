@@ -1,0 +1,10 @@
+//! kube-sim: a Kubernetes API simulator served over HTTP on loopback, for tests, benchmarks and the sandbox.
+
+pub mod auth;
+pub mod dataplane;
+pub mod faults;
+pub mod patch;
+pub mod schema;
+pub mod selector;
+pub mod server;
+pub mod store;
