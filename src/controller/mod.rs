@@ -1,0 +1,4 @@
+//! Controllers of the three kinds. Each reconcile is read -> decide (pure) -> apply -> status; the pure
+//! decision modules live here and are unit-tested without an API server.
+
+pub mod resolve;
