@@ -3,3 +3,5 @@
 pub mod api;
 pub mod controller;
 pub mod geometry;
+pub mod error;
+pub mod metrics;
