@@ -6,8 +6,8 @@
 mod meta;
 
 pub use meta::{
-    fill_create_meta, generate_name_suffix, json_path_get, now_rfc3339, obj_name, obj_namespace,
-    owner_uids, rv_of, set_rv, uid_of,
+    fill_create_meta, generate_name_suffix, json_path_get, metadata_mut, now_rfc3339, obj_name,
+    obj_namespace, owner_uids, rv_of, set_rv, uid_of,
 };
 
 use bytes::Bytes;
