@@ -333,10 +333,10 @@ impl Selectors {
                 return false;
             }
         }
-        if let Some(f) = &self.field {
-            if !f.matches(obj) {
-                return false;
-            }
+        if let Some(f) = &self.field
+            && !f.matches(obj)
+        {
+            return false;
         }
         true
     }
@@ -713,10 +713,10 @@ impl SimState {
         if !name.is_empty() {
             self.validate_name(ri, &name)?;
         }
-        if resets_status_on_create(ri, version) {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        if resets_status_on_create(ri, version)
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
         fill_create_meta(&mut obj, ri.tracks_generation);
         match &*ri.table {
@@ -903,25 +903,25 @@ impl SimState {
                     }
                 }
             }
-            if applied {
-                if let (Some(mf), Some(m)) = (
+            if applied
+                && let (Some(mf), Some(m)) = (
                     meta(&new).and_then(|m| m.get("managedFields")).cloned(),
                     meta_mut(&mut out),
-                ) {
-                    m.insert("managedFields".into(), mf);
-                }
+                )
+            {
+                m.insert("managedFields".into(), mf);
             }
             out
         } else {
-            if ri.status_sub(version) {
-                if let Some(m) = new.as_object_mut() {
-                    match old.get("status") {
-                        Some(s) => {
-                            m.insert("status".into(), s.clone());
-                        }
-                        None => {
-                            m.remove("status");
-                        }
+            if ri.status_sub(version)
+                && let Some(m) = new.as_object_mut()
+            {
+                match old.get("status") {
+                    Some(s) => {
+                        m.insert("status".into(), s.clone());
+                    }
+                    None => {
+                        m.remove("status");
                     }
                 }
             }
@@ -953,10 +953,10 @@ impl SimState {
         }
         if &*ri.table == NS_TABLE {
             // spec.finalizers only change through /finalize; phase is server-owned.
-            if sub != Some("finalize") {
-                if let Some(s) = old.get("spec") {
-                    new["spec"] = s.clone();
-                }
+            if sub != Some("finalize")
+                && let Some(s) = old.get("spec")
+            {
+                new["spec"] = s.clone();
             }
             if let Some(s) = old.get("status") {
                 new["status"] = s.clone();
@@ -1039,12 +1039,12 @@ impl SimState {
             .get("metadata")
             .and_then(|m| m.get("name"))
             .and_then(Value::as_str);
-        if let Some(bn) = body_name {
-            if bn != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({bn}) does not match the name on the URL ({name})"
-                )));
-            }
+        if let Some(bn) = body_name
+            && bn != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({bn}) does not match the name on the URL ({name})"
+            )));
         }
         let body_rv = meta(&body)
             .and_then(|m| m.get("resourceVersion"))
@@ -1056,10 +1056,10 @@ impl SimState {
                 .store
                 .get(&ri.table, &ns, name)
                 .ok_or_else(|| ApiError::not_found(&ri.group, &ri.plural, name))?;
-            if let Some(rv) = body_rv {
-                if rv != rv_of(&old) {
-                    return Err(ApiError::conflict(&ri.group, &ri.plural, name));
-                }
+            if let Some(rv) = body_rv
+                && rv != rv_of(&old)
+            {
+                return Err(ApiError::conflict(&ri.group, &ri.plural, name));
             }
             let (new, warnings) =
                 self.prepare_update(ri, version, &old, body.clone(), sub, opts, false)?;
@@ -1158,10 +1158,10 @@ impl SimState {
             let explicit_rv = patch_rv.is_some_and(|r| r != rv_of(&old))
                 || meta(patch)
                     .is_some_and(|m| m.get("resourceVersion").is_some_and(|v| !v.is_null()));
-            if let Some(r) = patch_rv {
-                if r != rv_of(&old) {
-                    return Err(ApiError::conflict(&ri.group, &ri.plural, name));
-                }
+            if let Some(r) = patch_rv
+                && r != rv_of(&old)
+            {
+                return Err(ApiError::conflict(&ri.group, &ri.plural, name));
             }
             let (new, warnings) = self.prepare_update(
                 ri,
@@ -1226,12 +1226,11 @@ impl SimState {
             .get("metadata")
             .and_then(|m| m.get("name"))
             .and_then(Value::as_str)
+            && n != name
         {
-            if n != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({name})"
-                )));
-            }
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
         }
         Ok(())
     }
@@ -1272,15 +1271,13 @@ impl SimState {
                     if let Some(m) = meta_mut(&mut fixed) {
                         m.insert("managedFields".into(), mf.clone());
                     }
-                    if !same_except_bookkeeping(&cur, &fixed)
-                        || meta(&cur).and_then(|m| m.get("managedFields")) != Some(&mf)
-                    {
-                        if let Ok((_, s)) =
+                    if (!same_except_bookkeeping(&cur, &fixed)
+                        || meta(&cur).and_then(|m| m.get("managedFields")) != Some(&mf))
+                        && let Ok((_, s)) =
                             self.store
                                 .update(&ri.table, &nsn, name, fixed, Some(rv_of(&cur)))
-                        {
-                            out.object = self.to_served(ri, version, &s);
-                        }
+                    {
+                        out.object = self.to_served(ri, version, &s);
                     }
                 }
             } else if let Some(m) = meta_mut(&mut out.object) {
@@ -1307,6 +1304,7 @@ impl SimState {
     }
 
     /// PUT/PATCH /scale: `scale_body` is the new Scale object.
+    #[allow(clippy::too_many_arguments)]
     pub fn update_scale(
         &self,
         ri: &Arc<ResourceInfo>,
@@ -1357,10 +1355,10 @@ impl SimState {
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
                 .map(|s| s.parse::<u64>().unwrap_or(u64::MAX));
-            if let Some(r) = rv {
-                if r != rv_of(&old) {
-                    return Err(ApiError::conflict(&ri.group, &ri.plural, name));
-                }
+            if let Some(r) = rv
+                && r != rv_of(&old)
+            {
+                return Err(ApiError::conflict(&ri.group, &ri.plural, name));
             }
             let replicas = new_scale
                 .get("spec")
@@ -1432,31 +1430,31 @@ impl SimState {
                 .store
                 .get(&ri.table, &nsn, name)
                 .ok_or_else(|| ApiError::not_found(&ri.group, &ri.plural, name))?;
-            if let Some(uid) = &opts.preconditions.uid {
-                if uid != uid_of(&old) {
-                    return Err(ApiError::conflict_msg(
-                        &ri.group,
-                        &ri.plural,
-                        name,
-                        &format!(
-                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                            uid_of(&old)
-                        ),
-                    ));
-                }
+            if let Some(uid) = &opts.preconditions.uid
+                && uid != uid_of(&old)
+            {
+                return Err(ApiError::conflict_msg(
+                    &ri.group,
+                    &ri.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        uid_of(&old)
+                    ),
+                ));
             }
-            if let Some(rv) = &opts.preconditions.resource_version {
-                if *rv != rv_of(&old).to_string() {
-                    return Err(ApiError::conflict_msg(
-                        &ri.group,
-                        &ri.plural,
-                        name,
-                        &format!(
-                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                            rv_of(&old)
-                        ),
-                    ));
-                }
+            if let Some(rv) = &opts.preconditions.resource_version
+                && *rv != rv_of(&old).to_string()
+            {
+                return Err(ApiError::conflict_msg(
+                    &ri.group,
+                    &ri.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        rv_of(&old)
+                    ),
+                ));
             }
             let mut fins = finalizers(&old);
             let before = fins.clone();
@@ -1540,13 +1538,13 @@ impl SimState {
 
     /// Bookkeeping after an object is removed from the store.
     pub fn after_delete(&self, ri: &ResourceInfo, gone: &Value) {
-        if &*ri.table == CRD_TABLE {
-            if let Ok(info) = super::registry::crd_info(gone) {
-                let mut reg = self.registry_write();
-                // Only unregister when it is still this CRD's registration.
-                if reg.get(&info.group, &info.plural).is_some_and(|r| r.is_crd) {
-                    reg.remove(&info.group, &info.plural);
-                }
+        if &*ri.table == CRD_TABLE
+            && let Ok(info) = super::registry::crd_info(gone)
+        {
+            let mut reg = self.registry_write();
+            // Only unregister when it is still this CRD's registration.
+            if reg.get(&info.group, &info.plural).is_some_and(|r| r.is_crd) {
+                reg.remove(&info.group, &info.plural);
             }
         }
     }

@@ -337,27 +337,26 @@ impl SimState {
                 "get" => {
                     let name = p.name.as_deref().unwrap_or("");
                     let o = self.get_obj(&ri, v, ns, name)?;
-                    if let Some(inc) = &table {
-                        if let Some(t) = self.table_for(
+                    if let Some(inc) = &table
+                        && let Some(t) = self.table_for(
                             &ri,
                             v,
                             std::slice::from_ref(&o),
                             inc,
                             json!({"resourceVersion": o["metadata"]["resourceVersion"]}),
-                        ) {
-                            return Ok(json_response(200, &t));
-                        }
+                        )
+                    {
+                        return Ok(json_response(200, &t));
                     }
                     Ok(json_response(200, &o))
                 }
                 "list" => {
                     let (mut list, items) = self.list_objs(&ri, v, ns, &r.query)?;
-                    if let Some(inc) = &table {
-                        if let Some(t) =
+                    if let Some(inc) = &table
+                        && let Some(t) =
                             self.table_for(&ri, v, &items, inc, list["metadata"].clone())
-                        {
-                            return Ok(json_response(200, &t));
-                        }
+                    {
+                        return Ok(json_response(200, &t));
                     }
                     list["items"] = Value::Array(items);
                     Ok(json_response(200, &list))
@@ -633,9 +632,10 @@ impl Sim {
         if let Ok(mut a) = state.addr.write() {
             *a = Some(addr);
         }
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(controllers::run(state.clone())));
-        tasks.push(tokio::spawn(accept_loop(listener, state.clone())));
+        let tasks = vec![
+            tokio::spawn(controllers::run(state.clone())),
+            tokio::spawn(accept_loop(listener, state.clone())),
+        ];
         Ok(Sim { addr, state, tasks })
     }
 

@@ -92,7 +92,7 @@ impl ResourceInfo {
     /// Served versions, highest Kubernetes priority first.
     pub fn served_versions(&self) -> Vec<&VersionInfo> {
         let mut v: Vec<_> = self.versions.iter().filter(|v| v.served).collect();
-        v.sort_by(|a, b| version_priority(&b.name).cmp(&version_priority(&a.name)));
+        v.sort_by_key(|x| std::cmp::Reverse(version_priority(&x.name)));
         v
     }
 }
