@@ -19,6 +19,7 @@
 //! The `--nodes` grammar is documented on [`parse_nodes`].
 
 mod defaults;
+mod deployment;
 mod events;
 #[cfg(test)]
 mod fake;
@@ -26,6 +27,7 @@ mod kubelet;
 mod labels;
 mod nodes;
 mod quantity;
+mod replicaset;
 mod scheduler;
 mod util;
 
@@ -35,6 +37,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use defaults::{IpAllocator, default_on_create, default_on_update};
+pub use deployment::template_hash;
 pub use labels::Selector;
 pub use nodes::parse_nodes;
 pub use quantity::{ResourceList, parse_milli, pod_requests};
@@ -246,6 +249,8 @@ impl DataPlane {
                 ctx.again();
             }
         }
+        deployment::sync_all(&ctx);
+        replicaset::sync_all(&ctx);
         scheduler::schedule_all(&ctx);
         kubelet::sync_all(&ctx, &mut self.kubelet);
         self.seq = ctx.seq.get();
