@@ -23,6 +23,7 @@ mod deployment;
 mod events;
 #[cfg(test)]
 mod fake;
+mod job;
 mod kubelet;
 mod labels;
 mod nodes;
@@ -251,6 +252,7 @@ impl DataPlane {
         }
         deployment::sync_all(&ctx);
         replicaset::sync_all(&ctx);
+        job::sync_all(&ctx);
         scheduler::schedule_all(&ctx);
         kubelet::sync_all(&ctx, &mut self.kubelet);
         self.seq = ctx.seq.get();
