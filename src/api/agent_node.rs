@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::common::{AgentRuntime, Autonomy};
 
 /// An agent: spawned from a stack, placed in the hyperbolic space, given a task and an objective.
+// clippy reads kube's repeated `printcolumn(type_ = ..)` arguments as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "hypersync.io",

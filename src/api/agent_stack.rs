@@ -13,6 +13,8 @@ use super::model_entry::ModelType;
 
 /// A recipe AgentNodes are spawned from: which models fill which layer, which tools the agent gets,
 /// how it moves in the hyperbolic space, and the container it runs in.
+// clippy reads kube's repeated `printcolumn(type_ = ..)` arguments as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "hypersync.io",

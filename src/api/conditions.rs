@@ -49,14 +49,10 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{TimeZone, Utc};
+    use k8s_openapi::jiff::Timestamp;
 
     fn at(secs: i64) -> Time {
-        Time(
-            Utc.timestamp_opt(secs, 0)
-                .single()
-                .expect("valid timestamp"),
-        )
+        Time(Timestamp::from_second(secs).expect("valid timestamp"))
     }
 
     #[test]

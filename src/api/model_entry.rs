@@ -15,6 +15,8 @@ use super::common::SecretKeyRef;
 
 /// A model the operator knows about: where it runs (in-cluster or at a provider), what it is and what it
 /// is good at. AgentStacks bind to entries by name or by type and capability tags.
+// clippy reads kube's repeated `printcolumn(type_ = ..)` arguments as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "hypersync.io",
