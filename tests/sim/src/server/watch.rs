@@ -142,6 +142,9 @@ impl WatchStream {
                             }
                         }
                         if !buf.is_empty() {
+                            if self.state.faults.drop_watch() {
+                                return None;
+                            }
                             return Some(buf.freeze());
                         }
                     }
@@ -279,12 +282,6 @@ pub fn serve_watch(
         ws.last_rv = last;
     }
     ws.pending = pending;
-    if let Some(f) = state.faults_watch_drop() {
-        ws.deadline = Some(
-            ws.deadline
-                .map_or(Instant::now() + f, |d| d.min(Instant::now() + f)),
-        );
-    }
     let stream =
         futures::stream::unfold(ws, |mut ws| async move { ws.next().await.map(|b| (b, ws)) });
     stream_response(stream, "application/json")
