@@ -20,6 +20,7 @@
 
 mod defaults;
 mod deployment;
+mod endpoints;
 mod events;
 #[cfg(test)]
 mod fake;
@@ -255,6 +256,7 @@ impl DataPlane {
         job::sync_all(&ctx);
         scheduler::schedule_all(&ctx);
         kubelet::sync_all(&ctx, &mut self.kubelet);
+        endpoints::sync_all(&ctx);
         self.seq = ctx.seq.get();
         self.dirty = ctx.wrote.get();
         self.next_wake = ctx.wake.get();

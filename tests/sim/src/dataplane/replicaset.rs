@@ -15,6 +15,7 @@ use super::{Ctx, ResourceRef};
 
 const COMPONENT: &str = "replicaset-controller";
 
+#[allow(clippy::too_many_arguments)]
 /// Creates a pod from a template owned by `owner`, with a generated `<prefix><suffix>` name.
 pub(crate) fn create_pod_from_template(
     ctx: &Ctx<'_>,

@@ -145,10 +145,10 @@ fn pod_tolerations(pod: &Value) -> Vec<Value> {
 }
 
 fn matches_node_affinity(pod: &Value, node: &NodeView<'_>) -> bool {
-    if let Some(sel) = at(pod, &["spec", "nodeSelector"]).and_then(Value::as_object) {
-        if !map_matches(sel, &node.labels) {
-            return false;
-        }
+    if let Some(sel) = at(pod, &["spec", "nodeSelector"]).and_then(Value::as_object)
+        && !map_matches(sel, &node.labels)
+    {
+        return false;
     }
     let required = at(
         pod,
