@@ -40,7 +40,6 @@ use serde_json::Value;
 
 pub use defaults::{IpAllocator, default_on_create, default_on_update};
 pub use deployment::template_hash;
-pub use labels::Selector;
 pub use nodes::parse_nodes;
 pub use quantity::{ResourceList, parse_milli, pod_requests};
 pub use scheduler::unschedulable_message;
