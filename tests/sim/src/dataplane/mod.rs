@@ -32,6 +32,7 @@ mod quantity;
 mod replicaset;
 mod scheduler;
 mod util;
+mod volumes;
 
 use std::cell::Cell;
 
@@ -42,7 +43,7 @@ pub use defaults::{IpAllocator, default_on_create, default_on_update};
 pub use deployment::template_hash;
 pub use nodes::parse_nodes;
 pub use quantity::{ResourceList, parse_milli, pod_requests};
-pub use scheduler::unschedulable_message;
+pub use scheduler::{NodeFailure, prefilter_message, unschedulable_message};
 
 /// Seconds each container of a run-to-completion pod runs (fractions allowed).
 pub const ANN_RUN_SECONDS: &str = "sim.hypersync.io/run-seconds";
@@ -253,6 +254,7 @@ impl DataPlane {
         deployment::sync_all(&ctx);
         replicaset::sync_all(&ctx);
         job::sync_all(&ctx);
+        volumes::sync_all(&ctx);
         scheduler::schedule_all(&ctx);
         kubelet::sync_all(&ctx, &mut self.kubelet);
         endpoints::sync_all(&ctx);
