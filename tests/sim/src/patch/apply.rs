@@ -376,14 +376,15 @@ fn item_pes(items: &[Value], lt: &ListType, node: Option<&HintNode>) -> Option<V
 /// The set of fields an applied configuration specifies.
 fn to_set(v: &Value, node: Option<&HintNode>, path: &mut Vec<PathElement>, out: &mut FieldSet) {
     match v {
-        Value::Object(m) if !map_is_atomic(node) && !m.is_empty() => {
+        // Empty granular maps and lists own nothing (as the real typed walk).
+        Value::Object(m) if !map_is_atomic(node) => {
             for (k, c) in m {
                 path.push(field(k));
                 to_set(c, child(node, k), path, out);
                 path.pop();
             }
         }
-        Value::Array(items) if !items.is_empty() => {
+        Value::Array(items) if granular_list(node).is_some() => {
             let pes = granular_list(node).and_then(|lt| item_pes(items, lt, node).map(|p| (lt, p)));
             let Some((lt, pes)) = pes else {
                 out.insert(path);

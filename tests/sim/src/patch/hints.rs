@@ -123,10 +123,8 @@ impl TypeHints {
                 workload_spec(root.at("spec"));
                 conditions(&mut root, "status.conditions");
                 if kind == "ReplicationController" {
-                    root.children
-                        .get_mut("spec")
-                        .map(|s| s.children.remove("selector"));
-                    root.atomic("spec.selector");
+                    // ReplicationController selectors are plain maps, merged per key.
+                    root.at("spec.selector").atomic_map = false;
                 }
             }
             "Job" => {

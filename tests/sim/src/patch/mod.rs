@@ -43,3 +43,6 @@ impl PatchError {
         self.to_string()
     }
 }
+
+#[cfg(test)]
+mod apply_tests;
