@@ -588,8 +588,19 @@ fn merge_list(live: &[Value], config: &[Value], lt: &ListType, node: Option<&Hin
 }
 
 /// Removes from `obj` what the applier owned last time (`last`) and nobody owns now (`keep`).
-fn prune(obj: &mut Value, last: &FieldSet, keep: Option<&FieldSet>, node: Option<&HintNode>) {
+/// `key_fields` are the key field names when `obj` is a list-map item: they stay as long as
+/// the item does.
+fn prune(
+    obj: &mut Value,
+    last: &FieldSet,
+    keep: Option<&FieldSet>,
+    node: Option<&HintNode>,
+    key_fields: &[String],
+) {
     for (pe, sub) in last.children() {
+        if matches!(pe, PathElement::Field(name) if key_fields.contains(name)) {
+            continue;
+        }
         let keep_sub = keep.and_then(|k| k.child(pe));
         let kept = keep_sub.is_some_and(|k| !k.is_empty());
         let child_node = match pe {
@@ -604,8 +615,12 @@ fn prune(obj: &mut Value, last: &FieldSet, keep: Option<&FieldSet>, node: Option
             continue;
         }
         let mut now_empty = false;
+        let item_keys: Vec<String> = match (pe, child_node.and_then(|n| n.list.as_ref())) {
+            (PathElement::Key(_), Some(ListType::Map(keys))) => keys.clone(),
+            _ => Vec::new(),
+        };
         if let Some(value) = child_mut(obj, pe, node) {
-            prune(value, sub, keep_sub, child_node);
+            prune(value, sub, keep_sub, child_node, &item_keys);
             now_empty = match value {
                 Value::Object(m) => m.is_empty(),
                 Value::Array(a) => a.is_empty(),
@@ -856,7 +871,7 @@ pub fn server_side_apply(
         for e in entries.iter().filter(|e| !me(e)) {
             keep = keep.union(&e.set);
         }
-        prune(&mut merged, last, Some(&keep), root);
+        prune(&mut merged, last, Some(&keep), root, &[]);
     }
 
     let mut cmp = Comparison::default();

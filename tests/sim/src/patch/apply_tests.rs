@@ -764,3 +764,38 @@ fn pod_ports_use_container_port_and_protocol_keys() {
             .is_some()
     );
 }
+
+#[test]
+fn item_kept_by_another_manager_keeps_its_key_fields() {
+    let mut cfg = nginx(1, "nginx:1.25");
+    push_container(
+        &mut cfg,
+        json!({"name": "sidecar", "image": "envoy:1", "args": ["-v"]}),
+    );
+    let a = apply(None, &cfg, "kubectl", false, T0).expect("create");
+    // `kubectl set image` (an Update) changes only the sidecar image
+    let mut set_image = a.object.clone();
+    set_image["spec"]["template"]["spec"]["containers"][1]["image"] = json!("envoy:2");
+    track_update(
+        Some(&a.object),
+        &mut set_image,
+        "kubectl-set",
+        "Update",
+        None,
+        &dep_hints(),
+        T1,
+    );
+    // the applier stops applying the sidecar: what kubectl-set owns stays, with the key
+    let b = apply(
+        Some(&set_image),
+        &nginx(1, "nginx:1.25"),
+        "kubectl",
+        false,
+        T2,
+    )
+    .expect("reapply");
+    assert_eq!(
+        b.object["spec"]["template"]["spec"]["containers"][1],
+        json!({"name": "sidecar", "image": "envoy:2"})
+    );
+}
