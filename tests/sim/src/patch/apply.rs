@@ -414,18 +414,35 @@ struct Comparison {
     modified: FieldSet,
 }
 
-/// Field names of always-present (non-pointer) structs: a newly added one does not make its
-/// own path a member, as the real server's typed comparison does not see it appear.
-fn struct_like(path: &[PathElement]) -> bool {
-    match path.last() {
-        Some(PathElement::Field(name)) => {
-            path.len() == 1
-                || matches!(
-                    name.as_str(),
-                    "metadata" | "spec" | "template" | "strategy" | "resources"
-                )
+/// Whether `path` exists in the zero value of a built-in Go type (non-pointer structs such as
+/// `spec`, `spec.template.spec`, `spec.strategy`, and the non-omitempty `containers` list). The
+/// real server compares against that zero value, so these never count as newly added nodes.
+fn zero_present(path: &[PathElement]) -> bool {
+    const STRUCTS: [&str; 7] = [
+        "metadata",
+        "spec",
+        "status",
+        "template",
+        "strategy",
+        "updateStrategy",
+        "jobTemplate",
+    ];
+    let names: Option<Vec<&str>> = path
+        .iter()
+        .map(|pe| match pe {
+            PathElement::Field(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    let Some(names) = names else {
+        return false;
+    };
+    match names.split_last() {
+        Some((last, parents)) => {
+            parents.iter().all(|n| STRUCTS.contains(n))
+                && (STRUCTS.contains(last) || *last == "containers")
         }
-        _ => false,
+        None => true,
     }
 }
 
@@ -444,7 +461,7 @@ fn compare(
         let empty = |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(Map::is_empty);
         if !(empty(l) && empty(r)) {
             if l.is_none() {
-                if !struct_like(path) {
+                if !zero_present(path) {
                     out.added.insert(path);
                 }
             } else if r.is_none() {
@@ -485,6 +502,13 @@ fn compare(
         if let (Some(lp), Some(rp)) = (item_pes(la, lt, node), item_pes(ra, lt, node))
             && !(la.is_empty() && ra.is_empty())
         {
+            if l.is_none() {
+                if !zero_present(path) {
+                    out.added.insert(path);
+                }
+            } else if r.is_none() {
+                out.removed.insert(path);
+            }
             let mut order: Vec<&PathElement> = lp.iter().collect();
             for pe in &rp {
                 if !order.contains(&pe) {
@@ -550,85 +574,89 @@ fn fresh(config: &Value, node: Option<&HintNode>) -> Value {
     }
 }
 
-/// Merges list items by key (map) or value (set): configured items follow the configured
-/// order, live-only items stay next to the items they followed.
+/// Merges list items by key (map) or value (set). Order follows the real merge: walk both
+/// lists together, keep live-only items where they are, emit configured items in configured
+/// order, and place each item present on both sides where the configuration puts it.
 fn merge_list(live: &[Value], config: &[Value], lt: &ListType, node: Option<&HintNode>) -> Value {
     let (Some(lp), Some(cp)) = (item_pes(live, lt, node), item_pes(config, lt, node)) else {
         return Value::Array(config.iter().map(|c| fresh(c, node)).collect());
     };
-    let merged_item = |j: usize| -> Value {
-        match lp.iter().position(|p| p == &cp[j]) {
-            Some(i) if matches!(lt, ListType::Map(_)) => merge(&live[i], &config[j], node),
-            _ => fresh(&config[j], node),
+    let live_pos = |pe: &PathElement| lp.iter().position(|p| p == pe);
+    let in_config = |pe: &PathElement| cp.contains(pe);
+    let merged_item = |li: Option<usize>, ci: usize| -> Value {
+        match li {
+            Some(i) if matches!(lt, ListType::Map(_)) => merge(&live[i], &config[ci], node),
+            _ => fresh(&config[ci], node),
         }
     };
-    let mut out = Vec::with_capacity(live.len() + config.len());
-    let mut emitted = vec![false; config.len()];
-    let mut cursor = 0;
-    for (i, item) in live.iter().enumerate() {
-        match cp.iter().position(|p| p == &lp[i]) {
-            Some(j) => {
-                for (k, done) in emitted.iter_mut().enumerate().take(j + 1).skip(cursor) {
-                    if !*done {
-                        out.push(merged_item(k));
-                        *done = true;
-                    }
-                }
-                cursor = cursor.max(j + 1);
+    let mut shared: std::collections::VecDeque<&PathElement> =
+        cp.iter().filter(|pe| lp.contains(pe)).collect();
+    let mut next_shared = shared.pop_front();
+    let mut emitted: Vec<&PathElement> = Vec::new();
+    let mut out = Vec::with_capacity(live.len().max(config.len()));
+    let (mut li, mut ci) = (0, 0);
+    while li < lp.len() || ci < cp.len() {
+        if li < lp.len() && ci < cp.len() {
+            if lp[li] == cp[ci] {
+                out.push(merged_item(Some(li), ci));
+                emitted.push(&cp[ci]);
+                li += 1;
+                ci += 1;
+                next_shared = shared.pop_front();
+                continue;
             }
-            None => out.push(item.clone()),
+            if in_config(&lp[li]) && next_shared.is_some_and(|s| s != &lp[li]) {
+                // shared item, but another shared item is due first
+                li += 1;
+                continue;
+            }
         }
-    }
-    for (k, done) in emitted.iter().enumerate() {
-        if !done {
-            out.push(merged_item(k));
+        if li < lp.len() {
+            if !in_config(&lp[li]) {
+                out.push(live[li].clone());
+                li += 1;
+                continue;
+            }
+            if emitted.contains(&&lp[li]) {
+                li += 1;
+            }
+        }
+        if ci < cp.len() {
+            let pe = &cp[ci];
+            emitted.push(pe);
+            out.push(merged_item(live_pos(pe), ci));
+            ci += 1;
+            if next_shared == Some(pe) {
+                next_shared = shared.pop_front();
+            }
         }
     }
     Value::Array(out)
 }
 
-/// Removes from `obj` what the applier owned last time (`last`) and nobody owns now (`keep`).
-/// `key_fields` are the key field names when `obj` is a list-map item: they stay as long as
-/// the item does.
-fn prune(
-    obj: &mut Value,
-    last: &FieldSet,
-    keep: Option<&FieldSet>,
-    node: Option<&HintNode>,
-    key_fields: &[String],
-) {
+/// Removes from `obj` what the applier owned last time (`last`) and nobody owns now (`keep`,
+/// which includes the applier's new configuration), as the real updater does: a named field
+/// counts as owned when anything below it is; a list item only when it is owned as an item.
+/// A removed path goes with everything below it.
+fn prune(obj: &mut Value, last: &FieldSet, keep: Option<&FieldSet>, node: Option<&HintNode>) {
     for (pe, sub) in last.children() {
-        if matches!(pe, PathElement::Field(name) if key_fields.contains(name)) {
-            continue;
-        }
         let keep_sub = keep.and_then(|k| k.child(pe));
-        let kept = keep_sub.is_some_and(|k| !k.is_empty());
-        let child_node = match pe {
-            PathElement::Field(name) => child(node, name),
-            _ => node,
-        };
-        if !kept && sub.is_member() {
+        let is_field = matches!(pe, PathElement::Field(_));
+        let owned_before = sub.is_member() || is_field;
+        let kept = keep_sub.is_some_and(|k| k.is_member() || (is_field && !k.is_empty()));
+        if owned_before && !kept {
             remove_child(obj, pe, node);
             continue;
         }
         if sub.children().next().is_none() {
             continue;
         }
-        let mut now_empty = false;
-        let item_keys: Vec<String> = match (pe, child_node.and_then(|n| n.list.as_ref())) {
-            (PathElement::Key(_), Some(ListType::Map(keys))) => keys.clone(),
-            _ => Vec::new(),
+        let child_node = match pe {
+            PathElement::Field(name) => child(node, name),
+            _ => node,
         };
         if let Some(value) = child_mut(obj, pe, node) {
-            prune(value, sub, keep_sub, child_node, &item_keys);
-            now_empty = match value {
-                Value::Object(m) => m.is_empty(),
-                Value::Array(a) => a.is_empty(),
-                _ => false,
-            };
-        }
-        if now_empty && !kept {
-            remove_child(obj, pe, node);
+            prune(value, sub, keep_sub, child_node);
         }
     }
 }
@@ -854,9 +882,9 @@ pub fn server_side_apply(
         }
     }
 
-    let mut new_set = FieldSet::new();
-    to_set(&config, root, &mut Vec::new(), &mut new_set);
-    let new_set = scope.filter(&new_set);
+    let mut raw_new_set = FieldSet::new();
+    to_set(&config, root, &mut Vec::new(), &mut raw_new_set);
+    let new_set = scope.filter(&raw_new_set);
 
     let me = |e: &Entry| e.is(manager, "Apply", &api_version, subresource);
     let last_set = entries.iter().find(|e| me(e)).map(|e| e.set.clone());
@@ -867,11 +895,12 @@ pub fn server_side_apply(
     let mut merged = merge(&base, &config, root);
 
     if let Some(last) = &last_set {
-        let mut keep = new_set.clone();
+        // The unfiltered set still holds metadata.name etc., which keeps `metadata` alive.
+        let mut keep = raw_new_set.clone();
         for e in entries.iter().filter(|e| !me(e)) {
             keep = keep.union(&e.set);
         }
-        prune(&mut merged, last, Some(&keep), root, &[]);
+        prune(&mut merged, last, Some(&keep), root);
     }
 
     let mut cmp = Comparison::default();

@@ -766,14 +766,15 @@ fn pod_ports_use_container_port_and_protocol_keys() {
 }
 
 #[test]
-fn item_kept_by_another_manager_keeps_its_key_fields() {
+fn item_is_removed_unless_another_manager_owns_the_item_itself() {
     let mut cfg = nginx(1, "nginx:1.25");
     push_container(
         &mut cfg,
         json!({"name": "sidecar", "image": "envoy:1", "args": ["-v"]}),
     );
     let a = apply(None, &cfg, "kubectl", false, T0).expect("create");
-    // `kubectl set image` (an Update) changes only the sidecar image
+    // `kubectl set image` (an Update) changes only the sidecar image: it owns
+    // `k:{"name":"sidecar"}.f:image`, not the item.
     let mut set_image = a.object.clone();
     set_image["spec"]["template"]["spec"]["containers"][1]["image"] = json!("envoy:2");
     track_update(
@@ -785,7 +786,6 @@ fn item_kept_by_another_manager_keeps_its_key_fields() {
         &dep_hints(),
         T1,
     );
-    // the applier stops applying the sidecar: what kubectl-set owns stays, with the key
     let b = apply(
         Some(&set_image),
         &nginx(1, "nginx:1.25"),
@@ -794,8 +794,110 @@ fn item_kept_by_another_manager_keeps_its_key_fields() {
         T2,
     )
     .expect("reapply");
+    let cs = b.object["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(cs.len(), 1, "the sidecar item goes: {cs:?}");
+    assert!(
+        entry(&b.object, "kubectl-set").is_none(),
+        "its only field went with it"
+    );
+
+    // An Update that created an item owns the item: then it stays.
+    let mut added = a.object.clone();
+    push_container(&mut added, json!({"name": "debug", "image": "busybox"}));
+    track_update(
+        Some(&a.object),
+        &mut added,
+        "kubectl-edit",
+        "Update",
+        None,
+        &dep_hints(),
+        T1,
+    );
+    let c = apply(Some(&added), &nginx(1, "nginx:1.25"), "kubectl", false, T2).expect("reapply");
+    let names: Vec<Value> = c.object["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .map(|c| c.iter().map(|x| x["name"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, vec![json!("nginx"), json!("debug")]);
+}
+
+#[test]
+fn update_entries_mark_new_lists_and_structs_like_the_server() {
+    let mut created = nginx(1, "nginx:1.25");
+    created["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "A", "value": "1"}]);
+    created["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"limits": {"cpu": "1"}});
+    track_update(
+        None,
+        &mut created,
+        "kubectl-create",
+        "Update",
+        None,
+        &dep_hints(),
+        T0,
+    );
+    let f = entry(&created, "kubectl-create")
+        .map(|e| e["fieldsV1"].clone())
+        .unwrap_or_default();
+    let c = &f["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nginx\"}"];
     assert_eq!(
-        b.object["spec"]["template"]["spec"]["containers"][1],
-        json!({"name": "sidecar", "image": "envoy:2"})
+        c,
+        &json!({
+            ".": {}, "f:env": {".": {}, "k:{\"name\":\"A\"}": {".": {}, "f:name": {}, "f:value": {}}},
+            "f:image": {}, "f:name": {},
+            "f:ports": {".": {}, "k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}},
+            "f:resources": {".": {}, "f:limits": {".": {}, "f:cpu": {}}}
+        })
+    );
+    assert!(
+        f["f:spec"]["f:template"]["f:spec"]["f:containers"]
+            .get(".")
+            .is_none()
+    );
+    assert!(f["f:spec"].get(".").is_none());
+    assert!(f["f:spec"]["f:template"].get(".").is_none());
+    assert_eq!(f["f:spec"]["f:selector"], json!({}));
+}
+
+#[test]
+fn merge_order_places_shared_items_where_the_configuration_puts_them() {
+    let h = model_hints();
+    let live = server_side_apply(
+        None,
+        &model(
+            json!([{"name": "a"}, {"name": "x"}, {"name": "b"}, {"name": "c"}]),
+            json!([]),
+        ),
+        "m1",
+        false,
+        None,
+        &h,
+        T0,
+    )
+    .expect("create");
+    let out = server_side_apply(
+        Some(&live.object),
+        &model(
+            json!([{"name": "c"}, {"name": "new"}, {"name": "a"}]),
+            json!([]),
+        ),
+        "m2",
+        false,
+        None,
+        &h,
+        T1,
+    )
+    .expect("merge");
+    let names: Vec<Value> = out.object["spec"]["endpoints"]
+        .as_array()
+        .map(|c| c.iter().map(|x| x["name"].clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        vec![json!("x"), json!("b"), json!("c"), json!("new"), json!("a")]
     );
 }

@@ -122,10 +122,6 @@ impl TypeHints {
             "ReplicaSet" | "DaemonSet" | "StatefulSet" | "ReplicationController" => {
                 workload_spec(root.at("spec"));
                 conditions(&mut root, "status.conditions");
-                if kind == "ReplicationController" {
-                    // ReplicationController selectors are plain maps, merged per key.
-                    root.at("spec.selector").atomic_map = false;
-                }
             }
             "Job" => {
                 workload_spec(root.at("spec"));
