@@ -848,6 +848,7 @@ pub fn server_side_apply(
     hints: &TypeHints,
     now: &str,
 ) -> Result<ApplyResult, ApplyConflict> {
+    let subresource = subresource.filter(|s| !s.is_empty());
     let scope = Scope::new(subresource, hints);
     let root = Some(&hints.root);
     let api_version = {
@@ -932,8 +933,8 @@ pub fn server_side_apply(
         e.set = e.set.difference(&clash);
     }
     if !force && !causes.is_empty() {
-        causes
-            .sort_by(|a, b| (a.printed_manager(), &a.field).cmp(&(b.printed_manager(), &b.field)));
+        // Grouped by manager; within a manager, field paths stay in path order.
+        causes.sort_by_key(ConflictCause::printed_manager);
         let conflicts = causes
             .iter()
             .map(|c| (c.manager.clone(), c.field.clone()))
@@ -942,10 +943,14 @@ pub fn server_side_apply(
     }
 
     let object_changed = live_clean.as_ref() != Some(&merged);
-    let new_set = new_set.difference(&removed);
+    // Removed fields leave the other managers' sets; the applier keeps exactly what it applied
+    // (an applied `null` stays owned).
+    for e in entries.iter_mut().filter(|e| !me(e)) {
+        e.set = e.set.difference(&removed);
+    }
     match entries.iter_mut().find(|e| me(e)) {
         Some(e) => {
-            if object_changed || e.set != new_set {
+            if object_changed {
                 e.time = Some(now.to_string());
             }
             e.set = new_set;
@@ -959,9 +964,6 @@ pub fn server_side_apply(
             subresource: subresource.filter(|s| !s.is_empty()).map(String::from),
             set: new_set,
         }),
-    }
-    for e in &mut entries {
-        e.set = e.set.difference(&removed);
     }
     entries.retain(|e| !e.set.is_empty());
 
@@ -988,6 +990,7 @@ pub fn track_update(
     hints: &TypeHints,
     now: &str,
 ) {
+    let subresource = subresource.filter(|s| !s.is_empty());
     let scope = Scope::new(subresource, hints);
     let root = Some(&hints.root);
     let api_version = api_version_of(new);
@@ -1021,13 +1024,13 @@ pub fn track_update(
     let removed = cmp.removed;
 
     let me = |e: &Entry| e.is(manager, operation, &api_version, subresource);
+    let gained = modified.union(&added);
     for e in entries.iter_mut() {
         if !me(e) {
-            e.set = e.set.difference(&modified);
+            e.set = e.set.difference(&gained);
         }
         e.set = e.set.difference(&removed);
     }
-    let gained = modified.union(&added);
     match entries.iter_mut().find(|e| me(e)) {
         Some(e) => {
             let updated = e.set.union(&gained);

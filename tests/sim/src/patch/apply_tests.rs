@@ -520,13 +520,17 @@ fn atomic_lists_and_structs_replace_and_conflict_as_a_whole() {
 }
 
 #[test]
-fn applied_null_removes_the_field() {
+fn applied_null_removes_the_field_but_stays_owned() {
     let a = apply(None, &nginx(3, "nginx:1.25"), "kubectl", false, T0).expect("create");
     let mut cfg = nginx(3, "nginx:1.25");
     cfg["spec"]["replicas"] = Value::Null;
     let out = apply(Some(&a.object), &cfg, "kubectl", false, T1).expect("apply");
     assert!(out.object["spec"].get("replicas").is_none());
-    assert!(!owns(&out.object, "kubectl", &["f:spec", "f:replicas"]));
+    assert!(owns(&out.object, "kubectl", &["f:spec", "f:replicas"]));
+    assert_eq!(
+        entry(&out.object, "kubectl").map(|e| e["time"].clone()),
+        Some(json!(T1))
+    );
 }
 
 #[test]
