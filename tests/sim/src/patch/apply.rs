@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::PatchError;
-use super::fieldset::{FieldSet, PathElement, path_string};
+use super::fieldset::{FieldSet, PathElement, canonical, path_string};
 use super::hints::{HintNode, ListType, TypeHints};
 use super::json_patch::json_equal;
 
@@ -836,10 +836,116 @@ fn validate_value(
     Ok(())
 }
 
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Server-side apply of `applied` by `manager`. `live == None` creates the object. `now` is the
 /// RFC 3339 timestamp written into the applier's managedFields entry. Call `validate_apply`
 /// first to reject malformed configurations with the server's messages.
+///
+/// As the real server does for the manager `kubectl` only: conflicts on fields whose live
+/// values still match the client-side `last-applied-configuration` annotation are taken over
+/// (upgrading from client-side apply), and an existing annotation is kept in sync with the
+/// applied configuration.
 pub fn server_side_apply(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    subresource: Option<&str>,
+    hints: &TypeHints,
+    now: &str,
+) -> Result<ApplyResult, ApplyConflict> {
+    let attempt = apply_core(live, applied, manager, force, subresource, hints, now);
+    let mut result = match (attempt, live) {
+        (Err(conflict), Some(live)) if manager == "kubectl" => {
+            let Some(allowed) = allowed_by_last_applied(live, hints) else {
+                return Err(conflict);
+            };
+            let remaining: Vec<ConflictCause> = conflict
+                .causes
+                .iter()
+                .filter(|c| !allowed.iter().any(|a| a == &c.field))
+                .cloned()
+                .collect();
+            if !remaining.is_empty() {
+                let conflicts = remaining
+                    .iter()
+                    .map(|c| (c.manager.clone(), c.field.clone()))
+                    .collect();
+                return Err(ApplyConflict {
+                    conflicts,
+                    causes: remaining,
+                });
+            }
+            apply_core(Some(live), applied, manager, true, subresource, hints, now)?
+        }
+        (attempt, _) => attempt?,
+    };
+    if manager == "kubectl" {
+        sync_last_applied(&mut result, applied);
+    }
+    Ok(result)
+}
+
+fn last_applied_of(obj: &Value) -> Option<&str> {
+    obj.get("metadata")?
+        .get("annotations")?
+        .get(LAST_APPLIED)?
+        .as_str()
+        .filter(|s| !s.is_empty())
+}
+
+/// Paths (as conflict strings) the client-side annotation still vouches for: in the annotation
+/// and unchanged in the live object.
+fn allowed_by_last_applied(live: &Value, hints: &TypeHints) -> Option<Vec<String>> {
+    let last: Value = serde_json::from_str(last_applied_of(live)?).ok()?;
+    if api_version_of(&last) != api_version_of(live) {
+        return None;
+    }
+    let root = Some(&hints.root);
+    let mut set = FieldSet::new();
+    to_set(&last, root, &mut Vec::new(), &mut set);
+    let mut cmp = Comparison::default();
+    let live_clean = without_managed_fields(live);
+    compare(
+        Some(&last),
+        Some(&live_clean),
+        root,
+        &mut Vec::new(),
+        &mut cmp,
+    );
+    let set = set
+        .difference(&cmp.modified)
+        .difference(&cmp.added)
+        .difference(&cmp.removed);
+    Some(set.paths().iter().map(|p| path_string(p)).collect())
+}
+
+/// Rewrites an existing, non-empty last-applied annotation from the applied configuration.
+fn sync_last_applied(result: &mut ApplyResult, applied: &Value) {
+    if last_applied_of(&result.object).is_none() {
+        return;
+    }
+    let mut config = applied.clone();
+    if let Some(Value::Object(ann)) = config
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+    {
+        ann.shift_remove(LAST_APPLIED);
+    }
+    let text = format!("{}\n", canonical(&config));
+    if let Some(Value::Object(ann)) = result
+        .object
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        && ann.get(LAST_APPLIED).and_then(Value::as_str) != Some(text.as_str())
+    {
+        ann.insert(LAST_APPLIED.to_string(), Value::String(text));
+        result.changed = true;
+    }
+}
+
+fn apply_core(
     live: Option<&Value>,
     applied: &Value,
     manager: &str,

@@ -905,3 +905,80 @@ fn merge_order_places_shared_items_where_the_configuration_puts_them() {
         vec![json!("x"), json!("b"), json!("c"), json!("new"), json!("a")]
     );
 }
+
+#[test]
+fn kubectl_server_side_upgrade_takes_over_client_side_fields() {
+    // `kubectl apply` (client-side) created the object: an Update entry plus the annotation.
+    let mut created = nginx(2, "nginx:1.25");
+    let last = format!("{}\n", nginx(2, "nginx:1.25"));
+    created["metadata"]["annotations"] =
+        json!({ "kubectl.kubernetes.io/last-applied-configuration": last });
+    track_update(
+        None,
+        &mut created,
+        "kubectl-client-side-apply",
+        "Update",
+        None,
+        &dep_hints(),
+        T0,
+    );
+
+    // `kubectl apply --server-side` with a new replica count: the annotation vouches for the
+    // old value, so there is no conflict and the annotation follows the applied config.
+    let out = apply(
+        Some(&created),
+        &nginx(4, "nginx:1.25"),
+        "kubectl",
+        false,
+        T1,
+    )
+    .expect("upgrade");
+    assert_eq!(out.object["spec"]["replicas"], 4);
+    assert!(owns(&out.object, "kubectl", &["f:spec", "f:replicas"]));
+    assert!(!owns(
+        &out.object,
+        "kubectl-client-side-apply",
+        &["f:spec", "f:replicas"]
+    ));
+    let ann =
+        out.object["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+    let parsed: Value = serde_json::from_str(&ann).expect("annotation is JSON");
+    assert_eq!(parsed["spec"]["replicas"], 4);
+    assert!(ann.ends_with('\n'));
+
+    // Another manager name gets the conflict.
+    let err =
+        apply(Some(&created), &nginx(4, "nginx:1.25"), "other", false, T1).expect_err("conflict");
+    assert_eq!(
+        err.message(),
+        "Apply failed with 1 conflict: conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.replicas"
+    );
+
+    // Fields changed since the last client-side apply are not vouched for.
+    let mut drifted = created.clone();
+    drifted["spec"]["replicas"] = json!(3);
+    track_update(
+        Some(&created),
+        &mut drifted,
+        "kubectl-edit",
+        "Update",
+        None,
+        &dep_hints(),
+        T1,
+    );
+    let err = apply(
+        Some(&drifted),
+        &nginx(4, "nginx:1.25"),
+        "kubectl",
+        false,
+        T2,
+    )
+    .expect_err("conflict");
+    assert_eq!(
+        err.message(),
+        "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using apps/v1: .spec.replicas"
+    );
+}
