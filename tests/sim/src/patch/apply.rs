@@ -1155,5 +1155,74 @@ pub fn track_update(
         }),
         None => {}
     }
+    cap_update_managers(&mut entries);
     store_entries(new, entries);
+}
+
+/// Most Update entries the real server keeps; older ones merge into per-version
+/// `ancient-changes` entries.
+const MAX_UPDATE_MANAGERS: usize = 10;
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Merges the oldest Update entries into `ancient-changes` buckets (one per apiVersion) until
+/// at most `MAX_UPDATE_MANAGERS` Update entries remain. Apply entries are never capped.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    let mut updaters: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].operation != "Apply")
+        .collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    let sort_key = |e: &Entry| {
+        (
+            e.time.clone().unwrap_or_default(),
+            e.manager.clone(),
+            e.api_version.clone(),
+            e.subresource.clone(),
+        )
+    };
+    updaters.sort_by_key(|&i| sort_key(&entries[i]));
+    let mut slots: Vec<Option<Entry>> = entries.drain(..).map(Some).collect();
+    let mut first_for_version: Vec<(String, usize)> = Vec::new();
+    let mut remaining = updaters.len();
+    for &i in &updaters {
+        if remaining <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let Some(version) = slots[i].as_ref().map(|e| e.api_version.clone()) else {
+            continue;
+        };
+        let Some(&(_, first)) = first_for_version.iter().find(|(v, _)| *v == version) else {
+            first_for_version.push((version, i));
+            continue;
+        };
+        let is_bucket = |e: &Entry| {
+            e.manager == ANCIENT_CHANGES
+                && e.operation == "Update"
+                && e.api_version == version
+                && e.subresource.is_none()
+        };
+        let bucket = match slots.iter().position(|e| e.as_ref().is_some_and(is_bucket)) {
+            Some(b) => b,
+            None => {
+                if let Some(e) = slots[first].as_mut() {
+                    e.manager = ANCIENT_CHANGES.to_string();
+                    e.operation = "Update".to_string();
+                    e.subresource = None;
+                }
+                first
+            }
+        };
+        if bucket == i {
+            continue;
+        }
+        if let Some(merged) = slots[i].take() {
+            if let Some(b) = slots[bucket].as_mut() {
+                b.set = b.set.union(&merged.set);
+                b.time = merged.time;
+            }
+            remaining -= 1;
+        }
+    }
+    entries.extend(slots.into_iter().flatten());
 }

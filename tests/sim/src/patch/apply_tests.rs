@@ -982,3 +982,54 @@ fn kubectl_server_side_upgrade_takes_over_client_side_fields() {
         "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using apps/v1: .spec.replicas"
     );
 }
+
+#[test]
+fn more_than_ten_update_managers_fold_into_ancient_changes() {
+    let mut obj = nginx(1, "nginx:1.25");
+    track_update(
+        None,
+        &mut obj,
+        "creator",
+        "Update",
+        None,
+        &dep_hints(),
+        "2026-01-01T00:00:00Z",
+    );
+    for i in 0..11 {
+        let before = obj.clone();
+        obj["metadata"]["labels"][format!("l{i}")] = json!("v");
+        let now = format!("2026-01-01T00:{:02}:00Z", i + 1);
+        track_update(
+            Some(&before),
+            &mut obj,
+            &format!("writer-{i:02}"),
+            "Update",
+            None,
+            &dep_hints(),
+            &now,
+        );
+    }
+    let es = entries(&obj);
+    assert_eq!(es.len(), 10, "{es:#?}");
+    let ancient = entry(&obj, "ancient-changes").cloned().unwrap_or_default();
+    assert_eq!(ancient["operation"], "Update");
+    assert_eq!(ancient["apiVersion"], "apps/v1");
+    // creator and writer-00 folded at the 12th entry, writer-01 at the 13th; the bucket
+    // carries the time of the last entry merged into it
+    assert_eq!(ancient["time"], "2026-01-01T00:02:00Z");
+    assert!(entry(&obj, "writer-01").is_none());
+    assert!(
+        ancient["fieldsV1"]["f:metadata"]["f:labels"]
+            .get("f:l1")
+            .is_some()
+    );
+    assert!(ancient["fieldsV1"]["f:spec"].get("f:replicas").is_some());
+    assert!(
+        ancient["fieldsV1"]["f:metadata"]["f:labels"]
+            .get("f:l0")
+            .is_some()
+    );
+    assert!(entry(&obj, "creator").is_none());
+    assert!(entry(&obj, "writer-00").is_none());
+    assert!(entry(&obj, "writer-10").is_some());
+}
