@@ -1,4 +1,5 @@
 //! HyperSync Operator: a Kubernetes operator for AI model and agent orchestration.
 
 pub mod api;
+pub mod controller;
 pub mod geometry;
