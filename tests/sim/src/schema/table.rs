@@ -154,7 +154,7 @@ pub fn printer_columns_from_crd_version(version: &Value) -> Vec<PrinterColumn> {
             "date",
             "",
             0,
-            CREATION_TIMESTAMP_DESCRIPTION,
+            "Custom resource definition column (in JSONPath format): .metadata.creationTimestamp",
             ".metadata.creationTimestamp",
         )),
     }
@@ -642,6 +642,8 @@ fn jsonpath_cell(type_: &str, path: &JsonPath, obj: &Value, now: DateTime<Utc>) 
             _ => Value::Null,
         },
         "number" => match v {
+            // Go float64 JSON: integral values serialize without a fraction
+            Value::Number(n) if n.is_i64() || n.is_u64() => v.clone(),
             Value::Number(n) => n.as_f64().map(Value::from).unwrap_or(Value::Null),
             _ => Value::Null,
         },

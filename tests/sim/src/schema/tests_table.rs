@@ -127,6 +127,10 @@ fn crd_columns_and_cells() {
 fn crd_without_columns_gets_name_and_age() {
     let cols = printer_columns_from_crd_version(&json!({"name": "v1"}));
     assert_eq!(
+        cols[1].description,
+        "Custom resource definition column (in JSONPath format): .metadata.creationTimestamp"
+    );
+    assert_eq!(
         cols.iter()
             .map(|c| (c.name.as_str(), c.type_.as_str()))
             .collect::<Vec<_>>(),
@@ -365,4 +369,21 @@ fn service_node_and_misc_cells() {
         json!(["modelentries.hypersync.io", "2024-05-01T10:00:00Z"])
     );
     assert!(builtin_printer_columns("widgets").is_none());
+}
+
+#[test]
+fn number_and_integer_cells_follow_go_json() {
+    let cols = printer_columns_from_crd_version(&crd_version());
+    let mut o = model("a");
+    o["spec"]["ratio"] = json!(2);
+    o["spec"]["replicas"] = json!(3.9);
+    o["spec"]["format"] = json!(7);
+    let t = to_table(&[o], &cols, IncludeObject::None, json!({}), now());
+    assert_eq!(t["rows"][0]["cells"][4].to_string(), "2");
+    assert_eq!(t["rows"][0]["cells"][3], json!(3));
+    assert_eq!(
+        t["rows"][0]["cells"][1],
+        json!("7"),
+        "string columns print non-strings as text"
+    );
 }
