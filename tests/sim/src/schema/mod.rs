@@ -10,6 +10,7 @@ pub mod table;
 
 pub use errors::{
     BadValue, FieldError, FieldErrorKind, invalid_message, invalid_status, status_causes,
+    strict_decoding_message, unknown_field_warning,
 };
 pub use jsonpath::JsonPath;
 pub use structural::StructuralSchema;
