@@ -1,4 +1,7 @@
 //! HyperSync Operator: a Kubernetes operator for AI model and agent orchestration.
 
 pub mod api;
+pub mod controller;
 pub mod geometry;
+pub mod error;
+pub mod metrics;
