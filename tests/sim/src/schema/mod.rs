@@ -15,8 +15,9 @@ pub use errors::{
 pub use jsonpath::JsonPath;
 pub use structural::StructuralSchema;
 pub use table::{
-    IncludeObject, PrinterColumn, builtin_printer_columns, default_printer_columns, human_duration,
-    printer_columns_from_crd_version, table_version_from_accept, to_table,
+    IncludeObject, PrinterColumn, builtin_printer_columns, columns_for, default_printer_columns,
+    human_duration, partial_object_metadata_list, printer_columns_from_crd_version,
+    table_version_from_accept, to_table,
 };
 
 #[cfg(test)]

@@ -545,6 +545,35 @@ pub fn builtin_printer_columns(resource: &str) -> Option<Vec<PrinterColumn>> {
     Some(cols)
 }
 
+/// The columns the apiserver uses for `resource`: the CRD version's columns when `crd_version` is
+/// given, else the built-in printer's, else the default Name / Created At.
+pub fn columns_for(resource: &str, crd_version: Option<&Value>) -> Vec<PrinterColumn> {
+    match crd_version {
+        Some(v) => printer_columns_from_crd_version(v),
+        None => builtin_printer_columns(resource).unwrap_or_else(default_printer_columns),
+    }
+}
+
+/// A `meta.k8s.io/v1` `PartialObjectMetadataList` (`Accept: ...;as=PartialObjectMetadataList;...`).
+pub fn partial_object_metadata_list(objects: &[Value], list_meta: Value) -> Value {
+    let items: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": o.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            })
+        })
+        .collect();
+    let metadata = if list_meta.is_object() {
+        list_meta
+    } else {
+        json!({})
+    };
+    json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items})
+}
+
 /// Builds a `meta.k8s.io/v1` Table of `objects` with `columns`; `list_meta` becomes the Table's
 /// `metadata` (resourceVersion, continue, ...). Ages are computed relative to `now`.
 pub fn to_table(
