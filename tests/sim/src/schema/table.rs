@@ -813,10 +813,13 @@ fn builtin_cell(key: &str, obj: &Value, now: DateTime<Utc>) -> Value {
     let text = |s: String| Value::String(s);
     match key {
         "#age" => text(since(st(obj, &["metadata", "creationTimestamp"]), now)),
-        "#createdAt" => match st(obj, &["metadata", "creationTimestamp"]).and_then(parse_time) {
-            Some(t) => text(t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-            None => Value::Null,
-        },
+        "#createdAt" => text(
+            // Go formats a zero metav1.Time as year 1
+            st(obj, &["metadata", "creationTimestamp"])
+                .and_then(parse_time)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        ),
         "#pod.ready" | "#pod.status" | "#pod.restarts" => {
             let p = pod_summary(obj, now);
             match key {

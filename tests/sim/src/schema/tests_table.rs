@@ -404,4 +404,12 @@ fn columns_for_picks_crd_builtin_or_default() {
     assert_eq!(l["kind"], "PartialObjectMetadataList");
     assert_eq!(l["items"][0]["metadata"]["name"], "a");
     assert!(l["items"][0].get("spec").is_none());
+    let t = to_table(
+        &[json!({"metadata": {"name": "x"}})],
+        &d,
+        IncludeObject::None,
+        json!({}),
+        now(),
+    );
+    assert_eq!(t["rows"][0]["cells"], json!(["x", "0001-01-01T00:00:00Z"]));
 }
