@@ -2,12 +2,14 @@
 //! printer columns / `meta.k8s.io/v1` Table building for built-in and custom resources.
 
 mod cel;
+pub mod crd;
 pub mod errors;
 pub mod formats;
 pub mod jsonpath;
 pub mod structural;
 pub mod table;
 
+pub use crd::crd_schema_errors;
 pub use errors::{
     BadValue, FieldError, FieldErrorKind, invalid_message, invalid_status, status_causes,
     strict_decoding_message, unknown_field_warning,

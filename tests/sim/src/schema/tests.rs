@@ -440,6 +440,12 @@ fn operator_crds_compile_cleanly() {
     let crds = repo_crds();
     assert!(!crds.is_empty());
     for crd in &crds {
+        assert_eq!(
+            crd::crd_schema_errors(crd),
+            Vec::<FieldError>::new(),
+            "{}",
+            crd["metadata"]["name"]
+        );
         for v in crd["spec"]["versions"].as_array().expect("versions") {
             let name = v["name"].as_str().expect("version name");
             let s = StructuralSchema::from_crd(crd, name).expect("schema");
