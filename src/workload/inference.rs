@@ -28,7 +28,7 @@ use super::names::{child_name, label_value};
 use crate::api::model_entry::{CacheSpec, Engine, GpuRequest, LocalSource, ModelType};
 
 /// The pinned vLLM image (OpenAI-compatible server).
-pub const VLLM_IMAGE: &str = "vllm/vllm-openai:v0.10.1.1";
+pub const VLLM_IMAGE: &str = "vllm/vllm-openai:v0.10.1";
 /// The pinned Ollama image.
 pub const OLLAMA_IMAGE: &str = "ollama/ollama:0.11.4";
 /// vLLM's default port.
@@ -921,6 +921,149 @@ mod tests {
         assert_eq!(mount.mount_path, OLLAMA_WEIGHTS_DIR);
         // No /dev/shm volume for Ollama.
         assert_eq!(c.volume_mounts.as_ref().unwrap().len(), 1);
+    }
+
+    /// Runs the real Ollama wrapper script under `/bin/sh` against a fake `ollama` CLI that records
+    /// what it is asked to do.
+    #[cfg(unix)]
+    mod ollama_script {
+        use super::super::{OLLAMA_MODEL_ENV, OLLAMA_SCRIPT, OLLAMA_SERVED_ENV};
+        use std::path::{Path, PathBuf};
+        use std::process::{Child, Command, ExitStatus};
+        use std::time::{Duration, Instant};
+
+        const FAKE_OLLAMA: &str = r#"#!/bin/sh
+log="$FAKE_DIR/log"
+key() { printf '%s' "$1" | tr '/:' '__'; }
+case "$1" in
+  serve) shift; echo "serve $*" >>"$log"; touch "$FAKE_DIR/up"
+         trap 'echo stopped >>"$log"; exit 0' TERM
+         while :; do sleep 0.05; done ;;
+  list) [ -f "$FAKE_DIR/up" ] ;;
+  show) [ -f "$FAKE_DIR/model-$(key "$2")" ] ;;
+  pull) echo "pull $2" >>"$log"
+        if [ -n "$FAKE_PULL_FAIL" ]; then exit 1; fi
+        touch "$FAKE_DIR/model-$(key "$2")" ;;
+  cp) echo "cp $2 $3" >>"$log"; touch "$FAKE_DIR/model-$(key "$3")" ;;
+  *) exit 2 ;;
+esac
+"#;
+
+        fn setup(case: &str) -> PathBuf {
+            let dir = std::env::temp_dir()
+                .join(format!("hypersync-ollama-{case}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("bin")).unwrap();
+            let fake = dir.join("bin/ollama");
+            std::fs::write(&fake, FAKE_OLLAMA).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+            dir
+        }
+
+        fn spawn(dir: &Path, model: &str, served: &str, fail_pull: bool) -> Child {
+            let path = format!(
+                "{}:{}",
+                dir.join("bin").display(),
+                std::env::var("PATH").unwrap_or_default()
+            );
+            let mut cmd = Command::new("/bin/sh");
+            cmd.args(["-c", OLLAMA_SCRIPT, "hypersync-ollama", "--extra"])
+                .env("PATH", path)
+                .env("FAKE_DIR", dir)
+                .env(OLLAMA_MODEL_ENV, model)
+                .env(OLLAMA_SERVED_ENV, served);
+            if fail_pull {
+                cmd.env("FAKE_PULL_FAIL", "1");
+            }
+            cmd.spawn().expect("run /bin/sh")
+        }
+
+        fn log(dir: &Path) -> String {
+            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+        }
+
+        fn wait_for(dir: &Path, needle: &str) {
+            let start = Instant::now();
+            while !log(dir).contains(needle) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "timed out waiting for {needle:?}; log:\n{}",
+                    log(dir)
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        fn wait_exit(child: &mut Child) -> ExitStatus {
+            let start = Instant::now();
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    return status;
+                }
+                if start.elapsed() > Duration::from_secs(20) {
+                    let _ = child.kill();
+                    panic!("script did not exit");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        fn terminate(child: &mut Child) -> ExitStatus {
+            let ok = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            wait_exit(child)
+        }
+
+        #[test]
+        fn pulls_copies_then_serves_until_terminated() {
+            let dir = setup("pull");
+            let mut child = spawn(&dir, "llama3:8b", "llama3", false);
+            wait_for(&dir, "cp llama3:8b llama3");
+            let status = terminate(&mut child);
+            let log = log(&dir);
+            assert!(status.success(), "{status:?}\n{log}");
+            assert_eq!(
+                log.lines().collect::<Vec<_>>(),
+                [
+                    "serve --extra",
+                    "pull llama3:8b",
+                    "cp llama3:8b llama3",
+                    "stopped"
+                ]
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+
+        #[test]
+        fn cached_model_is_not_pulled_again() {
+            let dir = setup("cached");
+            std::fs::write(dir.join("model-qwen2.5_7b"), "").unwrap();
+            let mut child = spawn(&dir, "qwen2.5:7b", "qwen2.5:7b", false);
+            wait_for(&dir, "serve");
+            // Give the script time to (wrongly) pull or copy.
+            std::thread::sleep(Duration::from_millis(500));
+            let status = terminate(&mut child);
+            assert!(status.success());
+            assert_eq!(
+                log(&dir).lines().collect::<Vec<_>>(),
+                ["serve --extra", "stopped"]
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+
+        #[test]
+        fn failed_pull_exits_non_zero() {
+            let dir = setup("fail");
+            let mut child = spawn(&dir, "nope:1b", "nope:1b", true);
+            let status = wait_exit(&mut child);
+            assert!(!status.success(), "{}", log(&dir));
+            assert!(log(&dir).contains("pull nope:1b"));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 
     #[test]
