@@ -211,4 +211,36 @@ mod tests {
         assert_eq!(short_hash("coder"), "c84a9e3a");
         assert_ne!(short_hash("coder"), short_hash("coder2"));
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn child_names_are_always_valid(parent in "[a-z0-9.-]{1,253}", suffix in prop_oneof![Just(""), Just("cache"), Just("agent")]) {
+                let name = child_name(&parent, suffix);
+                prop_assert!(is_dns1035_label(&name), "{}", name);
+                if !suffix.is_empty() {
+                    let tail = format!("-{suffix}");
+                    prop_assert!(name.ends_with(&tail));
+                }
+            }
+
+            #[test]
+            fn distinct_parents_get_distinct_children(a in "[a-z0-9.-]{1,120}", b in "[a-z0-9.-]{1,120}") {
+                prop_assume!(a != b);
+                prop_assert_ne!(child_name(&a, "agent"), child_name(&b, "agent"));
+            }
+
+            #[test]
+            fn label_values_are_always_valid(name in "\\PC{0,300}") {
+                let v = label_value(&name);
+                prop_assert!(is_label_value(&v), "{:?}", v);
+                if is_label_value(&name) {
+                    prop_assert_eq!(v, name);
+                }
+            }
+        }
+    }
 }
