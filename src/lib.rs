@@ -5,3 +5,4 @@ pub mod controller;
 pub mod error;
 pub mod geometry;
 pub mod metrics;
+pub mod workload;
