@@ -5,3 +5,7 @@ pub mod controller;
 pub mod geometry;
 pub mod error;
 pub mod metrics;
+pub mod config;
+pub mod http;
+pub mod leader;
+pub mod telemetry;
