@@ -861,6 +861,52 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn candidates_racing_for_an_absent_lease_elect_exactly_one() {
+        let api = fake_api::FakeApi::default();
+        let client = api.start().await;
+        let (stop, stopped) = watch::channel(false);
+        let handles: Vec<LeaderHandle> = ["a", "b", "c", "d"]
+            .into_iter()
+            .map(|id| {
+                let mut stopped = stopped.clone();
+                LeaderElector::new(
+                    client.clone(),
+                    "ops",
+                    "hypersync-operator-leader",
+                    id,
+                    fast(),
+                )
+                .run(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+            })
+            .collect();
+        let mut seen_leader = None;
+        for _ in 0..100 {
+            let leaders: Vec<usize> = (0..handles.len())
+                .filter(|i| handles[*i].is_leader())
+                .collect();
+            assert!(leaders.len() <= 1, "several leaders at once: {leaders:?}");
+            if let Some(&i) = leaders.first() {
+                // Once elected, the same candidate keeps leading while it renews.
+                assert!(
+                    seen_leader.is_none_or(|s| s == i),
+                    "leadership moved from {seen_leader:?} to {i}"
+                );
+                seen_leader = Some(i);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(seen_leader.is_some(), "nobody was elected");
+        assert_eq!(api.transitions(), 0);
+        let _ = stop.send(true);
+        for handle in handles {
+            handle.join().await;
+        }
+        assert_eq!(api.holder(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn leader_steps_down_when_renewals_fail_past_the_deadline() {
         use std::sync::atomic::Ordering;
         let api = fake_api::FakeApi::default();
