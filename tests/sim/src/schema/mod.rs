@@ -1,5 +1,14 @@
 //! CRD structural schemas (validation, defaulting, pruning, CEL rules, apiserver-shaped errors) and
 //! printer columns / `meta.k8s.io/v1` Table building for built-in and custom resources.
+//!
+//! Order the apiserver applies to a custom object on create/update (what the server should do):
+//! 1. `StructuralSchema::prune_reporting` (unknown fields: 400 `strict_decoding_message` under
+//!    `fieldValidation=Strict`, `unknown_field_warning` headers under `Warn`, silently dropped otherwise);
+//! 2. `StructuralSchema::apply_defaults`;
+//! 3. `StructuralSchema::validate(obj, old)` -> `invalid_status(kind, group, name, &errors)` (422).
+//!
+//! CRDs themselves: `crd_schema_errors` at registration; `StructuralSchema::from_crd` per served
+//! version. Tables: `table_version_from_accept`, `columns_for`, `IncludeObject::from_param`, `to_table`.
 
 mod cel;
 pub mod crd;
