@@ -228,12 +228,12 @@ pub fn builtin_printer_columns(resource: &str) -> Option<Vec<PrinterColumn>> {
                 "#deploy.ready",
                 "Number of the pod with ready state",
             ),
-            i(
+            s(
                 "Up-to-date",
                 "#deploy.updated",
                 "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
             ),
-            i(
+            s(
                 "Available",
                 "#deploy.available",
                 "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
@@ -450,7 +450,7 @@ pub fn builtin_printer_columns(resource: &str) -> Option<Vec<PrinterColumn>> {
         ],
         "configmaps" => vec![
             name_col(),
-            i("Data", "#cm.data", "Data contains the configuration data."),
+            s("Data", "#cm.data", "Data contains the configuration data."),
             age_col(),
         ],
         "secrets" => vec![
@@ -460,12 +460,12 @@ pub fn builtin_printer_columns(resource: &str) -> Option<Vec<PrinterColumn>> {
                 "#secret.type",
                 "Used to facilitate programmatic handling of secret data.",
             ),
-            i("Data", "#secret.data", "Data contains the secret data."),
+            s("Data", "#secret.data", "Data contains the secret data."),
             age_col(),
         ],
         "serviceaccounts" => vec![
             name_col(),
-            i(
+            s(
                 "Secrets",
                 "#sa.secrets",
                 "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
@@ -515,7 +515,7 @@ pub fn builtin_printer_columns(resource: &str) -> Option<Vec<PrinterColumn>> {
             ),
             col(
                 "Count",
-                "integer",
+                "string",
                 "",
                 1,
                 "The number of times this event has occurred.",
