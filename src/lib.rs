@@ -1,5 +1,8 @@
 //! HyperSync Operator: a Kubernetes operator for AI model and agent orchestration.
 
 pub mod api;
+pub mod controller;
+pub mod error;
 pub mod geometry;
+pub mod metrics;
 pub mod workload;

@@ -1005,10 +1005,20 @@ fn unescape_field_value(s: &str) -> Result<String, String> {
         match c {
             '\\' => match chars.next() {
                 Some(e @ ('\\' | ',' | '=')) => out.push(e),
-                Some(e) => return Err(format!("invalid escape sequence: \\{e}")),
-                None => return Err("invalid escape sequence: \\".to_string()),
+                Some(e) => {
+                    return Err(format!(
+                        "invalid field selector: invalid escape sequence: \\{e}"
+                    ));
+                }
+                None => return Err("invalid field selector: invalid escape sequence: \\".into()),
             },
-            ',' | '=' => return Err(format!("invalid field selector: unescaped {c}")),
+            // Upstream formats the rune with %v, i.e. as its code point number.
+            ',' | '=' => {
+                return Err(format!(
+                    "invalid field selector: unescaped character in value: {}",
+                    c as u32
+                ));
+            }
             c => out.push(c),
         }
     }
@@ -1365,8 +1375,14 @@ mod tests {
             FieldSelector::parse("metadata.name").unwrap_err(),
             "invalid selector: 'metadata.name'; can't understand 'metadata.name'"
         );
-        assert!(FieldSelector::parse(r"a=\x").is_err());
-        assert!(FieldSelector::parse("a=b=c").is_err());
+        assert_eq!(
+            FieldSelector::parse(r"a=\x").unwrap_err(),
+            r"invalid field selector: invalid escape sequence: \x"
+        );
+        assert_eq!(
+            FieldSelector::parse("a=b=c").unwrap_err(),
+            "invalid field selector: unescaped character in value: 61"
+        );
         assert!(FieldSelector::parse("").unwrap().is_empty());
         assert!(FieldSelector::parse("").unwrap().matches(&obj));
     }
