@@ -1011,6 +1011,53 @@ mod tests {
         assert_eq!(api.holder(), None);
     }
 
+    /// Opt-in: two electors against a real API server (e.g. kube-sim) at `$HYPERSYNC_TEST_API_URL`
+    /// (plain http, no auth), Lease in namespace `default`:
+    /// `HYPERSYNC_TEST_API_URL=http://127.0.0.1:PORT cargo test --lib leader::tests::against_api -- --ignored`
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs an API server at $HYPERSYNC_TEST_API_URL"]
+    async fn against_api_server() {
+        let Ok(url) = std::env::var("HYPERSYNC_TEST_API_URL") else {
+            panic!("set HYPERSYNC_TEST_API_URL");
+        };
+        let url: hyper::Uri = url.parse().expect("url");
+        let client = kube::Client::try_from(kube::Config::new(url)).expect("client");
+        let name = format!("leader-test-{:08x}", rand::random::<u32>());
+        let (stop_a, stopped_a) = tokio::sync::oneshot::channel::<()>();
+        let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+        let a = LeaderElector::new(client.clone(), "default", &name, "a", fast()).run(async move {
+            let _ = stopped_a.await;
+        });
+        let mut rx_a = a.subscribe();
+        assert!(
+            wait_for(&mut rx_a, true, Duration::from_secs(5)).await,
+            "a never led"
+        );
+        let b = LeaderElector::new(client.clone(), "default", &name, "b", fast()).run(async move {
+            let _ = stopped_b.await;
+        });
+        let mut rx_b = b.subscribe();
+        for _ in 0..30 {
+            assert!(a.is_leader() && !b.is_leader());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop_a.send(());
+        a.join().await;
+        assert!(
+            wait_for(&mut rx_b, true, Duration::from_secs(2)).await,
+            "b never took over"
+        );
+        let _ = stop_b.send(());
+        b.join().await;
+        let lease = Api::<Lease>::namespaced(client, "default")
+            .get(&name)
+            .await
+            .expect("get lease");
+        let spec = lease.spec.expect("spec");
+        assert_eq!(spec.holder_identity, None);
+        assert_eq!(spec.lease_transitions, Some(1));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn leader_steps_down_when_renewals_fail_past_the_deadline() {
         use std::sync::atomic::Ordering;
