@@ -48,12 +48,14 @@ fn revision(rs: &Value) -> i64 {
 }
 
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let deployments = ctx.api.list(&ResourceRef::deployments(), None);
+    let deployments = ctx.list_all(&ResourceRef::deployments());
+    let deployments = deployments.as_slice();
     if deployments.is_empty() {
         return;
     }
-    let sets = ctx.api.list(&ResourceRef::replicasets(), None);
-    for d in &deployments {
+    let sets = ctx.list_all(&ResourceRef::replicasets());
+    let sets = sets.as_slice();
+    for d in deployments {
         if is_terminating(d) {
             continue;
         }

@@ -18,22 +18,25 @@ use super::{Ctx, ResourceRef};
 const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let services = ctx.api.list(&ResourceRef::services(), None);
-    let endpoints = ctx.api.list(&ResourceRef::endpoints(), None);
+    let services = ctx.list_all(&ResourceRef::services());
+    let services = services.as_slice();
+    let endpoints = ctx.list_all(&ResourceRef::endpoints());
+    let endpoints = endpoints.as_slice();
     if services.is_empty() && endpoints.is_empty() {
         return;
     }
-    let pods = ctx.api.list(&ResourceRef::pods(), None);
+    let pods = ctx.list_all(&ResourceRef::pods());
+    let pods = pods.as_slice();
     let svc_names: std::collections::HashSet<(&str, &str)> =
         services.iter().map(|s| (namespace(s), name(s))).collect();
-    for ep in &endpoints {
+    for ep in endpoints {
         if at(ep, &["metadata", "annotations", TRIGGER_TIME]).is_some()
             && !svc_names.contains(&(namespace(ep), name(ep)))
         {
             let _ = ctx.delete(&ResourceRef::endpoints(), Some(namespace(ep)), name(ep));
         }
     }
-    for svc in &services {
+    for svc in services {
         if is_terminating(svc) || str_at(svc, &["spec", "type"]) == Some("ExternalName") {
             continue;
         }
@@ -43,7 +46,7 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
         if selector.is_empty() {
             continue;
         }
-        let subsets = build_subsets(svc, selector, &pods);
+        let subsets = build_subsets(svc, selector, pods);
         let existing = endpoints
             .iter()
             .find(|e| namespace(e) == namespace(svc) && name(e) == name(svc));

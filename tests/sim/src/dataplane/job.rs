@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashSet};
 use serde_json::{Map, Value, json};
 
 use super::events;
-use super::replicaset::{create_pod_from_template, owned};
+use super::replicaset::{OwnedIndex, create_pod_from_template};
 use super::util::{
     CondStyle, add_secs, at, condition, condition_true, conditions_of, i64_at, is_terminating,
     name, namespace, parse_time, pod_active, pod_phase, pod_ready, set_condition, str_at, uid,
@@ -23,17 +23,20 @@ const COMPONENT: &str = "job-controller";
 const INDEX_LABEL: &str = "batch.kubernetes.io/job-completion-index";
 
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let jobs = ctx.api.list(&ResourceRef::jobs(), None);
+    let jobs = ctx.list_all(&ResourceRef::jobs());
+    let jobs = jobs.as_slice();
     if jobs.is_empty() {
         return;
     }
-    let pods = ctx.api.list(&ResourceRef::pods(), None);
+    let pods = ctx.list_all(&ResourceRef::pods());
+    let pods = pods.as_slice();
     let mut names: HashSet<String> = pods.iter().map(|p| name(p).to_string()).collect();
-    for job in &jobs {
+    let index = OwnedIndex::new(pods);
+    for job in jobs {
         if is_terminating(job) {
             continue;
         }
-        sync_one(ctx, job, &pods, &mut names);
+        sync_one(ctx, job, &index, &mut names);
     }
 }
 
@@ -98,8 +101,8 @@ fn delete_pods(ctx: &Ctx<'_>, job: &Value, pods: &[&Value]) {
     }
 }
 
-fn sync_one(ctx: &Ctx<'_>, job: &Value, pods: &[Value], names: &mut HashSet<String>) {
-    let mine = owned(pods, job);
+fn sync_one(ctx: &Ctx<'_>, job: &Value, index: &OwnedIndex<'_>, names: &mut HashSet<String>) {
+    let mine = index.of(job);
     if condition_true(job, "Complete") || condition_true(job, "Failed") {
         if let (Some(ttl), Some(done)) = (
             i64_at(job, &["spec", "ttlSecondsAfterFinished"]),

@@ -27,7 +27,8 @@ pub(crate) struct KubeletState {
 const COMPONENT: &str = "kubelet";
 
 pub(crate) fn sync_all(ctx: &Ctx<'_>, st: &mut KubeletState) {
-    let pods = ctx.api.list(&ResourceRef::pods(), None);
+    let pods = ctx.list_all(&ResourceRef::pods());
+    let pods = pods.as_slice();
     let bound: Vec<&Value> = pods
         .iter()
         .filter(|p| !str_at(p, &["spec", "nodeName"]).unwrap_or("").is_empty())
@@ -39,7 +40,8 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>, st: &mut KubeletState) {
     if bound.is_empty() {
         return;
     }
-    let nodes = ctx.api.list(&ResourceRef::nodes(), None);
+    let nodes = ctx.list_all(&ResourceRef::nodes());
+    let nodes = nodes.as_slice();
     let node_info: HashMap<&str, (String, String)> = nodes
         .iter()
         .map(|n| {
@@ -340,10 +342,22 @@ fn sync_pod(
     prefix: &str,
     used: &mut HashSet<String>,
 ) {
+    let restart_policy = str_at(pod, &["spec", "restartPolicy"]).unwrap_or("Always");
+    // Settled fast path: a running pod whose containers are all ready and never exit.
+    if str_at(pod, &["status", "phase"]) == Some("Running")
+        && run_seconds(pod, restart_policy).is_none()
+        && at(pod, &["status", "containerStatuses"])
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .all(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
+            })
+    {
+        return;
+    }
     let pod_uid = uid(pod).to_string();
     let main = containers(pod, "containers");
     let init = containers(pod, "initContainers");
-    let restart_policy = str_at(pod, &["spec", "restartPolicy"]).unwrap_or("Always");
     let mut status = pod.get("status").cloned().unwrap_or_else(|| json!({}));
     if !status.is_object() {
         status = json!({});

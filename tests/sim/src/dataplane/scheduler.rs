@@ -278,7 +278,8 @@ fn priority(pod: &Value) -> i64 {
 
 /// Binds every schedulable pending pod, in priority then creation order.
 pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
-    let pods = ctx.api.list(&ResourceRef::pods(), None);
+    let pods = ctx.list_all(&ResourceRef::pods());
+    let pods = pods.as_slice();
     let mut pending: Vec<&Value> = pods
         .iter()
         .filter(|p| {
@@ -292,10 +293,11 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
     if pending.is_empty() {
         return;
     }
-    let node_objs = ctx.api.list(&ResourceRef::nodes(), None);
+    let node_objs = ctx.list_all(&ResourceRef::nodes());
+    let node_objs = node_objs.as_slice();
     let nodes: Vec<NodeView<'_>> = node_objs.iter().map(NodeView::new).collect();
     let mut usage: HashMap<String, Usage> = HashMap::new();
-    for p in &pods {
+    for p in pods {
         let node = str_at(p, &["spec", "nodeName"]).unwrap_or("");
         if node.is_empty() || pod_finished(p) {
             continue;

@@ -16,8 +16,9 @@ fn pvs() -> ResourceRef {
 }
 
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let claims = ctx.api.list(&pvcs(), None);
-    for pvc in &claims {
+    let claims = ctx.list_all(&pvcs());
+    let claims = claims.as_slice();
+    for pvc in claims {
         if is_terminating(pvc) || str_at(pvc, &["status", "phase"]) == Some("Bound") {
             continue;
         }
