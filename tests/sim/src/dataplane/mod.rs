@@ -1,6 +1,6 @@
 //! The simulated data plane: nodes from `--nodes`, built-in defaulting on create, the
-//! scheduler, a kubelet, the ReplicaSet/Deployment/Job controllers and Endpoints, as logic over
-//! the [`ClusterApi`] trait.
+//! scheduler, a kubelet, the ReplicaSet/Deployment/Job controllers, a PVC binder, Endpoints and
+//! LoadBalancer ingress IPs, as logic over the [`ClusterApi`] trait.
 //!
 //! [`DataPlane::tick`] runs one pass of every controller. Each pass reads the cluster through
 //! `ClusterApi`, writes only what differs (so a pass over a settled cluster writes nothing),
@@ -27,6 +27,7 @@ mod fake;
 mod job;
 mod kubelet;
 mod labels;
+mod loadbalancer;
 mod nodes;
 mod quantity;
 mod replicaset;
@@ -278,6 +279,7 @@ impl DataPlane {
         scheduler::schedule_all(&ctx);
         kubelet::sync_all(&ctx, &mut self.kubelet);
         endpoints::sync_all(&ctx);
+        loadbalancer::sync_all(&ctx);
         self.seq = ctx.seq.get();
         self.dirty = ctx.wrote.get();
         self.next_wake = ctx.wake.get();
