@@ -79,8 +79,14 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>, st: &mut KubeletState) {
             continue;
         };
         if is_terminating(pod) {
-            // The containers are stopped; finalize the deletion as the kubelet does.
-            let _ = ctx.delete(&ResourceRef::pods(), Some(namespace(pod)), name(pod));
+            // The containers are stopped; finalize the deletion as the kubelet does (a pod
+            // still holding finalizers waits for their owners).
+            let has_finalizers = at(pod, &["metadata", "finalizers"])
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            if !has_finalizers {
+                let _ = ctx.delete(&ResourceRef::pods(), Some(namespace(pod)), name(pod));
+            }
             continue;
         }
         if pod_finished(pod) {
