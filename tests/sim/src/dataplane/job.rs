@@ -453,7 +453,7 @@ fn create_missing(
 mod tests {
     use super::*;
     use crate::dataplane::fake::Harness;
-    use crate::dataplane::{ANN_EXIT_CODE, ANN_RUN_SECONDS, ClusterApi};
+    use crate::dataplane::{ANN_EXIT_CODE, ANN_RESTART_BACKOFF, ANN_RUN_SECONDS, ClusterApi};
 
     fn job(name: &str, annotations: Value, spec: Value) -> Value {
         let mut j = json!({
@@ -550,7 +550,7 @@ mod tests {
         let mut h = Harness::new("cpu=1");
         let mut j = job(
             "of",
-            json!({ANN_EXIT_CODE: "1", ANN_RUN_SECONDS: "0.5"}),
+            json!({ANN_EXIT_CODE: "1", ANN_RUN_SECONDS: "0.5", ANN_RESTART_BACKOFF: "0.2"}),
             json!({"backoffLimit": 2}),
         );
         j["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");

@@ -14,7 +14,10 @@ use super::util::{
     CondStyle, add_secs, annotation, annotation_secs, at, conditions_of, fnv32a, is_terminating,
     name, namespace, parse_time, pod_finished, set_condition, str_at, uid,
 };
-use super::{ANN_EXIT_CODE, ANN_READY_AFTER, ANN_RUN_SECONDS, ANN_START_DELAY, Ctx, ResourceRef};
+use super::{
+    ANN_EXIT_CODE, ANN_READY_AFTER, ANN_RESTART_BACKOFF, ANN_RUN_SECONDS, ANN_START_DELAY, Ctx,
+    ResourceRef,
+};
 
 /// Precise timings the status (whole seconds) cannot carry, keyed by pod uid.
 #[derive(Debug, Default)]
@@ -586,7 +589,45 @@ fn sync_pod(
         return;
     }
 
-    // 3. Running: readiness, exits and restarts.
+    // 3. Running: back-off restarts, readiness, exits.
+    let crashing = statuses.iter().any(|s| {
+        s.pointer("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff")
+    });
+    if crashing {
+        let restart_at = st.started.get(&pod_uid).copied().unwrap_or(ctx.now);
+        if ctx.now < restart_at {
+            ctx.wake_at(restart_at);
+            return;
+        }
+        let ready = annotation_secs(pod, ANN_READY_AFTER).unwrap_or(0.0) <= 0.0;
+        let new_statuses: Vec<Value> = main
+            .iter()
+            .map(|c| {
+                let cname = c.get("name").and_then(Value::as_str);
+                let prev = statuses
+                    .iter()
+                    .find(|s| s.get("name").and_then(Value::as_str) == cname);
+                let restarts = prev
+                    .and_then(|p| p.get("restartCount"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    + 1;
+                let last = prev
+                    .and_then(|p| p.get("lastState"))
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                running_status(&pod_uid, c, now, ready, restarts, last)
+            })
+            .collect();
+        status["containerStatuses"] = Value::Array(new_statuses);
+        set_ready_conditions(&mut conds, &main, ready, now);
+        status["conditions"] = Value::Array(conds);
+        st.started.insert(pod_uid.clone(), ctx.now);
+        if write_status(ctx, pod, status) {
+            schedule_wakes(ctx, pod, restart_policy, ctx.now, ready);
+        }
+        return;
+    }
     let started = st
         .started
         .get(&pod_uid)
@@ -625,6 +666,68 @@ fn sync_pod(
                 "startedAt": started_s,
                 "finishedAt": now,
             }});
+            let backoff = if code != 0 {
+                annotation_secs(pod, ANN_RESTART_BACKOFF).unwrap_or(1.0)
+            } else {
+                0.0
+            };
+            if restart && backoff > 0.0 {
+                // CrashLoopBackOff until the back-off is over; the restart count moves on restart.
+                let msg = format!(
+                    "back-off {backoff}s restarting failed container={} pod={}_{}({pod_uid})",
+                    names(&main),
+                    name(pod),
+                    namespace(pod)
+                );
+                let new_statuses: Vec<Value> = main
+                    .iter()
+                    .map(|c| {
+                        let cname = c.get("name").and_then(Value::as_str);
+                        let prev = statuses
+                            .iter()
+                            .find(|s| s.get("name").and_then(Value::as_str) == cname);
+                        let mut s = base_status(
+                            c,
+                            json!({"waiting": {"reason": "CrashLoopBackOff", "message": msg}}),
+                        );
+                        let mut last = terminated.clone();
+                        if let Some(p) = prev {
+                            for k in ["imageID", "containerID", "restartCount"] {
+                                if let Some(v) = p.get(k) {
+                                    s[k] = v.clone();
+                                }
+                            }
+                            if let Some(id) = p.get("containerID") {
+                                last["terminated"]["containerID"] = id.clone();
+                            }
+                        }
+                        s["lastState"] = last;
+                        s
+                    })
+                    .collect();
+                status["containerStatuses"] = Value::Array(new_statuses);
+                set_ready_conditions(&mut conds, &main, false, now);
+                status["conditions"] = Value::Array(conds);
+                let restart_at = add_secs(ctx.now, backoff);
+                st.started.insert(pod_uid.clone(), restart_at);
+                if write_status(ctx, pod, status) {
+                    events::record(
+                        ctx,
+                        &pod_ref(pod),
+                        "Warning",
+                        "BackOff",
+                        &format!(
+                            "Back-off restarting failed container {} in pod {}_{}({pod_uid})",
+                            names(&main),
+                            name(pod),
+                            namespace(pod)
+                        ),
+                        COMPONENT,
+                    );
+                    ctx.wake_at(restart_at);
+                }
+                return;
+            }
             if restart {
                 let ready = annotation_secs(pod, ANN_READY_AFTER).unwrap_or(0.0) <= 0.0;
                 let new_statuses: Vec<Value> = main
@@ -762,9 +865,10 @@ fn sync_pod(
 
 /// How long containers run, if they exit at all.
 fn run_seconds(pod: &Value, restart_policy: &str) -> Option<f64> {
+    let crashes = annotation(pod, ANN_EXIT_CODE).is_some_and(|c| c.trim() != "0");
     match annotation_secs(pod, ANN_RUN_SECONDS) {
         Some(s) => Some(s),
-        None if restart_policy != "Always" => Some(1.0),
+        None if restart_policy != "Always" || crashes => Some(1.0),
         None => None,
     }
 }
@@ -927,13 +1031,49 @@ mod tests {
                 ),
             )
             .unwrap();
-        h.run(2.6);
+        h.run(1.5);
         let p = get(&h, "crash");
         assert_eq!(p["status"]["phase"], "Running");
         let cs = &p["status"]["containerStatuses"][0];
-        assert_eq!(cs["restartCount"], 2);
+        assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff");
+        assert!(
+            cs["state"]["waiting"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("back-off 1s restarting failed container=app pod=crash_default(")
+        );
+        assert_eq!(cs["restartCount"], 0);
         assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
+        assert_eq!(condition(&p, "Ready").unwrap()["status"], "False");
         assert!(h.events().iter().any(|e| e["reason"] == "BackOff"));
+        h.run(1.0);
+        let p = get(&h, "crash");
+        let cs = &p["status"]["containerStatuses"][0];
+        assert!(cs["state"]["running"].is_object());
+        assert_eq!(cs["restartCount"], 1);
+        assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
+    }
+
+    #[test]
+    fn always_pod_with_exit_code_crash_loops() {
+        let mut h = Harness::new("cpu=1");
+        h.api
+            .create(
+                &ResourceRef::pods(),
+                pod(
+                    "loop",
+                    json!({ANN_EXIT_CODE: "137", ANN_RESTART_BACKOFF: "0.5"}),
+                    json!({}),
+                ),
+            )
+            .unwrap();
+        h.run(4.0);
+        let p = get(&h, "loop");
+        assert_eq!(p["status"]["phase"], "Running");
+        let n = p["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap();
+        assert!((2..=3).contains(&n), "restarts: {n}");
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! | [`ANN_EXIT_CODE`] | 0 | the exit code containers exit with |
 //! | [`ANN_READY_AFTER`] | 0 | seconds after start before the pod turns Ready |
 //! | [`ANN_START_DELAY`] | 0 | seconds spent in `ContainerCreating` (at least one tick) |
+//! | [`ANN_RESTART_BACKOFF`] | 1 | seconds in `CrashLoopBackOff` after a non-zero exit before the restart |
+//!
+//! A non-zero [`ANN_EXIT_CODE`] on a `restartPolicy: Always` pod without [`ANN_RUN_SECONDS`]
+//! makes it crash after 1 s and loop through `CrashLoopBackOff`.
 //!
 //! The `--nodes` grammar is documented on [`parse_nodes`].
 
@@ -56,6 +60,10 @@ pub const ANN_EXIT_CODE: &str = "sim.hypersync.io/exit-code";
 pub const ANN_READY_AFTER: &str = "sim.hypersync.io/ready-after-seconds";
 /// Seconds the pod stays in `ContainerCreating` after being bound.
 pub const ANN_START_DELAY: &str = "sim.hypersync.io/start-delay-seconds";
+
+/// Seconds a container that exited non-zero waits in `CrashLoopBackOff` before it restarts
+/// (default 1; the real kubelet starts at 10 and doubles).
+pub const ANN_RESTART_BACKOFF: &str = "sim.hypersync.io/restart-backoff-seconds";
 
 /// The scheduler name this data plane serves.
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
