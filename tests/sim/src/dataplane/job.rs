@@ -675,6 +675,32 @@ mod tests {
     }
 
     #[test]
+    fn pods_match_the_job_selector_even_if_the_store_replaced_the_uid() {
+        let mut h = Harness::new("cpu=1");
+        let created = h
+            .api
+            .create(&ResourceRef::jobs(), job("sel", json!({}), json!({})))
+            .unwrap();
+        // Simulate a store that assigned a different uid after defaulting.
+        let mut j = created.clone();
+        j["metadata"]["uid"] = json!("store-uid");
+        h.api
+            .delete(&ResourceRef::jobs(), Some("default"), "sel")
+            .unwrap();
+        let j = h.api.create(&ResourceRef::jobs(), j).unwrap();
+        assert_eq!(j["metadata"]["uid"], "store-uid");
+        h.tick();
+        let pods = h.pods("default");
+        assert_eq!(pods.len(), 1);
+        let sel = crate::selector::LabelSelector::from_object(&j["spec"]["selector"]).unwrap();
+        assert!(sel.matches(&crate::dataplane::util::labels(&pods[0])));
+        assert_eq!(
+            pods[0]["metadata"]["ownerReferences"][0]["uid"],
+            "store-uid"
+        );
+    }
+
+    #[test]
     fn formats_index_ranges() {
         let s: BTreeSet<i64> = [0, 1, 2, 4, 6, 7].into_iter().collect();
         assert_eq!(format_indexes(&s), "0-2,4,6-7");

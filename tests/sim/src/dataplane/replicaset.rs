@@ -53,8 +53,11 @@ pub(crate) fn create_pod_from_template(
     meta["name"] = json!(pod_name);
     meta["generateName"] = json!(prefix);
     meta["namespace"] = json!(ns);
+    // Template labels win: a Job's template carries the controller-uid its selector expects.
     for (k, v) in extra_labels {
-        meta["labels"][k] = v.clone();
+        if meta["labels"].get(k).is_none() {
+            meta["labels"][k] = v.clone();
+        }
     }
     meta["ownerReferences"] = json!([owner_ref(owner, owner_api_version, owner_kind)]);
     if let Some(m) = meta.as_object_mut() {
