@@ -3,6 +3,8 @@
 //! cleanup, `spec.paused`, and status with the real controller's `Available`/`Progressing`
 //! conditions so `kubectl rollout status` and `helm --wait` see a finished rollout.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Value, json};
 
 use super::events;
@@ -47,25 +49,42 @@ fn revision(rs: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn sync_all(ctx: &Ctx<'_>) {
+/// Template hashes by (deployment uid, generation), so settled passes skip re-hashing.
+pub(crate) type HashCache = HashMap<(String, i64), String>;
+
+pub(crate) fn sync_all(ctx: &Ctx<'_>, hashes: &mut HashCache) {
     let deployments = ctx.list_all(&ResourceRef::deployments());
     let deployments = deployments.as_slice();
     if deployments.is_empty() {
+        hashes.clear();
         return;
     }
     let sets = ctx.list_all(&ResourceRef::replicasets());
     let sets = sets.as_slice();
+    let mut by_owner: HashMap<(&str, &str), Vec<&Value>> = HashMap::new();
+    for rs in sets {
+        if let Some(u) = controller_uid(rs) {
+            by_owner.entry((namespace(rs), u)).or_default().push(rs);
+        }
+    }
+    let mut live = HashSet::new();
     for d in deployments {
         if is_terminating(d) {
             continue;
         }
-        let owned: Vec<Value> = sets
-            .iter()
-            .filter(|rs| namespace(rs) == namespace(d) && controller_uid(rs) == Some(uid(d)))
-            .cloned()
-            .collect();
-        sync_one(ctx, d, owned);
+        let key = (uid(d).to_string(), generation(d));
+        live.insert(key.clone());
+        let hash = hashes
+            .entry(key)
+            .or_insert_with(|| template_hash(at(d, &["spec", "template"]).unwrap_or(&Value::Null)))
+            .clone();
+        let owned: Vec<Value> = by_owner
+            .get(&(namespace(d), uid(d)))
+            .map(|v| v.iter().map(|rs| (*rs).clone()).collect())
+            .unwrap_or_default();
+        sync_one(ctx, d, owned, &hash);
     }
+    hashes.retain(|k, _| live.contains(k));
 }
 
 fn with_kind(v: &Value, api_version: &str, kind: &str) -> Value {
@@ -109,12 +128,12 @@ fn scale(ctx: &Ctx<'_>, d: &Value, rs: &mut Value, to: i64, max_surge: i64) -> b
     }
 }
 
-fn sync_one(ctx: &Ctx<'_>, d: &Value, mut owned: Vec<Value>) {
+fn sync_one(ctx: &Ctx<'_>, d: &Value, mut owned: Vec<Value>, hash: &str) {
     let want = replicas(d);
     let template = at(d, &["spec", "template"])
         .cloned()
         .unwrap_or_else(|| json!({}));
-    let hash = template_hash(&template);
+    let hash = hash.to_string();
     let recreate = str_at(d, &["spec", "strategy", "type"]) == Some("Recreate");
     let ru = at(d, &["spec", "strategy", "rollingUpdate"]);
     let (max_surge, max_unavailable) = if recreate {

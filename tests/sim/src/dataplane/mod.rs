@@ -234,6 +234,7 @@ pub struct DataPlane {
     nodes: Vec<Value>,
     nodes_created: bool,
     kubelet: kubelet::KubeletState,
+    hashes: deployment::HashCache,
     seq: u64,
     last_revision: Option<u64>,
     dirty: bool,
@@ -280,7 +281,7 @@ impl DataPlane {
                 ctx.again();
             }
         }
-        deployment::sync_all(&ctx);
+        deployment::sync_all(&ctx, &mut self.hashes);
         replicaset::sync_all(&ctx);
         job::sync_all(&ctx);
         volumes::sync_all(&ctx);
