@@ -11,7 +11,7 @@ use super::events;
 use super::util::{
     CondStyle, add_secs, at, canonical_json, condition, conditions_of, controller_uid, fnv32a,
     generation, i64_at, int_or_percent, is_terminating, name, namespace, owner_ref, parse_time,
-    safe_encode, set_condition, str_at, uid,
+    safe_encode, set, set_condition, str_at, uid,
 };
 use super::{Ctx, ResourceRef};
 
@@ -89,8 +89,8 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>, hashes: &mut HashCache) {
 
 fn with_kind(v: &Value, api_version: &str, kind: &str) -> Value {
     let mut o = v.clone();
-    o["apiVersion"] = json!(api_version);
-    o["kind"] = json!(kind);
+    set(&mut o, &["apiVersion"], json!(api_version));
+    set(&mut o, &["kind"], json!(kind));
     o
 }
 
@@ -105,9 +105,17 @@ fn scale(ctx: &Ctx<'_>, d: &Value, rs: &mut Value, to: i64, max_surge: i64) -> b
         return false;
     }
     let mut r = rs.clone();
-    r["spec"]["replicas"] = json!(to);
-    r["metadata"]["annotations"][DESIRED] = json!(want_desired);
-    r["metadata"]["annotations"][MAX_REPLICAS] = json!(want_max);
+    set(&mut r, &["spec", "replicas"], json!(to));
+    set(
+        &mut r,
+        &["metadata", "annotations", DESIRED],
+        json!(want_desired),
+    );
+    set(
+        &mut r,
+        &["metadata", "annotations", MAX_REPLICAS],
+        json!(want_max),
+    );
     match ctx.update(&ResourceRef::replicasets(), r) {
         Ok(updated) => {
             *rs = updated;
@@ -175,7 +183,11 @@ fn sync_one(ctx: &Ctx<'_>, d: &Value, mut owned: Vec<Value>, hash: &str) {
             Some(rs) if revision(rs) <= max_old_revision => {
                 // Rolling back to an older template: it becomes the newest revision.
                 let mut r = rs.clone();
-                r["metadata"]["annotations"][REVISION] = json!((max_old_revision + 1).to_string());
+                set(
+                    &mut r,
+                    &["metadata", "annotations", REVISION],
+                    json!((max_old_revision + 1).to_string()),
+                );
                 if let Ok(u) = ctx.update(&ResourceRef::replicasets(), r) {
                     *rs = u;
                 }
@@ -192,22 +204,22 @@ fn sync_one(ctx: &Ctx<'_>, d: &Value, mut owned: Vec<Value>, hash: &str) {
                 };
                 let rs_name = format!("{}-{hash}", name(d));
                 let mut tmpl = template.clone();
-                tmpl["metadata"]["labels"][HASH_LABEL] = json!(hash);
+                set(&mut tmpl, &["metadata", "labels", HASH_LABEL], json!(hash));
                 let mut labels = at(&template, &["metadata", "labels"])
                     .cloned()
                     .unwrap_or_else(|| json!({}));
-                labels[HASH_LABEL] = json!(hash);
+                set(&mut labels, &[HASH_LABEL], json!(hash));
                 let mut selector = at(d, &["spec", "selector"])
                     .cloned()
                     .unwrap_or_else(|| json!({}));
-                selector["matchLabels"][HASH_LABEL] = json!(hash);
+                set(&mut selector, &["matchLabels", HASH_LABEL], json!(hash));
                 let mut spec = json!({
                     "replicas": initial,
                     "selector": selector,
                     "template": tmpl,
                 });
                 if let Some(m) = at(d, &["spec", "minReadySeconds"]) {
-                    spec["minReadySeconds"] = m.clone();
+                    set(&mut spec, &["minReadySeconds"], m.clone());
                 }
                 let rs = json!({
                     "apiVersion": "apps/v1",
@@ -397,12 +409,16 @@ fn write_status(
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
     let mut status = old_status.clone();
-    status["observedGeneration"] = json!(generation(d));
-    status["replicas"] = json!(replicas_now);
-    status["updatedReplicas"] = json!(updated);
-    status["readyReplicas"] = json!(ready);
-    status["availableReplicas"] = json!(available);
-    status["unavailableReplicas"] = json!((spec_total - available).max(0));
+    set(&mut status, &["observedGeneration"], json!(generation(d)));
+    set(&mut status, &["replicas"], json!(replicas_now));
+    set(&mut status, &["updatedReplicas"], json!(updated));
+    set(&mut status, &["readyReplicas"], json!(ready));
+    set(&mut status, &["availableReplicas"], json!(available));
+    set(
+        &mut status,
+        &["unavailableReplicas"],
+        json!((spec_total - available).max(0)),
+    );
     if let Some(m) = status.as_object_mut() {
         for k in [
             "readyReplicas",
@@ -534,10 +550,10 @@ fn write_status(
             }
         }
     }
-    status["conditions"] = Value::Array(conds);
+    set(&mut status, &["conditions"], Value::Array(conds));
     if d.get("status") != Some(&status) {
         let mut obj = d.clone();
-        obj["status"] = status;
+        set(&mut obj, &["status"], status);
         let _ = ctx.update_status(&ResourceRef::deployments(), obj);
     }
 }

@@ -15,7 +15,7 @@ use super::events;
 use super::replicaset::{OwnedIndex, create_pod_from_template};
 use super::util::{
     CondStyle, add_secs, at, condition, condition_true, conditions_of, i64_at, is_terminating,
-    name, namespace, parse_time, pod_active, pod_phase, pod_ready, set_condition, str_at, uid,
+    name, namespace, parse_time, pod_active, pod_phase, pod_ready, set, set_condition, str_at, uid,
 };
 use super::{Ctx, ResourceRef};
 
@@ -42,8 +42,8 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
 
 fn with_kind(job: &Value) -> Value {
     let mut j = job.clone();
-    j["apiVersion"] = json!("batch/v1");
-    j["kind"] = json!("Job");
+    set(&mut j, &["apiVersion"], json!("batch/v1"));
+    set(&mut j, &["kind"], json!("Job"));
     j
 }
 
@@ -176,7 +176,7 @@ fn sync_one(ctx: &Ctx<'_>, job: &Value, index: &OwnedIndex<'_>, names: &mut Hash
         )
     };
     if !suspended && status.get("startTime").is_none() {
-        status["startTime"] = json!(now);
+        set(&mut status, &["startTime"], json!(now));
     }
 
     let past_backoff = failed > backoff_limit
@@ -263,7 +263,7 @@ fn sync_one(ctx: &Ctx<'_>, job: &Value, index: &OwnedIndex<'_>, names: &mut Hash
             CondStyle::Job,
             false,
         );
-        status["completionTime"] = json!(now);
+        set(&mut status, &["completionTime"], json!(now));
         finished_event = Some(("Normal", "Completed", "Job completed"));
     } else if suspended {
         delete_pods(ctx, job, &active);
@@ -311,18 +311,22 @@ fn sync_one(ctx: &Ctx<'_>, job: &Value, index: &OwnedIndex<'_>, names: &mut Hash
     set_count(&mut status, "active", active_after);
     set_count(&mut status, "succeeded", succeeded);
     set_count(&mut status, "failed", failed);
-    status["ready"] = json!(ready);
-    status["terminating"] = json!(0);
-    status["uncountedTerminatedPods"] = json!({});
+    set(&mut status, &["ready"], json!(ready));
+    set(&mut status, &["terminating"], json!(0));
+    set(&mut status, &["uncountedTerminatedPods"], json!({}));
     if indexed && !completed_indexes.is_empty() {
-        status["completedIndexes"] = json!(format_indexes(&completed_indexes));
+        set(
+            &mut status,
+            &["completedIndexes"],
+            json!(format_indexes(&completed_indexes)),
+        );
     }
     if !conds.is_empty() {
-        status["conditions"] = Value::Array(conds);
+        set(&mut status, &["conditions"], Value::Array(conds));
     }
     if job.get("status") != Some(&status) {
         let mut j = job.clone();
-        j["status"] = status;
+        set(&mut j, &["status"], status);
         if ctx.update_status(&ResourceRef::jobs(), j).is_ok() {
             if let Some((type_, reason, message)) = finished_event {
                 events::record(ctx, &with_kind(job), type_, reason, message, COMPONENT);
@@ -339,7 +343,7 @@ fn sync_one(ctx: &Ctx<'_>, job: &Value, index: &OwnedIndex<'_>, names: &mut Hash
 
 fn set_count(status: &mut Value, key: &str, n: i64) {
     if n > 0 {
-        status[key] = json!(n);
+        set(status, &[key], json!(n));
     } else if let Some(m) = status.as_object_mut() {
         m.remove(key);
     }
@@ -411,9 +415,21 @@ fn create_missing(
                 continue;
             }
             let mut t = template.clone();
-            t["metadata"]["labels"][INDEX_LABEL] = json!(idx.to_string());
-            t["metadata"]["annotations"][INDEX_LABEL] = json!(idx.to_string());
-            t["spec"]["hostname"] = json!(format!("{}-{idx}", name(job)));
+            set(
+                &mut t,
+                &["metadata", "labels", INDEX_LABEL],
+                json!(idx.to_string()),
+            );
+            set(
+                &mut t,
+                &["metadata", "annotations", INDEX_LABEL],
+                json!(idx.to_string()),
+            );
+            set(
+                &mut t,
+                &["spec", "hostname"],
+                json!(format!("{}-{idx}", name(job))),
+            );
             if let Some(cs) = t
                 .pointer_mut("/spec/containers")
                 .and_then(Value::as_array_mut)

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::events;
 use super::util::{
     CondStyle, add_secs, annotation, annotation_secs, at, conditions_of, fnv32a, is_terminating,
-    name, namespace, parse_time, pod_finished, set_condition, str_at, uid,
+    name, namespace, parse_time, pod_finished, set, set_condition, str_at, uid,
 };
 use super::{
     ANN_EXIT_CODE, ANN_READY_AFTER, ANN_RESTART_BACKOFF, ANN_RUN_SECONDS, ANN_START_DELAY, Ctx,
@@ -168,15 +168,15 @@ fn running_status(
     let image = c.get("image").and_then(Value::as_str).unwrap_or("");
     let cname = c.get("name").and_then(Value::as_str).unwrap_or("");
     let mut s = base_status(c, json!({"running": {"startedAt": started_at}}));
-    s["imageID"] = json!(image_id(image));
+    set(&mut s, &["imageID"], json!(image_id(image)));
     s["containerID"] = json!(format!(
         "containerd://{}",
         hex64(&format!("{pod_uid}/{cname}/{restarts}"))
     ));
-    s["ready"] = json!(ready);
-    s["started"] = json!(true);
-    s["restartCount"] = json!(restarts);
-    s["lastState"] = last;
+    set(&mut s, &["ready"], json!(ready));
+    set(&mut s, &["started"], json!(true));
+    set(&mut s, &["restartCount"], json!(restarts));
+    set(&mut s, &["lastState"], last);
     s
 }
 
@@ -294,14 +294,14 @@ fn write_status(ctx: &Ctx<'_>, pod: &Value, status: Value) -> bool {
         return false;
     }
     let mut p = pod.clone();
-    p["status"] = status;
+    set(&mut p, &["status"], status);
     ctx.update_status(&ResourceRef::pods(), p).is_ok()
 }
 
 fn pod_ref(pod: &Value) -> Value {
     let mut p = pod.clone();
-    p["apiVersion"] = json!("v1");
-    p["kind"] = json!("Pod");
+    set(&mut p, &["apiVersion"], json!("v1"));
+    set(&mut p, &["kind"], json!("Pod"));
     p
 }
 
@@ -386,10 +386,10 @@ fn sync_pod(
 
     // 1. Freshly bound: ContainerCreating.
     if statuses.is_empty() {
-        status["phase"] = json!("Pending");
-        status["hostIP"] = json!(host_ip);
-        status["hostIPs"] = json!([{"ip": host_ip}]);
-        status["startTime"] = json!(now);
+        set(&mut status, &["phase"], json!("Pending"));
+        set(&mut status, &["hostIP"], json!(host_ip));
+        set(&mut status, &["hostIPs"], json!([{"ip": host_ip}]));
+        set(&mut status, &["startTime"], json!(now));
         status["containerStatuses"] = Value::Array(
             main.iter()
                 .map(|c| base_status(c, json!({"waiting": {"reason": "ContainerCreating"}})))
@@ -447,7 +447,7 @@ fn sync_pod(
             CondStyle::Pod,
             false,
         );
-        status["conditions"] = Value::Array(conds);
+        set(&mut status, &["conditions"], Value::Array(conds));
         st.created.insert(pod_uid.clone(), ctx.now);
         if write_status(ctx, pod, status)
             && let Some(d) = annotation_secs(pod, ANN_START_DELAY)
@@ -506,7 +506,11 @@ fn sync_pod(
                 };
                 new_statuses.push(base_status(c, state));
             }
-            status["containerStatuses"] = Value::Array(new_statuses);
+            set(
+                &mut status,
+                &["containerStatuses"],
+                Value::Array(new_statuses),
+            );
             set_condition(
                 &mut conds,
                 "PodReadyToStartContainers",
@@ -517,7 +521,7 @@ fn sync_pod(
                 CondStyle::Pod,
                 false,
             );
-            status["conditions"] = Value::Array(conds);
+            set(&mut status, &["conditions"], Value::Array(conds));
             if write_status(ctx, pod, status) {
                 for m in errors.iter().flatten() {
                     events::record(
@@ -538,9 +542,9 @@ fn sync_pod(
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| allocate_ip(prefix, used));
-        status["phase"] = json!("Running");
-        status["podIP"] = json!(ip);
-        status["podIPs"] = json!([{"ip": ip}]);
+        set(&mut status, &["phase"], json!("Running"));
+        set(&mut status, &["podIP"], json!(ip));
+        set(&mut status, &["podIPs"], json!([{"ip": ip}]));
         status["containerStatuses"] = Value::Array(
             main.iter()
                 .map(|c| running_status(&pod_uid, c, now, ready, 0, json!({})))
@@ -554,7 +558,7 @@ fn sync_pod(
                             c,
                             json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}),
                         );
-                        s["imageID"] = json!(image_id(c.get("image").and_then(Value::as_str).unwrap_or("")));
+                        set(&mut s, &["imageID"], json!(image_id(c.get("image").and_then(Value::as_str).unwrap_or(""))));
                         s
                     })
                     .collect(),
@@ -581,7 +585,7 @@ fn sync_pod(
             false,
         );
         set_ready_conditions(&mut conds, &main, ready, now);
-        status["conditions"] = Value::Array(conds);
+        set(&mut status, &["conditions"], Value::Array(conds));
         st.started.insert(pod_uid.clone(), ctx.now);
         if write_status(ctx, pod, status) {
             schedule_wakes(ctx, pod, restart_policy, ctx.now, ready);
@@ -619,9 +623,13 @@ fn sync_pod(
                 running_status(&pod_uid, c, now, ready, restarts, last)
             })
             .collect();
-        status["containerStatuses"] = Value::Array(new_statuses);
+        set(
+            &mut status,
+            &["containerStatuses"],
+            Value::Array(new_statuses),
+        );
         set_ready_conditions(&mut conds, &main, ready, now);
-        status["conditions"] = Value::Array(conds);
+        set(&mut status, &["conditions"], Value::Array(conds));
         st.started.insert(pod_uid.clone(), ctx.now);
         if write_status(ctx, pod, status) {
             schedule_wakes(ctx, pod, restart_policy, ctx.now, ready);
@@ -694,20 +702,24 @@ fn sync_pod(
                         if let Some(p) = prev {
                             for k in ["imageID", "containerID", "restartCount"] {
                                 if let Some(v) = p.get(k) {
-                                    s[k] = v.clone();
+                                    set(&mut s, &[k], v.clone());
                                 }
                             }
                             if let Some(id) = p.get("containerID") {
-                                last["terminated"]["containerID"] = id.clone();
+                                set(&mut last, &["terminated", "containerID"], id.clone());
                             }
                         }
-                        s["lastState"] = last;
+                        set(&mut s, &["lastState"], last);
                         s
                     })
                     .collect();
-                status["containerStatuses"] = Value::Array(new_statuses);
+                set(
+                    &mut status,
+                    &["containerStatuses"],
+                    Value::Array(new_statuses),
+                );
                 set_ready_conditions(&mut conds, &main, false, now);
-                status["conditions"] = Value::Array(conds);
+                set(&mut status, &["conditions"], Value::Array(conds));
                 let restart_at = add_secs(ctx.now, backoff);
                 st.started.insert(pod_uid.clone(), restart_at);
                 if write_status(ctx, pod, status) {
@@ -739,7 +751,7 @@ fn sync_pod(
                             .find(|s| s.get("name").and_then(Value::as_str) == cname);
                         let mut last = terminated.clone();
                         if let Some(id) = prev.and_then(|p| p.get("containerID")) {
-                            last["terminated"]["containerID"] = id.clone();
+                            set(&mut last, &["terminated", "containerID"], id.clone());
                         }
                         let restarts = prev
                             .and_then(|p| p.get("restartCount"))
@@ -749,9 +761,13 @@ fn sync_pod(
                         running_status(&pod_uid, c, now, ready, restarts, last)
                     })
                     .collect();
-                status["containerStatuses"] = Value::Array(new_statuses);
+                set(
+                    &mut status,
+                    &["containerStatuses"],
+                    Value::Array(new_statuses),
+                );
                 set_ready_conditions(&mut conds, &main, ready, now);
-                status["conditions"] = Value::Array(conds);
+                set(&mut status, &["conditions"], Value::Array(conds));
                 st.started.insert(pod_uid.clone(), ctx.now);
                 if write_status(ctx, pod, status) {
                     if code != 0 {
@@ -784,18 +800,22 @@ fn sync_pod(
                     if let Some(p) = prev {
                         for k in ["imageID", "containerID", "restartCount", "lastState"] {
                             if let Some(v) = p.get(k) {
-                                s[k] = v.clone();
+                                set(&mut s, &[k], v.clone());
                             }
                         }
                         if let Some(id) = p.get("containerID") {
-                            s["state"]["terminated"]["containerID"] = id.clone();
+                            set(&mut s, &["state", "terminated", "containerID"], id.clone());
                         }
                     }
                     s
                 })
                 .collect();
             status["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
-            status["containerStatuses"] = Value::Array(new_statuses);
+            set(
+                &mut status,
+                &["containerStatuses"],
+                Value::Array(new_statuses),
+            );
             set_condition(
                 &mut conds,
                 "PodReadyToStartContainers",
@@ -830,7 +850,7 @@ fn sync_pod(
             } else {
                 set_ready_conditions(&mut conds, &main, false, now);
             }
-            status["conditions"] = Value::Array(conds);
+            set(&mut status, &["conditions"], Value::Array(conds));
             st.started.remove(&pod_uid);
             st.created.remove(&pod_uid);
             write_status(ctx, pod, status);
@@ -848,14 +868,18 @@ fn sync_pod(
                 .map(|s| {
                     let mut s = s.clone();
                     if s.pointer("/state/running").is_some() {
-                        s["ready"] = json!(true);
+                        set(&mut s, &["ready"], json!(true));
                     }
                     s
                 })
                 .collect();
-            status["containerStatuses"] = Value::Array(new_statuses);
+            set(
+                &mut status,
+                &["containerStatuses"],
+                Value::Array(new_statuses),
+            );
             set_ready_conditions(&mut conds, &main, true, now);
-            status["conditions"] = Value::Array(conds);
+            set(&mut status, &["conditions"], Value::Array(conds));
             write_status(ctx, pod, status);
         } else {
             ctx.wake_at(ready_at);

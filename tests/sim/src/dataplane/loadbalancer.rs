@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use super::util::{at, is_terminating, str_at};
+use super::util::{at, is_terminating, set, str_at};
 use super::{Ctx, ResourceRef};
 
 const PREFIX: &str = "172.18.255.";
@@ -46,7 +46,11 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
         let Some(ip) = ip else { continue };
         used.insert(ip.clone());
         let mut s = svc.clone();
-        s["status"]["loadBalancer"] = json!({"ingress": [{"ip": ip, "ipMode": "VIP"}]});
+        set(
+            &mut s,
+            &["status", "loadBalancer"],
+            json!({"ingress": [{"ip": ip, "ipMode": "VIP"}]}),
+        );
         let _ = ctx.update_status(&ResourceRef::services(), s);
     }
 }

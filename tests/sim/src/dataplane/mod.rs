@@ -409,6 +409,53 @@ mod tests {
         }
     }
 
+    #[test]
+    fn malformed_objects_do_not_panic() {
+        let mut h = Harness::new("cpu=1");
+        let objs = [
+            (
+                ResourceRef::pods(),
+                json!({"metadata": {"name": "p1", "namespace": "default", "labels": "x", "annotations": {ANN_EXIT_CODE: "zz", ANN_RUN_SECONDS: "-1"}},
+                "spec": {"containers": "nope", "nodeSelector": ["a"], "tolerations": 3,
+                         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"operator": "Gt", "values": ["x"]}]}]}}}}}),
+            ),
+            (
+                ResourceRef::pods(),
+                json!({"metadata": {"name": "p2", "namespace": "default"},
+                "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1e40", "memory": [1]}}}]}}),
+            ),
+            (
+                ResourceRef::deployments(),
+                json!({"metadata": {"name": "d", "namespace": "default"},
+                "spec": {"replicas": -3, "selector": "x", "strategy": {"rollingUpdate": {"maxSurge": "abc%", "maxUnavailable": []}},
+                         "template": {"metadata": ["bad"], "spec": 7}}}),
+            ),
+            (
+                ResourceRef::replicasets(),
+                json!({"metadata": {"name": "r", "namespace": "default"},
+                "spec": {"replicas": 1, "selector": {"matchExpressions": [{"key": "a", "operator": "Nope"}]}, "template": {"metadata": {"labels": 5}}}}),
+            ),
+            (
+                ResourceRef::jobs(),
+                json!({"metadata": {"name": "j", "namespace": "default"},
+                "spec": {"completions": 2, "completionMode": "Indexed", "activeDeadlineSeconds": -5, "template": {"metadata": {"labels": "x"}, "spec": {"restartPolicy": "Never"}}}}),
+            ),
+            (
+                ResourceRef::services(),
+                json!({"metadata": {"name": "s", "namespace": "default"},
+                "spec": {"type": "LoadBalancer", "selector": {"app": 1}, "ports": [{"port": "x", "targetPort": {"a": 1}}]}}),
+            ),
+            (
+                ResourceRef::core("persistentvolumeclaims"),
+                json!({"metadata": {"name": "c", "namespace": "default", "annotations": "x"}, "spec": "bad"}),
+            ),
+        ];
+        for (r, o) in objs {
+            h.api.create(&r, o).unwrap();
+        }
+        h.run(3.0);
+    }
+
     /// Prints how long ticks take on a mid-sized cluster (run with `--ignored --nocapture`).
     #[test]
     #[ignore = "measurement, not a behaviour check"]

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::events;
 use super::util::{
     add_secs, at, controller_uid, generation, i64_at, is_terminating, labels, name, name_suffix,
-    namespace, owner_ref, pod_active, pod_ready, pod_ready_since, str_at, uid,
+    namespace, owner_ref, pod_active, pod_ready, pod_ready_since, set, str_at, uid,
 };
 use super::{Ctx, ResourceRef};
 use crate::selector::LabelSelector;
@@ -50,16 +50,20 @@ pub(crate) fn create_pod_from_template(
         }
     };
     existing.insert(pod_name.clone());
-    meta["name"] = json!(pod_name);
-    meta["generateName"] = json!(prefix);
-    meta["namespace"] = json!(ns);
+    set(&mut meta, &["name"], json!(pod_name));
+    set(&mut meta, &["generateName"], json!(prefix));
+    set(&mut meta, &["namespace"], json!(ns));
     // Template labels win: a Job's template carries the controller-uid its selector expects.
     for (k, v) in extra_labels {
         if meta["labels"].get(k).is_none() {
-            meta["labels"][k] = v.clone();
+            set(&mut meta, &["labels", k], v.clone());
         }
     }
-    meta["ownerReferences"] = json!([owner_ref(owner, owner_api_version, owner_kind)]);
+    set(
+        &mut meta,
+        &["ownerReferences"],
+        json!([owner_ref(owner, owner_api_version, owner_kind)]),
+    );
     if let Some(m) = meta.as_object_mut() {
         for k in [
             "uid",
@@ -245,14 +249,14 @@ fn sync_one(ctx: &Ctx<'_>, rs: &Value, index: &OwnedIndex<'_>, names: &mut HashS
         .cloned()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
-    status["replicas"] = json!(active.len());
-    status["fullyLabeledReplicas"] = json!(fully_labeled);
-    status["readyReplicas"] = json!(ready);
-    status["availableReplicas"] = json!(available);
-    status["observedGeneration"] = json!(generation(rs));
+    set(&mut status, &["replicas"], json!(active.len()));
+    set(&mut status, &["fullyLabeledReplicas"], json!(fully_labeled));
+    set(&mut status, &["readyReplicas"], json!(ready));
+    set(&mut status, &["availableReplicas"], json!(available));
+    set(&mut status, &["observedGeneration"], json!(generation(rs)));
     if rs.get("status") != Some(&status) {
         let mut r = rs.clone();
-        r["status"] = status;
+        set(&mut r, &["status"], status);
         let _ = ctx.update_status(&ResourceRef::replicasets(), r);
     }
 }
@@ -296,8 +300,8 @@ fn adopt_orphans(ctx: &Ctx<'_>, rs: &Value, orphans: &[&Value]) -> Vec<Value> {
 
 fn with_kind(rs: &Value) -> Value {
     let mut r = rs.clone();
-    r["apiVersion"] = json!("apps/v1");
-    r["kind"] = json!("ReplicaSet");
+    set(&mut r, &["apiVersion"], json!("apps/v1"));
+    set(&mut r, &["kind"], json!("ReplicaSet"));
     r
 }
 

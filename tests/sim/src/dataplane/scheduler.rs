@@ -12,7 +12,7 @@ use super::labels::{map_matches, node_term_matches};
 use super::quantity::{ResourceList, pod_requests, resource_list};
 use super::util::{
     CondStyle, at, condition, conditions_of, i64_at, is_terminating, labels, name, namespace,
-    pod_finished, set_condition, str_at,
+    pod_finished, set, set_condition, str_at,
 };
 use super::{Ctx, DEFAULT_SCHEDULER, ResourceRef};
 
@@ -241,7 +241,7 @@ fn filter(
         }
         let alloc = node.allocatable.get(res).copied().unwrap_or(0);
         let used = usage.requested.get(res).copied().unwrap_or(0);
-        if used + amount > alloc {
+        if used.saturating_add(*amount) > alloc {
             reasons.push(format!("Insufficient {res}"));
             if *amount > alloc {
                 unresolvable = true;
@@ -266,8 +266,14 @@ fn score(req: &ResourceList, node: &NodeView<'_>, usage: &Usage) -> i128 {
         if alloc <= 0 {
             continue;
         }
-        let used = usage.requested.get(r).copied().unwrap_or(0) + req.get(r).copied().unwrap_or(0);
-        total += ((alloc - used).max(0) * 100) / alloc;
+        let used = usage
+            .requested
+            .get(r)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(req.get(r).copied().unwrap_or(0));
+        let free = alloc.saturating_sub(used).clamp(0, alloc);
+        total += (free as f64 / alloc as f64 * 100.0) as i128;
     }
     total / 2
 }
@@ -305,7 +311,8 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
         let u = usage.entry(node.to_string()).or_default();
         u.pods += 1;
         for (k, v) in pod_requests(p) {
-            *u.requested.entry(k).or_default() += v;
+            let e = u.requested.entry(k).or_default();
+            *e = e.saturating_add(v);
         }
     }
     pending.sort_by(|a, b| {
@@ -363,7 +370,8 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
                     let u = usage.entry(node.name.to_string()).or_default();
                     u.pods += 1;
                     for (k, v) in &req {
-                        *u.requested.entry(k.clone()).or_default() += v;
+                        let e = u.requested.entry(k.clone()).or_default();
+                        *e = e.saturating_add(*v);
                     }
                 }
             }
@@ -379,7 +387,7 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
 /// Sets `spec.nodeName` and `PodScheduled=True`, and records a `Scheduled` event.
 fn bind(ctx: &Ctx<'_>, pod: &Value, node: &str) -> bool {
     let mut p = pod.clone();
-    p["spec"]["nodeName"] = json!(node);
+    set(&mut p, &["spec", "nodeName"], json!(node));
     let Ok(mut bound) = ctx.update(&ResourceRef::pods(), p) else {
         return false;
     };
@@ -394,7 +402,7 @@ fn bind(ctx: &Ctx<'_>, pod: &Value, node: &str) -> bool {
         CondStyle::Pod,
         false,
     );
-    bound["status"]["conditions"] = Value::Array(conds);
+    set(&mut bound, &["status", "conditions"], Value::Array(conds));
     let _ = ctx.update_status(&ResourceRef::pods(), bound.clone());
     events::record(
         ctx,
@@ -413,8 +421,8 @@ fn bind(ctx: &Ctx<'_>, pod: &Value, node: &str) -> bool {
 
 fn with_kind(pod: &Value) -> Value {
     let mut p = pod.clone();
-    p["apiVersion"] = json!("v1");
-    p["kind"] = json!("Pod");
+    set(&mut p, &["apiVersion"], json!("v1"));
+    set(&mut p, &["kind"], json!("Pod"));
     p
 }
 
@@ -442,8 +450,8 @@ fn mark_pending(ctx: &Ctx<'_>, pod: &Value, reason: &str, message: &str, event: 
         CondStyle::Pod,
         false,
     );
-    p["status"]["conditions"] = Value::Array(conds);
-    p["status"]["phase"] = json!("Pending");
+    set(&mut p, &["status", "conditions"], Value::Array(conds));
+    set(&mut p, &["status", "phase"], json!("Pending"));
     if ctx.update_status(&ResourceRef::pods(), p).is_ok() && event {
         events::record(
             ctx,
