@@ -737,6 +737,41 @@ mod tests {
     }
 
     #[test]
+    fn zero_unavailable_rollout_completes_and_broken_rollout_keeps_old_pods() {
+        let mut h = Harness::new("cpu=2");
+        let mut d0 = deploy("z", 3, "app:1");
+        d0["spec"]["strategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+        h.api.create(&ResourceRef::deployments(), d0).unwrap();
+        h.run(0.6);
+        let mut d = get(&h, "z");
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("app:2");
+        h.api.update(&ResourceRef::deployments(), d).unwrap();
+        let mut min_ready = i64::MAX;
+        for _ in 0..40 {
+            h.run(0.05);
+            let d = get(&h, "z");
+            min_ready = min_ready.min(d["status"]["availableReplicas"].as_i64().unwrap_or(0));
+        }
+        assert!(rollout_complete(&get(&h, "z")));
+        assert_eq!(
+            min_ready, 3,
+            "maxUnavailable 0 never drops below 3 available"
+        );
+        // A template whose pods never become ready: the rollout stalls with old pods serving.
+        let mut d = get(&h, "z");
+        d["spec"]["template"]["metadata"]["annotations"] =
+            json!({crate::dataplane::ANN_READY_AFTER: "100000"});
+        h.api.update(&ResourceRef::deployments(), d).unwrap();
+        h.run(3.0);
+        let d = get(&h, "z");
+        assert!(!rollout_complete(&d));
+        assert_eq!(d["status"]["availableReplicas"], 3);
+        assert_eq!(d["status"]["updatedReplicas"], 1);
+        assert_eq!(cond(&d, "Progressing")["reason"], "ReplicaSetUpdated");
+    }
+
+    #[test]
     fn template_hash_ignores_key_order_and_hash_label() {
         let a = json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
         let b = json!({"spec": {"containers": [{"image": "i", "name": "c"}]}, "metadata": {"labels": {"app": "x", HASH_LABEL: "zzz"}}});
