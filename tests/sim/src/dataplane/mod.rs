@@ -1,6 +1,6 @@
 //! The simulated data plane: nodes from `--nodes`, built-in defaulting on create, the
-//! scheduler, a kubelet, the ReplicaSet/Deployment/Job controllers, a PVC binder, Endpoints and
-//! LoadBalancer ingress IPs, as logic over the [`ClusterApi`] trait.
+//! scheduler, taint eviction, a kubelet, the ReplicaSet/Deployment/Job controllers, a PVC binder,
+//! Endpoints and LoadBalancer ingress IPs, as logic over the [`ClusterApi`] trait.
 //!
 //! [`DataPlane::tick`] runs one pass of every controller. Each pass reads the cluster through
 //! `ClusterApi`, writes only what differs (so a pass over a settled cluster writes nothing),
@@ -36,6 +36,7 @@ mod nodes;
 mod quantity;
 mod replicaset;
 mod scheduler;
+mod taints;
 mod util;
 mod volumes;
 
@@ -286,6 +287,7 @@ impl DataPlane {
         job::sync_all(&ctx);
         volumes::sync_all(&ctx);
         scheduler::schedule_all(&ctx);
+        taints::sync_all(&ctx);
         kubelet::sync_all(&ctx, &mut self.kubelet);
         endpoints::sync_all(&ctx);
         loadbalancer::sync_all(&ctx);

@@ -100,7 +100,7 @@ pub fn prefilter_message(num_nodes: usize, reason: &str, preemption_never: bool)
 struct NodeView<'a> {
     name: &'a str,
     labels: Map<String, Value>,
-    taints: Vec<&'a Value>,
+    taints: Vec<Value>,
     allocatable: ResourceList,
     unschedulable: bool,
 }
@@ -110,10 +110,25 @@ impl<'a> NodeView<'a> {
         NodeView {
             name: name(node),
             labels: labels(node),
-            taints: at(node, &["spec", "taints"])
-                .and_then(Value::as_array)
-                .map(|a| a.iter().collect())
-                .unwrap_or_default(),
+            taints: {
+                let mut t: Vec<Value> = at(node, &["spec", "taints"])
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                // The node lifecycle controller taints nodes that are not Ready.
+                let not_ready = condition(node, "Ready")
+                    .and_then(|c| c.get("status"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s != "True");
+                if not_ready
+                    && !t.iter().any(|x| {
+                        x.get("key").and_then(Value::as_str) == Some("node.kubernetes.io/not-ready")
+                    })
+                {
+                    t.push(json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}));
+                }
+                t
+            },
             allocatable: resource_list(at(node, &["status", "allocatable"])),
             unschedulable: at(node, &["spec", "unschedulable"]).and_then(Value::as_bool)
                 == Some(true),
@@ -126,6 +141,13 @@ impl<'a> NodeView<'a> {
 struct Usage {
     requested: ResourceList,
     pods: i128,
+}
+
+/// Whether any toleration tolerates the taint; with the matching toleration.
+pub(crate) fn toleration_for<'t>(tolerations: &'t [Value], taint: &Value) -> Option<&'t Value> {
+    tolerations
+        .iter()
+        .find(|tol| tolerates(std::slice::from_ref(tol), taint))
 }
 
 fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
@@ -156,7 +178,7 @@ fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
     })
 }
 
-fn pod_tolerations(pod: &Value) -> Vec<Value> {
+pub(crate) fn pod_tolerations(pod: &Value) -> Vec<Value> {
     at(pod, &["spec", "tolerations"])
         .and_then(Value::as_array)
         .cloned()
