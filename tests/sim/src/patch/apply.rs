@@ -227,10 +227,11 @@ fn apply_core(
     let original_entries = entries.clone();
 
     if let (Some(l), true) = (&live_clean, entries.is_empty()) {
-        // Objects created without field tracking: everything belongs to "before-first-apply".
+        // Objects created without field tracking: every field (status included) belongs to
+        // "before-first-apply"; only server-owned metadata is left out.
         let mut set = FieldSet::new();
         to_set(l, root, &mut Vec::new(), &mut set);
-        let set = scope.filter(&set);
+        let set = Scope::Other.filter(&set);
         if !set.is_empty() {
             entries.push(Entry {
                 manager: "before-first-apply".into(),

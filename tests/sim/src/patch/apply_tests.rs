@@ -419,9 +419,25 @@ fn objects_without_managed_fields_belong_to_before_first_apply() {
         err.message(),
         "Apply failed with 1 conflict: conflict with \"before-first-apply\" using apps/v1: .spec.replicas"
     );
-    let ok =
-        apply(Some(&live), &nginx(2, "nginx:1.25"), "kubectl", false, T0).expect("same values");
-    assert!(entry(&ok.object, "before-first-apply").is_some());
+    let mut with_status = live.clone();
+    with_status["status"] = json!({"replicas": 2});
+    let ok = apply(
+        Some(&with_status),
+        &nginx(2, "nginx:1.25"),
+        "kubectl",
+        false,
+        T0,
+    )
+    .expect("same values");
+    let bfa = entry(&ok.object, "before-first-apply")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(bfa["operation"], "Update");
+    assert!(
+        bfa["fieldsV1"]["f:status"].get("f:replicas").is_some(),
+        "owns status too"
+    );
+    assert!(bfa["fieldsV1"]["f:metadata"].get("f:name").is_none());
     assert!(entry(&ok.object, "kubectl").is_some());
 }
 
