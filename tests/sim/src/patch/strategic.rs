@@ -625,4 +625,37 @@ mod tests {
         );
         assert_eq!(out["spec"]["strategy"], json!({}));
     }
+
+    fn random_doc(rng: &mut rand_chacha::ChaCha8Rng, depth: u32, allow_null: bool) -> Value {
+        use rand::Rng;
+        let mut m = Map::new();
+        for key in ["a", "b", "c", "d"] {
+            if !rng.random_bool(0.5) {
+                continue;
+            }
+            let v = match rng.random_range(0..4) {
+                0 if depth < 3 => random_doc(rng, depth + 1, allow_null),
+                1 if allow_null => Value::Null,
+                2 => json!(rng.random_range(0..3)),
+                _ => json!(format!("s{}", rng.random_range(0..3))),
+            };
+            m.insert(key.to_string(), v);
+        }
+        Value::Object(m)
+    }
+
+    #[test]
+    fn without_lists_or_directives_smp_equals_merge_patch() {
+        use rand::SeedableRng;
+        let hints = TypeHints::for_builtin("v1", "ConfigMap");
+        for seed in 0..300u64 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let target = random_doc(&mut rng, 0, false);
+            let patch = random_doc(&mut rng, 0, true);
+            let mut merged = target.clone();
+            crate::patch::merge_patch(&mut merged, &patch);
+            let smp = strategic_merge_patch(&target, &patch, &hints).expect("applies");
+            assert_eq!(smp, merged, "seed {seed}: {target} + {patch}");
+        }
+    }
 }
