@@ -159,7 +159,10 @@ fn allowed_by_last_applied(live: &Value, hints: &TypeHints) -> Option<Vec<String
     let root = Some(&hints.root);
     let mut set = FieldSet::new();
     to_set(&last, root, &mut Vec::new(), &mut set);
-    let mut cmp = Comparison::default();
+    let mut cmp = Comparison {
+        builtin: hints.is_builtin(),
+        ..Comparison::default()
+    };
     let live_clean = without_managed_fields(live);
     compare(
         Some(&last),
@@ -265,7 +268,10 @@ fn apply_core(
         prune(&mut merged, last, Some(&keep), root);
     }
 
-    let mut cmp = Comparison::default();
+    let mut cmp = Comparison {
+        builtin: hints.is_builtin(),
+        ..Comparison::default()
+    };
     compare(
         live_clean.as_ref(),
         Some(&merged),
@@ -372,7 +378,10 @@ pub fn track_update(
         .map(without_managed_fields)
         .unwrap_or_else(|| Value::Object(Map::new()));
     let new_clean = without_managed_fields(new);
-    let mut cmp = Comparison::default();
+    let mut cmp = Comparison {
+        builtin: hints.is_builtin(),
+        ..Comparison::default()
+    };
     compare(
         Some(&old_clean),
         Some(&new_clean),

@@ -1214,3 +1214,21 @@ fn randomized_apply_invariants() {
         }
     }
 }
+
+#[test]
+fn update_entries_for_custom_resources_mark_new_spec() {
+    let h = model_hints();
+    let mut created = model(json!([{"name": "a"}]), json!(["x"]));
+    track_update(None, &mut created, "kubectl-create", "Update", None, &h, T0);
+    let f = entry(&created, "kubectl-create")
+        .map(|e| e["fieldsV1"].clone())
+        .unwrap_or_default();
+    assert_eq!(
+        f,
+        json!({"f:spec": {
+            ".": {},
+            "f:endpoints": {".": {}, "k:{\"name\":\"a\"}": {".": {}, "f:name": {}}},
+            "f:tags": {".": {}, "v:\"x\"": {}}
+        }})
+    );
+}

@@ -115,6 +115,9 @@ pub(super) struct Comparison {
     pub(super) added: FieldSet,
     pub(super) removed: FieldSet,
     pub(super) modified: FieldSet,
+    /// Compare against the zero value of a built-in Go type (see `zero_present`); custom
+    /// resources compare against an empty object.
+    pub(super) builtin: bool,
 }
 
 /// Whether `path` exists in the zero value of a built-in Go type (non-pointer structs such as
@@ -164,7 +167,7 @@ pub(super) fn compare(
         let empty = |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(Map::is_empty);
         if !(empty(l) && empty(r)) {
             if l.is_none() {
-                if !zero_present(path) {
+                if !(out.builtin && zero_present(path)) {
                     out.added.insert(path);
                 }
             } else if r.is_none() {
@@ -206,7 +209,7 @@ pub(super) fn compare(
             && !(la.is_empty() && ra.is_empty())
         {
             if l.is_none() {
-                if !zero_present(path) {
+                if !(out.builtin && zero_present(path)) {
                     out.added.insert(path);
                 }
             } else if r.is_none() {
