@@ -1232,3 +1232,28 @@ fn update_entries_for_custom_resources_mark_new_spec() {
         }})
     );
 }
+
+#[test]
+fn apply_tolerates_duplicate_keys_in_the_live_list() {
+    let a = apply(None, &nginx(1, "nginx:1.25"), "kubectl", false, T0).expect("create");
+    // an Update leaves duplicate env names (the API allows it for Update)
+    let mut dup = a.object.clone();
+    dup["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "X", "value": "1"}, {"name": "X", "value": "2"}, {"name": "Y", "value": "3"}]);
+    track_update(
+        Some(&a.object),
+        &mut dup,
+        "editor",
+        "Update",
+        None,
+        &dep_hints(),
+        T1,
+    );
+    let mut cfg = nginx(1, "nginx:1.25");
+    cfg["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "Z", "value": "9"}]);
+    let out = apply(Some(&dup), &cfg, "kubectl", false, T2).expect("apply");
+    let env = out.object["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    assert_eq!(
+        env,
+        json!([{"name": "X", "value": "1"}, {"name": "X", "value": "2"}, {"name": "Y", "value": "3"}, {"name": "Z", "value": "9"}])
+    );
+}

@@ -71,6 +71,24 @@ pub(super) fn item_pes(
     Some(out)
 }
 
+/// Items grouped by path element in first-seen order (duplicates allowed); `None` if any item
+/// cannot be keyed.
+pub(super) fn group_items<'v>(
+    items: &'v [Value],
+    lt: &ListType,
+    node: Option<&HintNode>,
+) -> Option<Vec<(PathElement, Vec<&'v Value>)>> {
+    let mut groups: Vec<(PathElement, Vec<&'v Value>)> = Vec::new();
+    for item in items {
+        let pe = item_pe(item, lt, node)?;
+        match groups.iter_mut().find(|(p, _)| *p == pe) {
+            Some((_, members)) => members.push(item),
+            None => groups.push((pe, vec![item])),
+        }
+    }
+    Some(groups)
+}
+
 /// The set of fields an applied configuration specifies.
 pub(super) fn to_set(
     v: &Value,
@@ -88,15 +106,21 @@ pub(super) fn to_set(
             }
         }
         Value::Array(items) if granular_list(node).is_some() => {
-            let pes = granular_list(node).and_then(|lt| item_pes(items, lt, node).map(|p| (lt, p)));
-            let Some((lt, pes)) = pes else {
+            let groups =
+                granular_list(node).and_then(|lt| group_items(items, lt, node).map(|g| (lt, g)));
+            let Some((lt, groups)) = groups else {
                 out.insert(path);
                 return;
             };
-            for (item, pe) in items.iter().zip(pes) {
+            for (pe, members) in groups {
                 path.push(pe);
                 out.insert(path);
-                if let (ListType::Map(_), Value::Object(m)) = (lt, item) {
+                // a duplicated key is owned as a unit, without its fields
+                let single = match members.as_slice() {
+                    [only] => Some(*only),
+                    _ => None,
+                };
+                if let (ListType::Map(_), Some(Value::Object(m))) = (lt, single) {
                     for (k, c) in m {
                         path.push(field(k));
                         to_set(c, child(node, k), path, out);
@@ -205,7 +229,7 @@ pub(super) fn compare(
             .and_then(Value::as_array)
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        if let (Some(lp), Some(rp)) = (item_pes(la, lt, node), item_pes(ra, lt, node))
+        if let (Some(lg), Some(rg)) = (group_items(la, lt, node), group_items(ra, lt, node))
             && !(la.is_empty() && ra.is_empty())
         {
             if l.is_none() {
@@ -215,23 +239,63 @@ pub(super) fn compare(
             } else if r.is_none() {
                 out.removed.insert(path);
             }
-            let mut order: Vec<&PathElement> = lp.iter().collect();
-            for pe in &rp {
+            let mut order: Vec<&PathElement> = lg.iter().map(|(pe, _)| pe).collect();
+            for (pe, _) in &rg {
                 if !order.contains(&pe) {
                     order.push(pe);
                 }
             }
+            let no_items: Vec<&Value> = Vec::new();
             for pe in order {
-                let li = lp.iter().position(|p| p == pe).map(|i| &la[i]);
-                let ri = rp.iter().position(|p| p == pe).map(|i| &ra[i]);
+                let li = lg
+                    .iter()
+                    .find(|(p, _)| p == pe)
+                    .map_or(&no_items, |(_, v)| v);
+                let ri = rg
+                    .iter()
+                    .find(|(p, _)| p == pe)
+                    .map_or(&no_items, |(_, v)| v);
                 path.push(pe.clone());
-                match (li, ri) {
-                    (None, Some(_)) => out.added.insert(path),
-                    (Some(_), None) => out.removed.insert(path),
-                    _ => {}
-                }
-                if matches!(lt, ListType::Map(_)) {
-                    compare(li, ri, node, path, out);
+                let descend = matches!(lt, ListType::Map(_));
+                match (li.as_slice(), ri.as_slice()) {
+                    // one item each side (or none): compare item by item
+                    ([], [r0]) => {
+                        out.added.insert(path);
+                        if descend {
+                            compare(None, Some(r0), node, path, out);
+                        }
+                    }
+                    ([l0], []) => {
+                        out.removed.insert(path);
+                        if descend {
+                            compare(Some(l0), None, node, path, out);
+                        }
+                    }
+                    ([l0], [r0]) => {
+                        if descend {
+                            compare(Some(l0), Some(r0), node, path, out);
+                        }
+                    }
+                    // duplicated keys are compared as one unit
+                    (ls, rs) if ls.len() >= 2 && rs.len() >= 2 => {
+                        let equal = ls.len() == rs.len()
+                            && ls.iter().zip(rs.iter()).all(|(a, b)| json_equal(a, b));
+                        if !equal {
+                            out.modified.insert(path);
+                        }
+                    }
+                    (ls, rs) if ls.len() >= 2 => {
+                        if let (Some(r0), true) = (rs.first(), descend) {
+                            compare(None, Some(r0), node, path, out);
+                        }
+                        out.removed.insert(path);
+                    }
+                    (ls, _) => {
+                        if let (Some(l0), true) = (ls.first(), descend) {
+                            compare(Some(l0), None, node, path, out);
+                        }
+                        out.added.insert(path);
+                    }
                 }
                 path.pop();
             }
@@ -289,7 +353,11 @@ pub(super) fn merge_list(
     lt: &ListType,
     node: Option<&HintNode>,
 ) -> Value {
-    let (Some(lp), Some(cp)) = (item_pes(live, lt, node), item_pes(config, lt, node)) else {
+    // Duplicate keys are tolerated on the live side (Update writes can create them); the
+    // applied side is validated to have none.
+    let live_pes: Option<Vec<PathElement>> =
+        live.iter().map(|item| item_pe(item, lt, node)).collect();
+    let (Some(lp), Some(cp)) = (live_pes, item_pes(config, lt, node)) else {
         return Value::Array(config.iter().map(|c| fresh(c, node)).collect());
     };
     let live_pos = |pe: &PathElement| lp.iter().position(|p| p == pe);
