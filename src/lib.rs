@@ -2,4 +2,6 @@
 
 pub mod api;
 pub mod controller;
+pub mod error;
 pub mod geometry;
+pub mod metrics;

@@ -111,15 +111,15 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(path) = &args.kubeconfig {
-        if let Err(e) = sim.write_kubeconfig(path) {
-            eprintln!(
-                "kube-sim: failed to write kubeconfig {}: {e}",
-                path.display()
-            );
-            sim.shutdown().await;
-            return ExitCode::FAILURE;
-        }
+    if let Some(path) = &args.kubeconfig
+        && let Err(e) = sim.write_kubeconfig(path)
+    {
+        eprintln!(
+            "kube-sim: failed to write kubeconfig {}: {e}",
+            path.display()
+        );
+        sim.shutdown().await;
+        return ExitCode::FAILURE;
     }
     println!("kube-sim listening on {}", sim.url());
     tracing::info!(url = %sim.url(), "kube-sim started");

@@ -283,15 +283,15 @@ pub fn default_on_update(
             }
         }
         ("batch", "jobs") => {
-            if at(new, &["spec", "selector"]).is_none() {
-                if let Some(sel) = at(old, &["spec", "selector"]).cloned() {
-                    obj_mut(new, &["spec"]).insert("selector".into(), sel);
-                }
+            if at(new, &["spec", "selector"]).is_none()
+                && let Some(sel) = at(old, &["spec", "selector"]).cloned()
+            {
+                obj_mut(new, &["spec"]).insert("selector".into(), sel);
             }
-            if at(new, &["metadata", "uid"]).is_none() {
-                if let Some(u) = at(old, &["metadata", "uid"]).cloned() {
-                    obj_mut(new, &["metadata"]).insert("uid".into(), u);
-                }
+            if at(new, &["metadata", "uid"]).is_none()
+                && let Some(u) = at(old, &["metadata", "uid"]).cloned()
+            {
+                obj_mut(new, &["metadata"]).insert("uid".into(), u);
             }
         }
         _ => {}
@@ -363,10 +363,9 @@ fn default_service(obj: &mut Value, alloc: &mut IpAllocator) {
             default_field(p, &[], "protocol", json!("TCP"));
             if p.get("targetPort").is_none_or(Value::is_null)
                 && !(headless && p.get("port").is_none())
+                && let Some(port) = p.get("port").cloned()
             {
-                if let Some(port) = p.get("port").cloned() {
-                    p["targetPort"] = port;
-                }
+                p["targetPort"] = port;
             }
             if wants_node_ports {
                 match p.get("nodePort").and_then(Value::as_u64) {

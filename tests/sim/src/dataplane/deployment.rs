@@ -221,19 +221,19 @@ fn sync_one(ctx: &Ctx<'_>, d: &Value, mut owned: Vec<Value>) {
                 }
             }
         }
-        if let Some(rs) = new_rs.as_mut() {
-            if created_new.is_none() {
-                rollout(
-                    ctx,
-                    d,
-                    rs,
-                    &mut old,
-                    want,
-                    max_surge,
-                    max_unavailable,
-                    recreate,
-                );
-            }
+        if let Some(rs) = new_rs.as_mut()
+            && created_new.is_none()
+        {
+            rollout(
+                ctx,
+                d,
+                rs,
+                &mut old,
+                want,
+                max_surge,
+                max_unavailable,
+                recreate,
+            );
         }
         cleanup(ctx, d, &mut old);
     }

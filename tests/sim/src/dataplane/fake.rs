@@ -78,27 +78,6 @@ impl FakeApi {
             .unwrap_or_else(|| panic!("{} {ns}/{name} not found", r.resource))
     }
 
-    /// Writes an object as a user would (create or overwrite spec+status), bypassing RV checks.
-    pub fn put(&self, r: &ResourceRef, obj: Value) -> Value {
-        let ns = namespace(&obj).to_string();
-        let n = name(&obj).to_string();
-        match self.get(r, Some(&ns), &n) {
-            None => self.create(r, obj).expect("create"),
-            Some(old) => {
-                let mut obj = obj;
-                obj["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-                obj["metadata"]["uid"] = old["metadata"]["uid"].clone();
-                let status = obj.get("status").cloned();
-                let mut updated = self.update(r, obj).expect("update");
-                if let Some(s) = status {
-                    updated["status"] = s;
-                    updated = self.update_status(r, updated).expect("update_status");
-                }
-                updated
-            }
-        }
-    }
-
     fn key(r: &ResourceRef, ns: Option<&str>, name: &str) -> Key {
         (rkey(r), ns.unwrap_or("").to_string(), name.to_string())
     }

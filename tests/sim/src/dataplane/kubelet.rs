@@ -62,13 +62,13 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>, st: &mut KubeletState) {
         .collect();
     let mut used: HashMap<String, HashSet<String>> = HashMap::new();
     for p in &bound {
-        if let Some(ip) = str_at(p, &["status", "podIP"]) {
-            if !pod_finished(p) {
-                let node = str_at(p, &["spec", "nodeName"]).unwrap_or("");
-                used.entry(node.to_string())
-                    .or_default()
-                    .insert(ip.to_string());
-            }
+        if let Some(ip) = str_at(p, &["status", "podIP"])
+            && !pod_finished(p)
+        {
+            let node = str_at(p, &["spec", "nodeName"]).unwrap_or("");
+            used.entry(node.to_string())
+                .or_default()
+                .insert(ip.to_string());
         }
     }
     for pod in bound {
@@ -426,10 +426,10 @@ fn sync_pod(
         );
         status["conditions"] = Value::Array(conds);
         st.created.insert(pod_uid.clone(), ctx.now);
-        if write_status(ctx, pod, status) {
-            if let Some(d) = annotation_secs(pod, ANN_START_DELAY) {
-                ctx.wake_at(add_secs(ctx.now, d));
-            }
+        if write_status(ctx, pod, status)
+            && let Some(d) = annotation_secs(pod, ANN_START_DELAY)
+        {
+            ctx.wake_at(add_secs(ctx.now, d));
         }
         return;
     }

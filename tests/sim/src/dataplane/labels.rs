@@ -1,92 +1,8 @@
-//! Matching of `metav1.LabelSelector` objects (matchLabels + matchExpressions) and of node
-//! selector requirements (`In`/`NotIn`/`Exists`/`DoesNotExist`/`Gt`/`Lt`) for the data plane.
+//! Matching for the data plane: Service-style plain selector maps and node selector
+//! requirements (`In`/`NotIn`/`Exists`/`DoesNotExist`/`Gt`/`Lt`, `matchFields`).
+//! `metav1.LabelSelector` objects go through `crate::selector::LabelSelector`.
 
 use serde_json::{Map, Value};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Op {
-    In,
-    NotIn,
-    Exists,
-    DoesNotExist,
-}
-
-/// A parsed `metav1.LabelSelector`; an empty selector matches everything.
-#[derive(Debug, Clone, Default)]
-pub struct Selector {
-    match_labels: Vec<(String, String)>,
-    exprs: Vec<(String, Op, Vec<String>)>,
-}
-
-impl Selector {
-    pub fn from_object(sel: &Value) -> Result<Self, String> {
-        let mut out = Selector::default();
-        if sel.is_null() {
-            return Ok(out);
-        }
-        let obj = sel
-            .as_object()
-            .ok_or_else(|| "failed to read label selector: not an object".to_string())?;
-        if let Some(ml) = obj.get("matchLabels").filter(|v| !v.is_null()) {
-            let ml = ml
-                .as_object()
-                .ok_or_else(|| "failed to read matchLabels: not an object".to_string())?;
-            for (k, v) in ml {
-                let v = v
-                    .as_str()
-                    .ok_or_else(|| format!("failed to read matchLabels[{k}]: not a string"))?;
-                out.match_labels.push((k.clone(), v.to_string()));
-            }
-        }
-        if let Some(me) = obj.get("matchExpressions").filter(|v| !v.is_null()) {
-            let me = me
-                .as_array()
-                .ok_or_else(|| "failed to read matchExpressions: not a list".to_string())?;
-            for e in me {
-                let key = e
-                    .get("key")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| "failed to read matchExpressions key".to_string())?;
-                let op = match e.get("operator").and_then(Value::as_str) {
-                    Some("In") => Op::In,
-                    Some("NotIn") => Op::NotIn,
-                    Some("Exists") => Op::Exists,
-                    Some("DoesNotExist") => Op::DoesNotExist,
-                    other => {
-                        return Err(format!(
-                            "failed to read operator {other:?}: not a valid selector operator"
-                        ));
-                    }
-                };
-                let values = string_list(e.get("values"));
-                if matches!(op, Op::In | Op::NotIn) && values.is_empty() {
-                    return Err(format!(
-                        "failed to read values for {key}: must be non-empty for In/NotIn"
-                    ));
-                }
-                out.exprs.push((key.to_string(), op, values));
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.match_labels.is_empty() && self.exprs.is_empty()
-    }
-
-    pub fn matches(&self, labels: &Map<String, Value>) -> bool {
-        let get = |k: &str| labels.get(k).and_then(Value::as_str);
-        self.match_labels
-            .iter()
-            .all(|(k, v)| get(k) == Some(v.as_str()))
-            && self.exprs.iter().all(|(k, op, vals)| match op {
-                Op::In => get(k).is_some_and(|v| vals.iter().any(|x| x == v)),
-                Op::NotIn => get(k).is_none_or(|v| !vals.iter().any(|x| x == v)),
-                Op::Exists => get(k).is_some(),
-                Op::DoesNotExist => get(k).is_none(),
-            })
-    }
-}
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
@@ -153,33 +69,6 @@ mod tests {
 
     fn l(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
-    }
-
-    #[test]
-    fn label_selector_match_labels_and_expressions() {
-        let s = Selector::from_object(&json!({
-            "matchLabels": {"app": "web"},
-            "matchExpressions": [
-                {"key": "tier", "operator": "In", "values": ["a", "b"]},
-                {"key": "canary", "operator": "DoesNotExist"}
-            ]
-        }))
-        .unwrap();
-        assert!(s.matches(&l(json!({"app": "web", "tier": "a"}))));
-        assert!(!s.matches(&l(json!({"app": "web", "tier": "c"}))));
-        assert!(!s.matches(&l(json!({"app": "web", "tier": "a", "canary": "1"}))));
-        assert!(!s.matches(&l(json!({"tier": "a"}))));
-        assert!(
-            Selector::from_object(&json!({}))
-                .unwrap()
-                .matches(&l(json!({})))
-        );
-        assert!(
-            Selector::from_object(
-                &json!({"matchExpressions": [{"key": "a", "operator": "Bogus"}]})
-            )
-            .is_err()
-        );
     }
 
     #[test]

@@ -20,6 +20,7 @@
 
 mod defaults;
 mod deployment;
+mod endpoints;
 mod events;
 #[cfg(test)]
 mod fake;
@@ -31,6 +32,7 @@ mod quantity;
 mod replicaset;
 mod scheduler;
 mod util;
+mod volumes;
 
 use std::cell::Cell;
 
@@ -39,10 +41,9 @@ use serde_json::Value;
 
 pub use defaults::{IpAllocator, default_on_create, default_on_update};
 pub use deployment::template_hash;
-pub use labels::Selector;
 pub use nodes::parse_nodes;
 pub use quantity::{ResourceList, parse_milli, pod_requests};
-pub use scheduler::unschedulable_message;
+pub use scheduler::{NodeFailure, prefilter_message, unschedulable_message};
 
 /// Seconds each container of a run-to-completion pod runs (fractions allowed).
 pub const ANN_RUN_SECONDS: &str = "sim.hypersync.io/run-seconds";
@@ -253,8 +254,10 @@ impl DataPlane {
         deployment::sync_all(&ctx);
         replicaset::sync_all(&ctx);
         job::sync_all(&ctx);
+        volumes::sync_all(&ctx);
         scheduler::schedule_all(&ctx);
         kubelet::sync_all(&ctx, &mut self.kubelet);
+        endpoints::sync_all(&ctx);
         self.seq = ctx.seq.get();
         self.dirty = ctx.wrote.get();
         self.next_wake = ctx.wake.get();

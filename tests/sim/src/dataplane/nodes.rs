@@ -335,12 +335,12 @@ pub(crate) fn ensure_nodes(ctx: &Ctx<'_>, nodes: &[Value]) -> bool {
         match ctx.create(&r, n) {
             Ok(mut created) => {
                 // Stores that drop status on create get it through the status subresource.
-                if created.get("status") != status.as_ref() {
-                    if let Some(s) = status {
-                        created["status"] = s;
-                        if ctx.update_status(&r, created).is_err() {
-                            all = false;
-                        }
+                if created.get("status") != status.as_ref()
+                    && let Some(s) = status
+                {
+                    created["status"] = s;
+                    if ctx.update_status(&r, created).is_err() {
+                        all = false;
                     }
                 }
             }

@@ -12,9 +12,11 @@ use super::util::{
     namespace, owner_ref, pod_active, pod_ready, pod_ready_since, str_at, uid,
 };
 use super::{Ctx, ResourceRef};
+use crate::selector::LabelSelector;
 
 const COMPONENT: &str = "replicaset-controller";
 
+#[allow(clippy::too_many_arguments)]
 /// Creates a pod from a template owned by `owner`, with a generated `<prefix><suffix>` name.
 pub(crate) fn create_pod_from_template(
     ctx: &Ctx<'_>,
@@ -123,6 +125,7 @@ fn sync_one(ctx: &Ctx<'_>, rs: &Value, pods: &[Value], names: &mut HashSet<Strin
         .filter(|p| pod_active(p))
         .cloned()
         .collect();
+    active.extend(adopt_orphans(ctx, rs, pods));
     let template = at(rs, &["spec", "template"])
         .cloned()
         .unwrap_or_else(|| json!({}));
@@ -225,6 +228,43 @@ fn sync_one(ctx: &Ctx<'_>, rs: &Value, pods: &[Value], names: &mut HashSet<Strin
     }
 }
 
+/// Adopts active pods with no controller that match the ReplicaSet's selector, as the real
+/// controller does; returns the adopted pods.
+fn adopt_orphans(ctx: &Ctx<'_>, rs: &Value, pods: &[Value]) -> Vec<Value> {
+    let Some(sel) = at(rs, &["spec", "selector"]) else {
+        return Vec::new();
+    };
+    let Ok(sel) = LabelSelector::from_object(sel) else {
+        return Vec::new();
+    };
+    if sel.is_empty() {
+        return Vec::new();
+    }
+    let mut adopted = Vec::new();
+    for p in pods {
+        if namespace(p) != namespace(rs)
+            || !pod_active(p)
+            || controller_uid(p).is_some()
+            || !sel.matches(&labels(p))
+        {
+            continue;
+        }
+        let mut pod = p.clone();
+        let refs = pod["metadata"]
+            .as_object_mut()
+            .map(|m| m.entry("ownerReferences").or_insert_with(|| json!([])));
+        if let Some(Value::Array(refs)) = refs {
+            refs.push(owner_ref(rs, "apps/v1", "ReplicaSet"));
+        } else {
+            continue;
+        }
+        if let Ok(updated) = ctx.update(&ResourceRef::pods(), pod) {
+            adopted.push(updated);
+        }
+    }
+    adopted
+}
+
 fn with_kind(rs: &Value) -> Value {
     let mut r = rs.clone();
     r["apiVersion"] = json!("apps/v1");
@@ -320,6 +360,27 @@ mod tests {
         assert_eq!(pods.len(), 2);
         assert!(pods.iter().all(|p| name(p) != victim));
         assert_eq!(status(&h, "w")["readyReplicas"], 2);
+    }
+
+    #[test]
+    fn adopts_matching_orphan_pods() {
+        let mut h = Harness::new("cpu=1");
+        h.api
+            .create(
+                &ResourceRef::pods(),
+                json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "orphan", "namespace": "default", "labels": {"app": "o"}},
+                    "spec": {"containers": [{"name": "c", "image": "x:1"}]}}),
+            )
+            .unwrap();
+        h.api
+            .create(&ResourceRef::replicasets(), rs("o", 2))
+            .unwrap();
+        h.tick();
+        let pods = h.pods("default");
+        assert_eq!(pods.len(), 2, "adopts the orphan and creates one more");
+        let orphan = h.api.must_get(&ResourceRef::pods(), "default", "orphan");
+        assert_eq!(orphan["metadata"]["ownerReferences"][0]["name"], "o");
     }
 
     #[test]

@@ -77,6 +77,25 @@ pub fn unschedulable_message(
     msg
 }
 
+/// The FitError text when a pre-filter (e.g. VolumeBinding) rejected the pod for every node:
+/// `0/4 nodes are available: persistentvolumeclaim "x" not found. preemption: 0/4 nodes are
+/// available: 4 Preemption is not helpful for scheduling.`
+pub fn prefilter_message(num_nodes: usize, reason: &str, preemption_never: bool) -> String {
+    if num_nodes == 0 {
+        return "no nodes available to schedule pods".to_string();
+    }
+    let failures: Vec<NodeFailure> = (0..num_nodes)
+        .map(|_| NodeFailure {
+            reasons: Vec::new(),
+            unresolvable: true,
+        })
+        .collect();
+    let rest = unschedulable_message(num_nodes, &failures, preemption_never);
+    let head = format!("0/{num_nodes} nodes are available:");
+    let tail = rest.strip_prefix(&head).unwrap_or(&rest);
+    format!("{head} {reason}.{tail}")
+}
+
 /// A node as the scheduler sees it.
 struct NodeView<'a> {
     name: &'a str,
@@ -145,10 +164,10 @@ fn pod_tolerations(pod: &Value) -> Vec<Value> {
 }
 
 fn matches_node_affinity(pod: &Value, node: &NodeView<'_>) -> bool {
-    if let Some(sel) = at(pod, &["spec", "nodeSelector"]).and_then(Value::as_object) {
-        if !map_matches(sel, &node.labels) {
-            return false;
-        }
+    if let Some(sel) = at(pod, &["spec", "nodeSelector"]).and_then(Value::as_object)
+        && !map_matches(sel, &node.labels)
+    {
+        return false;
     }
     let required = at(
         pod,
@@ -308,6 +327,12 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
                 "Scheduling is blocked due to non-empty scheduling gates",
                 false,
             );
+            continue;
+        }
+        if let Some(pre) = super::volumes::prefilter(ctx, pod) {
+            let never = str_at(pod, &["spec", "preemptionPolicy"]) == Some("Never");
+            let msg = prefilter_message(nodes.len(), &pre, never);
+            mark_pending(ctx, pod, "Unschedulable", &msg, true);
             continue;
         }
         let req = pod_requests(pod);

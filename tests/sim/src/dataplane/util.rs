@@ -346,6 +346,7 @@ pub(crate) fn int_or_percent(v: Option<&Value>, total: i64, round_up: bool, defa
     s.trim().parse::<i64>().unwrap_or(0).max(0)
 }
 
+#[cfg(test)]
 /// JSON merge patch (RFC 7386): objects merge recursively, `null` removes, anything else replaces.
 pub(crate) fn merge(target: &mut Value, patch: &Value) {
     let Value::Object(p) = patch else {

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use super::PatchError;
-use super::fieldset::{FieldSet, PathElement, path_string};
+use super::fieldset::{FieldSet, PathElement, canonical, path_string};
 use super::hints::{HintNode, ListType, TypeHints};
 use super::json_patch::json_equal;
 
@@ -376,14 +376,15 @@ fn item_pes(items: &[Value], lt: &ListType, node: Option<&HintNode>) -> Option<V
 /// The set of fields an applied configuration specifies.
 fn to_set(v: &Value, node: Option<&HintNode>, path: &mut Vec<PathElement>, out: &mut FieldSet) {
     match v {
-        Value::Object(m) if !map_is_atomic(node) && !m.is_empty() => {
+        // Empty granular maps and lists own nothing (as the real typed walk).
+        Value::Object(m) if !map_is_atomic(node) => {
             for (k, c) in m {
                 path.push(field(k));
                 to_set(c, child(node, k), path, out);
                 path.pop();
             }
         }
-        Value::Array(items) if !items.is_empty() => {
+        Value::Array(items) if granular_list(node).is_some() => {
             let pes = granular_list(node).and_then(|lt| item_pes(items, lt, node).map(|p| (lt, p)));
             let Some((lt, pes)) = pes else {
                 out.insert(path);
@@ -413,18 +414,35 @@ struct Comparison {
     modified: FieldSet,
 }
 
-/// Field names of always-present (non-pointer) structs: a newly added one does not make its
-/// own path a member, as the real server's typed comparison does not see it appear.
-fn struct_like(path: &[PathElement]) -> bool {
-    match path.last() {
-        Some(PathElement::Field(name)) => {
-            path.len() == 1
-                || matches!(
-                    name.as_str(),
-                    "metadata" | "spec" | "template" | "strategy" | "resources"
-                )
+/// Whether `path` exists in the zero value of a built-in Go type (non-pointer structs such as
+/// `spec`, `spec.template.spec`, `spec.strategy`, and the non-omitempty `containers` list). The
+/// real server compares against that zero value, so these never count as newly added nodes.
+fn zero_present(path: &[PathElement]) -> bool {
+    const STRUCTS: [&str; 7] = [
+        "metadata",
+        "spec",
+        "status",
+        "template",
+        "strategy",
+        "updateStrategy",
+        "jobTemplate",
+    ];
+    let names: Option<Vec<&str>> = path
+        .iter()
+        .map(|pe| match pe {
+            PathElement::Field(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    let Some(names) = names else {
+        return false;
+    };
+    match names.split_last() {
+        Some((last, parents)) => {
+            parents.iter().all(|n| STRUCTS.contains(n))
+                && (STRUCTS.contains(last) || *last == "containers")
         }
-        _ => false,
+        None => true,
     }
 }
 
@@ -443,7 +461,7 @@ fn compare(
         let empty = |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(Map::is_empty);
         if !(empty(l) && empty(r)) {
             if l.is_none() {
-                if !struct_like(path) {
+                if !zero_present(path) {
                     out.added.insert(path);
                 }
             } else if r.is_none() {
@@ -484,6 +502,13 @@ fn compare(
         if let (Some(lp), Some(rp)) = (item_pes(la, lt, node), item_pes(ra, lt, node))
             && !(la.is_empty() && ra.is_empty())
         {
+            if l.is_none() {
+                if !zero_present(path) {
+                    out.added.insert(path);
+                }
+            } else if r.is_none() {
+                out.removed.insert(path);
+            }
             let mut order: Vec<&PathElement> = lp.iter().collect();
             for pe in &rp {
                 if !order.contains(&pe) {
@@ -549,70 +574,89 @@ fn fresh(config: &Value, node: Option<&HintNode>) -> Value {
     }
 }
 
-/// Merges list items by key (map) or value (set): configured items follow the configured
-/// order, live-only items stay next to the items they followed.
+/// Merges list items by key (map) or value (set). Order follows the real merge: walk both
+/// lists together, keep live-only items where they are, emit configured items in configured
+/// order, and place each item present on both sides where the configuration puts it.
 fn merge_list(live: &[Value], config: &[Value], lt: &ListType, node: Option<&HintNode>) -> Value {
     let (Some(lp), Some(cp)) = (item_pes(live, lt, node), item_pes(config, lt, node)) else {
         return Value::Array(config.iter().map(|c| fresh(c, node)).collect());
     };
-    let merged_item = |j: usize| -> Value {
-        match lp.iter().position(|p| p == &cp[j]) {
-            Some(i) if matches!(lt, ListType::Map(_)) => merge(&live[i], &config[j], node),
-            _ => fresh(&config[j], node),
+    let live_pos = |pe: &PathElement| lp.iter().position(|p| p == pe);
+    let in_config = |pe: &PathElement| cp.contains(pe);
+    let merged_item = |li: Option<usize>, ci: usize| -> Value {
+        match li {
+            Some(i) if matches!(lt, ListType::Map(_)) => merge(&live[i], &config[ci], node),
+            _ => fresh(&config[ci], node),
         }
     };
-    let mut out = Vec::with_capacity(live.len() + config.len());
-    let mut emitted = vec![false; config.len()];
-    let mut cursor = 0;
-    for (i, item) in live.iter().enumerate() {
-        match cp.iter().position(|p| p == &lp[i]) {
-            Some(j) => {
-                for (k, done) in emitted.iter_mut().enumerate().take(j + 1).skip(cursor) {
-                    if !*done {
-                        out.push(merged_item(k));
-                        *done = true;
-                    }
-                }
-                cursor = cursor.max(j + 1);
+    let mut shared: std::collections::VecDeque<&PathElement> =
+        cp.iter().filter(|pe| lp.contains(pe)).collect();
+    let mut next_shared = shared.pop_front();
+    let mut emitted: Vec<&PathElement> = Vec::new();
+    let mut out = Vec::with_capacity(live.len().max(config.len()));
+    let (mut li, mut ci) = (0, 0);
+    while li < lp.len() || ci < cp.len() {
+        if li < lp.len() && ci < cp.len() {
+            if lp[li] == cp[ci] {
+                out.push(merged_item(Some(li), ci));
+                emitted.push(&cp[ci]);
+                li += 1;
+                ci += 1;
+                next_shared = shared.pop_front();
+                continue;
             }
-            None => out.push(item.clone()),
+            if in_config(&lp[li]) && next_shared.is_some_and(|s| s != &lp[li]) {
+                // shared item, but another shared item is due first
+                li += 1;
+                continue;
+            }
         }
-    }
-    for (k, done) in emitted.iter().enumerate() {
-        if !done {
-            out.push(merged_item(k));
+        if li < lp.len() {
+            if !in_config(&lp[li]) {
+                out.push(live[li].clone());
+                li += 1;
+                continue;
+            }
+            if emitted.contains(&&lp[li]) {
+                li += 1;
+            }
+        }
+        if ci < cp.len() {
+            let pe = &cp[ci];
+            emitted.push(pe);
+            out.push(merged_item(live_pos(pe), ci));
+            ci += 1;
+            if next_shared == Some(pe) {
+                next_shared = shared.pop_front();
+            }
         }
     }
     Value::Array(out)
 }
 
-/// Removes from `obj` what the applier owned last time (`last`) and nobody owns now (`keep`).
+/// Removes from `obj` what the applier owned last time (`last`) and nobody owns now (`keep`,
+/// which includes the applier's new configuration), as the real updater does: a named field
+/// counts as owned when anything below it is; a list item only when it is owned as an item.
+/// A removed path goes with everything below it.
 fn prune(obj: &mut Value, last: &FieldSet, keep: Option<&FieldSet>, node: Option<&HintNode>) {
     for (pe, sub) in last.children() {
         let keep_sub = keep.and_then(|k| k.child(pe));
-        let kept = keep_sub.is_some_and(|k| !k.is_empty());
-        let child_node = match pe {
-            PathElement::Field(name) => child(node, name),
-            _ => node,
-        };
-        if !kept && sub.is_member() {
+        let is_field = matches!(pe, PathElement::Field(_));
+        let owned_before = sub.is_member() || is_field;
+        let kept = keep_sub.is_some_and(|k| k.is_member() || (is_field && !k.is_empty()));
+        if owned_before && !kept {
             remove_child(obj, pe, node);
             continue;
         }
         if sub.children().next().is_none() {
             continue;
         }
-        let mut now_empty = false;
+        let child_node = match pe {
+            PathElement::Field(name) => child(node, name),
+            _ => node,
+        };
         if let Some(value) = child_mut(obj, pe, node) {
             prune(value, sub, keep_sub, child_node);
-            now_empty = match value {
-                Value::Object(m) => m.is_empty(),
-                Value::Array(a) => a.is_empty(),
-                _ => false,
-            };
-        }
-        if now_empty && !kept {
-            remove_child(obj, pe, node);
         }
     }
 }
@@ -792,9 +836,16 @@ fn validate_value(
     Ok(())
 }
 
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Server-side apply of `applied` by `manager`. `live == None` creates the object. `now` is the
 /// RFC 3339 timestamp written into the applier's managedFields entry. Call `validate_apply`
 /// first to reject malformed configurations with the server's messages.
+///
+/// As the real server does for the manager `kubectl` only: conflicts on fields whose live
+/// values still match the client-side `last-applied-configuration` annotation are taken over
+/// (upgrading from client-side apply), and an existing annotation is kept in sync with the
+/// applied configuration.
 pub fn server_side_apply(
     live: Option<&Value>,
     applied: &Value,
@@ -804,6 +855,106 @@ pub fn server_side_apply(
     hints: &TypeHints,
     now: &str,
 ) -> Result<ApplyResult, ApplyConflict> {
+    let attempt = apply_core(live, applied, manager, force, subresource, hints, now);
+    let mut result = match (attempt, live) {
+        (Err(conflict), Some(live)) if manager == "kubectl" => {
+            let Some(allowed) = allowed_by_last_applied(live, hints) else {
+                return Err(conflict);
+            };
+            let remaining: Vec<ConflictCause> = conflict
+                .causes
+                .iter()
+                .filter(|c| !allowed.iter().any(|a| a == &c.field))
+                .cloned()
+                .collect();
+            if !remaining.is_empty() {
+                let conflicts = remaining
+                    .iter()
+                    .map(|c| (c.manager.clone(), c.field.clone()))
+                    .collect();
+                return Err(ApplyConflict {
+                    conflicts,
+                    causes: remaining,
+                });
+            }
+            apply_core(Some(live), applied, manager, true, subresource, hints, now)?
+        }
+        (attempt, _) => attempt?,
+    };
+    if manager == "kubectl" {
+        sync_last_applied(&mut result, applied);
+    }
+    Ok(result)
+}
+
+fn last_applied_of(obj: &Value) -> Option<&str> {
+    obj.get("metadata")?
+        .get("annotations")?
+        .get(LAST_APPLIED)?
+        .as_str()
+        .filter(|s| !s.is_empty())
+}
+
+/// Paths (as conflict strings) the client-side annotation still vouches for: in the annotation
+/// and unchanged in the live object.
+fn allowed_by_last_applied(live: &Value, hints: &TypeHints) -> Option<Vec<String>> {
+    let last: Value = serde_json::from_str(last_applied_of(live)?).ok()?;
+    if api_version_of(&last) != api_version_of(live) {
+        return None;
+    }
+    let root = Some(&hints.root);
+    let mut set = FieldSet::new();
+    to_set(&last, root, &mut Vec::new(), &mut set);
+    let mut cmp = Comparison::default();
+    let live_clean = without_managed_fields(live);
+    compare(
+        Some(&last),
+        Some(&live_clean),
+        root,
+        &mut Vec::new(),
+        &mut cmp,
+    );
+    let set = set
+        .difference(&cmp.modified)
+        .difference(&cmp.added)
+        .difference(&cmp.removed);
+    Some(set.paths().iter().map(|p| path_string(p)).collect())
+}
+
+/// Rewrites an existing, non-empty last-applied annotation from the applied configuration.
+fn sync_last_applied(result: &mut ApplyResult, applied: &Value) {
+    if last_applied_of(&result.object).is_none() {
+        return;
+    }
+    let mut config = applied.clone();
+    if let Some(Value::Object(ann)) = config
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+    {
+        ann.shift_remove(LAST_APPLIED);
+    }
+    let text = format!("{}\n", canonical(&config));
+    if let Some(Value::Object(ann)) = result
+        .object
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("annotations"))
+        && ann.get(LAST_APPLIED).and_then(Value::as_str) != Some(text.as_str())
+    {
+        ann.insert(LAST_APPLIED.to_string(), Value::String(text));
+        result.changed = true;
+    }
+}
+
+fn apply_core(
+    live: Option<&Value>,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    subresource: Option<&str>,
+    hints: &TypeHints,
+    now: &str,
+) -> Result<ApplyResult, ApplyConflict> {
+    let subresource = subresource.filter(|s| !s.is_empty());
     let scope = Scope::new(subresource, hints);
     let root = Some(&hints.root);
     let api_version = {
@@ -838,9 +989,9 @@ pub fn server_side_apply(
         }
     }
 
-    let mut new_set = FieldSet::new();
-    to_set(&config, root, &mut Vec::new(), &mut new_set);
-    let new_set = scope.filter(&new_set);
+    let mut raw_new_set = FieldSet::new();
+    to_set(&config, root, &mut Vec::new(), &mut raw_new_set);
+    let new_set = scope.filter(&raw_new_set);
 
     let me = |e: &Entry| e.is(manager, "Apply", &api_version, subresource);
     let last_set = entries.iter().find(|e| me(e)).map(|e| e.set.clone());
@@ -851,7 +1002,8 @@ pub fn server_side_apply(
     let mut merged = merge(&base, &config, root);
 
     if let Some(last) = &last_set {
-        let mut keep = new_set.clone();
+        // The unfiltered set still holds metadata.name etc., which keeps `metadata` alive.
+        let mut keep = raw_new_set.clone();
         for e in entries.iter().filter(|e| !me(e)) {
             keep = keep.union(&e.set);
         }
@@ -887,8 +1039,8 @@ pub fn server_side_apply(
         e.set = e.set.difference(&clash);
     }
     if !force && !causes.is_empty() {
-        causes
-            .sort_by(|a, b| (a.printed_manager(), &a.field).cmp(&(b.printed_manager(), &b.field)));
+        // Grouped by manager; within a manager, field paths stay in path order.
+        causes.sort_by_key(ConflictCause::printed_manager);
         let conflicts = causes
             .iter()
             .map(|c| (c.manager.clone(), c.field.clone()))
@@ -897,10 +1049,14 @@ pub fn server_side_apply(
     }
 
     let object_changed = live_clean.as_ref() != Some(&merged);
-    let new_set = new_set.difference(&removed);
+    // Removed fields leave the other managers' sets; the applier keeps exactly what it applied
+    // (an applied `null` stays owned).
+    for e in entries.iter_mut().filter(|e| !me(e)) {
+        e.set = e.set.difference(&removed);
+    }
     match entries.iter_mut().find(|e| me(e)) {
         Some(e) => {
-            if object_changed || e.set != new_set {
+            if object_changed {
                 e.time = Some(now.to_string());
             }
             e.set = new_set;
@@ -914,9 +1070,6 @@ pub fn server_side_apply(
             subresource: subresource.filter(|s| !s.is_empty()).map(String::from),
             set: new_set,
         }),
-    }
-    for e in &mut entries {
-        e.set = e.set.difference(&removed);
     }
     entries.retain(|e| !e.set.is_empty());
 
@@ -943,6 +1096,7 @@ pub fn track_update(
     hints: &TypeHints,
     now: &str,
 ) {
+    let subresource = subresource.filter(|s| !s.is_empty());
     let scope = Scope::new(subresource, hints);
     let root = Some(&hints.root);
     let api_version = api_version_of(new);
@@ -976,13 +1130,13 @@ pub fn track_update(
     let removed = cmp.removed;
 
     let me = |e: &Entry| e.is(manager, operation, &api_version, subresource);
+    let gained = modified.union(&added);
     for e in entries.iter_mut() {
         if !me(e) {
-            e.set = e.set.difference(&modified);
+            e.set = e.set.difference(&gained);
         }
         e.set = e.set.difference(&removed);
     }
-    let gained = modified.union(&added);
     match entries.iter_mut().find(|e| me(e)) {
         Some(e) => {
             let updated = e.set.union(&gained);
@@ -1001,5 +1155,74 @@ pub fn track_update(
         }),
         None => {}
     }
+    cap_update_managers(&mut entries);
     store_entries(new, entries);
+}
+
+/// Most Update entries the real server keeps; older ones merge into per-version
+/// `ancient-changes` entries.
+const MAX_UPDATE_MANAGERS: usize = 10;
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Merges the oldest Update entries into `ancient-changes` buckets (one per apiVersion) until
+/// at most `MAX_UPDATE_MANAGERS` Update entries remain. Apply entries are never capped.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    let mut updaters: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].operation != "Apply")
+        .collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    let sort_key = |e: &Entry| {
+        (
+            e.time.clone().unwrap_or_default(),
+            e.manager.clone(),
+            e.api_version.clone(),
+            e.subresource.clone(),
+        )
+    };
+    updaters.sort_by_key(|&i| sort_key(&entries[i]));
+    let mut slots: Vec<Option<Entry>> = entries.drain(..).map(Some).collect();
+    let mut first_for_version: Vec<(String, usize)> = Vec::new();
+    let mut remaining = updaters.len();
+    for &i in &updaters {
+        if remaining <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let Some(version) = slots[i].as_ref().map(|e| e.api_version.clone()) else {
+            continue;
+        };
+        let Some(&(_, first)) = first_for_version.iter().find(|(v, _)| *v == version) else {
+            first_for_version.push((version, i));
+            continue;
+        };
+        let is_bucket = |e: &Entry| {
+            e.manager == ANCIENT_CHANGES
+                && e.operation == "Update"
+                && e.api_version == version
+                && e.subresource.is_none()
+        };
+        let bucket = match slots.iter().position(|e| e.as_ref().is_some_and(is_bucket)) {
+            Some(b) => b,
+            None => {
+                if let Some(e) = slots[first].as_mut() {
+                    e.manager = ANCIENT_CHANGES.to_string();
+                    e.operation = "Update".to_string();
+                    e.subresource = None;
+                }
+                first
+            }
+        };
+        if bucket == i {
+            continue;
+        }
+        if let Some(merged) = slots[i].take() {
+            if let Some(b) = slots[bucket].as_mut() {
+                b.set = b.set.union(&merged.set);
+                b.time = merged.time;
+            }
+            remaining -= 1;
+        }
+    }
+    entries.extend(slots.into_iter().flatten());
 }

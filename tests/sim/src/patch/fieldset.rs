@@ -85,7 +85,7 @@ impl PathElement {
 }
 
 /// Recursively sorts object keys so equal values have one JSON spelling.
-fn canonical(v: &Value) -> Value {
+pub(crate) fn canonical(v: &Value) -> Value {
     match v {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();

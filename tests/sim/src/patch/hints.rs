@@ -122,12 +122,6 @@ impl TypeHints {
             "ReplicaSet" | "DaemonSet" | "StatefulSet" | "ReplicationController" => {
                 workload_spec(root.at("spec"));
                 conditions(&mut root, "status.conditions");
-                if kind == "ReplicationController" {
-                    root.children
-                        .get_mut("spec")
-                        .map(|s| s.children.remove("selector"));
-                    root.atomic("spec.selector");
-                }
             }
             "Job" => {
                 workload_spec(root.at("spec"));

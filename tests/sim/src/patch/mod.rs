@@ -2,6 +2,7 @@
 //! Update-operation field ownership (`metadata.managedFields`). Pure functions over wire JSON.
 
 mod apply;
+mod content;
 mod fieldset;
 mod hints;
 mod json_patch;
@@ -11,6 +12,7 @@ mod strategic;
 pub use apply::{
     ApplyConflict, ApplyResult, ConflictCause, server_side_apply, track_update, validate_apply,
 };
+pub use content::{PatchType, parse_apply_body, unsupported_patch_message};
 pub use fieldset::{FieldSet, PathElement, path_string};
 pub use hints::{ListType, TypeHints};
 pub use json_patch::json_patch;
@@ -43,3 +45,6 @@ impl PatchError {
         self.to_string()
     }
 }
+
+#[cfg(test)]
+mod apply_tests;

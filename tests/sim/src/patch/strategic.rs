@@ -241,7 +241,12 @@ fn merge_list(
                         .is_some_and(|v| json_equal(v, key_value))
                 });
             }
-            Some("replace") | Some("merge") | None => match position {
+            Some("merge") => {
+                return Err(bad(
+                    "merging lists cannot yet be specified in the patch".to_string()
+                ));
+            }
+            Some("replace") | None => match position {
                 Some(i) => {
                     let existing = out[i].as_object().cloned().unwrap_or_default();
                     out[i] = Value::Object(merge_map(existing, item_map, node)?);
@@ -570,5 +575,54 @@ mod tests {
         )
         .expect_err("bad directive");
         assert!(err.message().starts_with("unknown patch type: explode"));
+    }
+
+    #[test]
+    fn helm_three_way_patch_removes_and_adds() {
+        // Shape of a Helm 3 upgrade patch: an env var dropped, a limit removed, a port added.
+        let mut target = deployment();
+        target["spec"]["template"]["spec"]["containers"][0]["resources"] =
+            json!({"limits": {"cpu": "1", "memory": "1Gi"}});
+        let out = smp(
+            &target,
+            json!({"spec": {"template": {"spec": {"containers": [{
+                "$setElementOrder/env": [{"name": "A"}],
+                "$setElementOrder/ports": [{"containerPort": 80}, {"containerPort": 9090}],
+                "env": [{"$patch": "delete", "name": "B"}],
+                "name": "main",
+                "ports": [{"containerPort": 9090, "name": "metrics"}],
+                "resources": {"limits": {"memory": null}}
+            }]}}}}),
+        );
+        let c = &out["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["env"], json!([{"name": "A", "value": "1"}]));
+        assert_eq!(
+            c["ports"],
+            json!([{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 9090, "name": "metrics"}])
+        );
+        assert_eq!(c["resources"], json!({"limits": {"cpu": "1"}}));
+    }
+
+    #[test]
+    fn merge_directive_inside_a_list_is_rejected() {
+        let err = strategic_merge_patch(
+            &deployment(),
+            &json!({"spec": {"template": {"spec": {"containers": [{"name": "main", "$patch": "merge"}]}}}}),
+            &hints(),
+        )
+        .expect_err("not supported");
+        assert_eq!(
+            err.message(),
+            "merging lists cannot yet be specified in the patch"
+        );
+    }
+
+    #[test]
+    fn delete_directive_on_a_map_field_empties_it() {
+        let out = smp(
+            &deployment(),
+            json!({"spec": {"strategy": {"$patch": "delete"}}}),
+        );
+        assert_eq!(out["spec"]["strategy"], json!({}));
     }
 }

@@ -291,6 +291,34 @@ fn evaluate(
                     },
                 }
             }
+            (ErrorKind::EvaluationError, Some(m)) => {
+                // apiserver: "<cel error> evaluating rule: <message or rule>"
+                let cause = std::error::Error::source(f)
+                    .map(
+                        |e| match e.downcast_ref::<kube_cel::cel::ExecutionError>() {
+                            Some(kube_cel::cel::ExecutionError::NoSuchKey(k)) => {
+                                format!("no such key: {k}")
+                            }
+                            _ => lower_first(&e.to_string()),
+                        },
+                    )
+                    .unwrap_or_else(|| f.message.clone());
+                let rule_text = match m
+                    .message
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
+                    Some(msg) => msg.to_string(),
+                    None => m.rule.trim().to_string(),
+                };
+                FieldError {
+                    field,
+                    kind: FieldErrorKind::Invalid,
+                    message: format!("{cause} evaluating rule: {rule_text}"),
+                    value: bad,
+                }
+            }
             _ => FieldError {
                 field,
                 kind: FieldErrorKind::Invalid,
@@ -299,6 +327,14 @@ fn evaluate(
             },
         };
         errs.push(err);
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_lowercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 

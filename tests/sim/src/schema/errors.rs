@@ -308,6 +308,26 @@ pub fn status_causes(errors: &[FieldError]) -> Vec<Value> {
         .collect()
 }
 
+/// The 400 `BadRequest` message for `fieldValidation=Strict` when a custom object carries fields
+/// the schema does not declare (paths as returned by `StructuralSchema::unknown_fields`):
+/// `ModelEntry in version "v1alpha1" cannot be handled as a ModelEntry: strict decoding error: unknown field "spec.colour"`.
+pub fn strict_decoding_message(kind: &str, version: &str, unknown_fields: &[String]) -> String {
+    let fields: Vec<String> = unknown_fields
+        .iter()
+        .map(|f| format!("unknown field {}", go_quote(f)))
+        .collect();
+    format!(
+        "{kind} in version {} cannot be handled as a {kind}: strict decoding error: {}",
+        go_quote(version),
+        fields.join(", ")
+    )
+}
+
+/// The `Warning` header text for `fieldValidation=Warn` (one per unknown field): `unknown field "spec.colour"`.
+pub fn unknown_field_warning(field: &str) -> String {
+    format!("unknown field {}", go_quote(field))
+}
+
 /// The full metav1 `Status` for a 422 `Invalid` response.
 pub fn invalid_status(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Value {
     let mut details = Map::new();
@@ -395,6 +415,19 @@ mod tests {
             "ModelEntry.hypersync.io \"bad\" is invalid: [spec.a: Required value, spec.b: Unsupported value: \"X\": supported values: \"A\", \"B\"]"
         );
         assert_eq!(invalid_message("Pod", "", "p", &[]), "Pod \"p\" is invalid");
+    }
+
+    #[test]
+    fn strict_decoding_text() {
+        assert_eq!(
+            strict_decoding_message(
+                "Widget",
+                "v1",
+                &["spec.colour".to_string(), "spec.x".to_string()]
+            ),
+            "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.colour\", unknown field \"spec.x\""
+        );
+        assert_eq!(unknown_field_warning("spec.a"), "unknown field \"spec.a\"");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub fn check_format(format: &str, s: &str) -> Option<bool> {
         "email" => is_email(s),
         "duration" => is_duration(s),
         "mac" => is_mac(s),
+        "uri" => is_request_uri(s),
         _ => return None,
     };
     Some(ok)
@@ -72,6 +73,23 @@ fn is_email(s: &str) -> bool {
     match s.rsplit_once('@') {
         Some((local, domain)) => {
             !local.is_empty() && !domain.is_empty() && !local.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// Go `url.ParseRequestURI`: an absolute URI (`scheme:...`) or an absolute path.
+fn is_request_uri(s: &str) -> bool {
+    if s.starts_with('/') {
+        return !s.contains(char::is_whitespace);
+    }
+    match s.split_once(':') {
+        Some((scheme, rest)) => {
+            let mut chars = scheme.chars();
+            chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+                && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                && !rest.is_empty()
+                && !s.contains(char::is_whitespace)
         }
         None => false,
     }
@@ -139,5 +157,7 @@ mod tests {
             Some(true)
         );
         assert_eq!(check_format("int32", "x"), None);
+        assert_eq!(check_format("uri", "123"), Some(false));
+        assert_eq!(check_format("uri", "https://example.com/a"), Some(true));
     }
 }

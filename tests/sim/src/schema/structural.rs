@@ -451,7 +451,35 @@ impl StructuralSchema {
     /// Drops fields not described by the schema, except under `x-kubernetes-preserve-unknown-fields`;
     /// the root (and embedded resources) keep `apiVersion`, `kind` and `metadata`.
     pub fn prune(&self, obj: &mut Value) {
-        prune_node(&self.schema, obj, true, 0);
+        let mut removed = Vec::new();
+        prune_node(&self.schema, obj, true, "", &mut removed, 0);
+    }
+
+    /// Like [`prune`](Self::prune), returning the paths it dropped (`spec.foo`, `spec.ports[0].bogus`)
+    /// for `fieldValidation=Strict` (400 `strict decoding error: unknown field "spec.foo"`) or `Warn`.
+    pub fn prune_reporting(&self, obj: &mut Value) -> Vec<String> {
+        let mut removed = Vec::new();
+        prune_node(&self.schema, obj, true, "", &mut removed, 0);
+        removed
+    }
+
+    /// The unknown fields `prune` would drop, without modifying `obj`.
+    pub fn unknown_fields(&self, obj: &Value) -> Vec<String> {
+        let mut copy = obj.clone();
+        self.prune_reporting(&mut copy)
+    }
+
+    /// The schema of version `version` of a CustomResourceDefinition object
+    /// (`spec.versions[].schema.openAPIV3Schema`), None when that version has no schema.
+    pub fn from_crd(crd: &Value, version: &str) -> Option<StructuralSchema> {
+        let v = crd
+            .get("spec")?
+            .get("versions")?
+            .as_array()?
+            .iter()
+            .find(|v| v.get("name").and_then(Value::as_str) == Some(version))?;
+        let schema = v.get("schema")?.get("openAPIV3Schema")?;
+        Some(StructuralSchema::new(schema))
     }
 }
 
@@ -712,7 +740,14 @@ fn default_node(s: &Value, v: &mut Value, depth: usize) {
     }
 }
 
-fn prune_node(s: &Value, v: &mut Value, keep_meta: bool, depth: usize) {
+fn prune_node(
+    s: &Value,
+    v: &mut Value,
+    keep_meta: bool,
+    path: &str,
+    removed: &mut Vec<String>,
+    depth: usize,
+) {
     if depth > MAX_DEPTH {
         return;
     }
@@ -734,28 +769,37 @@ fn prune_node(s: &Value, v: &mut Value, keep_meta: bool, depth: usize) {
             let keys: Vec<String> = obj.keys().cloned().collect();
             for k in keys {
                 let is_meta = keep_meta && ROOT_KEEP.contains(&k.as_str());
+                let child_path = join(path, &k);
                 if let Some(ps) = props.and_then(|p| p.get(&k)) {
                     if is_meta && k == "metadata" {
                         continue; // metadata is ObjectMeta, not pruned by the CRD schema
                     }
                     if let Some(child) = obj.get_mut(&k) {
-                        prune_node(ps, child, false, depth + 1);
+                        prune_node(ps, child, false, &child_path, removed, depth + 1);
                     }
                 } else if let Some(add) = add_schema {
                     if let Some(child) = obj.get_mut(&k) {
-                        prune_node(add, child, false, depth + 1);
+                        prune_node(add, child, false, &child_path, removed, depth + 1);
                     }
                 } else if is_meta || preserve || add_allows_any {
                     // kept as is
                 } else {
                     obj.remove(&k);
+                    removed.push(child_path);
                 }
             }
         }
         Value::Array(arr) => {
             if let Some(items) = s.get("items").filter(|i| i.is_object()) {
-                for item in arr.iter_mut() {
-                    prune_node(items, item, false, depth + 1);
+                for (i, item) in arr.iter_mut().enumerate() {
+                    prune_node(
+                        items,
+                        item,
+                        false,
+                        &format!("{path}[{i}]"),
+                        removed,
+                        depth + 1,
+                    );
                 }
             }
         }

@@ -339,6 +339,16 @@ fn prune_drops_unknown_fields() {
     o["metadata"]["labels"] = json!({"x": "y"});
     o["status"] = json!({"phase": "Ready", "noise": 1});
     o["topLevelJunk"] = json!(true);
+    assert_eq!(
+        s.unknown_fields(&o),
+        vec![
+            "spec.unknown",
+            "spec.source.local.junk",
+            "spec.ports[0].bogus",
+            "status.noise",
+            "topLevelJunk"
+        ]
+    );
     s.prune(&mut o);
     assert!(o["spec"].get("unknown").is_none());
     assert!(o["spec"]["source"]["local"].get("junk").is_none());
@@ -364,4 +374,49 @@ fn bad_cel_rule_is_a_compile_error() {
 fn schema_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<StructuralSchema>();
+}
+
+#[test]
+fn cel_runtime_error_is_reported_like_the_apiserver() {
+    let schema = json!({"type": "object", "properties": {"spec": {
+        "type": "object",
+        "properties": {"x": {"type": "integer"}},
+        "x-kubernetes-validations": [{"rule": "self.x > 0"}],
+    }}});
+    let s = StructuralSchema::new(&schema);
+    assert_eq!(
+        texts(&s.validate(&json!({"spec": {}}), None)),
+        vec!["spec: Invalid value: \"object\": no such key: x evaluating rule: self.x > 0"]
+    );
+    assert_eq!(
+        texts(&s.validate(&json!({"spec": {"x": 0}}), None)),
+        vec!["spec: Invalid value: \"object\": failed rule: self.x > 0"]
+    );
+}
+
+#[test]
+fn schema_from_crd_object() {
+    let crd = json!({"spec": {"versions": [
+        {"name": "v1alpha1", "schema": {"openAPIV3Schema": model_schema()}},
+        {"name": "v1", "schema": {"openAPIV3Schema": {"type": "object"}}}
+    ]}});
+    let s = StructuralSchema::from_crd(&crd, "v1alpha1").expect("version exists");
+    assert_eq!(s.schema(), &model_schema());
+    assert!(StructuralSchema::from_crd(&crd, "v2").is_none());
+}
+
+#[test]
+fn root_cel_sees_only_name_in_metadata() {
+    let schema = json!({"type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "self.metadata.name.startsWith('m-')", "message": "name must start with m-"},
+            {"rule": "!has(self.metadata.labels)", "message": "labels are hidden from CEL"}
+        ],
+        "properties": {"metadata": {"type": "object"}}});
+    let s = StructuralSchema::new(&schema);
+    let o = json!({"metadata": {"name": "x", "labels": {"a": "b"}}});
+    assert_eq!(
+        texts(&s.validate(&o, None)),
+        vec!["<nil>: Invalid value: \"object\": name must start with m-"]
+    );
 }

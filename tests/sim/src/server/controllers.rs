@@ -64,13 +64,13 @@ impl SimState {
                 .update(&ri.table, ns, name, new, Some(rv_of(&cur)))
             {
                 Ok((_, stored)) => {
-                    if is_deleting(&stored) && finalizers(&stored).is_empty() {
-                        if let Ok(gone) =
+                    if is_deleting(&stored)
+                        && finalizers(&stored).is_empty()
+                        && let Ok(gone) =
                             self.store
                                 .delete(&ri.table, ns, name, &Preconditions::default())
-                        {
-                            self.after_delete(&ri, &gone);
-                        }
+                    {
+                        self.after_delete(&ri, &gone);
                     }
                     return;
                 }
@@ -142,10 +142,10 @@ impl SimState {
                     .and_then(Value::as_array_mut)
                 {
                     refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid.as_str()));
-                    if refs.is_empty() {
-                        if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-                            m.remove("ownerReferences");
-                        }
+                    if refs.is_empty()
+                        && let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut)
+                    {
+                        m.remove("ownerReferences");
                     }
                 }
                 if self
@@ -286,36 +286,33 @@ impl SimState {
                     self.gc_check_dependent(&t, obj_namespace(&d), obj_name(&d));
                 }
                 for owner in owner_uids(obj) {
-                    if let Some((t, _, o)) = self.store.get_by_uid(owner) {
-                        if is_deleting(&o)
-                            && finalizers(&o).iter().any(|f| f == FINALIZER_FOREGROUND)
-                        {
-                            self.gc_foreground(&t, obj_namespace(&o), obj_name(&o));
-                        }
+                    if let Some((t, _, o)) = self.store.get_by_uid(owner)
+                        && is_deleting(&o)
+                        && finalizers(&o).iter().any(|f| f == FINALIZER_FOREGROUND)
+                    {
+                        self.gc_foreground(&t, obj_namespace(&o), obj_name(&o));
                     }
                 }
-                if !ns.is_empty() {
-                    if self
+                if !ns.is_empty()
+                    && self
                         .store
                         .get(NS_TABLE, "", &ns)
                         .is_some_and(|n| is_deleting(&n))
-                    {
-                        self.ns_cleanup(&ns);
-                    }
+                {
+                    self.ns_cleanup(&ns);
                 }
-                if let Some(crd) = Self::crd_name_for_table(table) {
-                    if self
+                if let Some(crd) = Self::crd_name_for_table(table)
+                    && self
                         .store
                         .get(CRD_TABLE, "", &crd)
                         .is_some_and(|c| is_deleting(&c))
-                    {
-                        self.crd_cleanup(&crd);
-                    }
+                {
+                    self.crd_cleanup(&crd);
                 }
-                if table == CRD_TABLE {
-                    if let Some(ri) = self.info_for_table(table) {
-                        self.after_delete(&ri, obj);
-                    }
+                if table == CRD_TABLE
+                    && let Some(ri) = self.info_for_table(table)
+                {
+                    self.after_delete(&ri, obj);
                 }
             }
             EventType::Added | EventType::Modified => {
@@ -337,12 +334,11 @@ impl SimState {
                     self.gc_check_dependent(table, &ns, &name);
                     if ev.etype == EventType::Modified {
                         for owner in owner_uids(obj) {
-                            if let Some((t, _, o)) = self.store.get_by_uid(owner) {
-                                if is_deleting(&o)
-                                    && finalizers(&o).iter().any(|f| f == FINALIZER_FOREGROUND)
-                                {
-                                    self.gc_foreground(&t, obj_namespace(&o), obj_name(&o));
-                                }
+                            if let Some((t, _, o)) = self.store.get_by_uid(owner)
+                                && is_deleting(&o)
+                                && finalizers(&o).iter().any(|f| f == FINALIZER_FOREGROUND)
+                            {
+                                self.gc_foreground(&t, obj_namespace(&o), obj_name(&o));
                             }
                         }
                     }

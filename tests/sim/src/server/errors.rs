@@ -10,6 +10,8 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// A complete `Status` body to send instead of one built from the fields above.
+    pub raw: Option<Value>,
 }
 
 /// `deployments.apps` or `pods` as the real server prints a qualified resource.
@@ -40,6 +42,7 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            raw: None,
         }
     }
 
@@ -49,6 +52,7 @@ impl ApiError {
             reason: "NotFound",
             message: format!("{} \"{name}\" not found", qualified(group, resource)),
             details: Some(details(group, resource, name)),
+            raw: None,
         }
     }
 
@@ -58,6 +62,7 @@ impl ApiError {
             reason: "AlreadyExists",
             message: format!("{} \"{name}\" already exists", qualified(group, resource)),
             details: Some(details(group, resource, name)),
+            raw: None,
         }
     }
 
@@ -70,6 +75,7 @@ impl ApiError {
                 qualified(group, resource)
             ),
             details: Some(details(group, resource, name)),
+            raw: None,
         }
     }
 
@@ -82,6 +88,7 @@ impl ApiError {
                 qualified(group, resource)
             ),
             details: Some(details(group, resource, name)),
+            raw: None,
         }
     }
 
@@ -160,11 +167,40 @@ impl ApiError {
             reason: "Invalid",
             message,
             details: Some(d),
+            raw: None,
+        }
+    }
+
+    /// An error whose body is a ready `Status` object (its `code`, `reason`, `message` are read back).
+    pub fn from_status(status: Value) -> Self {
+        let code = status.get("code").and_then(Value::as_u64).unwrap_or(500) as u16;
+        let reason = match status.get("reason").and_then(Value::as_str).unwrap_or("") {
+            "Invalid" => "Invalid",
+            "Forbidden" => "Forbidden",
+            "Unauthorized" => "Unauthorized",
+            "Conflict" => "Conflict",
+            "BadRequest" => "BadRequest",
+            "NotFound" => "NotFound",
+            _ => "InternalError",
+        };
+        ApiError {
+            code,
+            reason,
+            message: status
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            details: status.get("details").cloned(),
+            raw: Some(status),
         }
     }
 
     /// The `Status` object.
     pub fn status(&self) -> Value {
+        if let Some(r) = &self.raw {
+            return r.clone();
+        }
         let mut s = json!({
             "kind": "Status",
             "apiVersion": "v1",

@@ -3,10 +3,11 @@
 //! delete with finalizers and propagation, deletecollection.
 
 use super::SimState;
-use super::deps::{self, Hints};
+use super::deps;
 use super::errors::ApiError;
 use super::http::Query;
 use super::registry::ResourceInfo;
+use crate::patch::TypeHints;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{
     self, ListOptions, Preconditions, StoreError, fill_create_meta, json_path_get, now_rfc3339,
@@ -333,10 +334,10 @@ impl Selectors {
                 return false;
             }
         }
-        if let Some(f) = &self.field {
-            if !f.matches(obj) {
-                return false;
-            }
+        if let Some(f) = &self.field
+            && !f.matches(obj)
+        {
+            return false;
         }
         true
     }
@@ -412,9 +413,10 @@ pub fn selector_string(sel: &Value) -> String {
 }
 
 impl SimState {
-    fn hints<'a>(&self, ri: &'a ResourceInfo, version: &str) -> (String, Option<&'a Value>) {
-        let schema = ri.version(version).and_then(|v| v.schema.as_ref());
-        (ri.api_version(version), schema)
+    fn hints(&self, ri: &ResourceInfo, version: &str) -> Arc<TypeHints> {
+        ri.version(version)
+            .map(|v| v.hints.clone())
+            .unwrap_or_else(|| Arc::new(TypeHints::untyped()))
     }
 
     /// Converts a stored object to the shape served at `version`.
@@ -567,7 +569,12 @@ impl SimState {
         Ok((list, items))
     }
 
-    fn check_namespace_for_create(&self, ri: &ResourceInfo, ns: &str) -> Result<(), ApiError> {
+    fn check_namespace_for_create(
+        &self,
+        ri: &ResourceInfo,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
         if !ri.namespaced {
             return Ok(());
         }
@@ -582,11 +589,12 @@ impl SimState {
                 message: format!(
                     "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                     super::errors::qualified(&ri.group, &ri.plural),
-                    ""
+                    name
                 ),
                 details: Some(
-                    json!({"group": ri.group, "kind": ri.plural, "causes":[{"reason":"NamespaceTerminating","message":format!("namespace {ns} is being terminated"),"field":"metadata.namespace"}]}),
+                    json!({"name": name, "group": ri.group, "kind": ri.plural, "causes":[{"reason":"NamespaceTerminating","message":format!("namespace {ns} is being terminated"),"field":"metadata.namespace"}]}),
                 ),
+                raw: None,
             });
         }
         Ok(())
@@ -601,18 +609,12 @@ impl SimState {
         old: Option<&Value>,
         opts: &WriteOpts,
     ) -> Result<Vec<String>, ApiError> {
-        let Some(schema) = ri.version(version).and_then(|v| v.schema.as_ref()) else {
+        let Some(schema) = ri.version(version).and_then(|v| v.structural.clone()) else {
             return Ok(Vec::new());
         };
-        let out = deps::run_crd_schema(schema, &ri.kind, &ri.group, obj, old);
-        if !out.causes.is_empty() {
-            return Err(ApiError::invalid(
-                &ri.group,
-                &ri.kind,
-                obj_name(obj),
-                out.message,
-                out.causes,
-            ));
+        let out = deps::run_crd_schema(&schema, &ri.kind, &ri.group, obj, old);
+        if let Some(status) = out.invalid {
+            return Err(ApiError::from_status(status));
         }
         let mut warnings = Vec::new();
         match opts.validation {
@@ -708,15 +710,15 @@ impl SimState {
                 m.remove("namespace");
             }
         }
-        self.check_namespace_for_create(ri, &ns)?;
         let name = obj_name(&obj).to_string();
+        self.check_namespace_for_create(ri, &ns, &name)?;
         if !name.is_empty() {
             self.validate_name(ri, &name)?;
         }
-        if resets_status_on_create(ri, version) {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        if resets_status_on_create(ri, version)
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
         fill_create_meta(&mut obj, ri.tracks_generation);
         match &*ri.table {
@@ -727,17 +729,10 @@ impl SimState {
             CRD_TABLE => self.prepare_crd(&mut obj)?,
             _ => {}
         }
-        deps::default_on_create(&ri.group, version, &ri.plural, &mut obj);
+        self.default_on_create(ri, version, None, &mut obj);
         let warnings = self.run_schema(ri, version, &mut obj, None, opts)?;
         let now = now_rfc3339();
-        let (av, schema) = self.hints(ri, version);
-        let hints = match schema {
-            Some(s) => Hints::Schema(s),
-            None => Hints::Builtin {
-                api_version: &av,
-                kind: &ri.kind,
-            },
-        };
+        let hints = self.hints(ri, version);
         deps::track_update(None, &mut obj, &opts.manager, None, &hints, &now);
         if opts.dry_run {
             let name = obj_name(&obj).to_string();
@@ -861,7 +856,7 @@ impl SimState {
         mut new: Value,
         sub: Option<&str>,
         opts: &WriteOpts,
-        applied: bool,
+        applied: Option<bool>,
     ) -> Result<(Option<Value>, Vec<String>), ApiError> {
         new = self.to_stored(ri, new);
         if !new.is_object() {
@@ -903,30 +898,33 @@ impl SimState {
                     }
                 }
             }
-            if applied {
-                if let (Some(mf), Some(m)) = (
+            if applied.is_some()
+                && let (Some(mf), Some(m)) = (
                     meta(&new).and_then(|m| m.get("managedFields")).cloned(),
                     meta_mut(&mut out),
-                ) {
-                    m.insert("managedFields".into(), mf);
-                }
+                )
+            {
+                m.insert("managedFields".into(), mf);
             }
             out
         } else {
-            if ri.status_sub(version) {
-                if let Some(m) = new.as_object_mut() {
-                    match old.get("status") {
-                        Some(s) => {
-                            m.insert("status".into(), s.clone());
-                        }
-                        None => {
-                            m.remove("status");
-                        }
+            if ri.status_sub(version)
+                && let Some(m) = new.as_object_mut()
+            {
+                match old.get("status") {
+                    Some(s) => {
+                        m.insert("status".into(), s.clone());
+                    }
+                    None => {
+                        m.remove("status");
                     }
                 }
             }
             new
         };
+        if sub.is_none() {
+            self.default_on_create(ri, version, Some(old), &mut new);
+        }
         if is_deleting(old) {
             let old_f = finalizers(old);
             if let Some(f) = finalizers(&new).into_iter().find(|f| !old_f.contains(f)) {
@@ -953,10 +951,10 @@ impl SimState {
         }
         if &*ri.table == NS_TABLE {
             // spec.finalizers only change through /finalize; phase is server-owned.
-            if sub != Some("finalize") {
-                if let Some(s) = old.get("spec") {
-                    new["spec"] = s.clone();
-                }
+            if sub != Some("finalize")
+                && let Some(s) = old.get("spec")
+            {
+                new["spec"] = s.clone();
             }
             if let Some(s) = old.get("status") {
                 new["status"] = s.clone();
@@ -976,19 +974,16 @@ impl SimState {
                 );
             }
         }
-        if same_except_bookkeeping(old, &new) {
+        let unchanged = match applied {
+            Some(changed) => !changed && same_except_bookkeeping(old, &new),
+            None => same_except_bookkeeping(old, &new),
+        };
+        if unchanged {
             return Ok((None, warnings));
         }
-        if !applied {
+        if applied.is_none() {
             let now = now_rfc3339();
-            let (av, schema) = self.hints(ri, version);
-            let hints = match schema {
-                Some(s) => Hints::Schema(s),
-                None => Hints::Builtin {
-                    api_version: &av,
-                    kind: &ri.kind,
-                },
-            };
+            let hints = self.hints(ri, version);
             deps::track_update(Some(old), &mut new, &opts.manager, sub, &hints, &now);
         }
         Ok((Some(new), warnings))
@@ -1039,12 +1034,12 @@ impl SimState {
             .get("metadata")
             .and_then(|m| m.get("name"))
             .and_then(Value::as_str);
-        if let Some(bn) = body_name {
-            if bn != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({bn}) does not match the name on the URL ({name})"
-                )));
-            }
+        if let Some(bn) = body_name
+            && bn != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({bn}) does not match the name on the URL ({name})"
+            )));
         }
         let body_rv = meta(&body)
             .and_then(|m| m.get("resourceVersion"))
@@ -1056,13 +1051,13 @@ impl SimState {
                 .store
                 .get(&ri.table, &ns, name)
                 .ok_or_else(|| ApiError::not_found(&ri.group, &ri.plural, name))?;
-            if let Some(rv) = body_rv {
-                if rv != rv_of(&old) {
-                    return Err(ApiError::conflict(&ri.group, &ri.plural, name));
-                }
+            if let Some(rv) = body_rv
+                && rv != rv_of(&old)
+            {
+                return Err(ApiError::conflict(&ri.group, &ri.plural, name));
             }
             let (new, warnings) =
-                self.prepare_update(ri, version, &old, body.clone(), sub, opts, false)?;
+                self.prepare_update(ri, version, &old, body.clone(), sub, opts, None)?;
             let Some(new) = new else {
                 return Ok(WriteOutcome {
                     code: 200,
@@ -1118,28 +1113,20 @@ impl SimState {
                 return Err(ApiError::not_found(&ri.group, &ri.plural, name));
             };
             let served = self.to_served(ri, version, &old);
-            let (av, schema) = self.hints(ri, version);
-            let hints = match schema {
-                Some(s) => Hints::Schema(s),
-                None => Hints::Builtin {
-                    api_version: &av,
-                    kind: &ri.kind,
-                },
-            };
+            let hints = self.hints(ri, version);
+            let mut apply_changed = None;
             let patched = match ptype {
                 PatchType::Merge => {
                     let mut t = served.clone();
                     deps::merge_patch(&mut t, patch);
                     t
                 }
-                PatchType::Json => deps::json_patch(&served, patch)
-                    .map_err(|e| ApiError::new(422, "Invalid", e.0))?,
-                PatchType::Strategic => deps::strategic_merge_patch(&served, patch, &hints)
-                    .map_err(|e| ApiError::new(422, "Invalid", e.0))?,
+                PatchType::Json => deps::json_patch(&served, patch)?,
+                PatchType::Strategic => deps::strategic_merge_patch(&served, patch, &hints)?,
                 PatchType::Apply => {
                     self.check_apply_body(ri, version, name, patch)?;
                     let now = now_rfc3339();
-                    deps::server_side_apply(
+                    let (o, changed) = deps::server_side_apply(
                         Some(&served),
                         patch,
                         &opts.manager,
@@ -1147,8 +1134,12 @@ impl SimState {
                         sub,
                         &hints,
                         &now,
-                    )
-                    .map_err(|c| apply_conflict_error(ri, name, c))?
+                        &ri.group,
+                        &ri.plural,
+                        name,
+                    )?;
+                    apply_changed = Some(changed);
+                    o
                 }
             };
             let patch_rv = meta(&patched)
@@ -1158,20 +1149,13 @@ impl SimState {
             let explicit_rv = patch_rv.is_some_and(|r| r != rv_of(&old))
                 || meta(patch)
                     .is_some_and(|m| m.get("resourceVersion").is_some_and(|v| !v.is_null()));
-            if let Some(r) = patch_rv {
-                if r != rv_of(&old) {
-                    return Err(ApiError::conflict(&ri.group, &ri.plural, name));
-                }
+            if let Some(r) = patch_rv
+                && r != rv_of(&old)
+            {
+                return Err(ApiError::conflict(&ri.group, &ri.plural, name));
             }
-            let (new, warnings) = self.prepare_update(
-                ri,
-                version,
-                &old,
-                patched,
-                sub,
-                opts,
-                ptype == PatchType::Apply,
-            )?;
+            let (new, warnings) =
+                self.prepare_update(ri, version, &old, patched, sub, opts, apply_changed)?;
             let Some(new) = new else {
                 return Ok(WriteOutcome {
                     code: 200,
@@ -1226,12 +1210,11 @@ impl SimState {
             .get("metadata")
             .and_then(|m| m.get("name"))
             .and_then(Value::as_str)
+            && n != name
         {
-            if n != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({n}) does not match the name on the URL ({name})"
-                )));
-            }
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
         }
         Ok(())
     }
@@ -1246,18 +1229,20 @@ impl SimState {
         opts: &WriteOpts,
     ) -> Result<WriteOutcome, ApiError> {
         self.check_apply_body(ri, version, name, patch)?;
-        let (av, schema) = self.hints(ri, version);
-        let hints = match schema {
-            Some(s) => Hints::Schema(s),
-            None => Hints::Builtin {
-                api_version: &av,
-                kind: &ri.kind,
-            },
-        };
+        let hints = self.hints(ri, version);
         let now = now_rfc3339();
-        let mut obj =
-            deps::server_side_apply(None, patch, &opts.manager, opts.force, None, &hints, &now)
-                .map_err(|c| apply_conflict_error(ri, name, c))?;
+        let (mut obj, _) = deps::server_side_apply(
+            None,
+            patch,
+            &opts.manager,
+            opts.force,
+            None,
+            &hints,
+            &now,
+            &ri.group,
+            &ri.plural,
+            name,
+        )?;
         if let Some(m) = meta_mut(&mut obj) {
             m.insert("name".into(), json!(name));
         }
@@ -1272,15 +1257,13 @@ impl SimState {
                     if let Some(m) = meta_mut(&mut fixed) {
                         m.insert("managedFields".into(), mf.clone());
                     }
-                    if !same_except_bookkeeping(&cur, &fixed)
-                        || meta(&cur).and_then(|m| m.get("managedFields")) != Some(&mf)
-                    {
-                        if let Ok((_, s)) =
+                    if (!same_except_bookkeeping(&cur, &fixed)
+                        || meta(&cur).and_then(|m| m.get("managedFields")) != Some(&mf))
+                        && let Ok((_, s)) =
                             self.store
                                 .update(&ri.table, &nsn, name, fixed, Some(rv_of(&cur)))
-                        {
-                            out.object = self.to_served(ri, version, &s);
-                        }
+                    {
+                        out.object = self.to_served(ri, version, &s);
                     }
                 }
             } else if let Some(m) = meta_mut(&mut out.object) {
@@ -1307,6 +1290,7 @@ impl SimState {
     }
 
     /// PUT/PATCH /scale: `scale_body` is the new Scale object.
+    #[allow(clippy::too_many_arguments)]
     pub fn update_scale(
         &self,
         ri: &Arc<ResourceInfo>,
@@ -1335,16 +1319,10 @@ impl SimState {
                     deps::merge_patch(&mut t, body);
                     t
                 }
-                Some(PatchType::Json) => {
-                    deps::json_patch(&cur, body).map_err(|e| ApiError::new(422, "Invalid", e.0))?
-                }
+                Some(PatchType::Json) => deps::json_patch(&cur, body)?,
                 Some(PatchType::Strategic) => {
-                    let h = Hints::Builtin {
-                        api_version: "autoscaling/v1",
-                        kind: "Scale",
-                    };
-                    deps::strategic_merge_patch(&cur, body, &h)
-                        .map_err(|e| ApiError::new(422, "Invalid", e.0))?
+                    let h = TypeHints::for_builtin("autoscaling/v1", "Scale");
+                    deps::strategic_merge_patch(&cur, body, &h)?
                 }
                 Some(PatchType::Apply) => {
                     let mut t = cur.clone();
@@ -1357,10 +1335,10 @@ impl SimState {
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
                 .map(|s| s.parse::<u64>().unwrap_or(u64::MAX));
-            if let Some(r) = rv {
-                if r != rv_of(&old) {
-                    return Err(ApiError::conflict(&ri.group, &ri.plural, name));
-                }
+            if let Some(r) = rv
+                && r != rv_of(&old)
+            {
+                return Err(ApiError::conflict(&ri.group, &ri.plural, name));
             }
             let replicas = new_scale
                 .get("spec")
@@ -1387,7 +1365,7 @@ impl SimState {
                 *slot = json!(replicas);
             }
             let (new, _) =
-                self.prepare_update(ri, version, &old, new, Some("scale"), opts, false)?;
+                self.prepare_update(ri, version, &old, new, Some("scale"), opts, None)?;
             let Some(new) = new else {
                 return Ok(WriteOutcome {
                     code: 200,
@@ -1432,31 +1410,31 @@ impl SimState {
                 .store
                 .get(&ri.table, &nsn, name)
                 .ok_or_else(|| ApiError::not_found(&ri.group, &ri.plural, name))?;
-            if let Some(uid) = &opts.preconditions.uid {
-                if uid != uid_of(&old) {
-                    return Err(ApiError::conflict_msg(
-                        &ri.group,
-                        &ri.plural,
-                        name,
-                        &format!(
-                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                            uid_of(&old)
-                        ),
-                    ));
-                }
+            if let Some(uid) = &opts.preconditions.uid
+                && uid != uid_of(&old)
+            {
+                return Err(ApiError::conflict_msg(
+                    &ri.group,
+                    &ri.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        uid_of(&old)
+                    ),
+                ));
             }
-            if let Some(rv) = &opts.preconditions.resource_version {
-                if *rv != rv_of(&old).to_string() {
-                    return Err(ApiError::conflict_msg(
-                        &ri.group,
-                        &ri.plural,
-                        name,
-                        &format!(
-                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                            rv_of(&old)
-                        ),
-                    ));
-                }
+            if let Some(rv) = &opts.preconditions.resource_version
+                && *rv != rv_of(&old).to_string()
+            {
+                return Err(ApiError::conflict_msg(
+                    &ri.group,
+                    &ri.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        rv_of(&old)
+                    ),
+                ));
             }
             let mut fins = finalizers(&old);
             let before = fins.clone();
@@ -1540,13 +1518,13 @@ impl SimState {
 
     /// Bookkeeping after an object is removed from the store.
     pub fn after_delete(&self, ri: &ResourceInfo, gone: &Value) {
-        if &*ri.table == CRD_TABLE {
-            if let Ok(info) = super::registry::crd_info(gone) {
-                let mut reg = self.registry_write();
-                // Only unregister when it is still this CRD's registration.
-                if reg.get(&info.group, &info.plural).is_some_and(|r| r.is_crd) {
-                    reg.remove(&info.group, &info.plural);
-                }
+        if &*ri.table == CRD_TABLE
+            && let Ok(info) = super::registry::crd_info(gone)
+        {
+            let mut reg = self.registry_write();
+            // Only unregister when it is still this CRD's registration.
+            if reg.get(&info.group, &info.plural).is_some_and(|r| r.is_crd) {
+                reg.remove(&info.group, &info.plural);
             }
         }
     }
@@ -1623,19 +1601,4 @@ pub fn kind_qualified(ri: &ResourceInfo) -> String {
     } else {
         format!("{}.{}", ri.kind, ri.group)
     }
-}
-
-fn apply_conflict_error(ri: &ResourceInfo, name: &str, c: deps::ApplyConflicts) -> ApiError {
-    let mut e = ApiError::new(409, "Conflict", c.message);
-    e.details = Some(json!({
-        "name": name,
-        "group": ri.group,
-        "kind": ri.plural,
-        "causes": c.conflicts.iter().map(|(m, f)| json!({
-            "reason": "FieldManagerConflict",
-            "message": format!("conflict with \"{m}\""),
-            "field": f,
-        })).collect::<Vec<_>>(),
-    }));
-    e
 }

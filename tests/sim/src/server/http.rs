@@ -13,7 +13,7 @@ pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Decoded query parameters (last value wins).
 #[derive(Debug, Default, Clone)]
-pub struct Query(pub HashMap<String, String>);
+pub struct Query(pub HashMap<String, String>, pub String);
 
 fn hex(b: u8) -> Option<u8> {
     match b {
@@ -54,7 +54,12 @@ impl Query {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             m.insert(percent_decode(k, true), percent_decode(v, true));
         }
-        Query(m)
+        Query(m, q.unwrap_or("").to_string())
+    }
+
+    /// The raw query string.
+    pub fn raw(&self) -> &str {
+        &self.1
     }
 
     pub fn get(&self, k: &str) -> Option<&str> {

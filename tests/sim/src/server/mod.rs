@@ -2,17 +2,19 @@
 //! resources (via `handlers`), watch streams, subresources, background controllers, request stats,
 //! and the `Sim` handle tests use to start and stop a simulator on a loopback port.
 
+pub mod cluster;
 pub mod controllers;
 pub mod deps;
 pub mod discovery;
 pub mod errors;
 pub mod handlers;
 pub mod http;
+pub mod openapi;
 pub mod registry;
 pub mod stats;
 pub mod watch;
 
-use crate::store::{Store, obj_name};
+use crate::store::Store;
 use bytes::Bytes;
 use errors::ApiError;
 use handlers::{DeleteOpts, PatchType, WriteOpts};
@@ -84,10 +86,27 @@ pub struct SimState {
     pub addr: RwLock<Option<SocketAddr>>,
     /// Signalled on writes so the data plane reacts before its next tick.
     pub kick: tokio::sync::Notify,
+    /// Service cluster IP and node port allocation.
+    pub ip_alloc: std::sync::Mutex<crate::dataplane::IpAllocator>,
+    /// Issues and verifies bearer tokens.
+    pub tokens: crate::auth::TokenIssuer,
+    /// Fault injection, changeable at runtime through `POST /sim/faults`.
+    pub faults: crate::faults::Faults,
+    openapi: openapi::OpenApiCache,
+    openapi_builtins: Vec<openapi::ServedResource>,
 }
 
 impl SimState {
-    pub fn new(config: SimConfig) -> Arc<Self> {
+    pub fn new(config: SimConfig) -> Result<Arc<Self>, SimError> {
+        let faults = match config.faults.as_deref() {
+            Some(spec) => crate::faults::Faults::new(
+                crate::faults::FaultConfig::parse(spec).map_err(|e| SimError::Config {
+                    what: "faults",
+                    message: e.to_string(),
+                })?,
+            ),
+            None => crate::faults::Faults::disabled(),
+        };
         let state = Arc::new(SimState {
             store: Arc::new(Store::new(config.history)),
             registry: RwLock::new(Registry::with_builtins()),
@@ -95,9 +114,14 @@ impl SimState {
             config,
             addr: RwLock::new(None),
             kick: tokio::sync::Notify::new(),
+            ip_alloc: std::sync::Mutex::new(crate::dataplane::IpAllocator::new()),
+            tokens: crate::auth::TokenIssuer::new(),
+            faults,
+            openapi: openapi::OpenApiCache::new(),
+            openapi_builtins: openapi::builtin_resources(),
         });
         state.bootstrap();
-        state
+        Ok(state)
     }
 
     pub fn registry_read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
@@ -118,6 +142,9 @@ impl SimState {
             return;
         };
         let opts = WriteOpts::system("kube-apiserver");
+        if let Ok(mut a) = self.ip_alloc.lock() {
+            a.reserve("10.96.0.1");
+        }
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let body = json!({"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
@@ -129,6 +156,13 @@ impl SimState {
                 "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}});
             let _ = self.create_obj(&svc, "v1", Some("default"), body, &opts);
+        }
+        self.bootstrap_rbac();
+        if let Some(sa) = self.registry_read().get("", "serviceaccounts") {
+            for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+                let body = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
+                let _ = self.create_obj(&sa, "v1", Some(ns), body, &opts);
+            }
         }
     }
 
@@ -145,9 +179,17 @@ impl SimState {
         deps::to_table(&ri.plural, crd_version, objects, include_object, list_meta)
     }
 
-    /// When fault injection drops watches, the time after which a new watch is cut.
-    pub fn faults_watch_drop(&self) -> Option<Duration> {
-        None
+    /// CRD objects (for the OpenAPI documents).
+    fn crd_objects(&self) -> Vec<Value> {
+        self.store
+            .list(
+                handlers::CRD_TABLE,
+                None,
+                &crate::store::ListOptions::default(),
+                &|_| true,
+            )
+            .map(|p| p.items.iter().map(|o| (**o).clone()).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -222,7 +264,29 @@ fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
 impl SimState {
     /// Routes one request.
     pub async fn route(self: &Arc<Self>, r: Req) -> Response<Body> {
-        match http::parse_path(&r.path) {
+        let route = http::parse_path(&r.path);
+        if matches!(route, Route::Version | Route::Health(_)) {
+            return self.route_public(route, r);
+        }
+        let user = match self.authenticate(&r.authorization) {
+            Ok(u) => u,
+            Err(e) => return error_response(&e),
+        };
+        if let Route::Resource(p) = route {
+            if let Some(l) = self.faults.latency() {
+                tokio::time::sleep(l).await;
+            }
+            return self.route_resource(p, r, &user);
+        }
+        let attrs = crate::auth::Attributes::non_resource("get", &r.path);
+        if let Err(e) = self.authorize(&user, &attrs) {
+            return error_response(&e);
+        }
+        self.route_public(route, r)
+    }
+
+    fn route_public(self: &Arc<Self>, route: Route, r: Req) -> Response<Body> {
+        match route {
             Route::Version => http::json_bytes(
                 200,
                 Bytes::from_static(VERSION_INFO.as_bytes()),
@@ -270,19 +334,64 @@ impl SimState {
                     None => error_response(&ApiError::not_found_path()),
                 }
             }
-            Route::OpenApi(_) => error_response(&ApiError::not_found_path()),
+            Route::OpenApi(path) => {
+                let crds = self.crd_objects();
+                let accept = (!r.accept.is_empty()).then_some(r.accept.as_str());
+                let q = r.query.raw().to_string();
+                match self
+                    .openapi
+                    .respond(&self.openapi_builtins, &crds, &path, &q, accept)
+                {
+                    Some(o) => {
+                        let mut resp = http::json_bytes(o.status, o.body, o.content_type);
+                        for (k, v) in o.headers {
+                            if let Ok(h) = hyper::header::HeaderValue::from_str(&v) {
+                                resp.headers_mut().insert(k, h);
+                            }
+                        }
+                        resp
+                    }
+                    None => error_response(&ApiError::not_found_path()),
+                }
+            }
             Route::SimStats => json_response(200, &self.stats.to_json()),
             Route::SimStatsReset => {
                 self.stats.reset();
                 json_response(200, &json!({"reset": true}))
             }
-            Route::SimFaults => error_response(&ApiError::not_found_path()),
+            Route::SimFaults => self.sim_faults(&r),
             Route::NotFound => error_response(&ApiError::not_found_path()),
-            Route::Resource(p) => self.route_resource(p, r),
+            Route::Resource(_) => error_response(&ApiError::not_found_path()),
         }
     }
 
-    fn route_resource(self: &Arc<Self>, p: ResourcePath, r: Req) -> Response<Body> {
+    fn sim_faults(&self, r: &Req) -> Response<Body> {
+        if r.method == Method::GET {
+            return json_response(200, &self.faults.config().to_json());
+        }
+        let body = String::from_utf8_lossy(&r.body).to_string();
+        let parsed = match serde_json::from_str::<Value>(&body) {
+            Ok(v) if v.is_object() => crate::faults::FaultConfig::from_json(&v),
+            Ok(Value::String(s)) => crate::faults::FaultConfig::parse(&s),
+            _ => crate::faults::FaultConfig::parse(body.trim()),
+        };
+        match parsed {
+            Ok(c) => {
+                self.faults.set(c);
+                json_response(200, &self.faults.config().to_json())
+            }
+            Err(e) => error_response(&ApiError::bad_request(format!(
+                "failed to parse faults: {e}"
+            ))),
+        }
+    }
+
+    fn route_resource(
+        self: &Arc<Self>,
+        p: ResourcePath,
+        r: Req,
+        user: &crate::auth::UserInfo,
+    ) -> Response<Body> {
         let Some(ri) = self
             .registry_read()
             .lookup(&p.group, &p.version, &p.resource)
@@ -313,6 +422,54 @@ impl SimState {
             sub.unwrap_or(""),
             &r.user_agent,
         );
+        let attrs = crate::auth::Attributes::resource(
+            verb,
+            &p.group,
+            &p.resource,
+            sub,
+            ns_of(&p),
+            p.name.as_deref(),
+        );
+        if let Err(e) = self.authorize(user, &attrs) {
+            return error_response(&e);
+        }
+        if let Some(code) = self.faults.decide_for(verb, &p.resource) {
+            let body = self
+                .faults
+                .status_body(code, &p.group, &p.resource, p.name.as_deref());
+            let mut resp = json_response(code, &body);
+            if code == 429 {
+                if let Ok(h) = hyper::header::HeaderValue::from_str(
+                    &self.faults.retry_after_seconds().to_string(),
+                ) {
+                    resp.headers_mut().insert("retry-after", h);
+                }
+            }
+            return resp;
+        }
+        if verb == "create"
+            && ri.group == "authorization.k8s.io"
+            && ri.plural == "selfsubjectaccessreviews"
+        {
+            return match parse_body(&r.body, false) {
+                Ok(b) => json_response(
+                    201,
+                    &crate::auth::self_subject_access_review(&**self, user, &b),
+                ),
+                Err(e) => error_response(&e),
+            };
+        }
+        if verb == "create"
+            && ri.group == "authentication.k8s.io"
+            && ri.plural == "selfsubjectreviews"
+        {
+            return json_response(
+                201,
+                &json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"creationTimestamp": null},
+                "status": {"userInfo": {"username": user.username, "groups": user.groups}}}),
+            );
+        }
         let v = p.version.as_str();
         let ns = p.namespace.as_deref();
         let table = table_request(&r.accept).map(|_| {
@@ -337,27 +494,26 @@ impl SimState {
                 "get" => {
                     let name = p.name.as_deref().unwrap_or("");
                     let o = self.get_obj(&ri, v, ns, name)?;
-                    if let Some(inc) = &table {
-                        if let Some(t) = self.table_for(
+                    if let Some(inc) = &table
+                        && let Some(t) = self.table_for(
                             &ri,
                             v,
                             std::slice::from_ref(&o),
                             inc,
                             json!({"resourceVersion": o["metadata"]["resourceVersion"]}),
-                        ) {
-                            return Ok(json_response(200, &t));
-                        }
+                        )
+                    {
+                        return Ok(json_response(200, &t));
                     }
                     Ok(json_response(200, &o))
                 }
                 "list" => {
                     let (mut list, items) = self.list_objs(&ri, v, ns, &r.query)?;
-                    if let Some(inc) = &table {
-                        if let Some(t) =
+                    if let Some(inc) = &table
+                        && let Some(t) =
                             self.table_for(&ri, v, &items, inc, list["metadata"].clone())
-                        {
-                            return Ok(json_response(200, &t));
-                        }
+                    {
+                        return Ok(json_response(200, &t));
                     }
                     list["items"] = Value::Array(items);
                     Ok(json_response(200, &list))
@@ -582,25 +738,26 @@ impl SimState {
         } else {
             parse_body(&r.body, false)?
         };
-        let secs = body
-            .get("spec")
-            .and_then(|s| s.get("expirationSeconds"))
-            .and_then(Value::as_i64)
-            .unwrap_or(3600);
-        let exp = chrono::Utc::now() + chrono::Duration::seconds(secs);
-        let token = format!(
-            "kube-sim-sa.{}.{}.{}",
-            ns.unwrap_or(""),
-            obj_name(&sa),
-            crate::store::uid_of(&sa)
-        );
-        let mut out = json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-            "metadata": {"name": name, "namespace": ns, "creationTimestamp": null},
-            "spec": body.get("spec").cloned().unwrap_or(json!({})),
-            "status": {"token": token, "expirationTimestamp": exp.format("%Y-%m-%dT%H:%M:%SZ").to_string()}});
-        out["spec"]["expirationSeconds"] = json!(secs);
+        let out = self
+            .tokens
+            .token_request(
+                ns.unwrap_or(""),
+                name,
+                crate::store::uid_of(&sa),
+                &body,
+                chrono::Utc::now(),
+            )
+            .map_err(|e| ApiError::new(422, "Invalid", e.invalid_message(name)))?;
         Ok(json_response(201, &out))
     }
+}
+
+fn ns_of(p: &ResourcePath) -> Option<&str> {
+    p.namespace.as_deref().or(if p.resource == "namespaces" {
+        p.name.as_deref()
+    } else {
+        None
+    })
 }
 
 /// Whether the Accept header asks for a `Table`.
@@ -629,13 +786,27 @@ impl Sim {
         let addr = listener
             .local_addr()
             .map_err(|source| SimError::Bind { port, source })?;
-        let state = SimState::new(config);
+        let nodes = match config.nodes.as_deref() {
+            Some(spec) => {
+                crate::dataplane::parse_nodes(spec).map_err(|message| SimError::Config {
+                    what: "nodes",
+                    message,
+                })?
+            }
+            None => Vec::new(),
+        };
+        let dataplane = config.dataplane;
+        let state = SimState::new(config)?;
         if let Ok(mut a) = state.addr.write() {
             *a = Some(addr);
         }
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(controllers::run(state.clone())));
-        tasks.push(tokio::spawn(accept_loop(listener, state.clone())));
+        let mut tasks = vec![
+            tokio::spawn(controllers::run(state.clone())),
+            tokio::spawn(accept_loop(listener, state.clone())),
+        ];
+        if dataplane {
+            tasks.push(tokio::spawn(cluster::run_dataplane(state.clone(), nodes)));
+        }
         Ok(Sim { addr, state, tasks })
     }
 

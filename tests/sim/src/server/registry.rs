@@ -1,6 +1,8 @@
 //! The resource registry: built-in kinds and CRD-served kinds, with names, scope, verbs, short names,
 //! categories, subresources and per-version schemas, looked up by (group, version, plural).
 
+use crate::patch::TypeHints;
+use crate::schema::StructuralSchema;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -36,6 +38,10 @@ pub struct VersionInfo {
     pub schema: Option<Value>,
     /// `additionalPrinterColumns` raw JSON plus the version entry itself, for CRDs.
     pub crd_version: Option<Value>,
+    /// List types / merge keys for patches and server-side apply.
+    pub hints: Arc<TypeHints>,
+    /// Compiled structural schema of a CRD version.
+    pub structural: Option<Arc<StructuralSchema>>,
 }
 
 /// A resource the server serves.
@@ -92,7 +98,7 @@ impl ResourceInfo {
     /// Served versions, highest Kubernetes priority first.
     pub fn served_versions(&self) -> Vec<&VersionInfo> {
         let mut v: Vec<_> = self.versions.iter().filter(|v| v.served).collect();
-        v.sort_by(|a, b| version_priority(&b.name).cmp(&version_priority(&a.name)));
+        v.sort_by_key(|x| std::cmp::Reverse(version_priority(&x.name)));
         v
     }
 }
@@ -504,6 +510,15 @@ fn builtin_info(bi: &Builtin) -> ResourceInfo {
             scale,
             schema: None,
             crd_version: None,
+            hints: Arc::new(TypeHints::for_builtin(
+                &if bi.group.is_empty() {
+                    bi.version.to_string()
+                } else {
+                    format!("{}/{}", bi.group, bi.version)
+                },
+                bi.kind,
+            )),
+            structural: None,
         }],
         tracks_generation: bi.generation,
         extra_subs: bi.extra.to_vec(),
@@ -564,14 +579,23 @@ pub fn crd_info(crd: &Value) -> Result<ResourceInfo, CrdError> {
                 .unwrap_or_else(|| ".status.replicas".into()),
             label_selector_path: s(sc, &["labelSelectorPath"]),
         });
+        let schema = crate::store::json_path_get(v, &["schema", "openAPIV3Schema"]).cloned();
+        let status_sub = subs.and_then(|x| x.get("status")).is_some();
+        let hints = match &schema {
+            Some(s) => TypeHints::from_openapi_schema(s),
+            None => TypeHints::untyped(),
+        }
+        .with_status_subresource(status_sub);
         versions.push(VersionInfo {
             name,
             served: v.get("served").and_then(Value::as_bool).unwrap_or(true),
             storage: v.get("storage").and_then(Value::as_bool).unwrap_or(false),
-            status_sub: subs.and_then(|x| x.get("status")).is_some(),
+            status_sub,
             scale,
-            schema: crate::store::json_path_get(v, &["schema", "openAPIV3Schema"]).cloned(),
+            structural: schema.as_ref().map(|s| Arc::new(StructuralSchema::new(s))),
+            schema,
             crd_version: Some(v.clone()),
+            hints: Arc::new(hints),
         });
     }
     if versions.is_empty() {

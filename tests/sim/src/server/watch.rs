@@ -45,16 +45,16 @@ impl WatchStream {
         let mut served = obj.clone();
         self.state
             .to_served_in_place(&self.ri, &self.version, &mut served);
-        if let Some(include) = &self.table {
-            if let Some(t) = self.state.table_for(
+        if let Some(include) = &self.table
+            && let Some(t) = self.state.table_for(
                 &self.ri,
                 &self.version,
                 &[served.clone()],
                 include,
                 json!({}),
-            ) {
-                return encode_watch_line(etype, &t);
-            }
+            )
+        {
+            return encode_watch_line(etype, &t);
         }
         encode_watch_line(etype, &served)
     }
@@ -63,10 +63,10 @@ impl WatchStream {
         if *ev.table != *self.ri.table {
             return None;
         }
-        if let Some(ns) = &self.ns {
-            if ev.namespace() != ns {
-                return None;
-            }
+        if let Some(ns) = &self.ns
+            && ev.namespace() != ns
+        {
+            return None;
         }
         let now_m = self.sel.matches(&ev.object);
         let prev_m = ev.prev.as_ref().map(|p| self.sel.matches(p));
@@ -142,6 +142,9 @@ impl WatchStream {
                             }
                         }
                         if !buf.is_empty() {
+                            if self.state.faults.drop_watch() {
+                                return None;
+                            }
                             return Some(buf.freeze());
                         }
                     }
@@ -279,12 +282,6 @@ pub fn serve_watch(
         ws.last_rv = last;
     }
     ws.pending = pending;
-    if let Some(f) = state.faults_watch_drop() {
-        ws.deadline = Some(
-            ws.deadline
-                .map_or(Instant::now() + f, |d| d.min(Instant::now() + f)),
-        );
-    }
     let stream =
         futures::stream::unfold(ws, |mut ws| async move { ws.next().await.map(|b| (b, ws)) });
     stream_response(stream, "application/json")

@@ -337,10 +337,10 @@ impl Store {
             .and_then(|t| t.objects.get(&key))
             .map(|e| e.obj.clone())
             .ok_or(StoreError::NotFound)?;
-        if let Some(exp) = expected_rv {
-            if rv_of(&old) != exp {
-                return Err(StoreError::Conflict);
-            }
+        if let Some(exp) = expected_rv
+            && rv_of(&old) != exp
+        {
+            return Err(StoreError::Conflict);
         }
         inner.rv += 1;
         let rv = inner.rv;
@@ -501,14 +501,14 @@ impl Store {
             if !filter(&obj) {
                 continue;
             }
-            if let Some(l) = limit {
-                if page.items.len() >= l {
-                    page.remaining += 1;
-                    if page.continue_after.is_none() {
-                        page.continue_after = last_key.clone();
-                    }
-                    continue;
+            if let Some(l) = limit
+                && page.items.len() >= l
+            {
+                page.remaining += 1;
+                if page.continue_after.is_none() {
+                    page.continue_after = last_key.clone();
                 }
+                continue;
             }
             last_key = Some(key);
             page.items.push(obj);
@@ -602,10 +602,10 @@ impl Store {
             prev,
             wire: OnceLock::new(),
         });
-        if inner.history.len() >= inner.history_cap {
-            if let Some(old) = inner.history.pop_front() {
-                inner.compacted = old.rv;
-            }
+        if inner.history.len() >= inner.history_cap
+            && let Some(old) = inner.history.pop_front()
+        {
+            inner.compacted = old.rv;
         }
         inner.history.push_back(ev.clone());
         // No receivers is fine.
