@@ -20,7 +20,7 @@ fn env_value(dep: &Value, name: &str) -> Option<String> {
 }
 
 #[test]
-#[ignore = "needs server::protobuf decoding of request bodies and the data plane running in the server (CLIENT-NOTES.md)"]
+#[ignore = "needs server::protobuf wired into request decoding in server/mod.rs (CLIENT-NOTES.md)"]
 fn helm_install_upgrade_and_uninstall_a_chart() {
     let c = Cluster::start();
     let chart = fixture("chart");
