@@ -14,12 +14,11 @@ fn booleans_in_required(v: &Value, path: &str, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             for (k, c) in m {
-                if k == "required" {
-                    if let Some(items) = c.as_array() {
-                        if items.iter().any(Value::is_boolean) {
-                            out.push(format!("{path}/required"));
-                        }
-                    }
+                if k == "required"
+                    && c.as_array()
+                        .is_some_and(|items| items.iter().any(Value::is_boolean))
+                {
+                    out.push(format!("{path}/required"));
                 }
                 if k == "true" || k == "false" {
                     out.push(format!("{path}/{k}"));
