@@ -1,5 +1,5 @@
 //! The real kubectl's imperative commands against kube-sim: `create namespace/serviceaccount/
-//! configmap/secret/role/rolebinding`, `create token`, `auth can-i`, `scale`, `label`, `annotate`,
+//! configmap/secret/role/rolebinding/deployment/job/cronjob/service`, `create token`, `auth can-i`, `scale`, `label`, `annotate`,
 //! `patch`, `diff`, `rollout restart`. The `create`/`token`/`can-i` ones send protobuf bodies.
 
 #[path = "fixtures/client_harness.rs"]
@@ -47,6 +47,51 @@ fn imperative_creates_token_and_can_i_send_protobuf_bodies() {
         let out = c.kubectl(&args).expect_ok(&args.join(" "));
         assert!(out.contains(expect), "{out}");
     }
+    for (args, expect) in [
+        (
+            vec![
+                "create",
+                "deployment",
+                "d1",
+                "--image=img:2",
+                "--replicas=2",
+                "--port=80",
+            ],
+            "deployment.apps/d1 created",
+        ),
+        (
+            vec!["create", "job", "j1", "--image=img:3", "--", "echo", "hi"],
+            "job.batch/j1 created",
+        ),
+        (
+            vec![
+                "create",
+                "cronjob",
+                "c1",
+                "--image=img:4",
+                "--schedule=*/5 * * * *",
+                "--",
+                "echo",
+                "hi",
+            ],
+            "cronjob.batch/c1 created",
+        ),
+        (
+            vec!["create", "service", "clusterip", "s1", "--tcp=80:8080"],
+            "service/s1 created",
+        ),
+    ] {
+        let out = c.kubectl(&args).expect_ok(&args.join(" "));
+        assert!(out.contains(expect), "{out}");
+    }
+    let dep = c.get_json(&["deployment", "d1"]);
+    assert_eq!(dep["spec"]["replicas"], 2);
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+    let svc = c.get_json(&["service", "s1"]);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
     let cm = c.get_json(&["configmap", "c1"]);
     assert_eq!(cm["data"]["a"], "b");
     let secret = c.get_json(&["secret", "s1"]);

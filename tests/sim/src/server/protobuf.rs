@@ -26,6 +26,10 @@ pub enum ProtobufError {
     WireType(u8),
     #[error("failed to decode protobuf: no protobuf decoding for {0}")]
     UnsupportedKind(String),
+    #[error(
+        "failed to decode protobuf: field {0} is not supported by the simulator's protobuf layouts"
+    )]
+    UnsupportedField(u64),
 }
 
 /// Whether a Content-Type header names the Kubernetes protobuf encoding.
@@ -156,7 +160,20 @@ enum Kind {
     Strs,
     /// An integer; `true` omits zero (a non-pointer Go field), `false` keeps it (a pointer that was set).
     Int(bool),
+    /// A pointer bool (`*bool`): kept when present, even when false.
     Bool,
+    /// A non-pointer bool: omitted when false, as JSON `omitempty` does.
+    Flag,
+    /// `intstr.IntOrString` (type = 1, intVal = 2, strVal = 3) as a JSON number or string.
+    IntOrString,
+    /// `resource.Quantity` (string = 1) as its string.
+    Quantity,
+    /// `map<string, Quantity>` (resource lists).
+    MapQuantity,
+    /// A field the server ignores in request bodies (`status`).
+    Ignore,
+    /// An embedded struct whose fields JSON flattens into the parent (`LocalObjectReference`).
+    Inline(&'static [Spec]),
     /// `map<string, string>`.
     MapStr,
     /// `map<string, bytes>`, base64 in JSON.
@@ -211,6 +228,9 @@ const OBJECT_META: &[Spec] = &[
 
 const META: Spec = (1, "metadata", Kind::Msg(OBJECT_META));
 
+/// `status` in a request body: the server ignores it, so it is not decoded.
+const STATUS: Spec = (3, "status", Kind::Ignore);
+
 const SECRET: &[Spec] = &[
     META,
     (2, "data", Kind::MapBytes),
@@ -229,6 +249,7 @@ const CONFIG_MAP: &[Spec] = &[
 const NAMESPACE: &[Spec] = &[
     META,
     (2, "spec", Kind::Msg(&[(1, "finalizers", Kind::Strs)])),
+    STATUS,
 ];
 
 const OBJECT_REFERENCE: &[Spec] = &[
@@ -276,6 +297,7 @@ const TOKEN_REQUEST: &[Spec] = &[
             (4, "expirationSeconds", Kind::Int(false)),
         ]),
     ),
+    STATUS,
 ];
 
 const TOKEN_REVIEW: &[Spec] = &[
@@ -285,6 +307,7 @@ const TOKEN_REVIEW: &[Spec] = &[
         "spec",
         Kind::Msg(&[(1, "token", Kind::Str), (2, "audiences", Kind::Strs)]),
     ),
+    STATUS,
 ];
 
 const RESOURCE_ATTRIBUTES: &[Spec] = &[
@@ -313,6 +336,7 @@ const SELF_SUBJECT_ACCESS_REVIEW: &[Spec] = &[
             ),
         ]),
     ),
+    STATUS,
 ];
 
 /// SubjectAccessReview and LocalSubjectAccessReview.
@@ -333,10 +357,14 @@ const SUBJECT_ACCESS_REVIEW: &[Spec] = &[
             (6, "uid", Kind::Str),
         ]),
     ),
+    STATUS,
 ];
 
-const SELF_SUBJECT_RULES_REVIEW: &[Spec] =
-    &[META, (2, "spec", Kind::Msg(&[(1, "namespace", Kind::Str)]))];
+const SELF_SUBJECT_RULES_REVIEW: &[Spec] = &[
+    META,
+    (2, "spec", Kind::Msg(&[(1, "namespace", Kind::Str)])),
+    STATUS,
+];
 
 const POLICY_RULE: &[Spec] = &[
     (1, "verbs", Kind::Strs),
@@ -346,7 +374,278 @@ const POLICY_RULE: &[Spec] = &[
     (5, "nonResourceURLs", Kind::Strs),
 ];
 
-const ROLE: &[Spec] = &[META, (2, "rules", Kind::Msgs(POLICY_RULE))];
+const LABEL_SELECTOR: &[Spec] = &[
+    (1, "matchLabels", Kind::MapStr),
+    (
+        2,
+        "matchExpressions",
+        Kind::Msgs(&[
+            (1, "key", Kind::Str),
+            (2, "operator", Kind::Str),
+            (3, "values", Kind::Strs),
+        ]),
+    ),
+];
+
+const ROLE: &[Spec] = &[
+    META,
+    (2, "rules", Kind::Msgs(POLICY_RULE)),
+    (
+        3,
+        "aggregationRule",
+        Kind::Msg(&[(1, "clusterRoleSelectors", Kind::Msgs(LABEL_SELECTOR))]),
+    ),
+];
+
+const LOCAL_OBJECT_REFERENCE: Spec = (1, "", Kind::Inline(&[(1, "name", Kind::Str)]));
+
+const KEY_SELECTOR: &[Spec] = &[
+    LOCAL_OBJECT_REFERENCE,
+    (2, "key", Kind::Str),
+    (3, "optional", Kind::Bool),
+];
+
+const ENV_VAR_SOURCE: &[Spec] = &[
+    (
+        1,
+        "fieldRef",
+        Kind::Msg(&[(1, "apiVersion", Kind::Str), (2, "fieldPath", Kind::Str)]),
+    ),
+    (
+        2,
+        "resourceFieldRef",
+        Kind::Msg(&[
+            (1, "containerName", Kind::Str),
+            (2, "resource", Kind::Str),
+            (3, "divisor", Kind::Quantity),
+        ]),
+    ),
+    (3, "configMapKeyRef", Kind::Msg(KEY_SELECTOR)),
+    (4, "secretKeyRef", Kind::Msg(KEY_SELECTOR)),
+];
+
+const ENV_FROM_SOURCE: &[Spec] = &[
+    (1, "prefix", Kind::Str),
+    (
+        2,
+        "configMapRef",
+        Kind::Msg(&[LOCAL_OBJECT_REFERENCE, (2, "optional", Kind::Bool)]),
+    ),
+    (
+        3,
+        "secretRef",
+        Kind::Msg(&[LOCAL_OBJECT_REFERENCE, (2, "optional", Kind::Bool)]),
+    ),
+];
+
+/// The parts of `core/v1` Container that `kubectl create` and common manifests use; other non-empty
+/// fields are refused rather than dropped.
+const CONTAINER: &[Spec] = &[
+    (1, "name", Kind::Str),
+    (2, "image", Kind::Str),
+    (3, "command", Kind::Strs),
+    (4, "args", Kind::Strs),
+    (5, "workingDir", Kind::Str),
+    (
+        6,
+        "ports",
+        Kind::Msgs(&[
+            (1, "name", Kind::Str),
+            (2, "hostPort", Kind::Int(true)),
+            (3, "containerPort", Kind::Int(true)),
+            (4, "protocol", Kind::Str),
+            (5, "hostIP", Kind::Str),
+        ]),
+    ),
+    (
+        7,
+        "env",
+        Kind::Msgs(&[
+            (1, "name", Kind::Str),
+            (2, "value", Kind::Str),
+            (3, "valueFrom", Kind::Msg(ENV_VAR_SOURCE)),
+        ]),
+    ),
+    (
+        8,
+        "resources",
+        Kind::Msg(&[
+            (1, "limits", Kind::MapQuantity),
+            (2, "requests", Kind::MapQuantity),
+        ]),
+    ),
+    (
+        9,
+        "volumeMounts",
+        Kind::Msgs(&[
+            (1, "name", Kind::Str),
+            (2, "readOnly", Kind::Flag),
+            (3, "mountPath", Kind::Str),
+            (4, "subPath", Kind::Str),
+            (5, "mountPropagation", Kind::Str),
+            (6, "subPathExpr", Kind::Str),
+        ]),
+    ),
+    (13, "terminationMessagePath", Kind::Str),
+    (14, "imagePullPolicy", Kind::Str),
+    (16, "stdin", Kind::Flag),
+    (17, "stdinOnce", Kind::Flag),
+    (18, "tty", Kind::Flag),
+    (19, "envFrom", Kind::Msgs(ENV_FROM_SOURCE)),
+    (20, "terminationMessagePolicy", Kind::Str),
+];
+
+const POD_SPEC: &[Spec] = &[
+    (2, "containers", Kind::Msgs(CONTAINER)),
+    (3, "restartPolicy", Kind::Str),
+    (4, "terminationGracePeriodSeconds", Kind::Int(false)),
+    (5, "activeDeadlineSeconds", Kind::Int(false)),
+    (6, "dnsPolicy", Kind::Str),
+    (7, "nodeSelector", Kind::MapStr),
+    (8, "serviceAccountName", Kind::Str),
+    (9, "serviceAccount", Kind::Str),
+    (10, "nodeName", Kind::Str),
+    (11, "hostNetwork", Kind::Flag),
+    (12, "hostPID", Kind::Flag),
+    (13, "hostIPC", Kind::Flag),
+    (
+        15,
+        "imagePullSecrets",
+        Kind::Msgs(&[(1, "name", Kind::Str)]),
+    ),
+    (16, "hostname", Kind::Str),
+    (17, "subdomain", Kind::Str),
+    (19, "schedulerName", Kind::Str),
+    (20, "initContainers", Kind::Msgs(CONTAINER)),
+    (21, "automountServiceAccountToken", Kind::Bool),
+    (
+        22,
+        "tolerations",
+        Kind::Msgs(&[
+            (1, "key", Kind::Str),
+            (2, "operator", Kind::Str),
+            (3, "value", Kind::Str),
+            (4, "effect", Kind::Str),
+            (5, "tolerationSeconds", Kind::Int(false)),
+        ]),
+    ),
+    (24, "priorityClassName", Kind::Str),
+    (25, "priority", Kind::Int(false)),
+    (30, "enableServiceLinks", Kind::Bool),
+];
+
+const POD_TEMPLATE_SPEC: &[Spec] = &[META, (2, "spec", Kind::Msg(POD_SPEC))];
+
+const DEPLOYMENT: &[Spec] = &[
+    META,
+    (
+        2,
+        "spec",
+        Kind::Msg(&[
+            (1, "replicas", Kind::Int(false)),
+            (2, "selector", Kind::Msg(LABEL_SELECTOR)),
+            (3, "template", Kind::Msg(POD_TEMPLATE_SPEC)),
+            (
+                4,
+                "strategy",
+                Kind::Msg(&[
+                    (1, "type", Kind::Str),
+                    (
+                        2,
+                        "rollingUpdate",
+                        Kind::Msg(&[
+                            (1, "maxUnavailable", Kind::IntOrString),
+                            (2, "maxSurge", Kind::IntOrString),
+                        ]),
+                    ),
+                ]),
+            ),
+            (5, "minReadySeconds", Kind::Int(true)),
+            (6, "revisionHistoryLimit", Kind::Int(false)),
+            (7, "paused", Kind::Flag),
+            (9, "progressDeadlineSeconds", Kind::Int(false)),
+        ]),
+    ),
+    STATUS,
+];
+
+const JOB_SPEC: &[Spec] = &[
+    (1, "parallelism", Kind::Int(false)),
+    (2, "completions", Kind::Int(false)),
+    (3, "activeDeadlineSeconds", Kind::Int(false)),
+    (4, "selector", Kind::Msg(LABEL_SELECTOR)),
+    (5, "manualSelector", Kind::Bool),
+    (6, "template", Kind::Msg(POD_TEMPLATE_SPEC)),
+    (7, "backoffLimit", Kind::Int(false)),
+    (8, "ttlSecondsAfterFinished", Kind::Int(false)),
+    (9, "completionMode", Kind::Str),
+    (10, "suspend", Kind::Bool),
+];
+
+const JOB: &[Spec] = &[META, (2, "spec", Kind::Msg(JOB_SPEC)), STATUS];
+
+const CRON_JOB: &[Spec] = &[
+    META,
+    (
+        2,
+        "spec",
+        Kind::Msg(&[
+            (1, "schedule", Kind::Str),
+            (2, "startingDeadlineSeconds", Kind::Int(false)),
+            (3, "concurrencyPolicy", Kind::Str),
+            (4, "suspend", Kind::Bool),
+            (
+                5,
+                "jobTemplate",
+                Kind::Msg(&[META, (2, "spec", Kind::Msg(JOB_SPEC))]),
+            ),
+            (6, "successfulJobsHistoryLimit", Kind::Int(false)),
+            (7, "failedJobsHistoryLimit", Kind::Int(false)),
+            (8, "timeZone", Kind::Str),
+        ]),
+    ),
+    STATUS,
+];
+
+const SERVICE: &[Spec] = &[
+    META,
+    (
+        2,
+        "spec",
+        Kind::Msg(&[
+            (
+                1,
+                "ports",
+                Kind::Msgs(&[
+                    (1, "name", Kind::Str),
+                    (2, "protocol", Kind::Str),
+                    (3, "port", Kind::Int(true)),
+                    (4, "targetPort", Kind::IntOrString),
+                    (5, "nodePort", Kind::Int(true)),
+                    (6, "appProtocol", Kind::Str),
+                ]),
+            ),
+            (2, "selector", Kind::MapStr),
+            (3, "clusterIP", Kind::Str),
+            (4, "type", Kind::Str),
+            (5, "externalIPs", Kind::Strs),
+            (7, "sessionAffinity", Kind::Str),
+            (8, "loadBalancerIP", Kind::Str),
+            (9, "loadBalancerSourceRanges", Kind::Strs),
+            (10, "externalName", Kind::Str),
+            (11, "externalTrafficPolicy", Kind::Str),
+            (12, "healthCheckNodePort", Kind::Int(true)),
+            (13, "publishNotReadyAddresses", Kind::Flag),
+            (17, "ipFamilyPolicy", Kind::Str),
+            (18, "clusterIPs", Kind::Strs),
+            (19, "ipFamilies", Kind::Strs),
+            (20, "allocateLoadBalancerNodePorts", Kind::Bool),
+            (21, "loadBalancerClass", Kind::Str),
+            (22, "internalTrafficPolicy", Kind::Str),
+        ]),
+    ),
+    STATUS,
+];
 
 const SUBJECT: &[Spec] = &[
     (1, "kind", Kind::Str),
@@ -374,6 +673,10 @@ fn layout(api_version: &str, kind: &str) -> Option<&'static [Spec]> {
         ("v1", "ConfigMap") => CONFIG_MAP,
         ("v1", "Namespace") => NAMESPACE,
         ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
+        ("v1", "Service") => SERVICE,
+        ("apps/v1", "Deployment") => DEPLOYMENT,
+        ("batch/v1", "Job") => JOB,
+        ("batch/v1", "CronJob") => CRON_JOB,
         (_, "DeleteOptions") => DELETE_OPTIONS,
         ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
         ("authentication.k8s.io/v1", "TokenReview") => TOKEN_REVIEW,
@@ -405,12 +708,29 @@ fn insert_map(o: &mut Map<String, Value>, name: &str, k: String, v: Value) {
     }
 }
 
-/// Decodes one message by its layout; unknown fields are skipped.
+/// `resource.Quantity` { string = 1 } as its string form.
+fn quantity(b: &[u8]) -> Result<Value, ProtobufError> {
+    let mut q = String::new();
+    for (n, f) in fields(b)? {
+        if let (1, Field::Bytes(v)) = (n, f) {
+            q = string(v);
+        }
+    }
+    Ok(json!(q))
+}
+
+/// Decodes one message by its layout; empty unknown fields are skipped, others refused.
 fn message(buf: &[u8], layout: &[Spec]) -> Result<Map<String, Value>, ProtobufError> {
     let mut o = Map::new();
     for (n, f) in fields(buf)? {
         let Some((_, name, kind)) = layout.iter().find(|(num, _, _)| *num == n) else {
-            continue;
+            // gogo-protobuf writes unset non-pointer fields as empty values: those carry nothing.
+            // Anything else the layout does not know would be silently lost, so it is refused.
+            match f {
+                Field::Varint(0) => continue,
+                Field::Bytes(b) if b.is_empty() => continue,
+                _ => return Err(ProtobufError::UnsupportedField(n)),
+            }
         };
         let name = *name;
         match (*kind, f) {
@@ -427,6 +747,38 @@ fn message(buf: &[u8], layout: &[Spec]) -> Result<Map<String, Value>, ProtobufEr
             }
             (Kind::Bool, Field::Varint(v)) => {
                 o.insert(name.into(), json!(v != 0));
+            }
+            (Kind::Flag, Field::Varint(v)) => {
+                if v != 0 {
+                    o.insert(name.into(), json!(true));
+                }
+            }
+            (Kind::Ignore, _) => {}
+            (Kind::IntOrString, Field::Bytes(v)) => {
+                let mut is_string = false;
+                let mut int_val = 0i64;
+                let mut str_val = String::new();
+                for (fnum, ff) in fields(v)? {
+                    match (fnum, ff) {
+                        (1, Field::Varint(t)) => is_string = t == 1,
+                        (2, Field::Varint(i)) => int_val = i64::from(i as i32),
+                        (3, Field::Bytes(b)) => str_val = string(b),
+                        _ => {}
+                    }
+                }
+                let value = if is_string {
+                    json!(str_val)
+                } else {
+                    json!(int_val)
+                };
+                o.insert(name.into(), value);
+            }
+            (Kind::Quantity, Field::Bytes(v)) => {
+                o.insert(name.into(), quantity(v)?);
+            }
+            (Kind::MapQuantity, Field::Bytes(v)) => {
+                let (k, val) = map_entry(v)?;
+                insert_map(&mut o, name, k, quantity(val)?);
             }
             (Kind::MapStr, Field::Bytes(v)) => {
                 let (k, val) = map_entry(v)?;
@@ -449,6 +801,10 @@ fn message(buf: &[u8], layout: &[Spec]) -> Result<Map<String, Value>, ProtobufEr
                         o.insert(name.into(), parsed);
                     }
                 }
+            }
+            (Kind::Inline(inner), Field::Bytes(v)) => {
+                let mut inner = message(v, inner)?;
+                o.append(&mut inner);
             }
             (Kind::Msg(inner), Field::Bytes(v)) => {
                 o.insert(name.into(), Value::Object(message(v, inner)?));
@@ -655,6 +1011,78 @@ mod tests {
         assert_eq!(
             v["rules"],
             json!([{ "verbs": ["get"], "apiGroups": [""], "resources": ["pods"] }])
+        );
+    }
+
+    /// `kubectl create deployment|job|cronjob|service` bodies, compared with `--dry-run=client -o json`.
+    #[test]
+    fn decodes_workloads_from_kubectl_create() {
+        let dep = decode(b"k8s\x00\x0a\x15\x0a\x07apps/v1\x12\x0aDeployment\x12\xb2\x01\x0a\x1d\x0a\x02d1\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00Z\x09\x0a\x03app\x12\x02d1\x12\x82\x01\x08\x02\x12\x0b\x0a\x09\x0a\x03app\x12\x02d1\x1ai\x0a\x1b\x0a\x00\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00Z\x09\x0a\x03app\x12\x02d1\x12J\x12,\x0a\x03img\x12\x05img:2*\x002\x0a\x0a\x00\x10\x00\x18P\"\x00*\x00B\x00j\x00r\x00\x80\x01\x00\x88\x01\x00\x90\x01\x00\xa2\x01\x00\x1a\x002\x00B\x00J\x00R\x00X\x00`\x00h\x00\x82\x01\x00\x8a\x01\x00\x9a\x01\x00\xc2\x01\x00\"\x02\x0a\x00(\x008\x00\x1a\x0c\x08\x00\x10\x00\x18\x00 \x00(\x008\x00\x1a\x00\"\x00").expect("deployment");
+        assert_eq!(
+            dep["spec"],
+            json!({
+                "replicas": 2,
+                "selector": { "matchLabels": { "app": "d1" } },
+                "template": {
+                    "metadata": { "labels": { "app": "d1" } },
+                    "spec": { "containers": [{
+                        "name": "img", "image": "img:2",
+                        "ports": [{ "containerPort": 80 }], "resources": {}
+                    }] }
+                },
+                "strategy": {}
+            })
+        );
+        assert_eq!(
+            dep["metadata"],
+            json!({ "name": "d1", "labels": { "app": "d1" } })
+        );
+        assert!(dep.get("status").is_none());
+
+        let job = decode(b"k8s\x00\x0a\x0f\x0a\x08batch/v1\x12\x03Job\x12\x82\x01\x0a\x12\x0a\x02j1\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12b2`\x0a\x10\x0a\x00\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12L\x12)\x0a\x02j1\x12\x05img:3\x1a\x04echo\x1a\x02hi*\x00B\x00j\x00r\x00\x80\x01\x00\x88\x01\x00\x90\x01\x00\xa2\x01\x00\x1a\x05Never2\x00B\x00J\x00R\x00X\x00`\x00h\x00\x82\x01\x00\x8a\x01\x00\x9a\x01\x00\xc2\x01\x00\x1a\x08 \x00(\x000\x00:\x00\x1a\x00\"\x00").expect("job");
+        assert_eq!(
+            job["spec"]["template"]["spec"],
+            json!({
+                "containers": [{ "name": "j1", "image": "img:3", "command": ["echo", "hi"], "resources": {} }],
+                "restartPolicy": "Never"
+            })
+        );
+
+        let cron = decode(b"k8s\x00\x0a\x13\x0a\x08batch/v1\x12\x07CronJob\x12\xa6\x01\x0a\x12\x0a\x02c1\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12\x8d\x01\x0a\x0b*/5 * * * *\x1a\x00*|\x0a\x12\x0a\x02c1\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12f2d\x0a\x10\x0a\x00\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12P\x12)\x0a\x02c1\x12\x05img:4\x1a\x04echo\x1a\x02hi*\x00B\x00j\x00r\x00\x80\x01\x00\x88\x01\x00\x90\x01\x00\xa2\x01\x00\x1a\x09OnFailure2\x00B\x00J\x00R\x00X\x00`\x00h\x00\x82\x01\x00\x8a\x01\x00\x9a\x01\x00\xc2\x01\x00\x1a\x00\x1a\x00\"\x00").expect("cronjob");
+        assert_eq!(cron["spec"]["schedule"], "*/5 * * * *");
+        assert_eq!(cron["spec"]["jobTemplate"]["metadata"]["name"], "c1");
+        assert_eq!(
+            cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"],
+            "OnFailure"
+        );
+
+        let svc = decode(b"k8s\x00\x0a\x0d\x0a\x02v1\x12\x07Service\x12f\x0a\x1d\x0a\x02s1\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00Z\x09\x0a\x03app\x12\x02s1\x12A\x0a\x1b\x0a\x0780-8080\x12\x03TCP\x18P\"\x07\x08\x00\x10\x90?\x1a\x00(\x00\x12\x09\x0a\x03app\x12\x02s1\x1a\x00\"\x09ClusterIP:\x00B\x00R\x00Z\x00`\x00h\x00\x1a\x02\x0a\x00\x1a\x00\"\x00").expect("service");
+        assert_eq!(
+            svc["spec"],
+            json!({
+                "ports": [{ "name": "80-8080", "protocol": "TCP", "port": 80, "targetPort": 8080 }],
+                "selector": { "app": "s1" },
+                "type": "ClusterIP"
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_non_empty_fields_it_cannot_decode() {
+        // A Pod template spec with `volumes` (PodSpec field 1), which the layouts do not cover.
+        let mut volume = Vec::new();
+        bytes_field(1, b"data", &mut volume);
+        let mut pod_spec = Vec::new();
+        bytes_field(1, &volume, &mut pod_spec);
+        let mut template = Vec::new();
+        bytes_field(2, &pod_spec, &mut template);
+        let mut spec = Vec::new();
+        bytes_field(3, &template, &mut spec);
+        let mut dep = Vec::new();
+        bytes_field(2, &spec, &mut dep);
+        assert_eq!(
+            decode(&envelope("apps/v1", "Deployment", &dep)),
+            Err(ProtobufError::UnsupportedField(1))
         );
     }
 
