@@ -728,7 +728,7 @@ fn message(buf: &[u8], layout: &[Spec]) -> Result<Map<String, Value>, ProtobufEr
             // Anything else the layout does not know would be silently lost, so it is refused.
             match f {
                 Field::Varint(0) => continue,
-                Field::Bytes(b) if b.is_empty() => continue,
+                Field::Bytes([]) => continue,
                 _ => return Err(ProtobufError::UnsupportedField(n)),
             }
         };
