@@ -3,6 +3,7 @@
 //! story, narrates every change kubectl-style, and prints how long it took, the operator's API
 //! calls for the AgentNode and its peak memory; then serves until Ctrl-C.
 
+mod door;
 mod kustomize;
 mod narrate;
 mod process;
@@ -69,6 +70,8 @@ enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    #[error("failed to start the admin front door")]
+    Door(#[source] std::io::Error),
     #[error("failed to render the manifests")]
     Kustomize(#[from] kustomize::KustomizeError),
     #[error("failed to build a client: {0}")]
@@ -156,6 +159,7 @@ async fn main() -> ExitCode {
 #[derive(Default)]
 struct Sandbox {
     sim: Option<kube_sim::Sim>,
+    door: Option<door::Door>,
     operator: Option<Operator>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -169,6 +173,7 @@ impl Sandbox {
             let how = op.stop(Duration::from_secs(10)).await;
             clock.say(&format!("operator {how}"));
         }
+        self.door = None;
         if let Some(sim) = self.sim.take() {
             sim.shutdown().await;
             clock.say("kube-sim stopped");
@@ -187,6 +192,11 @@ impl Sandbox {
         let url = sim.url();
         let state = sim.state().clone();
         self.sim = Some(sim);
+        let door = door::Door::start(state.clone(), "sim-admin")
+            .await
+            .map_err(SandboxError::Door)?;
+        let door_url = door.url();
+        self.door = Some(door);
         std::fs::create_dir_all(&args.state_dir).map_err(|source| SandboxError::Write {
             path: args.state_dir.clone(),
             source,
@@ -200,13 +210,16 @@ impl Sandbox {
         let kubeconfig = args.state_dir.join("kubeconfig");
         std::fs::write(
             &kubeconfig,
-            kube_sim::kubeconfig_yaml(&url, Some("sim-admin")),
+            kube_sim::kubeconfig_yaml(&door_url, Some("sim-admin")),
         )
         .map_err(|source| SandboxError::Write {
             path: kubeconfig.clone(),
             source,
         })?;
-        clock.say(&format!("kube-sim serving {url}  (nodes {})", args.nodes));
+        clock.say(&format!(
+            "kube-sim serving {url}  (nodes {}; tokens required), admin door {door_url}",
+            args.nodes
+        ));
         clock.say(&format!(
             "kubeconfig written: export KUBECONFIG={}",
             absolute(&kubeconfig).display()
