@@ -264,6 +264,13 @@ impl Sandbox {
             .unwrap_or("")
             .to_string();
         let node_name = nodes.first().map(narrate::name).unwrap_or("").to_string();
+        let anchor = nodes.first().and_then(|n| {
+            Some((
+                n.pointer("/spec/placement/near/point/r")?.as_f64()?,
+                n.pointer("/spec/placement/near/point/thetaDegrees")?
+                    .as_f64()?,
+            ))
+        });
         let node_ns = nodes
             .first()
             .and_then(|n| n.pointer("/metadata/namespace"))
@@ -373,6 +380,14 @@ impl Sandbox {
                     .unwrap_or_default()
             );
         }
+        if let (Some(a), Some((r, theta, _))) = (anchor, story.placement)
+            && let Some(d) = disk_distance(a, (r, theta))
+        {
+            println!(
+                "  hyperbolic distance from its anchor (r {}, theta {} deg): {d:.3}",
+                a.0, a.1
+            );
+        }
         let verbs: Vec<String> = ops
             .by_verb
             .iter()
@@ -400,6 +415,14 @@ impl Sandbox {
         }
         Ok(())
     }
+}
+
+/// Hyperbolic distance between two points of the disk given as (r, theta degrees).
+fn disk_distance(a: (f64, f64), b: (f64, f64)) -> Option<f64> {
+    use hypersync_operator::geometry::DiskPoint;
+    let a = DiskPoint::from_polar(a.0, a.1).ok()?;
+    let b = DiskPoint::from_polar(b.0, b.1).ok()?;
+    Some(a.distance(b))
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -667,6 +690,14 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disk_distance_is_hyperbolic() {
+        let d = disk_distance((0.0, 0.0), (0.5, 30.0)).expect("distance");
+        // 2 artanh(0.5) = ln 3.
+        assert!((d - 3f64.ln()).abs() < 1e-9, "{d}");
+        assert_eq!(disk_distance((1.5, 0.0), (0.0, 0.0)), None);
+    }
 
     #[test]
     fn operator_requests_exclude_the_sandbox_and_kubectl() {
