@@ -1,1 +1,880 @@
-//! (being built; see tests/sim/ARCHITECTURE.md)
+//! The HTTP server: routing, `/version`, health, discovery, the verbs on built-in and CRD-served
+//! resources (via `handlers`), watch streams, subresources, background controllers, request stats,
+//! and the `Sim` handle tests use to start and stop a simulator on a loopback port.
+
+pub mod cluster;
+pub mod controllers;
+pub mod deps;
+pub mod discovery;
+pub mod errors;
+pub mod handlers;
+pub mod http;
+pub mod openapi;
+pub mod registry;
+pub mod stats;
+pub mod watch;
+
+use crate::store::Store;
+use bytes::Bytes;
+use errors::ApiError;
+use handlers::{DeleteOpts, PatchType, WriteOpts};
+use http::{Body, Query, ResourcePath, Route, error_response, json_response, text_response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
+use registry::{Registry, ResourceInfo};
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Node spec for the data plane (`gpu-a100=2x8,cpu=2`), see `dataplane::parse_nodes`.
+    pub nodes: Option<String>,
+    /// Authenticate bearer tokens and authorize with RBAC.
+    pub authorize: bool,
+    /// Fault injection spec, see `faults`.
+    pub faults: Option<String>,
+    /// Port on 127.0.0.1 (0 = any free port).
+    pub port: u16,
+    /// Interval of BOOKMARK events on watches that allow them.
+    pub bookmark_interval: Duration,
+    /// Number of events kept for watch resume.
+    pub history: usize,
+    /// Run the data plane loop (scheduler, controllers of built-in workloads).
+    pub dataplane: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            nodes: None,
+            authorize: false,
+            faults: None,
+            port: 0,
+            bookmark_interval: Duration::from_secs(5),
+            history: crate::store::DEFAULT_HISTORY,
+            dataplane: true,
+        }
+    }
+}
+
+/// Errors starting the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("failed to bind 127.0.0.1:{port}")]
+    Bind {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to parse the {what} setting: {message}")]
+    Config { what: &'static str, message: String },
+}
+
+/// Everything a request handler needs.
+pub struct SimState {
+    pub store: Arc<Store>,
+    pub registry: RwLock<Registry>,
+    pub stats: stats::Stats,
+    pub config: SimConfig,
+    pub addr: RwLock<Option<SocketAddr>>,
+    /// Signalled on writes so the data plane reacts before its next tick.
+    pub kick: tokio::sync::Notify,
+    /// Service cluster IP and node port allocation.
+    pub ip_alloc: std::sync::Mutex<crate::dataplane::IpAllocator>,
+    /// Issues and verifies bearer tokens.
+    pub tokens: crate::auth::TokenIssuer,
+    /// Fault injection, changeable at runtime through `POST /sim/faults`.
+    pub faults: crate::faults::Faults,
+    openapi: openapi::OpenApiCache,
+    openapi_builtins: Vec<openapi::ServedResource>,
+}
+
+impl SimState {
+    pub fn new(config: SimConfig) -> Result<Arc<Self>, SimError> {
+        let faults = match config.faults.as_deref() {
+            Some(spec) => crate::faults::Faults::new(
+                crate::faults::FaultConfig::parse(spec).map_err(|e| SimError::Config {
+                    what: "faults",
+                    message: e.to_string(),
+                })?,
+            ),
+            None => crate::faults::Faults::disabled(),
+        };
+        let state = Arc::new(SimState {
+            store: Arc::new(Store::new(config.history)),
+            registry: RwLock::new(Registry::with_builtins()),
+            stats: stats::Stats::default(),
+            config,
+            addr: RwLock::new(None),
+            kick: tokio::sync::Notify::new(),
+            ip_alloc: std::sync::Mutex::new(crate::dataplane::IpAllocator::new()),
+            tokens: crate::auth::TokenIssuer::new(),
+            faults,
+            openapi: openapi::OpenApiCache::new(),
+            openapi_builtins: openapi::builtin_resources(),
+        });
+        state.bootstrap();
+        Ok(state)
+    }
+
+    pub fn registry_read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn registry_write(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Pre-created namespaces and default service accounts.
+    fn bootstrap(&self) {
+        let Some(ns_ri) = self.registry_read().get("", "namespaces") else {
+            return;
+        };
+        let opts = WriteOpts::system("kube-apiserver");
+        if let Ok(mut a) = self.ip_alloc.lock() {
+            a.reserve("10.96.0.1");
+        }
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let body = json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
+            let _ = self.create_obj(&ns_ri, "v1", None, body, &opts);
+        }
+        if let Some(svc) = self.registry_read().get("", "services") {
+            let body = json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
+                    "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}});
+            let _ = self.create_obj(&svc, "v1", Some("default"), body, &opts);
+        }
+        self.bootstrap_rbac();
+        if let Some(sa) = self.registry_read().get("", "serviceaccounts") {
+            for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+                let body = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
+                let _ = self.create_obj(&sa, "v1", Some(ns), body, &opts);
+            }
+        }
+    }
+
+    /// Builds a Table for objects of a resource, when printer columns are known.
+    pub fn table_for(
+        &self,
+        ri: &ResourceInfo,
+        version: &str,
+        objects: &[Value],
+        include_object: &str,
+        list_meta: Value,
+    ) -> Option<Value> {
+        let crd_version = ri.version(version).and_then(|v| v.crd_version.as_ref());
+        deps::to_table(&ri.plural, crd_version, objects, include_object, list_meta)
+    }
+
+    /// CRD objects (for the OpenAPI documents).
+    fn crd_objects(&self) -> Vec<Value> {
+        self.store
+            .list(
+                handlers::CRD_TABLE,
+                None,
+                &crate::store::ListOptions::default(),
+                &|_| true,
+            )
+            .map(|p| p.items.iter().map(|o| (**o).clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+const VERSION_INFO: &str = r#"{"major":"1","minor":"33","emulationMajor":"1","emulationMinor":"33","minCompatibilityMajor":"1","minCompatibilityMinor":"32","gitVersion":"v1.33.1","gitCommit":"8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828","gitTreeState":"clean","buildDate":"2025-05-15T08:19:08Z","goVersion":"go1.24.2","compiler":"gc","platform":"linux/amd64"}"#;
+
+fn header<'a>(req: &'a Request<Incoming>, name: &str) -> &'a str {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// A request reduced to what routing needs.
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub query: Query,
+    pub user_agent: String,
+    pub accept: String,
+    pub content_type: String,
+    pub authorization: String,
+    pub body: Bytes,
+}
+
+async fn serve_one(
+    state: Arc<SimState>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let r = Req {
+        method: req.method().clone(),
+        path: req.uri().path().to_string(),
+        query: Query::parse(req.uri().query()),
+        user_agent: header(&req, "user-agent").to_string(),
+        accept: header(&req, "accept").to_string(),
+        content_type: header(&req, "content-type").to_string(),
+        authorization: header(&req, "authorization").to_string(),
+        body: Bytes::new(),
+    };
+    let body = match req.into_body().collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return Ok(error_response(&ApiError::bad_request(format!(
+                "failed to read body: {e}"
+            ))));
+        }
+    };
+    let r = Req { body, ..r };
+    Ok(state.route(r).await)
+}
+
+fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let v = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(h) = hyper::header::HeaderValue::from_str(&v) {
+            resp.headers_mut().append("warning", h);
+        }
+    }
+    resp
+}
+
+fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
+    if yaml {
+        serde_yaml::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+    } else {
+        serde_json::from_slice::<Value>(body).map_err(|e| {
+            ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+        })
+    }
+}
+
+impl SimState {
+    /// Routes one request.
+    pub async fn route(self: &Arc<Self>, r: Req) -> Response<Body> {
+        let route = http::parse_path(&r.path);
+        if matches!(route, Route::Version | Route::Health(_)) {
+            return self.route_public(route, r);
+        }
+        let user = match self.authenticate(&r.authorization) {
+            Ok(u) => u,
+            Err(e) => return error_response(&e),
+        };
+        if let Route::Resource(p) = route {
+            if let Some(l) = self.faults.latency() {
+                tokio::time::sleep(l).await;
+            }
+            return self.route_resource(p, r, &user);
+        }
+        let attrs = crate::auth::Attributes::non_resource("get", &r.path);
+        if let Err(e) = self.authorize(&user, &attrs) {
+            return error_response(&e);
+        }
+        self.route_public(route, r)
+    }
+
+    fn route_public(self: &Arc<Self>, route: Route, r: Req) -> Response<Body> {
+        match route {
+            Route::Version => http::json_bytes(
+                200,
+                Bytes::from_static(VERSION_INFO.as_bytes()),
+                "application/json",
+            ),
+            Route::Health(_) => text_response(200, "ok"),
+            Route::ApiVersions => {
+                let reg = self.registry_read();
+                if discovery::wants_aggregated(&r.accept) {
+                    let v = discovery::aggregated(&reg, true);
+                    return http::json_bytes(
+                        200,
+                        Bytes::from(v.to_string()),
+                        discovery::AGGREGATED_CT,
+                    );
+                }
+                let addr = self
+                    .addr
+                    .read()
+                    .ok()
+                    .and_then(|a| *a)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                json_response(200, &discovery::api_versions(&addr))
+            }
+            Route::ApiGroups => {
+                let reg = self.registry_read();
+                if discovery::wants_aggregated(&r.accept) {
+                    let v = discovery::aggregated(&reg, false);
+                    return http::json_bytes(
+                        200,
+                        Bytes::from(v.to_string()),
+                        discovery::AGGREGATED_CT,
+                    );
+                }
+                json_response(200, &discovery::api_group_list(&reg))
+            }
+            Route::Group(g) => match discovery::api_group(&self.registry_read(), &g) {
+                Some(v) => json_response(200, &v),
+                None => error_response(&ApiError::not_found_path()),
+            },
+            Route::GroupVersion(g, v) => {
+                match discovery::resource_list(&self.registry_read(), &g, &v) {
+                    Some(v) => json_response(200, &v),
+                    None => error_response(&ApiError::not_found_path()),
+                }
+            }
+            Route::OpenApi(path) => {
+                let crds = self.crd_objects();
+                let accept = (!r.accept.is_empty()).then_some(r.accept.as_str());
+                let q = r.query.raw().to_string();
+                match self
+                    .openapi
+                    .respond(&self.openapi_builtins, &crds, &path, &q, accept)
+                {
+                    Some(o) => {
+                        let mut resp = http::json_bytes(o.status, o.body, o.content_type);
+                        for (k, v) in o.headers {
+                            if let Ok(h) = hyper::header::HeaderValue::from_str(&v) {
+                                resp.headers_mut().insert(k, h);
+                            }
+                        }
+                        resp
+                    }
+                    None => error_response(&ApiError::not_found_path()),
+                }
+            }
+            Route::SimStats => json_response(200, &self.stats.to_json()),
+            Route::SimStatsReset => {
+                self.stats.reset();
+                json_response(200, &json!({"reset": true}))
+            }
+            Route::SimFaults => self.sim_faults(&r),
+            Route::NotFound => error_response(&ApiError::not_found_path()),
+            Route::Resource(_) => error_response(&ApiError::not_found_path()),
+        }
+    }
+
+    fn sim_faults(&self, r: &Req) -> Response<Body> {
+        if r.method == Method::GET {
+            return json_response(200, &self.faults.config().to_json());
+        }
+        let body = String::from_utf8_lossy(&r.body).to_string();
+        let parsed = match serde_json::from_str::<Value>(&body) {
+            Ok(v) if v.is_object() => crate::faults::FaultConfig::from_json(&v),
+            Ok(Value::String(s)) => crate::faults::FaultConfig::parse(&s),
+            _ => crate::faults::FaultConfig::parse(body.trim()),
+        };
+        match parsed {
+            Ok(c) => {
+                self.faults.set(c);
+                json_response(200, &self.faults.config().to_json())
+            }
+            Err(e) => error_response(&ApiError::bad_request(format!(
+                "failed to parse faults: {e}"
+            ))),
+        }
+    }
+
+    fn route_resource(
+        self: &Arc<Self>,
+        p: ResourcePath,
+        r: Req,
+        user: &crate::auth::UserInfo,
+    ) -> Response<Body> {
+        let Some(ri) = self
+            .registry_read()
+            .lookup(&p.group, &p.version, &p.resource)
+        else {
+            return error_response(&ApiError::not_found_path());
+        };
+        if p.namespace.is_some() && !ri.namespaced {
+            return error_response(&ApiError::not_found_path());
+        }
+        let watch = p.legacy_watch || r.query.flag("watch");
+        let sub = p.subresource.as_deref();
+        let verb = match (&r.method, p.name.is_some()) {
+            (&Method::GET, true) if p.legacy_watch => "watch",
+            (&Method::GET, true) => "get",
+            (&Method::GET, false) if watch => "watch",
+            (&Method::GET, false) => "list",
+            (&Method::POST, _) => "create",
+            (&Method::PUT, true) => "update",
+            (&Method::PATCH, true) => "patch",
+            (&Method::DELETE, true) => "delete",
+            (&Method::DELETE, false) => "deletecollection",
+            _ => return error_response(&ApiError::method_not_allowed()),
+        };
+        self.stats.record(
+            verb,
+            &p.group,
+            &p.resource,
+            sub.unwrap_or(""),
+            &r.user_agent,
+        );
+        let attrs = crate::auth::Attributes::resource(
+            verb,
+            &p.group,
+            &p.resource,
+            sub,
+            ns_of(&p),
+            p.name.as_deref(),
+        );
+        if let Err(e) = self.authorize(user, &attrs) {
+            return error_response(&e);
+        }
+        if let Some(code) = self.faults.decide_for(verb, &p.resource) {
+            let body = self
+                .faults
+                .status_body(code, &p.group, &p.resource, p.name.as_deref());
+            let mut resp = json_response(code, &body);
+            if code == 429 {
+                if let Ok(h) = hyper::header::HeaderValue::from_str(
+                    &self.faults.retry_after_seconds().to_string(),
+                ) {
+                    resp.headers_mut().insert("retry-after", h);
+                }
+            }
+            return resp;
+        }
+        if verb == "create"
+            && ri.group == "authorization.k8s.io"
+            && ri.plural == "selfsubjectaccessreviews"
+        {
+            return match parse_body(&r.body, false) {
+                Ok(b) => json_response(
+                    201,
+                    &crate::auth::self_subject_access_review(&**self, user, &b),
+                ),
+                Err(e) => error_response(&e),
+            };
+        }
+        if verb == "create"
+            && ri.group == "authentication.k8s.io"
+            && ri.plural == "selfsubjectreviews"
+        {
+            return json_response(
+                201,
+                &json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"creationTimestamp": null},
+                "status": {"userInfo": {"username": user.username, "groups": user.groups}}}),
+            );
+        }
+        let v = p.version.as_str();
+        let ns = p.namespace.as_deref();
+        let table = table_request(&r.accept).map(|_| {
+            r.query
+                .get("includeObject")
+                .unwrap_or("Metadata")
+                .to_string()
+        });
+        let result: Result<Response<Body>, ApiError> = (|| {
+            if let Some(s) = sub {
+                return self.route_subresource(
+                    &ri,
+                    v,
+                    ns,
+                    p.name.as_deref().unwrap_or(""),
+                    s,
+                    verb,
+                    &r,
+                );
+            }
+            match verb {
+                "get" => {
+                    let name = p.name.as_deref().unwrap_or("");
+                    let o = self.get_obj(&ri, v, ns, name)?;
+                    if let Some(inc) = &table
+                        && let Some(t) = self.table_for(
+                            &ri,
+                            v,
+                            std::slice::from_ref(&o),
+                            inc,
+                            json!({"resourceVersion": o["metadata"]["resourceVersion"]}),
+                        )
+                    {
+                        return Ok(json_response(200, &t));
+                    }
+                    Ok(json_response(200, &o))
+                }
+                "list" => {
+                    let (mut list, items) = self.list_objs(&ri, v, ns, &r.query)?;
+                    if let Some(inc) = &table
+                        && let Some(t) =
+                            self.table_for(&ri, v, &items, inc, list["metadata"].clone())
+                    {
+                        return Ok(json_response(200, &t));
+                    }
+                    list["items"] = Value::Array(items);
+                    Ok(json_response(200, &list))
+                }
+                "watch" => {
+                    let mut q = r.query.clone();
+                    if let Some(n) = &p.name {
+                        let fs = match q.get("fieldSelector") {
+                            Some(f) => format!("{f},metadata.name={n}"),
+                            None => format!("metadata.name={n}"),
+                        };
+                        q.0.insert("fieldSelector".into(), fs);
+                    }
+                    Ok(watch::serve_watch(
+                        self.clone(),
+                        ri.clone(),
+                        v,
+                        ns,
+                        &q,
+                        table.clone(),
+                    ))
+                }
+                "create" => {
+                    let opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+                    let body = parse_body(&r.body, false)?;
+                    let out = self.create_obj(&ri, v, ns, body, &opts)?;
+                    Ok(with_warnings(
+                        json_response(out.code, &out.object),
+                        &out.warnings,
+                    ))
+                }
+                "update" => {
+                    let opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+                    let body = parse_body(&r.body, false)?;
+                    let out = self.update_obj(
+                        &ri,
+                        v,
+                        ns,
+                        p.name.as_deref().unwrap_or(""),
+                        body,
+                        None,
+                        &opts,
+                    )?;
+                    Ok(with_warnings(
+                        json_response(out.code, &out.object),
+                        &out.warnings,
+                    ))
+                }
+                "patch" => {
+                    let out =
+                        self.patch_request(&ri, v, ns, p.name.as_deref().unwrap_or(""), None, &r)?;
+                    Ok(with_warnings(
+                        json_response(out.code, &out.object),
+                        &out.warnings,
+                    ))
+                }
+                "delete" => {
+                    let opts = DeleteOpts::parse(&r.query, &r.body)?;
+                    let (code, o) =
+                        self.delete_obj(&ri, v, ns, p.name.as_deref().unwrap_or(""), &opts)?;
+                    Ok(json_response(code, &o))
+                }
+                "deletecollection" => {
+                    let opts = DeleteOpts::parse(&r.query, &r.body)?;
+                    let l = self.delete_collection(&ri, v, ns, &r.query, &opts)?;
+                    Ok(json_response(200, &l))
+                }
+                _ => Err(ApiError::method_not_allowed()),
+            }
+        })();
+        result.unwrap_or_else(|e| error_response(&e))
+    }
+
+    fn patch_request(
+        &self,
+        ri: &Arc<ResourceInfo>,
+        v: &str,
+        ns: Option<&str>,
+        name: &str,
+        sub: Option<&str>,
+        r: &Req,
+    ) -> Result<handlers::WriteOutcome, ApiError> {
+        let ptype = PatchType::from_content_type(&r.content_type)
+            .ok_or_else(ApiError::unsupported_patch)?;
+        let mut opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+        if ptype == PatchType::Apply && r.query.get("fieldManager").is_none() {
+            return Err(ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
+        }
+        if ptype != PatchType::Apply && r.query.0.contains_key("force") {
+            return Err(ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch",
+            ));
+        }
+        if ptype != PatchType::Apply {
+            opts.force = false;
+        }
+        let body = parse_body(&r.body, ptype == PatchType::Apply)?;
+        if sub == Some("scale") {
+            return self.update_scale(ri, v, ns, name, Some(ptype), &body, &opts);
+        }
+        self.patch_obj(ri, v, ns, name, ptype, &body, sub, &opts)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn route_subresource(
+        &self,
+        ri: &Arc<ResourceInfo>,
+        v: &str,
+        ns: Option<&str>,
+        name: &str,
+        sub: &str,
+        verb: &str,
+        r: &Req,
+    ) -> Result<Response<Body>, ApiError> {
+        match (sub, verb) {
+            ("status", "get") if ri.status_sub(v) => {
+                Ok(json_response(200, &self.get_obj(ri, v, ns, name)?))
+            }
+            ("status", "update") if ri.status_sub(v) => {
+                let opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+                let out = self.update_obj(
+                    ri,
+                    v,
+                    ns,
+                    name,
+                    parse_body(&r.body, false)?,
+                    Some("status"),
+                    &opts,
+                )?;
+                Ok(with_warnings(
+                    json_response(out.code, &out.object),
+                    &out.warnings,
+                ))
+            }
+            ("status", "patch") if ri.status_sub(v) => {
+                let out = self.patch_request(ri, v, ns, name, Some("status"), r)?;
+                Ok(with_warnings(
+                    json_response(out.code, &out.object),
+                    &out.warnings,
+                ))
+            }
+            ("scale", "get") if ri.scale(v).is_some() => {
+                Ok(json_response(200, &self.get_scale(ri, v, ns, name)?))
+            }
+            ("scale", "update") if ri.scale(v).is_some() => {
+                let opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+                let out =
+                    self.update_scale(ri, v, ns, name, None, &parse_body(&r.body, false)?, &opts)?;
+                Ok(json_response(out.code, &out.object))
+            }
+            ("scale", "patch") if ri.scale(v).is_some() => {
+                let out = self.patch_request(ri, v, ns, name, Some("scale"), r)?;
+                Ok(json_response(out.code, &out.object))
+            }
+            ("finalize", "update") if ri.extra_subs.contains(&"finalize") => {
+                let opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+                let out = self.update_obj(
+                    ri,
+                    v,
+                    ns,
+                    name,
+                    parse_body(&r.body, false)?,
+                    Some("finalize"),
+                    &opts,
+                )?;
+                Ok(json_response(out.code, &out.object))
+            }
+            ("log", "get") if ri.extra_subs.contains(&"log") => {
+                let pod = self.get_obj(ri, v, ns, name)?;
+                let log = pod
+                    .get("metadata")
+                    .and_then(|m| m.get("annotations"))
+                    .and_then(|a| a.get("sim.kube-sim.io/log"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                Ok(text_response(200, log))
+            }
+            ("eviction", "create") if ri.extra_subs.contains(&"eviction") => {
+                let opts = DeleteOpts::default();
+                self.delete_obj(ri, v, ns, name, &opts)?;
+                Ok(json_response(
+                    201,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                ))
+            }
+            ("binding", "create") if ri.extra_subs.contains(&"binding") => {
+                let body = parse_body(&r.body, false)?;
+                let node = body
+                    .get("target")
+                    .and_then(|t| t.get("name"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+                let patch = json!({"spec": {"nodeName": node}});
+                self.patch_obj(ri, v, ns, name, PatchType::Merge, &patch, None, &opts)?;
+                Ok(json_response(
+                    201,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+                ))
+            }
+            ("token", "create") if ri.extra_subs.contains(&"token") => {
+                self.token_request(ri, v, ns, name, r)
+            }
+            _ => Err(ApiError::not_found_path()),
+        }
+    }
+
+    fn token_request(
+        &self,
+        ri: &Arc<ResourceInfo>,
+        v: &str,
+        ns: Option<&str>,
+        name: &str,
+        r: &Req,
+    ) -> Result<Response<Body>, ApiError> {
+        let sa = self.get_obj(ri, v, ns, name)?;
+        let body = if r.body.is_empty() {
+            json!({})
+        } else {
+            parse_body(&r.body, false)?
+        };
+        let out = self
+            .tokens
+            .token_request(
+                ns.unwrap_or(""),
+                name,
+                crate::store::uid_of(&sa),
+                &body,
+                chrono::Utc::now(),
+            )
+            .map_err(|e| ApiError::new(422, "Invalid", e.invalid_message(name)))?;
+        Ok(json_response(201, &out))
+    }
+}
+
+fn ns_of(p: &ResourcePath) -> Option<&str> {
+    p.namespace.as_deref().or(if p.resource == "namespaces" {
+        p.name.as_deref()
+    } else {
+        None
+    })
+}
+
+/// Whether the Accept header asks for a `Table`.
+fn table_request(accept: &str) -> Option<()> {
+    accept
+        .split(',')
+        .next()
+        .filter(|first| first.split(';').any(|p| p.trim() == "as=Table"))
+        .map(|_| ())
+}
+
+/// A running simulator.
+pub struct Sim {
+    addr: SocketAddr,
+    state: Arc<SimState>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Sim {
+    /// Starts a simulator on 127.0.0.1 (port from the config, 0 = any).
+    pub async fn start(config: SimConfig) -> Result<Sim, SimError> {
+        let port = config.port;
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|source| SimError::Bind { port, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| SimError::Bind { port, source })?;
+        let nodes = match config.nodes.as_deref() {
+            Some(spec) => {
+                crate::dataplane::parse_nodes(spec).map_err(|message| SimError::Config {
+                    what: "nodes",
+                    message,
+                })?
+            }
+            None => Vec::new(),
+        };
+        let dataplane = config.dataplane;
+        let state = SimState::new(config)?;
+        if let Ok(mut a) = state.addr.write() {
+            *a = Some(addr);
+        }
+        let mut tasks = vec![
+            tokio::spawn(controllers::run(state.clone())),
+            tokio::spawn(accept_loop(listener, state.clone())),
+        ];
+        if dataplane {
+            tasks.push(tokio::spawn(cluster::run_dataplane(state.clone(), nodes)));
+        }
+        Ok(Sim { addr, state, tasks })
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &Arc<SimState> {
+        &self.state
+    }
+
+    /// A kubeconfig kubectl, Helm and kube-rs use as is.
+    pub fn kubeconfig_yaml(&self) -> String {
+        kubeconfig_yaml(&self.url(), None)
+    }
+
+    pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig_yaml())
+    }
+
+    /// Stops serving and all background tasks.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Kubeconfig text for a server URL, optionally with a bearer token.
+pub fn kubeconfig_yaml(url: &str, token: Option<&str>) -> String {
+    let user = match token {
+        Some(t) => format!("    token: {t}\n"),
+        None => "    {}\n".to_string(),
+    };
+    let user = if token.is_some() { user } else { String::new() };
+    let user_block = if user.is_empty() {
+        "- name: kube-sim-admin\n  user: {}\n".to_string()
+    } else {
+        format!("- name: kube-sim-admin\n  user:\n{user}")
+    };
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: kube-sim\n  context:\n    cluster: kube-sim\n    user: kube-sim-admin\n    namespace: default\ncurrent-context: kube-sim\npreferences: {{}}\nusers:\n{user_block}"
+    )
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<SimState>) {
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            acc = listener.accept() => {
+                let Ok((stream, _)) = acc else { continue };
+                let _ = stream.set_nodelay(true);
+                let st = state.clone();
+                conns.spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| serve_one(st.clone(), req));
+                    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}

@@ -1,1 +1,648 @@
-//! (being built; see tests/sim/ARCHITECTURE.md)
+//! The object store: one global resourceVersion counter, objects keyed by (table, namespace, name),
+//! the watch event history window with fan-out to watchers, snapshot lists with `limit`/`continue`,
+//! and the owner-uid index the garbage collector reads. Pure: no HTTP, no async except the broadcast
+//! receiver handed to watchers.
+
+mod meta;
+
+pub use meta::{
+    fill_create_meta, generate_name_suffix, json_path_get, metadata_mut, now_rfc3339, obj_name,
+    obj_namespace, owner_uids, rv_of, set_rv, uid_of,
+};
+
+use bytes::Bytes;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, OnceLock, RwLock};
+use tokio::sync::broadcast;
+
+/// Default number of events kept for watch resume.
+pub const DEFAULT_HISTORY: usize = 10_000;
+/// Capacity of the fan-out channel; a watcher that falls this far behind is closed (it resumes).
+const BROADCAST_CAPACITY: usize = 65_536;
+
+/// Errors the store reports; the server maps them to `Status` responses with resource names.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum StoreError {
+    #[error("failed to find object")]
+    NotFound,
+    #[error("failed to create object: already exists")]
+    AlreadyExists,
+    #[error("failed to update object: resourceVersion conflict")]
+    Conflict,
+    #[error("failed to apply precondition: {0}")]
+    Precondition(String),
+    #[error("failed to serve resourceVersion {requested}: too old (oldest {oldest})")]
+    Expired { requested: u64, oldest: u64 },
+    #[error("failed to create object: metadata.name or generateName is required")]
+    NameRequired,
+}
+
+/// Kind of a watch event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One committed change. The wire bytes (`{"type":...,"object":...}\n`) are serialized at most once
+/// and shared by every watcher that can use them unchanged.
+#[derive(Debug)]
+pub struct Event {
+    pub rv: u64,
+    pub etype: EventType,
+    pub table: Arc<str>,
+    /// `namespace/name` ("" namespace for cluster-scoped objects).
+    pub key: String,
+    pub object: Arc<Value>,
+    /// The object before this change (for MODIFIED and DELETED).
+    pub prev: Option<Arc<Value>>,
+    wire: OnceLock<Bytes>,
+}
+
+impl Event {
+    /// Namespace of the object ("" when cluster-scoped).
+    pub fn namespace(&self) -> &str {
+        self.key.split_once('/').map(|(ns, _)| ns).unwrap_or("")
+    }
+
+    /// The serialized watch line, computed once.
+    pub fn wire(&self) -> Bytes {
+        self.wire
+            .get_or_init(|| encode_watch_line(self.etype.as_str(), &self.object))
+            .clone()
+    }
+}
+
+/// Serializes one watch event line.
+pub fn encode_watch_line(etype: &str, object: &Value) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(etype.as_bytes());
+    out.extend_from_slice(b"\",\"object\":");
+    // Writing a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, object);
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    obj: Arc<Value>,
+}
+
+#[derive(Default)]
+struct Table {
+    objects: BTreeMap<String, Entry>,
+}
+
+struct Inner {
+    rv: u64,
+    tables: HashMap<Arc<str>, Table>,
+    history: VecDeque<Arc<Event>>,
+    history_cap: usize,
+    /// Highest rv evicted from the history window (0 = nothing evicted yet).
+    compacted: u64,
+    /// uid -> (table, key)
+    uids: HashMap<String, (Arc<str>, String)>,
+    /// owner uid -> dependents (table, key)
+    dependents: HashMap<String, HashSet<(Arc<str>, String)>>,
+}
+
+/// Result of one list page.
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub items: Vec<Arc<Value>>,
+    /// The resourceVersion the list is consistent at.
+    pub rv: u64,
+    /// Key of the last item returned when more items remain.
+    pub continue_after: Option<String>,
+    /// Items matching the filter after this page (only counted when a limit cut the page).
+    pub remaining: usize,
+}
+
+/// Options for one list page.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Serve the list as of this resourceVersion (must still be in the history window).
+    pub snapshot: Option<u64>,
+    /// Return keys strictly after this one (continue token).
+    pub start_after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// A watch subscription: events already committed after the start point, then the live channel.
+pub struct Subscription {
+    pub backlog: Vec<Arc<Event>>,
+    pub rx: broadcast::Receiver<Arc<Event>>,
+    /// The resourceVersion the subscription starts after.
+    pub start_rv: u64,
+}
+
+/// Preconditions for a delete.
+#[derive(Debug, Clone, Default)]
+pub struct Preconditions {
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+/// The store. Cheap to share behind an `Arc`.
+pub struct Store {
+    inner: RwLock<Inner>,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new(DEFAULT_HISTORY)
+    }
+}
+
+/// Builds the `namespace/name` key.
+pub fn object_key(namespace: &str, name: &str) -> String {
+    let mut k = String::with_capacity(namespace.len() + name.len() + 1);
+    k.push_str(namespace);
+    k.push('/');
+    k.push_str(name);
+    k
+}
+
+impl Store {
+    pub fn new(history_cap: usize) -> Self {
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        Store {
+            inner: RwLock::new(Inner {
+                rv: 1,
+                tables: HashMap::new(),
+                history: VecDeque::with_capacity(history_cap.min(1 << 16)),
+                history_cap: history_cap.max(1),
+                compacted: 0,
+                uids: HashMap::new(),
+                dependents: HashMap::new(),
+            }),
+            tx,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The latest committed resourceVersion.
+    pub fn current_rv(&self) -> u64 {
+        self.read().rv
+    }
+
+    /// Oldest resourceVersion a watch or snapshot list can still start from.
+    pub fn oldest_rv(&self) -> u64 {
+        self.read().compacted
+    }
+
+    pub fn get(&self, table: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        let key = object_key(namespace, name);
+        self.read()
+            .tables
+            .get(table)
+            .and_then(|t| t.objects.get(&key))
+            .map(|e| e.obj.clone())
+    }
+
+    /// Looks an object up by uid; returns (table, key, object).
+    pub fn get_by_uid(&self, uid: &str) -> Option<(Arc<str>, String, Arc<Value>)> {
+        let inner = self.read();
+        let (table, key) = inner.uids.get(uid)?;
+        let obj = inner.tables.get(table)?.objects.get(key)?.obj.clone();
+        Some((table.clone(), key.clone(), obj))
+    }
+
+    pub fn uid_exists(&self, uid: &str) -> bool {
+        self.read().uids.contains_key(uid)
+    }
+
+    /// Objects whose ownerReferences name this uid.
+    pub fn dependents_of(&self, owner_uid: &str) -> Vec<(Arc<str>, Arc<Value>)> {
+        let inner = self.read();
+        let Some(set) = inner.dependents.get(owner_uid) else {
+            return Vec::new();
+        };
+        set.iter()
+            .filter_map(|(t, k)| {
+                let obj = inner.tables.get(t)?.objects.get(k)?.obj.clone();
+                Some((t.clone(), obj))
+            })
+            .collect()
+    }
+
+    /// Names of all tables that hold at least one object.
+    pub fn tables(&self) -> Vec<Arc<str>> {
+        self.read()
+            .tables
+            .iter()
+            .filter(|(_, t)| !t.objects.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Number of objects in one table.
+    pub fn count(&self, table: &str) -> usize {
+        self.read()
+            .tables
+            .get(table)
+            .map(|t| t.objects.len())
+            .unwrap_or(0)
+    }
+
+    /// Total number of stored objects.
+    pub fn total_objects(&self) -> usize {
+        self.read().tables.values().map(|t| t.objects.len()).sum()
+    }
+
+    /// Creates an object. `obj.metadata.name` or `generateName` must be set; the namespace is taken
+    /// from `namespace` ("" for cluster-scoped). Sets `metadata.resourceVersion`.
+    pub fn create(
+        &self,
+        table: &Arc<str>,
+        namespace: &str,
+        mut obj: Value,
+    ) -> Result<Arc<Value>, StoreError> {
+        let mut inner = self.write();
+        let inner = &mut *inner;
+        let mut name = obj_name(&obj).to_string();
+        if name.is_empty() {
+            let prefix = json_path_get(&obj, &["metadata", "generateName"])
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if prefix.is_empty() {
+                return Err(StoreError::NameRequired);
+            }
+            let t = inner.tables.entry(table.clone()).or_default();
+            loop {
+                let candidate = format!("{prefix}{}", generate_name_suffix());
+                if !t.objects.contains_key(&object_key(namespace, &candidate)) {
+                    name = candidate;
+                    break;
+                }
+            }
+            if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.insert("name".into(), Value::String(name.clone()));
+            }
+        }
+        let key = object_key(namespace, &name);
+        let t = inner.tables.entry(table.clone()).or_default();
+        if t.objects.contains_key(&key) {
+            return Err(StoreError::AlreadyExists);
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        set_rv(&mut obj, rv);
+        let obj = Arc::new(obj);
+        t.objects.insert(key.clone(), Entry { obj: obj.clone() });
+        index_add(inner, table, &key, &obj);
+        self.commit(inner, rv, EventType::Added, table, key, obj.clone(), None);
+        Ok(obj)
+    }
+
+    /// Replaces an object. When `expected_rv` is set it must equal the stored resourceVersion.
+    /// Returns (old, new).
+    pub fn update(
+        &self,
+        table: &Arc<str>,
+        namespace: &str,
+        name: &str,
+        mut obj: Value,
+        expected_rv: Option<u64>,
+    ) -> Result<(Arc<Value>, Arc<Value>), StoreError> {
+        let key = object_key(namespace, name);
+        let mut inner = self.write();
+        let inner = &mut *inner;
+        let old = inner
+            .tables
+            .get(table)
+            .and_then(|t| t.objects.get(&key))
+            .map(|e| e.obj.clone())
+            .ok_or(StoreError::NotFound)?;
+        if let Some(exp) = expected_rv
+            && rv_of(&old) != exp
+        {
+            return Err(StoreError::Conflict);
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        set_rv(&mut obj, rv);
+        let obj = Arc::new(obj);
+        index_remove(inner, &key, table, &old);
+        if let Some(t) = inner.tables.get_mut(table) {
+            t.objects.insert(key.clone(), Entry { obj: obj.clone() });
+        }
+        index_add(inner, table, &key, &obj);
+        self.commit(
+            inner,
+            rv,
+            EventType::Modified,
+            table,
+            key,
+            obj.clone(),
+            Some(old.clone()),
+        );
+        Ok((old, obj))
+    }
+
+    /// Removes an object. The DELETED event carries the object with the deletion's resourceVersion.
+    pub fn delete(
+        &self,
+        table: &Arc<str>,
+        namespace: &str,
+        name: &str,
+        pre: &Preconditions,
+    ) -> Result<Arc<Value>, StoreError> {
+        let key = object_key(namespace, name);
+        let mut inner = self.write();
+        let inner = &mut *inner;
+        let old = inner
+            .tables
+            .get(table)
+            .and_then(|t| t.objects.get(&key))
+            .map(|e| e.obj.clone())
+            .ok_or(StoreError::NotFound)?;
+        if let Some(uid) = &pre.uid {
+            let actual = uid_of(&old);
+            if uid != actual {
+                return Err(StoreError::Precondition(format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                )));
+            }
+        }
+        if let Some(rv) = &pre.resource_version {
+            let actual = rv_of(&old).to_string();
+            if *rv != actual {
+                return Err(StoreError::Precondition(format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                )));
+            }
+        }
+        if let Some(t) = inner.tables.get_mut(table) {
+            t.objects.remove(&key);
+        }
+        index_remove(inner, &key, table, &old);
+        inner.rv += 1;
+        let rv = inner.rv;
+        let mut gone = (*old).clone();
+        set_rv(&mut gone, rv);
+        let gone = Arc::new(gone);
+        self.commit(
+            inner,
+            rv,
+            EventType::Deleted,
+            table,
+            key,
+            gone.clone(),
+            Some(old),
+        );
+        Ok(gone)
+    }
+
+    /// Lists one page of a table, optionally restricted to a namespace, filtered by `filter`.
+    pub fn list(
+        &self,
+        table: &str,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+        filter: &dyn Fn(&Value) -> bool,
+    ) -> Result<ListPage, StoreError> {
+        let inner = self.read();
+        let current = inner.rv;
+        let snapshot = opts.snapshot.unwrap_or(current).min(current);
+        let prefix = namespace.map(|ns| format!("{ns}/"));
+        let in_range = |k: &str| -> bool {
+            prefix.as_deref().is_none_or(|p| k.starts_with(p))
+                && opts.start_after.as_deref().is_none_or(|s| k > s)
+        };
+        // Overlay of keys changed after the snapshot: key -> state at snapshot (None = absent).
+        let mut overlay: BTreeMap<String, Option<Arc<Value>>> = BTreeMap::new();
+        if snapshot < current {
+            if snapshot < inner.compacted {
+                return Err(StoreError::Expired {
+                    requested: snapshot,
+                    oldest: inner.compacted,
+                });
+            }
+            let start = inner.history.partition_point(|e| e.rv <= snapshot);
+            for ev in inner.history.range(start..).rev() {
+                if &*ev.table != table || !in_range(&ev.key) {
+                    continue;
+                }
+                let before = match ev.etype {
+                    EventType::Added => None,
+                    EventType::Modified | EventType::Deleted => ev.prev.clone(),
+                };
+                overlay.insert(ev.key.clone(), before);
+            }
+        }
+        let empty = BTreeMap::new();
+        let objects = inner
+            .tables
+            .get(table)
+            .map(|t| &t.objects)
+            .unwrap_or(&empty);
+        let lower = match (&opts.start_after, &prefix) {
+            (Some(s), Some(p)) if s.as_str() >= p.as_str() => std::ops::Bound::Excluded(s.clone()),
+            (Some(s), None) => std::ops::Bound::Excluded(s.clone()),
+            (_, Some(p)) => std::ops::Bound::Included(p.clone()),
+            (None, None) => std::ops::Bound::Unbounded,
+        };
+        let mut live = objects
+            .range((lower.clone(), std::ops::Bound::Unbounded))
+            .take_while(|(k, _)| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
+            .peekable();
+        let mut over = overlay.into_iter().peekable();
+        let limit = opts.limit.filter(|l| *l > 0);
+        let mut page = ListPage {
+            items: Vec::new(),
+            rv: snapshot,
+            continue_after: None,
+            remaining: 0,
+        };
+        let mut last_key: Option<String> = None;
+        loop {
+            // Merge the live map with the overlay in key order; the overlay wins on equal keys.
+            let next: Option<(String, Option<Arc<Value>>)> = match (live.peek(), over.peek()) {
+                (None, None) => None,
+                (Some((lk, _)), Some((ok, _))) => {
+                    if lk.as_str() < ok.as_str() {
+                        live.next().map(|(k, e)| (k.clone(), Some(e.obj.clone())))
+                    } else {
+                        if lk.as_str() == ok.as_str() {
+                            live.next();
+                        }
+                        over.next()
+                    }
+                }
+                (Some(_), None) => live.next().map(|(k, e)| (k.clone(), Some(e.obj.clone()))),
+                (None, Some(_)) => over.next(),
+            };
+            let Some((key, obj)) = next else { break };
+            let Some(obj) = obj else { continue };
+            if !filter(&obj) {
+                continue;
+            }
+            if let Some(l) = limit
+                && page.items.len() >= l
+            {
+                page.remaining += 1;
+                if page.continue_after.is_none() {
+                    page.continue_after = last_key.clone();
+                }
+                continue;
+            }
+            last_key = Some(key);
+            page.items.push(obj);
+        }
+        Ok(page)
+    }
+
+    /// Subscribes to events of `table` committed after `from_rv` (None = from now).
+    /// Fails with `Expired` when `from_rv` has left the history window.
+    pub fn watch_from(
+        &self,
+        table: &str,
+        from_rv: Option<u64>,
+    ) -> Result<Subscription, StoreError> {
+        let inner = self.read();
+        let rx = self.tx.subscribe();
+        let start_rv = from_rv.unwrap_or(inner.rv).min(inner.rv);
+        if start_rv < inner.compacted {
+            return Err(StoreError::Expired {
+                requested: start_rv,
+                oldest: inner.compacted,
+            });
+        }
+        let start = inner.history.partition_point(|e| e.rv <= start_rv);
+        let backlog = inner
+            .history
+            .range(start..)
+            .filter(|e| &*e.table == table)
+            .cloned()
+            .collect();
+        Ok(Subscription {
+            backlog,
+            rx,
+            start_rv,
+        })
+    }
+
+    /// Atomically lists every object of `table` (in `namespace` when given) and subscribes to later
+    /// events; used for watches without a resourceVersion (synthetic ADDED events first).
+    pub fn list_and_subscribe(
+        &self,
+        table: &str,
+        namespace: Option<&str>,
+    ) -> (Vec<Arc<Value>>, Subscription) {
+        let inner = self.read();
+        let rx = self.tx.subscribe();
+        let prefix = namespace.map(|ns| format!("{ns}/"));
+        let items = inner
+            .tables
+            .get(table)
+            .map(|t| {
+                t.objects
+                    .iter()
+                    .filter(|(k, _)| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
+                    .map(|(_, e)| e.obj.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        (
+            items,
+            Subscription {
+                backlog: Vec::new(),
+                rx,
+                start_rv: inner.rv,
+            },
+        )
+    }
+
+    /// Subscribes to every event from now on (garbage collector, data plane triggers).
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        rv: u64,
+        etype: EventType,
+        table: &Arc<str>,
+        key: String,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) {
+        let ev = Arc::new(Event {
+            rv,
+            etype,
+            table: table.clone(),
+            key,
+            object,
+            prev,
+            wire: OnceLock::new(),
+        });
+        if inner.history.len() >= inner.history_cap
+            && let Some(old) = inner.history.pop_front()
+        {
+            inner.compacted = old.rv;
+        }
+        inner.history.push_back(ev.clone());
+        // No receivers is fine.
+        let _ = self.tx.send(ev);
+    }
+}
+
+fn index_add(inner: &mut Inner, table: &Arc<str>, key: &str, obj: &Value) {
+    let uid = uid_of(obj);
+    if !uid.is_empty() {
+        inner
+            .uids
+            .insert(uid.to_string(), (table.clone(), key.to_string()));
+    }
+    for owner in owner_uids(obj) {
+        inner
+            .dependents
+            .entry(owner.to_string())
+            .or_default()
+            .insert((table.clone(), key.to_string()));
+    }
+}
+
+fn index_remove(inner: &mut Inner, key: &str, table: &Arc<str>, obj: &Value) {
+    let uid = uid_of(obj);
+    if !uid.is_empty() {
+        inner.uids.remove(uid);
+    }
+    for owner in owner_uids(obj) {
+        if let Some(set) = inner.dependents.get_mut(owner) {
+            set.remove(&(table.clone(), key.to_string()));
+            if set.is_empty() {
+                inner.dependents.remove(owner);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

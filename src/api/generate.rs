@@ -1,0 +1,174 @@
+//! Generation of the CRD YAML and the JSON Schemas from the Rust types (`make crds`). The drift test
+//! compares these with the files in `crds/`, `schemas/` and the chart.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+use serde_json::{Map, Value, json};
+
+use super::{AgentNode, AgentStack, ModelEntry};
+
+/// Header of every generated YAML file.
+pub const GENERATED_HEADER: &str =
+    "# Generated from src/api by `make crds` (hypersync-operator crd). Do not edit by hand.\n";
+
+/// Errors while generating files.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("failed to serialize a CRD to YAML")]
+    Yaml(#[source] serde_yaml::Error),
+    #[error("failed to serialize a schema to JSON")]
+    Json(#[source] serde_json::Error),
+    #[error("the CRD {0} has no openAPIV3Schema")]
+    MissingSchema(String),
+}
+
+/// The CRDs of every kind, in a stable order.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![ModelEntry::crd(), AgentStack::crd(), AgentNode::crd()]
+}
+
+/// `crds/<plural>.yaml` files: (file name, contents).
+pub fn crd_files() -> Result<Vec<(String, String)>, GenerateError> {
+    crds()
+        .into_iter()
+        .map(|crd| {
+            let yaml = serde_yaml::to_string(&crd).map_err(GenerateError::Yaml)?;
+            Ok((
+                format!("{}.yaml", crd.spec.names.plural),
+                format!("{GENERATED_HEADER}{yaml}"),
+            ))
+        })
+        .collect()
+}
+
+/// Every CRD as one multi-document YAML stream.
+pub fn crds_yaml() -> Result<String, GenerateError> {
+    let mut out = String::from(GENERATED_HEADER);
+    for crd in crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd).map_err(GenerateError::Yaml)?);
+    }
+    Ok(out)
+}
+
+/// `schemas/<file>` JSON Schemas: (file name, contents). Each describes a whole manifest of one kind
+/// (apiVersion, kind, metadata, spec) with the spec schema taken from the CRD, so editors and CI can
+/// check manifests offline. Unknown fields are rejected, as `kubectl apply` does with strict field
+/// validation.
+pub fn schema_files() -> Result<Vec<(String, String)>, GenerateError> {
+    let files = [
+        ("model_registry.schema.json", ModelEntry::crd()),
+        ("agent_stack.schema.json", AgentStack::crd()),
+        ("agent_node.schema.json", AgentNode::crd()),
+    ];
+    files
+        .into_iter()
+        .map(|(file, crd)| {
+            let schema = manifest_schema(file, &crd)?;
+            let text = serde_json::to_string_pretty(&schema).map_err(GenerateError::Json)?;
+            Ok((file.to_string(), format!("{text}\n")))
+        })
+        .collect()
+}
+
+fn manifest_schema(file: &str, crd: &CustomResourceDefinition) -> Result<Value, GenerateError> {
+    let kind = &crd.spec.names.kind;
+    let version = crd
+        .spec
+        .versions
+        .first()
+        .ok_or_else(|| GenerateError::MissingSchema(crd.spec.names.plural.clone()))?;
+    let openapi = version
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref())
+        .ok_or_else(|| GenerateError::MissingSchema(crd.spec.names.plural.clone()))?;
+    let openapi = serde_json::to_value(openapi).map_err(GenerateError::Json)?;
+    let spec = openapi
+        .pointer("/properties/spec")
+        .cloned()
+        .ok_or_else(|| GenerateError::MissingSchema(crd.spec.names.plural.clone()))?;
+    let api_version = format!("{}/{}", crd.spec.group, version.name);
+    Ok(json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": format!("https://hypersync.io/schemas/{}/{file}", version.name),
+        "title": format!("{kind} ({api_version})"),
+        "description": openapi.get("description").cloned().unwrap_or(Value::Null),
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": false,
+        "properties": {
+            "apiVersion": {"const": api_version},
+            "kind": {"const": kind},
+            "metadata": metadata_schema(),
+            "spec": to_json_schema(spec),
+        }
+    }))
+}
+
+fn metadata_schema() -> Value {
+    let string_map = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    json!({
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "maxLength": 253,
+                "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+            },
+            "namespace": {"type": "string", "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+            "labels": string_map,
+            "annotations": string_map,
+        }
+    })
+}
+
+/// Turn a structural OpenAPI v3.0 schema into JSON Schema 2020-12: `nullable` becomes a `null` type,
+/// int-or-string becomes `anyOf`, and objects with fixed properties reject unknown fields.
+fn to_json_schema(schema: Value) -> Value {
+    let Value::Object(mut map) = schema else {
+        return schema;
+    };
+    for key in ["properties", "patternProperties"] {
+        if let Some(Value::Object(props)) = map.remove(key) {
+            let converted: Map<String, Value> = props
+                .into_iter()
+                .map(|(k, v)| (k, to_json_schema(v)))
+                .collect();
+            map.insert(key.to_string(), Value::Object(converted));
+        }
+    }
+    for key in ["items", "additionalProperties", "not"] {
+        if let Some(sub @ Value::Object(_)) = map.remove(key) {
+            map.insert(key.to_string(), to_json_schema(sub));
+        } else if let Some(other) = map.get(key).cloned() {
+            map.insert(key.to_string(), other);
+        }
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        if let Some(Value::Array(items)) = map.remove(key) {
+            map.insert(
+                key.to_string(),
+                Value::Array(items.into_iter().map(to_json_schema).collect()),
+            );
+        }
+    }
+    if map.remove("x-kubernetes-int-or-string") == Some(Value::Bool(true)) {
+        map.remove("anyOf");
+        map.insert(
+            "anyOf".into(),
+            json!([{"type": "integer"}, {"type": "string"}]),
+        );
+    }
+    if map.remove("nullable") == Some(Value::Bool(true))
+        && let Some(Value::String(t)) = map.get("type").cloned()
+    {
+        map.insert("type".into(), json!([t, "null"]));
+    }
+    let preserve = map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+    if map.contains_key("properties") && !preserve && !map.contains_key("additionalProperties") {
+        map.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    Value::Object(map)
+}

@@ -1,0 +1,181 @@
+//! `kube-sim bench`: measures simple writes/s through the verb handlers, watch events/s delivered over
+//! HTTP to 10 concurrent watchers, and resident memory with many stored objects.
+
+use crate::server::handlers::WriteOpts;
+use crate::{Sim, SimConfig};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Errors running the benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("failed to start the simulator")]
+    Start(#[from] crate::SimError),
+    #[error("failed to {what}: {message}")]
+    Step { what: &'static str, message: String },
+    #[error("failed to talk to the simulator")]
+    Io(#[from] std::io::Error),
+}
+
+/// Resident set size in KiB from /proc/self/status (0 where unavailable).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn cm(i: usize) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": format!("cm-{i}"), "namespace": "bench", "labels": {"app": "bench", "shard": (i % 10).to_string()}},
+        "data": {"key": format!("value-{i}")}})
+}
+
+async fn watcher(
+    addr: std::net::SocketAddr,
+    rv: u64,
+    expect: usize,
+) -> Result<usize, std::io::Error> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let req = format!(
+        "GET /api/v1/namespaces/bench/configmaps?watch=true&resourceVersion={rv} HTTP/1.1\r\nHost: bench\r\nUser-Agent: kube-sim-bench\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let needle = b"{\"type\":\"";
+    let mut buf = vec![0u8; 1 << 16];
+    let mut carry: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    while seen < expect {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        carry.extend_from_slice(&buf[..n]);
+        let mut i = 0;
+        while i + needle.len() <= carry.len() {
+            if &carry[i..i + needle.len()] == needle {
+                seen += 1;
+                i += needle.len();
+            } else {
+                i += 1;
+            }
+        }
+        let keep = carry.len().min(needle.len() - 1);
+        carry.drain(..carry.len() - keep);
+    }
+    Ok(seen)
+}
+
+/// Runs the benchmark and returns a human-readable report.
+pub async fn run(objects: usize) -> Result<String, BenchError> {
+    let sim = Sim::start(SimConfig {
+        dataplane: false,
+        history: 200_000,
+        ..SimConfig::default()
+    })
+    .await?;
+    let st = sim.state().clone();
+    let ns_ri = st
+        .registry_read()
+        .get("", "namespaces")
+        .ok_or(BenchError::Step {
+            what: "find namespaces",
+            message: "missing".into(),
+        })?;
+    let cm_ri = st
+        .registry_read()
+        .get("", "configmaps")
+        .ok_or(BenchError::Step {
+            what: "find configmaps",
+            message: "missing".into(),
+        })?;
+    let opts = WriteOpts::system("bench");
+    st.create_obj(
+        &ns_ri,
+        "v1",
+        None,
+        json!({"metadata": {"name": "bench"}}),
+        &opts,
+    )
+    .map_err(|e| BenchError::Step {
+        what: "create namespace",
+        message: e.message,
+    })?;
+    let rss_before = rss_kib();
+
+    // 1. Simple writes: creates through the verb handlers (validation, metadata, store, event).
+    let writes = 20_000.min(objects.max(1));
+    let t0 = Instant::now();
+    for i in 0..writes {
+        st.create_obj(&cm_ri, "v1", Some("bench"), cm(i), &opts)
+            .map_err(|e| BenchError::Step {
+                what: "create",
+                message: e.message,
+            })?;
+    }
+    let write_rate = writes as f64 / t0.elapsed().as_secs_f64();
+
+    // 2. Watch fan-out: 10 HTTP watchers from the current rv, then updates.
+    let start_rv = st.store.current_rv();
+    let events = 20_000usize;
+    let mut handles = Vec::new();
+    for _ in 0..10 {
+        handles.push(tokio::spawn(watcher(sim.addr(), start_rv, events)));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t1 = Instant::now();
+    let st2 = st.clone();
+    let cm2 = cm_ri.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let opts = WriteOpts::system("bench");
+        for i in 0..events {
+            let mut o = cm(i % writes);
+            o["data"]["key"] = json!(format!("update-{i}"));
+            let name = format!("cm-{}", i % writes);
+            let _ = st2.update_obj(&cm2, "v1", Some("bench"), &name, o, None, &opts);
+        }
+    });
+    writer.await.map_err(|e| BenchError::Step {
+        what: "run writer",
+        message: e.to_string(),
+    })?;
+    let mut delivered = 0usize;
+    for h in handles {
+        let got = tokio::time::timeout(Duration::from_secs(120), h)
+            .await
+            .map_err(|_| BenchError::Step {
+                what: "await watchers",
+                message: "timed out".into(),
+            })?
+            .map_err(|e| BenchError::Step {
+                what: "join watcher",
+                message: e.to_string(),
+            })??;
+        delivered += got;
+    }
+    let watch_secs = t1.elapsed().as_secs_f64();
+    let watch_rate = delivered as f64 / watch_secs;
+
+    // 3. Memory with `objects` stored objects.
+    for i in writes..objects {
+        st.create_obj(&cm_ri, "v1", Some("bench"), cm(i), &opts)
+            .map_err(|e| BenchError::Step {
+                what: "create",
+                message: e.message,
+            })?;
+    }
+    let rss_after = rss_kib();
+    let stored = st.store.total_objects();
+    sim.shutdown().await;
+    Ok(format!(
+        "writes: {writes} creates in-process at {write_rate:.0}/s\n\
+         watch: {delivered} events delivered to 10 HTTP watchers in {watch_secs:.2}s = {watch_rate:.0} events/s\n\
+         memory: {stored} objects stored, RSS {rss_after} KiB (was {rss_before} KiB before loading; {:.2} KiB/object)",
+        (rss_after.saturating_sub(rss_before)) as f64 / stored.max(1) as f64
+    ))
+}

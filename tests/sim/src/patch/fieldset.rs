@@ -1,0 +1,389 @@
+//! Field sets as server-side apply tracks them (paths of field names, list-map keys, set values)
+//! and their `FieldsV1` wire encoding (`f:`, `k:`, `v:`, `i:`, `.`).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+/// One step of a field path. Variant order is the wire ordering: fields, keys, values, indices.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PathElement {
+    /// A named field: `f:name`.
+    Field(String),
+    /// A list-map item identified by its key fields, canonical compact JSON with sorted keys:
+    /// `k:{"name":"x"}`.
+    Key(String),
+    /// A set item identified by its value, compact JSON: `v:"x"`.
+    Value(String),
+    /// A list index: `i:3`.
+    Index(usize),
+}
+
+impl PathElement {
+    /// A key element from key field names and values (sorted by name, canonical JSON).
+    pub fn key(pairs: &[(String, Value)]) -> PathElement {
+        let mut sorted: Vec<&(String, Value)> = pairs.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut m = Map::new();
+        for (k, v) in sorted {
+            m.insert(k.clone(), canonical(v));
+        }
+        PathElement::Key(Value::Object(m).to_string())
+    }
+
+    /// A set-value element.
+    pub fn value(v: &Value) -> PathElement {
+        PathElement::Value(canonical(v).to_string())
+    }
+
+    /// The `FieldsV1` key for this element.
+    pub fn encode(&self) -> String {
+        match self {
+            PathElement::Field(name) => format!("f:{name}"),
+            PathElement::Key(json) => format!("k:{json}"),
+            PathElement::Value(json) => format!("v:{json}"),
+            PathElement::Index(i) => format!("i:{i}"),
+        }
+    }
+
+    /// Parses a `FieldsV1` key; `None` for `.` and anything malformed.
+    pub fn decode(s: &str) -> Option<PathElement> {
+        let (prefix, rest) = s.split_at_checked(2)?;
+        match prefix {
+            "f:" => Some(PathElement::Field(rest.to_string())),
+            "k:" => {
+                let Value::Object(m) = serde_json::from_str::<Value>(rest).ok()? else {
+                    return None;
+                };
+                let pairs: Vec<(String, Value)> = m.into_iter().collect();
+                Some(PathElement::key(&pairs))
+            }
+            "v:" => {
+                let v: Value = serde_json::from_str(rest).ok()?;
+                Some(PathElement::value(&v))
+            }
+            "i:" => rest.parse().ok().map(PathElement::Index),
+            _ => None,
+        }
+    }
+
+    /// The path-string form used in conflict messages: `.name`, `[name="x"]`, `[="v"]`, `[3]`.
+    pub fn display(&self) -> String {
+        match self {
+            PathElement::Field(name) => format!(".{name}"),
+            PathElement::Key(json) => {
+                let parts: Vec<String> = match serde_json::from_str::<Value>(json) {
+                    Ok(Value::Object(m)) => m.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                    _ => vec![json.clone()],
+                };
+                format!("[{}]", parts.join(","))
+            }
+            PathElement::Value(json) => format!("[={json}]"),
+            PathElement::Index(i) => format!("[{i}]"),
+        }
+    }
+}
+
+/// Recursively sorts object keys so equal values have one JSON spelling.
+pub(crate) fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = Map::new();
+            for k in keys {
+                out.insert(k.clone(), canonical(&m[k.as_str()]));
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Renders a path as the API server does in conflict messages: `.spec.containers[name="x"].image`.
+pub fn path_string(path: &[PathElement]) -> String {
+    path.iter().map(PathElement::display).collect()
+}
+
+/// A set of field paths, stored as a tree. A node is a *member* when the path itself is in the
+/// set (`.` in `FieldsV1` when it also has children).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldSet {
+    member: bool,
+    children: BTreeMap<PathElement, FieldSet>,
+}
+
+impl FieldSet {
+    pub fn new() -> FieldSet {
+        FieldSet::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.member && self.children.is_empty()
+    }
+
+    /// Adds `path` as a member (the empty path marks the root itself).
+    pub fn insert(&mut self, path: &[PathElement]) {
+        let mut cur = self;
+        for pe in path {
+            cur = cur.children.entry(pe.clone()).or_default();
+        }
+        cur.member = true;
+    }
+
+    /// Whether `path` is a member.
+    pub fn contains(&self, path: &[PathElement]) -> bool {
+        self.descend(path).is_some_and(|n| n.member)
+    }
+
+    /// The subtree at `path`, if any path at or below it is present.
+    pub fn descend(&self, path: &[PathElement]) -> Option<&FieldSet> {
+        let mut cur = self;
+        for pe in path {
+            cur = cur.children.get(pe)?;
+        }
+        Some(cur)
+    }
+
+    pub(crate) fn child(&self, pe: &PathElement) -> Option<&FieldSet> {
+        self.children.get(pe)
+    }
+
+    pub(crate) fn is_member(&self) -> bool {
+        self.member
+    }
+
+    pub(crate) fn children(&self) -> impl Iterator<Item = (&PathElement, &FieldSet)> {
+        self.children.iter()
+    }
+
+    /// Removes `path` and everything below it.
+    pub(crate) fn remove_subtree(&mut self, path: &[PathElement]) {
+        let Some((last, parents)) = path.split_last() else {
+            *self = FieldSet::default();
+            return;
+        };
+        let mut cur = &mut *self;
+        for pe in parents {
+            match cur.children.get_mut(pe) {
+                Some(next) => cur = next,
+                None => return,
+            }
+        }
+        cur.children.remove(last);
+        self.prune_empty();
+    }
+
+    /// Clears the member flag at `path` (children stay).
+    pub(crate) fn unmark(&mut self, path: &[PathElement]) {
+        let mut cur = &mut *self;
+        for pe in path {
+            match cur.children.get_mut(pe) {
+                Some(next) => cur = next,
+                None => return,
+            }
+        }
+        cur.member = false;
+        self.prune_empty();
+    }
+
+    fn prune_empty(&mut self) {
+        for child in self.children.values_mut() {
+            child.prune_empty();
+        }
+        self.children.retain(|_, c| !c.is_empty());
+    }
+
+    pub fn union(&self, other: &FieldSet) -> FieldSet {
+        let mut out = self.clone();
+        out.member |= other.member;
+        for (pe, sub) in &other.children {
+            let merged = match out.children.get(pe) {
+                Some(mine) => mine.union(sub),
+                None => sub.clone(),
+            };
+            out.children.insert(pe.clone(), merged);
+        }
+        out
+    }
+
+    /// Members of `self` that are not members of `other`.
+    pub fn difference(&self, other: &FieldSet) -> FieldSet {
+        let mut out = FieldSet {
+            member: self.member && !other.member,
+            children: BTreeMap::new(),
+        };
+        for (pe, sub) in &self.children {
+            let d = match other.children.get(pe) {
+                Some(theirs) => sub.difference(theirs),
+                None => sub.clone(),
+            };
+            if !d.is_empty() {
+                out.children.insert(pe.clone(), d);
+            }
+        }
+        out
+    }
+
+    /// Members of both sets.
+    pub fn intersection(&self, other: &FieldSet) -> FieldSet {
+        let mut out = FieldSet {
+            member: self.member && other.member,
+            children: BTreeMap::new(),
+        };
+        for (pe, sub) in &self.children {
+            if let Some(theirs) = other.children.get(pe) {
+                let i = sub.intersection(theirs);
+                if !i.is_empty() {
+                    out.children.insert(pe.clone(), i);
+                }
+            }
+        }
+        out
+    }
+
+    /// All member paths, in wire order.
+    pub fn paths(&self) -> Vec<Vec<PathElement>> {
+        let mut out = Vec::new();
+        let mut prefix = Vec::new();
+        self.collect_paths(&mut prefix, &mut out);
+        out
+    }
+
+    fn collect_paths(&self, prefix: &mut Vec<PathElement>, out: &mut Vec<Vec<PathElement>>) {
+        if self.member {
+            out.push(prefix.clone());
+        }
+        for (pe, sub) in &self.children {
+            prefix.push(pe.clone());
+            sub.collect_paths(prefix, out);
+            prefix.pop();
+        }
+    }
+
+    /// The `fieldsV1` JSON object.
+    pub fn to_fields_v1(&self) -> Value {
+        let mut m = Map::new();
+        if self.member && !self.children.is_empty() {
+            m.insert(".".to_string(), Value::Object(Map::new()));
+        }
+        for (pe, sub) in &self.children {
+            m.insert(pe.encode(), sub.to_fields_v1());
+        }
+        Value::Object(m)
+    }
+
+    /// Parses a `fieldsV1` JSON object. Leaves (`{}`) are members; `.` marks a member with
+    /// children.
+    pub fn from_fields_v1(v: &Value) -> Result<FieldSet, String> {
+        let Value::Object(m) = v else {
+            return Err(format!(
+                "failed to decode fieldsV1: expected an object, got {v}"
+            ));
+        };
+        let mut out = FieldSet::default();
+        if m.is_empty() {
+            out.member = true;
+            return Ok(out);
+        }
+        for (k, sub) in m {
+            if k == "." {
+                out.member = true;
+                continue;
+            }
+            let pe = PathElement::decode(k)
+                .ok_or_else(|| format!("failed to decode fieldsV1: invalid path element {k:?}"))?;
+            out.children.insert(pe, FieldSet::from_fields_v1(sub)?);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn f(name: &str) -> PathElement {
+        PathElement::Field(name.to_string())
+    }
+
+    #[test]
+    fn fields_v1_round_trip_with_keys_values_and_dot() {
+        let wire = json!({
+            "f:metadata": {"f:finalizers": {".": {}, "v:\"a.io/x\"": {}}, "f:labels": {"f:app": {}}},
+            "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"main\"}": {".": {}, "f:image": {}, "f:name": {},
+                    "f:ports": {"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}}}
+            }}}}
+        });
+        let set = FieldSet::from_fields_v1(&wire).expect("decodes");
+        assert_eq!(set.to_fields_v1(), wire);
+        let image = vec![
+            f("spec"),
+            f("template"),
+            f("spec"),
+            f("containers"),
+            PathElement::key(&[("name".into(), json!("main"))]),
+            f("image"),
+        ];
+        assert!(set.contains(&image));
+        assert_eq!(
+            path_string(&image),
+            ".spec.template.spec.containers[name=\"main\"].image"
+        );
+        let port = PathElement::key(&[
+            ("protocol".into(), json!("TCP")),
+            ("containerPort".into(), json!(80)),
+        ]);
+        assert_eq!(
+            port.encode(),
+            "k:{\"containerPort\":80,\"protocol\":\"TCP\"}"
+        );
+        assert_eq!(port.display(), "[containerPort=80,protocol=\"TCP\"]");
+        assert_eq!(
+            PathElement::value(&json!("a.io/x")).display(),
+            "[=\"a.io/x\"]"
+        );
+    }
+
+    #[test]
+    fn wire_order_puts_dot_then_fields_then_keys() {
+        let mut s = FieldSet::new();
+        s.insert(&[f("list"), PathElement::key(&[("name".into(), json!("b"))])]);
+        s.insert(&[f("list")]);
+        s.insert(&[f("list"), f("zz")]);
+        let text = s.to_fields_v1().to_string();
+        assert_eq!(
+            text,
+            r#"{"f:list":{".":{},"f:zz":{},"k:{\"name\":\"b\"}":{}}}"#
+        );
+    }
+
+    #[test]
+    fn set_algebra() {
+        let mut a = FieldSet::new();
+        a.insert(&[f("spec"), f("replicas")]);
+        a.insert(&[f("spec"), f("paused")]);
+        let mut b = FieldSet::new();
+        b.insert(&[f("spec"), f("replicas")]);
+        b.insert(&[f("metadata"), f("labels"), f("x")]);
+        assert_eq!(
+            a.intersection(&b).paths(),
+            vec![vec![f("spec"), f("replicas")]]
+        );
+        assert_eq!(a.difference(&b).paths(), vec![vec![f("spec"), f("paused")]]);
+        assert_eq!(a.union(&b).paths().len(), 3);
+        assert!(a.difference(&a).is_empty());
+        let mut c = a.union(&b);
+        c.remove_subtree(&[f("spec")]);
+        assert_eq!(c.paths(), vec![vec![f("metadata"), f("labels"), f("x")]]);
+    }
+
+    #[test]
+    fn malformed_fields_v1_is_an_error() {
+        assert!(FieldSet::from_fields_v1(&json!({"x:bad": {}})).is_err());
+        assert!(FieldSet::from_fields_v1(&json!([1])).is_err());
+    }
+}

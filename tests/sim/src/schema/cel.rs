@@ -1,0 +1,399 @@
+//! `x-kubernetes-validations` CEL rules: compiled per schema node through kube-cel, evaluated with the
+//! apiserver's field paths, `oldSelf` correlation, ratcheting, message/messageExpression, fieldPath and reason.
+
+use super::errors::{BadValue, FieldError, FieldErrorKind};
+use kube_cel::{CompiledSchema, ErrorKind};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+const MAX_DEPTH: usize = 64;
+
+/// What the apiserver needs to know about one rule besides its compiled program.
+#[derive(Debug, Clone)]
+struct RuleMeta {
+    rule: String,
+    message: Option<String>,
+    has_message_expression: bool,
+    reason: Option<String>,
+    field_path: Option<String>,
+    transition: bool,
+}
+
+/// The rules of one schema node: a kube-cel tree of that node (children stripped of their own rules,
+/// so only this node's rules run) plus their metadata.
+#[derive(Debug)]
+struct CelNode {
+    compiled: CompiledSchema,
+    rules: Vec<RuleMeta>,
+}
+
+/// All CEL rules of a schema, keyed by the node's schema pointer (`/properties/spec/items`).
+#[derive(Debug, Default)]
+pub(super) struct CelRules {
+    nodes: HashMap<String, CelNode>,
+    errors: Vec<String>,
+}
+
+impl CelRules {
+    pub(super) fn compile(schema: &Value) -> Self {
+        let mut out = CelRules::default();
+        out.collect(schema, String::new(), 0);
+        out
+    }
+
+    pub(super) fn has_rules(&self) -> bool {
+        !self.nodes.is_empty()
+    }
+
+    pub(super) fn compile_errors(&self) -> Vec<String> {
+        self.errors.clone()
+    }
+
+    fn collect(&mut self, s: &Value, ptr: String, depth: usize) {
+        if depth > MAX_DEPTH || !s.is_object() {
+            return;
+        }
+        if let Some(raw) = s
+            .get("x-kubernetes-validations")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+        {
+            let mut node_schema = s.clone();
+            strip_child_rules(&mut node_schema, 0);
+            let compiled = kube_cel::compile_schema(&node_schema);
+            let mut rules = Vec::new();
+            for (i, r) in raw.iter().enumerate() {
+                let transition = match compiled.validations.get(i) {
+                    Some(Ok(cr)) => cr.is_transition_rule,
+                    Some(Err(e)) => {
+                        let at = if ptr.is_empty() { "/" } else { ptr.as_str() };
+                        self.errors.push(format!(
+                            "failed to compile x-kubernetes-validations rule at {at}: {e}"
+                        ));
+                        false
+                    }
+                    None => false,
+                };
+                let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+                rules.push(RuleMeta {
+                    rule: text("rule").unwrap_or_default(),
+                    message: text("message"),
+                    has_message_expression: r
+                        .get("messageExpression")
+                        .is_some_and(|m| m.is_string()),
+                    reason: text("reason"),
+                    field_path: text("fieldPath"),
+                    transition,
+                });
+            }
+            self.nodes.insert(ptr.clone(), CelNode { compiled, rules });
+        }
+        if let Some(props) = s.get("properties").and_then(Value::as_object) {
+            for (k, ps) in props {
+                self.collect(ps, format!("{ptr}/properties/{k}"), depth + 1);
+            }
+        }
+        if let Some(items) = s.get("items") {
+            self.collect(items, format!("{ptr}/items"), depth + 1);
+        }
+        if let Some(add) = s.get("additionalProperties") {
+            self.collect(add, format!("{ptr}/additionalProperties"), depth + 1);
+        }
+    }
+
+    /// Evaluates every rule against `obj` (and `old` for transition rules), appending errors.
+    pub(super) fn validate(
+        &self,
+        schema: &Value,
+        obj: &Value,
+        old: Option<&Value>,
+        errs: &mut Vec<FieldError>,
+    ) {
+        if self.nodes.is_empty() {
+            return;
+        }
+        // At the root, CEL sees only metadata.name and metadata.generateName.
+        let root = root_view(obj);
+        let old_root = old.map(root_view);
+        self.walk(schema, "", &root, old_root.as_ref(), "", errs, 0);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        &self,
+        s: &Value,
+        ptr: &str,
+        v: &Value,
+        old: Option<&Value>,
+        path: &str,
+        errs: &mut Vec<FieldError>,
+        depth: usize,
+    ) {
+        if depth > MAX_DEPTH || !s.is_object() || v.is_null() {
+            return;
+        }
+        if let Some(node) = self.nodes.get(ptr) {
+            let node_type = s.get("type").and_then(Value::as_str).unwrap_or("");
+            evaluate(node, node_type, v, old, path, errs);
+        }
+        match v {
+            Value::Object(obj) => {
+                let props = s.get("properties").and_then(Value::as_object);
+                if let Some(props) = props {
+                    for (k, ps) in props {
+                        if let Some(child) = obj.get(k) {
+                            let child_path = if path.is_empty() {
+                                k.clone()
+                            } else {
+                                format!("{path}.{k}")
+                            };
+                            let child_old = old.and_then(|o| o.get(k));
+                            self.walk(
+                                ps,
+                                &format!("{ptr}/properties/{k}"),
+                                child,
+                                child_old,
+                                &child_path,
+                                errs,
+                                depth + 1,
+                            );
+                        }
+                    }
+                }
+                if let Some(add) = s.get("additionalProperties").filter(|a| a.is_object()) {
+                    let add_ptr = format!("{ptr}/additionalProperties");
+                    for (k, child) in obj {
+                        if props.is_some_and(|p| p.contains_key(k)) {
+                            continue;
+                        }
+                        let child_old = old.and_then(|o| o.get(k));
+                        self.walk(
+                            add,
+                            &add_ptr,
+                            child,
+                            child_old,
+                            &format!("{path}[{k}]"),
+                            errs,
+                            depth + 1,
+                        );
+                    }
+                }
+            }
+            Value::Array(arr) => {
+                if let Some(items) = s.get("items").filter(|i| i.is_object()) {
+                    let items_ptr = format!("{ptr}/items");
+                    let old_arr = old.and_then(Value::as_array);
+                    for (i, item) in arr.iter().enumerate() {
+                        let old_item = old_arr.and_then(|oa| correlate(s, item, oa));
+                        self.walk(
+                            items,
+                            &items_ptr,
+                            item,
+                            old_item,
+                            &format!("{path}[{i}]"),
+                            errs,
+                            depth + 1,
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn evaluate(
+    node: &CelNode,
+    node_type: &str,
+    v: &Value,
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    let Err(failures) = kube_cel::validate_compiled(&node.compiled, v, old) else {
+        return;
+    };
+    // Ratcheting: an unchanged value does not fail non-transition rules.
+    let unchanged = old.is_some_and(|o| o == v);
+    for f in failures.iter() {
+        let meta = node.rules.iter().find(|r| r.rule == f.rule);
+        if unchanged && !meta.is_some_and(|m| m.transition) {
+            continue;
+        }
+        let field = match meta.and_then(|m| m.field_path.as_deref()) {
+            Some(fp) => {
+                let fp = fp.strip_prefix('.').unwrap_or(fp);
+                if path.is_empty() {
+                    fp.to_string()
+                } else {
+                    format!("{path}.{fp}")
+                }
+            }
+            None => {
+                if path.is_empty() {
+                    "<nil>".to_string()
+                } else {
+                    path.to_string()
+                }
+            }
+        };
+        let bad = BadValue::Json(Value::String(node_type.to_string()));
+        let err = match (&f.kind, meta) {
+            (ErrorKind::ValidationFailure, Some(m)) => {
+                let fallback = match m
+                    .message
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
+                    Some(msg) => msg.to_string(),
+                    None => format!("failed rule: {}", m.rule.trim()),
+                };
+                let message = if m.has_message_expression {
+                    let kube_cel_fallback = m
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| format!("failed rule: {}", m.rule));
+                    if f.message.trim().is_empty()
+                        || f.message.contains('\n')
+                        || f.message == kube_cel_fallback
+                    {
+                        fallback
+                    } else {
+                        f.message.clone()
+                    }
+                } else {
+                    fallback
+                };
+                let kind = m
+                    .reason
+                    .as_deref()
+                    .map(FieldErrorKind::from_rule_reason)
+                    .unwrap_or(FieldErrorKind::Invalid);
+                match kind {
+                    FieldErrorKind::Forbidden | FieldErrorKind::Required => FieldError {
+                        field,
+                        kind,
+                        message,
+                        value: BadValue::Omit,
+                    },
+                    FieldErrorKind::Duplicate => FieldError {
+                        field,
+                        kind,
+                        message: String::new(),
+                        value: bad,
+                    },
+                    _ => FieldError {
+                        field,
+                        kind: FieldErrorKind::Invalid,
+                        message,
+                        value: bad,
+                    },
+                }
+            }
+            (ErrorKind::EvaluationError, Some(m)) => {
+                // apiserver: "<cel error> evaluating rule: <message or rule>"
+                let cause = std::error::Error::source(f)
+                    .map(
+                        |e| match e.downcast_ref::<kube_cel::cel::ExecutionError>() {
+                            Some(kube_cel::cel::ExecutionError::NoSuchKey(k)) => {
+                                format!("no such key: {k}")
+                            }
+                            _ => lower_first(&e.to_string()),
+                        },
+                    )
+                    .unwrap_or_else(|| f.message.clone());
+                let rule_text = match m
+                    .message
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                {
+                    Some(msg) => msg.to_string(),
+                    None => m.rule.trim().to_string(),
+                };
+                FieldError {
+                    field,
+                    kind: FieldErrorKind::Invalid,
+                    message: format!("{cause} evaluating rule: {rule_text}"),
+                    value: bad,
+                }
+            }
+            _ => FieldError {
+                field,
+                kind: FieldErrorKind::Invalid,
+                message: f.message.clone(),
+                value: bad,
+            },
+        };
+        errs.push(err);
+    }
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(first) => first.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn correlate<'a>(s: &Value, item: &Value, old: &'a [Value]) -> Option<&'a Value> {
+    match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
+        Some("map") => {
+            let keys: Vec<&str> = s
+                .get("x-kubernetes-list-map-keys")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if keys.is_empty() {
+                return None;
+            }
+            old.iter()
+                .find(|o| keys.iter().all(|k| o.get(*k) == item.get(*k)))
+        }
+        Some("set") => old.iter().find(|o| *o == item),
+        _ => None,
+    }
+}
+
+fn root_view(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        let mut kept = Map::new();
+        for k in ["name", "generateName"] {
+            if let Some(x) = meta.get(k) {
+                kept.insert(k.to_string(), x.clone());
+            }
+        }
+        *meta = kept;
+    }
+    v
+}
+
+fn strip_child_rules(s: &mut Value, depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let Some(m) = s.as_object_mut() else { return };
+    if depth > 0 {
+        m.remove("x-kubernetes-validations");
+    }
+    if let Some(props) = m.get_mut("properties").and_then(Value::as_object_mut) {
+        for ps in props.values_mut() {
+            strip_child_rules(ps, depth + 1);
+        }
+    }
+    for key in ["items", "additionalProperties", "not"] {
+        if let Some(child) = m.get_mut(key) {
+            strip_child_rules(child, depth + 1);
+        }
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        if let Some(arr) = m.get_mut(key).and_then(Value::as_array_mut) {
+            for child in arr {
+                strip_child_rules(child, depth + 1);
+            }
+        }
+    }
+}

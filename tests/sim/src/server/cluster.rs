@@ -1,0 +1,241 @@
+//! The server's side of the pure modules' traits: `dataplane::ClusterApi` and `auth::RbacSource`
+//! over the store, the data plane loop, built-in defaulting, and request authentication/authorization.
+
+use super::SimState;
+use super::errors::ApiError;
+use super::handlers::{DeleteOpts, WriteOpts};
+use super::registry::ResourceInfo;
+use crate::auth::{self, Attributes, RbacSource, UserInfo};
+use crate::dataplane::{self, ClusterApi, DataPlane, ResourceRef};
+use crate::store::{ListOptions, obj_name, obj_namespace};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Field manager the data plane writes as.
+pub const DATAPLANE_MANAGER: &str = "kube-controller-manager";
+
+impl SimState {
+    fn info_for_ref(&self, r: &ResourceRef) -> Result<Arc<ResourceInfo>, String> {
+        self.registry_read()
+            .lookup(&r.group, &r.version, &r.resource)
+            .ok_or_else(|| {
+                format!(
+                    "the server could not find the requested resource ({})",
+                    r.resource
+                )
+            })
+    }
+
+    /// Built-in defaulting on create (`old == None`) and update.
+    pub fn default_on_create(
+        &self,
+        ri: &ResourceInfo,
+        version: &str,
+        old: Option<&Value>,
+        obj: &mut Value,
+    ) {
+        if ri.is_crd {
+            return;
+        }
+        let r = ResourceRef::new(&ri.group, version, &ri.plural);
+        let mut alloc = self.ip_alloc.lock().unwrap_or_else(|e| e.into_inner());
+        match old {
+            None => dataplane::default_on_create(&r, obj, &mut alloc),
+            Some(o) => dataplane::default_on_update(&r, o, obj, &mut alloc),
+        }
+    }
+
+    fn list_all(&self, table: &str, ns: Option<&str>) -> Vec<Value> {
+        self.store
+            .list(table, ns, &ListOptions::default(), &|_| true)
+            .map(|p| p.items.iter().map(|o| (**o).clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl ClusterApi for SimState {
+    fn list(&self, resource: &ResourceRef, namespace: Option<&str>) -> Vec<Value> {
+        let Ok(ri) = self.info_for_ref(resource) else {
+            return Vec::new();
+        };
+        let ns = if ri.namespaced { namespace } else { None };
+        let conv = self.needs_conversion(&ri, &resource.version);
+        let mut items = self.list_all(&ri.table, ns);
+        if conv {
+            for o in &mut items {
+                self.to_served_in_place(&ri, &resource.version, o);
+            }
+        }
+        items
+    }
+
+    fn get(&self, resource: &ResourceRef, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let ri = self.info_for_ref(resource).ok()?;
+        self.get_obj(&ri, &resource.version, namespace, name).ok()
+    }
+
+    fn create(&self, resource: &ResourceRef, obj: Value) -> Result<Value, String> {
+        let ri = self.info_for_ref(resource)?;
+        let ns = obj_namespace(&obj).to_string();
+        let ns = (!ns.is_empty()).then_some(ns);
+        self.create_obj(
+            &ri,
+            &resource.version,
+            ns.as_deref(),
+            obj,
+            &WriteOpts::system(DATAPLANE_MANAGER),
+        )
+        .map(|o| o.object)
+        .map_err(|e| e.message)
+    }
+
+    fn update(&self, resource: &ResourceRef, obj: Value) -> Result<Value, String> {
+        let ri = self.info_for_ref(resource)?;
+        let ns = obj_namespace(&obj).to_string();
+        let name = obj_name(&obj).to_string();
+        self.update_obj(
+            &ri,
+            &resource.version,
+            Some(&ns),
+            &name,
+            obj,
+            None,
+            &WriteOpts::system(DATAPLANE_MANAGER),
+        )
+        .map(|o| o.object)
+        .map_err(|e| e.message)
+    }
+
+    fn update_status(&self, resource: &ResourceRef, obj: Value) -> Result<Value, String> {
+        let ri = self.info_for_ref(resource)?;
+        let ns = obj_namespace(&obj).to_string();
+        let name = obj_name(&obj).to_string();
+        let sub = ri.status_sub(&resource.version).then_some("status");
+        self.update_obj(
+            &ri,
+            &resource.version,
+            Some(&ns),
+            &name,
+            obj,
+            sub,
+            &WriteOpts::system(DATAPLANE_MANAGER),
+        )
+        .map(|o| o.object)
+        .map_err(|e| e.message)
+    }
+
+    fn delete(
+        &self,
+        resource: &ResourceRef,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(), String> {
+        let ri = self.info_for_ref(resource)?;
+        self.delete_obj(
+            &ri,
+            &resource.version,
+            namespace,
+            name,
+            &DeleteOpts::default(),
+        )
+        .map(|_| ())
+        .map_err(|e| e.message)
+    }
+
+    fn revision(&self) -> Option<u64> {
+        Some(self.store.current_rv())
+    }
+}
+
+const RBAC: &str = "rbac.authorization.k8s.io";
+
+impl RbacSource for SimState {
+    fn roles(&self, ns: &str) -> Vec<Value> {
+        self.list_all(&format!("{RBAC}/roles"), Some(ns))
+    }
+    fn role_bindings(&self, ns: &str) -> Vec<Value> {
+        self.list_all(&format!("{RBAC}/rolebindings"), Some(ns))
+    }
+    fn cluster_roles(&self) -> Vec<Value> {
+        self.list_all(&format!("{RBAC}/clusterroles"), None)
+    }
+    fn cluster_role_bindings(&self) -> Vec<Value> {
+        self.list_all(&format!("{RBAC}/clusterrolebindings"), None)
+    }
+}
+
+impl SimState {
+    /// Creates the default ClusterRoles and bindings (cluster-admin, discovery, ...).
+    pub fn bootstrap_rbac(&self) {
+        let opts = WriteOpts::system("kube-apiserver");
+        let reg = self.registry_read();
+        let (Some(cr), Some(crb)) = (
+            reg.get(RBAC, "clusterroles"),
+            reg.get(RBAC, "clusterrolebindings"),
+        ) else {
+            return;
+        };
+        drop(reg);
+        for r in auth::default_cluster_roles() {
+            let _ = self.create_obj(&cr, "v1", None, r, &opts);
+        }
+        for b in auth::default_cluster_role_bindings() {
+            let _ = self.create_obj(&crb, "v1", None, b, &opts);
+        }
+    }
+
+    /// Identifies the caller. Without `--authorize` every request is cluster-admin.
+    pub fn authenticate(&self, authorization: &str) -> Result<UserInfo, ApiError> {
+        if !self.config.authorize {
+            return Ok(UserInfo::admin());
+        }
+        let token = authorization
+            .strip_prefix("Bearer ")
+            .or_else(|| authorization.strip_prefix("bearer "))
+            .map(str::trim)
+            .unwrap_or("");
+        if token.is_empty() {
+            return Err(ApiError::from_status(auth::unauthorized_status()));
+        }
+        let Some(a) = self.tokens.authenticate_at(token, chrono::Utc::now()) else {
+            return Err(ApiError::from_status(auth::unauthorized_status()));
+        };
+        // Issued tokens die with their service account.
+        if let Some(sa) = &a.service_account {
+            if let Some(uid) = &sa.uid {
+                let live = self.store.get("/serviceaccounts", &sa.namespace, &sa.name);
+                if live.is_none_or(|o| crate::store::uid_of(&o) != uid) {
+                    return Err(ApiError::from_status(auth::unauthorized_status()));
+                }
+            }
+        }
+        Ok(a.user)
+    }
+
+    /// RBAC check; 403 with the real message when denied.
+    pub fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError> {
+        if !self.config.authorize {
+            return Ok(());
+        }
+        auth::authorize(self, user, attrs)
+            .map_err(|msg| ApiError::from_status(auth::forbidden_status(attrs, &msg)))
+    }
+}
+
+/// Runs the data plane: a pass every 50 ms, sooner after writes (at most every 10 ms).
+pub async fn run_dataplane(state: Arc<SimState>, nodes: Vec<Value>) {
+    let mut dp = if nodes.is_empty() {
+        DataPlane::new()
+    } else {
+        DataPlane::with_nodes(nodes)
+    };
+    loop {
+        dp.tick(&*state, chrono::Utc::now());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::select! {
+            _ = state.kick.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(40)) => {}
+        }
+    }
+}

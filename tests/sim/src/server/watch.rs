@@ -1,0 +1,288 @@
+//! Watch streams: newline-delimited JSON events over a chunked response, resume from a
+//! resourceVersion, synthetic ADDED events for watches without one, `sendInitialEvents` streaming lists,
+//! periodic BOOKMARKs, `timeoutSeconds`, selector transitions (ADDED/DELETED when an object starts or
+//! stops matching) and 410 Expired as an ERROR event.
+
+use super::SimState;
+use super::errors::ApiError;
+use super::handlers::Selectors;
+use super::http::{Body, Query, error_response, stream_response};
+use super::registry::ResourceInfo;
+use crate::store::{Event, EventType, StoreError, encode_watch_line};
+use bytes::{Bytes, BytesMut};
+use hyper::Response;
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::time::Instant;
+
+/// Most events coalesced into one chunk.
+const BATCH_EVENTS: usize = 512;
+const BATCH_BYTES: usize = 256 * 1024;
+
+struct WatchStream {
+    state: Arc<SimState>,
+    ri: Arc<ResourceInfo>,
+    version: String,
+    ns: Option<String>,
+    sel: Selectors,
+    rx: broadcast::Receiver<Arc<Event>>,
+    pending: VecDeque<Bytes>,
+    start_rv: u64,
+    last_rv: u64,
+    bookmark_every: Option<Duration>,
+    next_bookmark: Instant,
+    deadline: Option<Instant>,
+    convert: bool,
+    table: Option<String>,
+    done: bool,
+}
+
+impl WatchStream {
+    fn encode(&self, etype: &str, obj: &Value) -> Bytes {
+        let mut served = obj.clone();
+        self.state
+            .to_served_in_place(&self.ri, &self.version, &mut served);
+        if let Some(include) = &self.table
+            && let Some(t) = self.state.table_for(
+                &self.ri,
+                &self.version,
+                &[served.clone()],
+                include,
+                json!({}),
+            )
+        {
+            return encode_watch_line(etype, &t);
+        }
+        encode_watch_line(etype, &served)
+    }
+
+    fn render(&self, ev: &Event) -> Option<Bytes> {
+        if *ev.table != *self.ri.table {
+            return None;
+        }
+        if let Some(ns) = &self.ns
+            && ev.namespace() != ns
+        {
+            return None;
+        }
+        let now_m = self.sel.matches(&ev.object);
+        let prev_m = ev.prev.as_ref().map(|p| self.sel.matches(p));
+        let etype = match ev.etype {
+            EventType::Added if now_m => "ADDED",
+            EventType::Added => return None,
+            EventType::Modified => match (prev_m.unwrap_or(false), now_m) {
+                (true, true) => "MODIFIED",
+                (false, true) => "ADDED",
+                (true, false) => "DELETED",
+                (false, false) => return None,
+            },
+            EventType::Deleted if prev_m.unwrap_or(now_m) || now_m => "DELETED",
+            EventType::Deleted => return None,
+        };
+        if etype == ev.etype.as_str() && !self.convert && self.table.is_none() {
+            return Some(ev.wire());
+        }
+        Some(self.encode(etype, &ev.object))
+    }
+
+    fn bookmark(&self, initial_end: bool) -> Bytes {
+        let mut md =
+            json!({"resourceVersion": self.last_rv.to_string(), "creationTimestamp": null});
+        if initial_end {
+            md["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let obj = json!({"kind": self.ri.kind, "apiVersion": self.ri.api_version(&self.version), "metadata": md});
+        encode_watch_line("BOOKMARK", &obj)
+    }
+
+    fn accept(&mut self, ev: &Event, buf: &mut BytesMut) {
+        if ev.rv <= self.start_rv {
+            return;
+        }
+        self.last_rv = self.last_rv.max(ev.rv);
+        if let Some(b) = self.render(ev) {
+            buf.extend_from_slice(&b);
+        }
+    }
+
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(first) = self.pending.pop_front() {
+                if self.pending.is_empty() {
+                    return Some(first);
+                }
+                let mut buf = BytesMut::from(&first[..]);
+                while buf.len() < BATCH_BYTES {
+                    match self.pending.pop_front() {
+                        Some(b) => buf.extend_from_slice(&b),
+                        None => break,
+                    }
+                }
+                return Some(buf.freeze());
+            }
+            if self.done {
+                return None;
+            }
+            let bookmark_at = self.next_bookmark;
+            let deadline = self.deadline;
+            let mut buf = BytesMut::new();
+            tokio::select! {
+                r = self.rx.recv() => match r {
+                    Ok(ev) => {
+                        self.accept(&ev, &mut buf);
+                        let mut n = 0;
+                        while n < BATCH_EVENTS && buf.len() < BATCH_BYTES {
+                            match self.rx.try_recv() {
+                                Ok(ev) => { self.accept(&ev, &mut buf); n += 1; }
+                                Err(TryRecvError::Lagged(_)) => { self.done = true; break; }
+                                Err(_) => break,
+                            }
+                        }
+                        if !buf.is_empty() {
+                            if self.state.faults.drop_watch() {
+                                return None;
+                            }
+                            return Some(buf.freeze());
+                        }
+                    }
+                    // A watcher too slow for the fan-out window is closed; the client resumes.
+                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
+                },
+                _ = tokio::time::sleep_until(bookmark_at), if self.bookmark_every.is_some() => {
+                    self.next_bookmark = Instant::now() + self.bookmark_every.unwrap_or(Duration::from_secs(60));
+                    return Some(self.bookmark(false));
+                }
+                _ = sleep_opt(deadline) => return None,
+            }
+        }
+    }
+}
+
+async fn sleep_opt(d: Option<Instant>) {
+    match d {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves a watch request.
+pub fn serve_watch(
+    state: Arc<SimState>,
+    ri: Arc<ResourceInfo>,
+    version: &str,
+    ns: Option<&str>,
+    q: &Query,
+    table: Option<String>,
+) -> Response<Body> {
+    let sel = match Selectors::from_query(q) {
+        Ok(s) => s,
+        Err(e) => return error_response(&e),
+    };
+    let ns = if ri.namespaced {
+        ns.map(str::to_string)
+    } else {
+        None
+    };
+    let rv_param = q.get("resourceVersion");
+    let send_initial = q.get("sendInitialEvents") == Some("true");
+    let bookmarks = q.flag("allowWatchBookmarks");
+    if send_initial && q.get("resourceVersionMatch") != Some("NotOlderThan") {
+        return error_response(&ApiError::invalid(
+            "meta.k8s.io",
+            "ListOptions",
+            "",
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan".into(),
+            vec![("resourceVersionMatch".into(), "FieldValueForbidden".into(), "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan".into())],
+        ));
+    }
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .map(|t| Instant::now() + Duration::from_secs(t));
+    let mut pending = VecDeque::new();
+    let convert = state.needs_conversion(&ri, version);
+    let from_rv = match rv_param {
+        None | Some("0") => None,
+        Some(r) => match r.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return error_response(&ApiError::bad_request(format!(
+                    "resourceVersion: Invalid value: \"{r}\": must be a valid resourceVersion"
+                )));
+            }
+        },
+    };
+    let mut ws;
+    if from_rv.is_none() || send_initial {
+        let (items, sub) = state.store.list_and_subscribe(&ri.table, ns.as_deref());
+        let start_rv = sub.start_rv;
+        ws = WatchStream {
+            state: state.clone(),
+            ri: ri.clone(),
+            version: version.to_string(),
+            ns,
+            sel,
+            rx: sub.rx,
+            pending: VecDeque::new(),
+            start_rv,
+            last_rv: start_rv,
+            bookmark_every: bookmarks.then_some(state.config.bookmark_interval),
+            next_bookmark: Instant::now() + state.config.bookmark_interval,
+            deadline: timeout,
+            convert,
+            table,
+            done: false,
+        };
+        for it in items.iter().filter(|o| ws.sel.matches(o)) {
+            pending.push_back(ws.encode("ADDED", it));
+        }
+        if send_initial && bookmarks {
+            pending.push_back(ws.bookmark(true));
+        }
+    } else {
+        let sub = match state.store.watch_from(&ri.table, from_rv) {
+            Ok(s) => s,
+            Err(StoreError::Expired { requested, oldest }) => {
+                let err = ApiError::gone(requested, oldest + 1);
+                let line = encode_watch_line("ERROR", &err.status());
+                return stream_response(futures::stream::iter([line]), "application/json");
+            }
+            Err(e) => return error_response(&ApiError::internal(e.to_string())),
+        };
+        ws = WatchStream {
+            state: state.clone(),
+            ri: ri.clone(),
+            version: version.to_string(),
+            ns,
+            sel,
+            rx: sub.rx,
+            pending: VecDeque::new(),
+            start_rv: sub.start_rv,
+            last_rv: sub.start_rv,
+            bookmark_every: bookmarks.then_some(state.config.bookmark_interval),
+            next_bookmark: Instant::now() + state.config.bookmark_interval,
+            deadline: timeout,
+            convert,
+            table,
+            done: false,
+        };
+        let mut last = sub.start_rv;
+        for ev in &sub.backlog {
+            last = last.max(ev.rv);
+            if let Some(b) = ws.render(ev) {
+                pending.push_back(b);
+            }
+        }
+        // Live events at or before the backlog's end were already rendered.
+        ws.start_rv = last;
+        ws.last_rv = last;
+    }
+    ws.pending = pending;
+    let stream =
+        futures::stream::unfold(ws, |mut ws| async move { ws.next().await.map(|b| (b, ws)) });
+    stream_response(stream, "application/json")
+}
