@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use crate::api::{AgentNode, AgentStack, ModelEntry};
 use crate::error::{Backoff, Error, ObjectKey};
 use crate::metrics::Metrics;
+use crate::operator::changed;
 use crate::workload::labels::{
     LABEL_AGENT_NODE, LABEL_MANAGED_BY, LABEL_MODEL_ENTRY, MANAGED_BY_VALUE,
 };
@@ -407,6 +408,6 @@ pub async fn run_scope(
         _ = controllers => {}
         _ = reflectors => {}
         _ = readiness => {}
-        _ = stop_reflectors.wait_for(|s| *s) => {}
+        _ = changed(stop_reflectors.wait_for(|s| *s)) => {}
     }
 }
