@@ -86,7 +86,10 @@ pub async fn run(
             tracing::info!("leading");
             Some(rx)
         }
-        None => None,
+        None => {
+            metrics.set_leader(true);
+            None
+        }
     };
 
     readiness.set(CACHES, false);

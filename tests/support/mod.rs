@@ -95,12 +95,33 @@ impl Cluster {
 
     /// Run the real operator (no leader election) against this cluster.
     pub fn operator(&self) -> Operator {
+        self.operator_with(None)
+    }
+
+    /// Run the real operator taking part in leader election as `identity`.
+    pub fn elected_operator(&self, identity: &str) -> Operator {
+        self.operator_with(Some(hypersync_operator::config::LeaderElectionConfig {
+            namespace: NS.to_string(),
+            lease_name: "hypersync-operator-leader".to_string(),
+            identity: identity.to_string(),
+            timings: hypersync_operator::leader::LeaseTimings {
+                lease_duration: Duration::from_secs(4),
+                renew_deadline: Duration::from_secs(3),
+                retry_period: Duration::from_millis(500),
+            },
+        }))
+    }
+
+    fn operator_with(
+        &self,
+        leader_election: Option<hypersync_operator::config::LeaderElectionConfig>,
+    ) -> Operator {
         let config = OperatorConfig {
             namespaces: Vec::new(),
             log_format: LogFormat::Text,
             log_level: "info".to_string(),
             http_addr: "127.0.0.1:0".parse().expect("address parses"),
-            leader_election: None,
+            leader_election,
             requeue_max: Duration::from_secs(30),
         };
         let (tx, rx) = oneshot::channel::<()>();
