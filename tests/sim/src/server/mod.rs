@@ -166,7 +166,8 @@ impl SimState {
         }
     }
 
-    /// Builds a Table for objects of a resource, when printer columns are known.
+    /// Builds a Table for objects of a resource. `include_object` is `None|Metadata|Object`;
+    /// `table_version` the Table apiVersion asked for.
     pub fn table_for(
         &self,
         ri: &ResourceInfo,
@@ -175,8 +176,18 @@ impl SimState {
         include_object: &str,
         list_meta: Value,
     ) -> Option<Value> {
+        let (include, table_version) = include_object
+            .split_once('|')
+            .unwrap_or((include_object, "meta.k8s.io/v1"));
         let crd_version = ri.version(version).and_then(|v| v.crd_version.as_ref());
-        deps::to_table(&ri.plural, crd_version, objects, include_object, list_meta)
+        Some(deps::to_table(
+            &ri.plural,
+            crd_version,
+            objects,
+            include,
+            list_meta,
+            table_version,
+        ))
     }
 
     /// CRD objects (for the OpenAPI documents).
@@ -438,12 +449,12 @@ impl SimState {
                 .faults
                 .status_body(code, &p.group, &p.resource, p.name.as_deref());
             let mut resp = json_response(code, &body);
-            if code == 429 {
-                if let Ok(h) = hyper::header::HeaderValue::from_str(
+            if code == 429
+                && let Ok(h) = hyper::header::HeaderValue::from_str(
                     &self.faults.retry_after_seconds().to_string(),
-                ) {
-                    resp.headers_mut().insert("retry-after", h);
-                }
+                )
+            {
+                resp.headers_mut().insert("retry-after", h);
             }
             return resp;
         }
@@ -472,11 +483,11 @@ impl SimState {
         }
         let v = p.version.as_str();
         let ns = p.namespace.as_deref();
-        let table = table_request(&r.accept).map(|_| {
-            r.query
-                .get("includeObject")
-                .unwrap_or("Metadata")
-                .to_string()
+        let table = crate::schema::table_version_from_accept(&r.accept).map(|tv| {
+            format!(
+                "{}|{tv}",
+                r.query.get("includeObject").unwrap_or("Metadata")
+            )
         });
         let result: Result<Response<Body>, ApiError> = (|| {
             if let Some(s) = sub {
@@ -758,15 +769,6 @@ fn ns_of(p: &ResourcePath) -> Option<&str> {
     } else {
         None
     })
-}
-
-/// Whether the Accept header asks for a `Table`.
-fn table_request(accept: &str) -> Option<()> {
-    accept
-        .split(',')
-        .next()
-        .filter(|first| first.split(';').any(|p| p.trim() == "as=Table"))
-        .map(|_| ())
 }
 
 /// A running simulator.
