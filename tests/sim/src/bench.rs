@@ -75,7 +75,6 @@ async fn watcher(
 pub async fn run(objects: usize) -> Result<String, BenchError> {
     let sim = Sim::start(SimConfig {
         dataplane: false,
-        history: 200_000,
         ..SimConfig::default()
     })
     .await?;

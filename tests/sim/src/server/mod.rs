@@ -48,6 +48,8 @@ pub struct SimConfig {
     pub history: usize,
     /// Run the data plane loop (scheduler, controllers of built-in workloads).
     pub dataplane: bool,
+    /// How long after a namespace's DELETE its contents start being removed.
+    pub namespace_cleanup_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -60,6 +62,7 @@ impl Default for SimConfig {
             bookmark_interval: Duration::from_secs(5),
             history: crate::store::DEFAULT_HISTORY,
             dataplane: true,
+            namespace_cleanup_delay: Duration::from_millis(500),
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct SimState {
     pub tokens: crate::auth::TokenIssuer,
     /// Fault injection, changeable at runtime through `POST /sim/faults`.
     pub faults: crate::faults::Faults,
+    /// Terminating namespaces and when their cleanup may start.
+    pub ns_pending: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     openapi: openapi::OpenApiCache,
     openapi_builtins: Vec<openapi::ServedResource>,
 }
@@ -117,6 +122,7 @@ impl SimState {
             ip_alloc: std::sync::Mutex::new(crate::dataplane::IpAllocator::new()),
             tokens: crate::auth::TokenIssuer::new(),
             faults,
+            ns_pending: std::sync::Mutex::new(std::collections::HashMap::new()),
             openapi: openapi::OpenApiCache::new(),
             openapi_builtins: openapi::builtin_resources(),
         });
@@ -825,9 +831,12 @@ impl Sim {
         &self.state
     }
 
-    /// A kubeconfig kubectl, Helm and kube-rs use as is.
+    /// A kubeconfig kubectl, Helm and kube-rs use as is. With `authorize` the user carries the
+    /// static admin token `sim-admin` (member of `system:masters`); other identities use
+    /// `sim-sa:<namespace>:<serviceaccount>` or a TokenRequest token as bearer token.
     pub fn kubeconfig_yaml(&self) -> String {
-        kubeconfig_yaml(&self.url(), None)
+        let token = self.state.config.authorize.then_some("sim-admin");
+        kubeconfig_yaml(&self.url(), token)
     }
 
     pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
@@ -845,20 +854,14 @@ impl Sim {
     }
 }
 
-/// Kubeconfig text for a server URL, optionally with a bearer token.
+/// Kubeconfig text for a server URL, optionally with a bearer token for the user.
 pub fn kubeconfig_yaml(url: &str, token: Option<&str>) -> String {
     let user = match token {
-        Some(t) => format!("    token: {t}\n"),
-        None => "    {}\n".to_string(),
-    };
-    let user = if token.is_some() { user } else { String::new() };
-    let user_block = if user.is_empty() {
-        "- name: kube-sim-admin\n  user: {}\n".to_string()
-    } else {
-        format!("- name: kube-sim-admin\n  user:\n{user}")
+        Some(t) => format!("  user:\n    token: {t}\n"),
+        None => "  user: {}\n".to_string(),
     };
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: kube-sim\n  context:\n    cluster: kube-sim\n    user: kube-sim-admin\n    namespace: default\ncurrent-context: kube-sim\npreferences: {{}}\nusers:\n{user_block}"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: kube-sim\n  context:\n    cluster: kube-sim\n    user: kube-sim-admin\n    namespace: default\ncurrent-context: kube-sim\npreferences: {{}}\nusers:\n- name: kube-sim-admin\n{user}"
     )
 }
 
