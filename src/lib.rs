@@ -2,6 +2,6 @@
 
 pub mod api;
 pub mod controller;
-pub mod geometry;
 pub mod error;
+pub mod geometry;
 pub mod metrics;

@@ -3,8 +3,9 @@
 //!
 //! A selector matches an entry of the requested `type` that carries every listed capability and every
 //! `matchLabels` label. Candidates are ranked: available before unavailable, local before remote, most
-//! capabilities in common with the selector, then name. An entry is *available* when it is `Ready`, or
-//! `Idle` (an OnDemand model scaled to zero: binding it is what provisions it). The primary target is
+//! capabilities in common with the selector, then name. An entry is *available* when it is `Ready`,
+//! `Idle` (an OnDemand model scaled to zero: binding it is what provisions it) or `Provisioning` with
+//! its pods scheduled. The primary target is
 //! used when it yields an available entry; otherwise the fallbacks are tried in order; when none is
 //! available the primary's best candidate is kept (the stack is then Degraded, and nodes wait for it).
 
@@ -51,12 +52,21 @@ pub fn layer_bindings(spec: &AgentStackSpec) -> Vec<(String, &ModelBinding)> {
     out
 }
 
-/// Whether an entry can serve now or on demand.
+/// Whether an entry can serve now or on demand: Ready, Idle (scaled to zero; binding it provisions it),
+/// or Provisioning with its pods scheduled. Unschedulable, failing or never-reconciled entries are not.
 pub fn is_available(entry: &ModelEntry) -> bool {
-    matches!(
-        entry.status.as_ref().and_then(|s| s.phase),
-        Some(ModelPhase::Ready) | Some(ModelPhase::Idle)
-    )
+    let Some(status) = entry.status.as_ref() else {
+        return false;
+    };
+    let unschedulable = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Scheduled" && c.status == "False");
+    match status.phase {
+        Some(ModelPhase::Ready) | Some(ModelPhase::Idle) => true,
+        Some(ModelPhase::Provisioning) => !unschedulable,
+        _ => false,
+    }
 }
 
 fn name_of(entry: &ModelEntry) -> &str {
@@ -360,7 +370,7 @@ mod tests {
         let s = stack("  layers:\n    cognitive:\n      selector: {capabilities: [coding]}\n");
         // Available beats unavailable even when remote.
         let entries = vec![
-            local("a-local", "coding", Some(ModelPhase::Provisioning)),
+            local("a-local", "coding", Some(ModelPhase::Degraded)),
             remote("b-remote", "coding", Some(ModelPhase::Ready)),
         ];
         assert_eq!(
@@ -421,7 +431,7 @@ mod tests {
         let entries = vec![local(
             "deepseek-coder-33b",
             "coding",
-            Some(ModelPhase::Provisioning),
+            Some(ModelPhase::Failed),
         )];
         let r = resolve(&s, &entries);
         assert_eq!(r.phase, StackPhase::Degraded);
@@ -432,7 +442,7 @@ mod tests {
         assert!(
             r.bindings[0]
                 .reason
-                .contains("is not Ready (phase Provisioning)"),
+                .contains("is not Ready (phase Failed)"),
             "{}",
             r.bindings[0].reason
         );
@@ -463,6 +473,41 @@ mod tests {
         assert_eq!(r.phase, StackPhase::Unresolved);
         let r = resolve(&s, &[plain, gold]);
         assert_eq!(r.bindings[0].model_entry.as_deref(), Some("embedding-v3"));
+    }
+
+    #[test]
+    fn unschedulable_primary_falls_back_while_scheduled_provisioning_does_not() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let mut coder = local(
+            "deepseek-coder-33b",
+            "coding, security",
+            Some(ModelPhase::Provisioning),
+        );
+        let entries = |coder: &ModelEntry| {
+            vec![
+                coder.clone(),
+                remote("gpt-4o", "chat", Some(ModelPhase::Ready)),
+                embedding(Some(ModelPhase::Ready)),
+            ]
+        };
+        let r = resolve(&seed_stack(), &entries(&coder));
+        assert_eq!(
+            r.bindings[0].model_entry.as_deref(),
+            Some("deepseek-coder-33b")
+        );
+        if let Some(status) = coder.status.as_mut() {
+            status.conditions.push(Condition {
+                type_: "Scheduled".into(),
+                status: "False".into(),
+                reason: "Unschedulable".into(),
+                message: "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.".into(),
+                observed_generation: None,
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            });
+        }
+        let r = resolve(&seed_stack(), &entries(&coder));
+        assert_eq!(r.bindings[0].model_entry.as_deref(), Some("gpt-4o"));
+        assert_eq!(r.phase, StackPhase::Degraded);
     }
 
     #[test]
