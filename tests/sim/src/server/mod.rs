@@ -10,6 +10,7 @@ pub mod errors;
 pub mod handlers;
 pub mod http;
 pub mod openapi;
+pub mod protobuf;
 pub mod registry;
 pub mod stats;
 pub mod watch;
@@ -98,7 +99,6 @@ pub struct SimState {
     /// Terminating namespaces and when their cleanup may start.
     pub ns_pending: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     openapi: openapi::OpenApiCache,
-    openapi_builtins: Vec<openapi::ServedResource>,
 }
 
 impl SimState {
@@ -124,7 +124,6 @@ impl SimState {
             faults,
             ns_pending: std::sync::Mutex::new(std::collections::HashMap::new()),
             openapi: openapi::OpenApiCache::new(),
-            openapi_builtins: openapi::builtin_resources(),
         });
         state.bootstrap();
         Ok(state)
@@ -195,19 +194,6 @@ impl SimState {
             table_version,
         ))
     }
-
-    /// CRD objects (for the OpenAPI documents).
-    fn crd_objects(&self) -> Vec<Value> {
-        self.store
-            .list(
-                handlers::CRD_TABLE,
-                None,
-                &crate::store::ListOptions::default(),
-                &|_| true,
-            )
-            .map(|p| p.items.iter().map(|o| (**o).clone()).collect())
-            .unwrap_or_default()
-    }
 }
 
 const VERSION_INFO: &str = r#"{"major":"1","minor":"33","emulationMajor":"1","emulationMinor":"33","minCompatibilityMajor":"1","minCompatibilityMinor":"32","gitVersion":"v1.33.1","gitCommit":"8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828","gitTreeState":"clean","buildDate":"2025-05-15T08:19:08Z","goVersion":"go1.24.2","compiler":"gc","platform":"linux/amd64"}"#;
@@ -253,7 +239,27 @@ async fn serve_one(
             ))));
         }
     };
-    let r = Req { body, ..r };
+    let (body, content_type) = if protobuf::is_protobuf(&r.content_type) {
+        match protobuf::decode(&body) {
+            Ok(v) => (Bytes::from(v.to_string()), "application/json".to_string()),
+            Err(e) => {
+                return Ok(error_response(&ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({e})"
+                    ),
+                )));
+            }
+        }
+    } else {
+        (body, r.content_type.clone())
+    };
+    let r = Req {
+        body,
+        content_type,
+        ..r
+    };
     Ok(state.route(r).await)
 }
 
@@ -352,13 +358,14 @@ impl SimState {
                 }
             }
             Route::OpenApi(path) => {
-                let crds = self.crd_objects();
+                let (builtins, crds) = openapi::inputs_from_registry(&self.registry_read());
                 let accept = (!r.accept.is_empty()).then_some(r.accept.as_str());
-                let q = r.query.raw().to_string();
-                match self
-                    .openapi
-                    .respond(&self.openapi_builtins, &crds, &path, &q, accept)
-                {
+                let q = r
+                    .query
+                    .get("hash")
+                    .map(|h| format!("hash={h}"))
+                    .unwrap_or_default();
+                match self.openapi.respond(&builtins, &crds, &path, &q, accept) {
                     Some(o) => {
                         let mut resp = http::json_bytes(o.status, o.body, o.content_type);
                         for (k, v) in o.headers {
