@@ -288,6 +288,11 @@ impl SimState {
     /// Routes one request.
     pub async fn route(self: &Arc<Self>, r: Req) -> Response<Body> {
         let route = http::parse_path(&r.path);
+        if !matches!(route, Route::Resource(_)) {
+            // Non-resource requests (discovery, openapi, health) are counted by path.
+            let verb = r.method.as_str().to_ascii_lowercase();
+            self.stats.record(&verb, "", "", &r.path, &r.user_agent);
+        }
         if matches!(route, Route::Version | Route::Health(_)) {
             return self.route_public(route, r);
         }
