@@ -1,7 +1,12 @@
 //! HyperSync Operator: a Kubernetes operator for AI model and agent orchestration.
 
 pub mod api;
+pub mod config;
 pub mod controller;
 pub mod error;
 pub mod geometry;
+pub mod http;
+pub mod leader;
 pub mod metrics;
+pub mod telemetry;
+pub mod workload;

@@ -259,7 +259,8 @@ pub struct PlacementStatus {
     pub hyperbolic_radius: f64,
     /// floor(hyperbolic radius / ln 2).
     pub tier: i64,
-    /// What the node was placed around: `origin`, `node/<name>` or `point/<r>,<theta>`.
+    /// The anchor the node was placed around, as its Cartesian coordinates `x,y` (12 decimals;
+    /// the origin is `0.000000000000,0.000000000000`). Explicit placements have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchor: Option<String>,
     /// Placement algorithm and version.
