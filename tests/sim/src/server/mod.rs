@@ -155,7 +155,8 @@ impl SimState {
                 "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
             let _ = self.create_obj(&ns_ri, "v1", None, body, &opts);
         }
-        if let Some(svc) = self.registry_read().get("", "services") {
+        let svc = self.registry_read().get("", "services");
+        if let Some(svc) = svc {
             let body = json!({"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
                 "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
@@ -163,7 +164,8 @@ impl SimState {
             let _ = self.create_obj(&svc, "v1", Some("default"), body, &opts);
         }
         self.bootstrap_rbac();
-        if let Some(sa) = self.registry_read().get("", "serviceaccounts") {
+        let sa = self.registry_read().get("", "serviceaccounts");
+        if let Some(sa) = sa {
             for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
                 let body = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
                 let _ = self.create_obj(&sa, "v1", Some(ns), body, &opts);
