@@ -46,27 +46,21 @@ async fn watcher(
         "GET /api/v1/namespaces/bench/configmaps?watch=true&resourceVersion={rv} HTTP/1.1\r\nHost: bench\r\nUser-Agent: kube-sim-bench\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await?;
-    let needle = b"{\"type\":\"";
+    // Every event line ends with `}\n`; chunk-size lines end with `\r\n`.
     let mut buf = vec![0u8; 1 << 16];
-    let mut carry: Vec<u8> = Vec::new();
+    let mut prev = 0u8;
     let mut seen = 0usize;
     while seen < expect {
         let n = s.read(&mut buf).await?;
         if n == 0 {
             break;
         }
-        carry.extend_from_slice(&buf[..n]);
-        let mut i = 0;
-        while i + needle.len() <= carry.len() {
-            if &carry[i..i + needle.len()] == needle {
+        for &b in &buf[..n] {
+            if b == b'\n' && prev == b'}' {
                 seen += 1;
-                i += needle.len();
-            } else {
-                i += 1;
             }
+            prev = b;
         }
-        let keep = carry.len().min(needle.len() - 1);
-        carry.drain(..carry.len() - keep);
     }
     Ok(seen)
 }
