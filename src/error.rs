@@ -197,6 +197,11 @@ impl Backoff {
         self.delay_for(key, attempt)
     }
 
+    /// [`Backoff::next_delay`] as the controller's requeue action, for `error_policy`.
+    pub fn requeue(&self, key: &ObjectKey) -> kube::runtime::controller::Action {
+        kube::runtime::controller::Action::requeue(self.next_delay(key))
+    }
+
     /// Forgets the failures of `key`: its next failure waits the base delay again.
     pub fn reset(&self, key: &ObjectKey) {
         self.failures
@@ -281,6 +286,12 @@ mod tests {
             );
         }
         assert_eq!(backoff.failures(&k), 8);
+        let action = backoff.requeue(&k);
+        assert_eq!(backoff.failures(&k), 9);
+        assert!(
+            format!("{action:?}").contains("requeue_after: Some"),
+            "{action:?}"
+        );
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! holder renews every retry period. Every write is a `replace` carrying the `resourceVersion` that
 //! was read, so of two candidates racing for the same Lease one gets `409 Conflict` and stays a
 //! follower. A leader that cannot renew for `renew_deadline` steps down (publishes `false`) before
-//! its Lease can expire (`lease_duration > renew_deadline`), so two replicas never lead at once as
-//! long as clocks agree to within `lease_duration - renew_deadline`. On shutdown the leader clears
-//! `holderIdentity`, letting a successor take over at its next retry instead of after expiry.
+//! its Lease can expire (`lease_duration > renew_deadline`). A candidate takes over from another
+//! holder only after it has also watched the Lease go unrenewed for a full lease duration on its
+//! own monotonic clock, so clock skew between replicas cannot make two of them lead at once.
+//! On shutdown the leader clears `holderIdentity`, letting a successor take over at its next retry
+//! instead of after expiry.
 
 use std::future::Future;
 use std::time::Duration;
@@ -210,6 +212,38 @@ impl LeaderError {
     }
 }
 
+/// The holder and renew time last read from the Lease, and since when (local monotonic clock).
+/// Taking over from another holder additionally requires that this record stayed unchanged for
+/// a full lease duration as measured here, as client-go does: that makes the election immune to
+/// clock skew between replicas, at the cost of one lease duration of delay when a replica finds a
+/// stale Lease at start-up. A released Lease (no holder) is taken at once.
+#[derive(Debug, Default)]
+struct Observed {
+    record: Option<(Option<String>, Option<MicroTime>)>,
+    since: Option<Instant>,
+}
+
+impl Observed {
+    /// Records what was read at `now`; returns how long it has been unchanged.
+    fn update(&mut self, lease: Option<&Lease>, now: Instant) -> Duration {
+        let spec = lease.and_then(|l| l.spec.as_ref());
+        let record = (
+            spec.and_then(|s| s.holder_identity.clone()),
+            spec.and_then(|s| s.renew_time.clone()),
+        );
+        match (&self.record, self.since) {
+            (Some(previous), Some(since)) if *previous == record => {
+                now.saturating_duration_since(since)
+            }
+            _ => {
+                self.record = Some(record);
+                self.since = Some(now);
+                Duration::ZERO
+            }
+        }
+    }
+}
+
 /// Takes part in leader election for one Lease.
 pub struct LeaderElector {
     api: Api<Lease>,
@@ -284,6 +318,7 @@ impl LeaderElector {
     async fn run_loop(self, tx: watch::Sender<bool>, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut last_renewal: Option<Instant> = None;
+        let mut observed = Observed::default();
         loop {
             let leading = *tx.borrow();
             // A leader's attempt may only run until its renew deadline; a follower's for one deadline.
@@ -294,7 +329,7 @@ impl LeaderElector {
                 _ => self.timings.renew_deadline,
             };
             let outcome = tokio::select! {
-                outcome = tokio::time::timeout(budget, self.try_acquire_or_renew()) => outcome
+                outcome = tokio::time::timeout(budget, self.try_acquire_or_renew(&mut observed)) => outcome
                     .unwrap_or(Err(LeaderError::Timeout { step: "acquire or renew", timeout: budget })),
                 () = &mut shutdown => break,
             };
@@ -347,7 +382,7 @@ impl LeaderElector {
     }
 
     /// One round: read the Lease, decide, write. `Ok(true)` when we hold it afterwards.
-    async fn try_acquire_or_renew(&self) -> Result<bool, LeaderError> {
+    async fn try_acquire_or_renew(&self, observed: &mut Observed) -> Result<bool, LeaderError> {
         let current =
             self.api
                 .get_opt(&self.lease_name)
@@ -357,7 +392,20 @@ impl LeaderElector {
                     source,
                 })?;
         let now = Timestamp::now();
-        let action = decide(current.as_ref(), &self.identity, now, &self.timings);
+        let mut action = decide(current.as_ref(), &self.identity, now, &self.timings);
+        let unchanged_for = observed.update(current.as_ref(), Instant::now());
+        if let Action::Acquire {
+            previous_holder: Some(holder),
+        } = &action
+            && unchanged_for < self.timings.lease_duration
+        {
+            // Expired by the Lease's timestamps, but not yet by our own clock: wait until we have
+            // seen it unrenewed for a full term, so a skewed clock cannot steal a live Lease.
+            action = Action::Wait {
+                holder: holder.clone(),
+                until: now,
+            };
+        }
         let Some(lease) = next_lease(
             current.as_ref(),
             &action,
@@ -632,6 +680,31 @@ mod tests {
     }
 
     #[test]
+    fn observation_restarts_whenever_the_record_changes() {
+        let mut observed = Observed::default();
+        let t0 = Instant::now();
+        let a = lease(Some("other"), Some(0), Some(15));
+        assert_eq!(observed.update(Some(&a), t0), Duration::ZERO);
+        assert_eq!(
+            observed.update(Some(&a), t0 + Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+        let renewed = lease(Some("other"), Some(2), Some(15));
+        assert_eq!(
+            observed.update(Some(&renewed), t0 + Duration::from_secs(6)),
+            Duration::ZERO
+        );
+        assert_eq!(
+            observed.update(Some(&renewed), t0 + Duration::from_secs(9)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            observed.update(None, t0 + Duration::from_secs(10)),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
     fn subsecond_durations_round_up() {
         let timings = LeaseTimings {
             lease_duration: Duration::from_millis(1500),
@@ -861,6 +934,38 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stale_lease_of_a_dead_holder_is_taken_after_one_local_term() {
+        let api = fake_api::FakeApi::default();
+        // A holder that died long ago (by the Lease's timestamps the term is long over).
+        let mut stale = lease(Some("ghost"), Some(-3600), Some(2));
+        stale.metadata.resource_version = Some("100".into());
+        api.leases
+            .lock()
+            .expect("lock")
+            .insert("hypersync-operator-leader".into(), stale);
+        let client = api.start().await;
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = Instant::now();
+        let handle = LeaderElector::new(client, "ops", "hypersync-operator-leader", "a", fast())
+            .run(async move {
+                let _ = stopped.await;
+            });
+        let mut rx = handle.subscribe();
+        // Not before it has seen the Lease unrenewed for a lease duration (2 s) itself.
+        assert!(
+            !wait_for(&mut rx, true, Duration::from_millis(1500)).await,
+            "took over a Lease it had not watched expire"
+        );
+        assert!(
+            wait_for(&mut rx, true, Duration::from_secs(5)).await,
+            "never took over"
+        );
+        assert!(started.elapsed() >= fast().lease_duration);
+        assert_eq!(api.holder().as_deref(), Some("a"));
+        assert_eq!(api.transitions(), 4, "3 earlier transitions + this one");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn candidates_racing_for_an_absent_lease_elect_exactly_one() {
         let api = fake_api::FakeApi::default();
         let client = api.start().await;
@@ -904,6 +1009,53 @@ mod tests {
             handle.join().await;
         }
         assert_eq!(api.holder(), None);
+    }
+
+    /// Opt-in: two electors against a real API server (e.g. kube-sim) at `$HYPERSYNC_TEST_API_URL`
+    /// (plain http, no auth), Lease in namespace `default`:
+    /// `HYPERSYNC_TEST_API_URL=http://127.0.0.1:PORT cargo test --lib leader::tests::against_api -- --ignored`
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs an API server at $HYPERSYNC_TEST_API_URL"]
+    async fn against_api_server() {
+        let Ok(url) = std::env::var("HYPERSYNC_TEST_API_URL") else {
+            panic!("set HYPERSYNC_TEST_API_URL");
+        };
+        let url: hyper::Uri = url.parse().expect("url");
+        let client = kube::Client::try_from(kube::Config::new(url)).expect("client");
+        let name = format!("leader-test-{:08x}", rand::random::<u32>());
+        let (stop_a, stopped_a) = tokio::sync::oneshot::channel::<()>();
+        let (stop_b, stopped_b) = tokio::sync::oneshot::channel::<()>();
+        let a = LeaderElector::new(client.clone(), "default", &name, "a", fast()).run(async move {
+            let _ = stopped_a.await;
+        });
+        let mut rx_a = a.subscribe();
+        assert!(
+            wait_for(&mut rx_a, true, Duration::from_secs(5)).await,
+            "a never led"
+        );
+        let b = LeaderElector::new(client.clone(), "default", &name, "b", fast()).run(async move {
+            let _ = stopped_b.await;
+        });
+        let mut rx_b = b.subscribe();
+        for _ in 0..30 {
+            assert!(a.is_leader() && !b.is_leader());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop_a.send(());
+        a.join().await;
+        assert!(
+            wait_for(&mut rx_b, true, Duration::from_secs(2)).await,
+            "b never took over"
+        );
+        let _ = stop_b.send(());
+        b.join().await;
+        let lease = Api::<Lease>::namespaced(client, "default")
+            .get(&name)
+            .await
+            .expect("get lease");
+        let spec = lease.spec.expect("spec");
+        assert_eq!(spec.holder_identity, None);
+        assert_eq!(spec.lease_transitions, Some(1));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,5 +8,6 @@ pub mod geometry;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod operator;
 pub mod telemetry;
 pub mod workload;

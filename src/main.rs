@@ -1,4 +1,5 @@
-//! The `hypersync-operator` command: `crd` prints the CRDs, `schema` writes the JSON Schemas.
+//! The `hypersync-operator` command: `run` (the operator), `crd` (print the CRDs), `schema` (write the
+//! JSON Schemas).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator against the cluster of the current kubeconfig (or the in-cluster config).
+    Run(Box<hypersync_operator::config::Args>),
     /// Print every CRD as one multi-document YAML stream, or write crds/<plural>.yaml files.
     Crd {
         /// Write one file per kind into this directory instead of printing.
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
+        Command::Run(args) => run_operator(*args)?,
         Command::Crd { out_dir: None } => print!("{}", generate::crds_yaml()?),
         Command::Crd { out_dir: Some(dir) } => write_all(&dir, generate::crd_files()?)?,
         Command::Schema { out_dir } => write_all(&out_dir, generate::schema_files()?)?,
@@ -65,4 +69,41 @@ fn write_all(dir: &std::path::Path, files: Vec<(String, String)>) -> std::io::Re
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+fn run_operator(args: hypersync_operator::config::Args) -> Result<(), Box<dyn std::error::Error>> {
+    let config = args.resolve()?;
+    hypersync_operator::telemetry::init(config.log_format, &config.log_level)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client = kube::Client::try_default().await?;
+        hypersync_operator::operator::run(client, config, shutdown_signal()).await?;
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(term) => term,
+            Err(err) => {
+                tracing::warn!(%err, "failed to listen for SIGTERM; only Ctrl-C stops the operator");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }

@@ -1,5 +1,7 @@
 //! Small types shared by more than one kind: references, the agent runtime template, autonomy.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
 use kube::KubeSchema;
 use schemars::JsonSchema;
@@ -51,6 +53,12 @@ pub struct AgentRuntime {
     /// CPU and memory requests and limits of the agent container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// Extra annotations of the agent's pods (e.g. for a service mesh or a metrics scraper).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+    /// Extra labels of the agent's pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
     /// ServiceAccount the agent runs as; by default the operator creates one per AgentNode whose Role
     /// may only patch that node's status.
     #[serde(default, skip_serializing_if = "Option::is_none")]

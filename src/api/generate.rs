@@ -27,12 +27,48 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![ModelEntry::crd(), AgentStack::crd(), AgentNode::crd()]
 }
 
+/// Words YAML 1.1 parsers (go-yaml v2, used by kubectl and Helm) read as booleans when unquoted.
+const YAML11_BOOLEAN_WORDS: &[&str] = &[
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+    "OFF",
+];
+
+/// serde_yaml writes YAML 1.2, where a key such as `y` is a string; kubectl and Helm read YAML 1.1,
+/// where it is the boolean `true`. Quote such mapping keys so every reader sees the same field.
+fn quote_yaml11_keys(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    for line in yaml.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let (prefix, rest) = line.split_at(indent);
+        let (dash, rest) = match rest.strip_prefix("- ") {
+            Some(r) => ("- ", r),
+            None => ("", rest),
+        };
+        let key = rest.split(':').next().unwrap_or_default();
+        let is_key = rest.len() > key.len()
+            && (rest[key.len()..].starts_with(": ") || &rest[key.len()..] == ":");
+        if is_key && YAML11_BOOLEAN_WORDS.contains(&key) {
+            out.push_str(&format!("{prefix}{dash}'{key}'{}", &rest[key.len()..]));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, GenerateError> {
+    serde_yaml::to_string(crd)
+        .map(|y| quote_yaml11_keys(&y))
+        .map_err(GenerateError::Yaml)
+}
+
 /// `crds/<plural>.yaml` files: (file name, contents).
 pub fn crd_files() -> Result<Vec<(String, String)>, GenerateError> {
     crds()
         .into_iter()
         .map(|crd| {
-            let yaml = serde_yaml::to_string(&crd).map_err(GenerateError::Yaml)?;
+            let yaml = to_yaml(&crd)?;
             Ok((
                 format!("{}.yaml", crd.spec.names.plural),
                 format!("{GENERATED_HEADER}{yaml}"),
@@ -46,7 +82,7 @@ pub fn crds_yaml() -> Result<String, GenerateError> {
     let mut out = String::from(GENERATED_HEADER);
     for crd in crds() {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd).map_err(GenerateError::Yaml)?);
+        out.push_str(&to_yaml(&crd)?);
     }
     Ok(out)
 }
@@ -171,4 +207,36 @@ fn to_json_schema(schema: Value) -> Value {
         map.insert("additionalProperties".into(), Value::Bool(false));
     }
     Value::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml11_boolean_keys_are_quoted_and_nothing_else_changes() {
+        let input = "a:\n  y:\n    type: number\n  x: 1\n  - n: 2\n  yes: no\n  yaml: y\n";
+        assert_eq!(
+            quote_yaml11_keys(input),
+            "a:\n  'y':\n    type: number\n  x: 1\n  - 'n': 2\n  'yes': no\n  yaml: y\n"
+        );
+    }
+
+    #[test]
+    fn generated_crds_parse_back_with_the_same_placement_fields() {
+        let yaml = crds_yaml().expect("CRDs generate");
+        assert!(
+            yaml.contains("'y':"),
+            "the placement's y field must be quoted"
+        );
+        for doc in serde_yaml::Deserializer::from_str(&yaml) {
+            let crd: CustomResourceDefinition =
+                serde::Deserialize::deserialize(doc).expect("CRD parses");
+            let generated = crds()
+                .into_iter()
+                .find(|c| c.metadata.name == crd.metadata.name)
+                .expect("known CRD");
+            assert_eq!(crd, generated);
+        }
+    }
 }

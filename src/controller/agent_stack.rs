@@ -21,21 +21,28 @@ use crate::error::Error;
 pub const CONTROLLER: &str = "agentstack";
 
 /// Reconcile one AgentStack.
-pub async fn reconcile(obj: Arc<DeserializeGuard<AgentStack>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<AgentStack>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_started(CONTROLLER);
     let result = reconcile_inner(&obj, &ctx).await;
     timer.finish_with(&result);
     result
 }
 
-async fn reconcile_inner(obj: &DeserializeGuard<AgentStack>, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_inner(
+    obj: &DeserializeGuard<AgentStack>,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let stack = match &obj.0 {
         Ok(stack) => stack,
         Err(invalid) => return super::report_malformed::<AgentStack>(ctx, invalid).await,
     };
-    let namespace = stack
-        .namespace()
-        .ok_or(Error::MissingMetadata { kind: "AgentStack", field: "namespace" })?;
+    let namespace = stack.namespace().ok_or(Error::MissingMetadata {
+        kind: "AgentStack",
+        field: "namespace",
+    })?;
     let name = stack.name_any();
     let resolution = resolve(&stack.spec, &ctx.entries_in(&namespace));
 
@@ -67,7 +74,14 @@ async fn reconcile_inner(obj: &DeserializeGuard<AgentStack>, ctx: &Context) -> R
             StackPhase::Degraded => (EventType::Warning, "Degraded"),
             StackPhase::Unresolved => (EventType::Warning, "Unresolved"),
         };
-        ctx.event(&reference(stack), type_, reason, "Resolve", resolution.message).await;
+        ctx.event(
+            &reference(stack),
+            type_,
+            reason,
+            "Resolve",
+            resolution.message,
+        )
+        .await;
     }
     Ok(Action::await_change())
 }

@@ -1,6 +1,7 @@
 //! The Context shared by the three controllers: the client, reflector stores of every kind they read,
 //! metrics, the event recorder, per-object backoff and the placement index.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -11,6 +12,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
 
+use crate::api::agent_node::PlacementStatus;
 use crate::api::{AgentNode, AgentStack, ModelEntry};
 use crate::error::Backoff;
 use crate::geometry::AnchorIndex;
@@ -18,9 +20,9 @@ use crate::metrics::Metrics;
 
 /// Valid objects of a guarded store in one namespace (malformed objects are skipped here; their own
 /// reconcile reports them).
-pub fn valid_in<K: Clone>(store: &Store<DeserializeGuard<K>>, namespace: &str) -> Vec<K>
+pub fn valid_in<K>(store: &Store<DeserializeGuard<K>>, namespace: &str) -> Vec<K>
 where
-    K: Resource<DynamicType = ()> + 'static,
+    K: Clone + Resource<DynamicType = ()> + 'static,
     DeserializeGuard<K>: Resource<DynamicType = ()>,
 {
     store
@@ -30,6 +32,15 @@ where
         .filter(|k| k.meta().namespace.as_deref() == Some(namespace))
         .cloned()
         .collect()
+}
+
+/// Placement bookkeeping of the AgentNode controller.
+#[derive(Default)]
+pub struct PlacementState {
+    /// Occupied slots per anchor; built from the node store on first use.
+    pub index: Option<AnchorIndex>,
+    /// Placements written by this process, by node uid.
+    pub written: HashMap<String, PlacementStatus>,
 }
 
 /// Shared state of the controllers.
@@ -44,8 +55,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub backoff: Backoff,
-    /// Occupied placement slots per anchor; built from the node store on first use.
-    pub placement: Mutex<Option<AnchorIndex>>,
+    /// Occupied placement slots, and the placements this process wrote (by node uid) so a reconcile
+    /// that reads a cache older than its own status write reuses the placement instead of placing twice.
+    pub placement: Mutex<PlacementState>,
 }
 
 impl Context {
@@ -62,7 +74,14 @@ impl Context {
     }
 
     /// Publish an Event about `obj`; failures to publish are logged, never fatal.
-    pub async fn event(&self, reference: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
+    pub async fn event(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let ev = Event {
             type_,
             reason: reason.to_string(),

@@ -34,7 +34,10 @@ use tokio::sync::watch;
 use crate::api::{AgentNode, AgentStack, ModelEntry};
 use crate::error::{Backoff, Error, ObjectKey};
 use crate::metrics::Metrics;
-use crate::workload::labels::{LABEL_MANAGED_BY, LABEL_MODEL_ENTRY, LABEL_AGENT_NODE, MANAGED_BY_VALUE};
+use crate::operator::changed;
+use crate::workload::labels::{
+    LABEL_AGENT_NODE, LABEL_MANAGED_BY, LABEL_MODEL_ENTRY, MANAGED_BY_VALUE,
+};
 use context::Context;
 
 /// What the controllers watch.
@@ -71,12 +74,24 @@ fn shared<K>(
     api: Api<K>,
     config: watcher::Config,
     subscribers: usize,
-) -> (Store<K>, Vec<ReflectHandle<K>>, impl Stream<Item = ()> + Send)
+) -> (
+    Store<K>,
+    Vec<ReflectHandle<K>>,
+    impl Stream<Item = ()> + Send,
+)
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = reflector::store_shared(1024);
-    let handles = (0..subscribers).filter_map(|_| writer.subscribe()).collect();
+    let handles = (0..subscribers)
+        .filter_map(|_| writer.subscribe())
+        .collect();
     let stream = watcher(api, config)
         .default_backoff()
         .reflect_shared(writer)
@@ -104,7 +119,14 @@ where
         ..Default::default()
     };
     tracing::warn!(error = %invalid.error, name = ?invalid.metadata.name, "malformed object");
-    ctx.event(&reference, EventType::Warning, "MalformedObject", "Decode", format!("the operator cannot read this object: {}", invalid.error)).await;
+    ctx.event(
+        &reference,
+        EventType::Warning,
+        "MalformedObject",
+        "Decode",
+        format!("the operator cannot read this object: {}", invalid.error),
+    )
+    .await;
     Ok(Action::await_change())
 }
 
@@ -113,19 +135,32 @@ where
     K: Resource<DynamicType = ()>,
     DeserializeGuard<K>: Resource<DynamicType = ()>,
 {
-    let key = ObjectKey::new(K::kind(&()).into_owned(), obj.meta().namespace.as_deref(), obj.meta().name.clone().unwrap_or_default());
+    let key = ObjectKey::new(
+        K::kind(&()).into_owned(),
+        obj.meta().namespace.as_deref(),
+        obj.meta().name.clone().unwrap_or_default(),
+    );
     let delay = ctx.backoff.next_delay(&key);
     tracing::warn!(kind = %K::kind(&()), name = ?obj.meta().name, reason = err.reason(), error = %err, ?delay, "reconcile failed; requeueing");
     let reference = obj.object_ref(&());
-    let note = format!("{err}{}", std::error::Error::source(err).map(|s| format!(": {s}")).unwrap_or_default());
+    let note = format!(
+        "{err}{}",
+        std::error::Error::source(err)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default()
+    );
     let reason = err.reason();
     tokio::spawn(async move {
-        ctx.event(&reference, EventType::Warning, reason, "Reconcile", note).await;
+        ctx.event(&reference, EventType::Warning, reason, "Reconcile", note)
+            .await;
     });
     Action::requeue(delay)
 }
 
-fn names_in<'a>(list: impl IntoIterator<Item = &'a String>, ns: Option<String>) -> impl Iterator<Item = ObjectRef<DeserializeGuard<ModelEntry>>> {
+fn names_in<'a>(
+    list: impl IntoIterator<Item = &'a String>,
+    ns: Option<String>,
+) -> impl Iterator<Item = ObjectRef<DeserializeGuard<ModelEntry>>> {
     list.into_iter().map(move |n| {
         let r = ObjectRef::new(n);
         match &ns {
@@ -143,18 +178,37 @@ pub async fn run_scope(
     settings: Settings,
     metrics: Arc<Metrics>,
     ready: watch::Sender<bool>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}"));
+    let owned =
+        watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}"));
     let all = watcher::Config::default();
-    let (entries, mut entry_subs, entry_stream) = shared(api_for::<DeserializeGuard<ModelEntry>>(&client, &scope), all.clone(), 3);
-    let (stacks, mut stack_subs, stack_stream) = shared(api_for::<DeserializeGuard<AgentStack>>(&client, &scope), all.clone(), 2);
-    let (nodes, mut node_subs, node_stream) = shared(api_for::<DeserializeGuard<AgentNode>>(&client, &scope), all.clone(), 2);
-    let (deployments, mut deployment_subs, deployment_stream) = shared(api_for::<Deployment>(&client, &scope), owned.clone(), 2);
-    let (jobs, mut job_subs, job_stream) = shared(api_for::<Job>(&client, &scope), owned.clone(), 1);
-    let (pods, mut pod_subs, pod_stream) = shared(api_for::<Pod>(&client, &scope), owned.clone(), 2);
+    let (entries, mut entry_subs, entry_stream) = shared(
+        api_for::<DeserializeGuard<ModelEntry>>(&client, &scope),
+        all.clone(),
+        3,
+    );
+    let (stacks, mut stack_subs, stack_stream) = shared(
+        api_for::<DeserializeGuard<AgentStack>>(&client, &scope),
+        all.clone(),
+        3,
+    );
+    let (nodes, mut node_subs, node_stream) = shared(
+        api_for::<DeserializeGuard<AgentNode>>(&client, &scope),
+        all.clone(),
+        2,
+    );
+    let (deployments, mut deployment_subs, deployment_stream) =
+        shared(api_for::<Deployment>(&client, &scope), owned.clone(), 2);
+    let (jobs, mut job_subs, job_stream) =
+        shared(api_for::<Job>(&client, &scope), owned.clone(), 1);
+    let (pods, mut pod_subs, pod_stream) =
+        shared(api_for::<Pod>(&client, &scope), owned.clone(), 2);
 
-    let reporter = Reporter { controller: settings.reporter.clone(), instance: settings.instance.clone() };
+    let reporter = Reporter {
+        controller: settings.reporter.clone(),
+        instance: settings.instance.clone(),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         entries: entries.clone(),
@@ -166,41 +220,62 @@ pub async fn run_scope(
         metrics: metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         backoff: Backoff::new(settings.requeue_max),
-        placement: Mutex::new(None),
+        placement: Mutex::new(context::PlacementState::default()),
     });
 
-    let stop = {
+    let stop = || {
         let mut shutdown = shutdown.clone();
-        move || {
-            let mut shutdown = shutdown.clone();
-            async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            }
+        async move {
+            let _ = shutdown.wait_for(|s| *s).await;
         }
     };
-    let _ = &mut shutdown;
 
     // ModelEntry: its own changes, owned Deployments, engine pods, and nodes (demand).
-    let stacks_for_entries = stacks.clone();
     let entry_ctrl = Controller::for_shared_stream(entry_subs.remove(0), entries.clone())
         .owns_shared_stream(deployment_subs.remove(0))
         .watches_shared_stream(pod_subs.remove(0), |pod: Arc<Pod>| {
             names_in(pod.labels().get(LABEL_MODEL_ENTRY), pod.namespace()).collect::<Vec<_>>()
         })
-        .watches_shared_stream(node_subs.remove(0), |node: Arc<DeserializeGuard<AgentNode>>| {
-            let ns = node.meta().namespace.clone();
-            let names: Vec<String> = node.0.as_ref().ok().and_then(|n| n.status.as_ref()).map(|s| s.models.iter().map(|m| m.model_entry.clone()).collect()).unwrap_or_default();
-            names_in(names.iter(), ns).collect::<Vec<_>>()
-        })
-        .watches_shared_stream(stack_subs.remove(0), move |stack: Arc<DeserializeGuard<AgentStack>>| {
-            // Stacks bound to an entry shape its NetworkPolicy.
-            let ns = stack.meta().namespace.clone();
-            let names: Vec<String> = stack.0.as_ref().ok().and_then(|s| s.status.as_ref()).map(|s| s.bindings.iter().filter_map(|b| b.model_entry.clone()).collect()).unwrap_or_default();
-            let _ = &stacks_for_entries;
-            names_in(names.iter(), ns).collect::<Vec<_>>()
-        })
+        .watches_shared_stream(
+            node_subs.remove(0),
+            |node: Arc<DeserializeGuard<AgentNode>>| {
+                let ns = node.meta().namespace.clone();
+                let names: Vec<String> = node
+                    .0
+                    .as_ref()
+                    .ok()
+                    .and_then(|n| n.status.as_ref())
+                    .map(|s| s.models.iter().map(|m| m.model_entry.clone()).collect())
+                    .unwrap_or_default();
+                names_in(names.iter(), ns).collect::<Vec<_>>()
+            },
+        )
+        .watches_shared_stream(
+            stack_subs.remove(0),
+            move |stack: Arc<DeserializeGuard<AgentStack>>| {
+                // Stacks bound to an entry shape its NetworkPolicy.
+                let ns = stack.meta().namespace.clone();
+                let names: Vec<String> = stack
+                    .0
+                    .as_ref()
+                    .ok()
+                    .and_then(|s| s.status.as_ref())
+                    .map(|s| {
+                        s.bindings
+                            .iter()
+                            .filter_map(|b| b.model_entry.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                names_in(names.iter(), ns).collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(stop())
-        .run(model_entry::reconcile, error_policy::<ModelEntry>, ctx.clone())
+        .run(
+            model_entry::reconcile,
+            error_policy::<ModelEntry>,
+            ctx.clone(),
+        )
         .for_each(|res| {
             if let Ok((obj, _)) = &res {
                 tracing::debug!(object = %obj, "reconciled ModelEntry");
@@ -211,17 +286,24 @@ pub async fn run_scope(
     // AgentStack: its own changes and any ModelEntry change in its namespace.
     let stacks_store = stacks.clone();
     let stack_ctrl = Controller::for_shared_stream(stack_subs.remove(0), stacks.clone())
-        .watches_shared_stream(entry_subs.remove(0), move |entry: Arc<DeserializeGuard<ModelEntry>>| {
-            let ns = entry.meta().namespace.clone();
-            stacks_store
-                .state()
-                .iter()
-                .filter(|s| s.meta().namespace == ns)
-                .map(|s| ObjectRef::from_obj(s.as_ref()))
-                .collect::<Vec<_>>()
-        })
+        .watches_shared_stream(
+            entry_subs.remove(0),
+            move |entry: Arc<DeserializeGuard<ModelEntry>>| {
+                let ns = entry.meta().namespace.clone();
+                stacks_store
+                    .state()
+                    .iter()
+                    .filter(|s| s.meta().namespace == ns)
+                    .map(|s| ObjectRef::from_obj(s.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(stop())
-        .run(agent_stack::reconcile, error_policy::<AgentStack>, ctx.clone())
+        .run(
+            agent_stack::reconcile,
+            error_policy::<AgentStack>,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()));
 
     // AgentNode: its own changes, owned Jobs/Deployments, agent pods, its stack, and model entries.
@@ -231,39 +313,71 @@ pub async fn run_scope(
         .owns_shared_stream(job_subs.remove(0))
         .owns_shared_stream(deployment_subs.remove(0))
         .watches_shared_stream(pod_subs.remove(0), |pod: Arc<Pod>| {
-            pod.labels()
-                .get(LABEL_AGENT_NODE)
-                .map(|n| ObjectRef::<DeserializeGuard<AgentNode>>::new(n).within(&pod.namespace().unwrap_or_default()))
+            pod.labels().get(LABEL_AGENT_NODE).map(|n| {
+                ObjectRef::<DeserializeGuard<AgentNode>>::new(n)
+                    .within(&pod.namespace().unwrap_or_default())
+            })
         })
-        .watches_shared_stream(stack_subs.remove(0), move |stack: Arc<DeserializeGuard<AgentStack>>| {
-            let ns = stack.meta().namespace.clone();
-            let name = stack.meta().name.clone();
-            nodes_for_stacks
-                .state()
-                .iter()
-                .filter(|n| n.meta().namespace == ns && n.0.as_ref().is_ok_and(|n| Some(&n.spec.stack_ref.name) == name.as_ref()))
-                .map(|n| ObjectRef::from_obj(n.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .watches_shared_stream(entry_subs.remove(0), move |entry: Arc<DeserializeGuard<ModelEntry>>| {
-            let ns = entry.meta().namespace.clone();
-            nodes_for_entries
-                .state()
-                .iter()
-                .filter(|n| n.meta().namespace == ns)
-                .filter(|n| n.0.as_ref().is_ok_and(|n| !matches!(n.status.as_ref().and_then(|s| s.phase), Some(crate::api::agent_node::NodePhase::Succeeded) | Some(crate::api::agent_node::NodePhase::Failed))))
-                .map(|n| ObjectRef::from_obj(n.as_ref()))
-                .collect::<Vec<_>>()
-        })
+        .watches_shared_stream(
+            stack_subs.remove(0),
+            move |stack: Arc<DeserializeGuard<AgentStack>>| {
+                let ns = stack.meta().namespace.clone();
+                let name = stack.meta().name.clone();
+                nodes_for_stacks
+                    .state()
+                    .iter()
+                    .filter(|n| {
+                        n.meta().namespace == ns
+                            && n.0
+                                .as_ref()
+                                .is_ok_and(|n| Some(&n.spec.stack_ref.name) == name.as_ref())
+                    })
+                    .map(|n| ObjectRef::from_obj(n.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches_shared_stream(
+            entry_subs.remove(0),
+            move |entry: Arc<DeserializeGuard<ModelEntry>>| {
+                let ns = entry.meta().namespace.clone();
+                nodes_for_entries
+                    .state()
+                    .iter()
+                    .filter(|n| n.meta().namespace == ns)
+                    .filter(|n| {
+                        n.0.as_ref().is_ok_and(|n| {
+                            !matches!(
+                                n.status.as_ref().and_then(|s| s.phase),
+                                Some(crate::api::agent_node::NodePhase::Succeeded)
+                                    | Some(crate::api::agent_node::NodePhase::Failed)
+                            )
+                        })
+                    })
+                    .map(|n| ObjectRef::from_obj(n.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(stop())
-        .run(agent_node::reconcile, error_policy::<AgentNode>, ctx.clone())
+        .run(
+            agent_node::reconcile,
+            error_policy::<AgentNode>,
+            ctx.clone(),
+        )
         .for_each(|_| future::ready(()));
 
     let readiness = {
-        let (entries, stacks, nodes, deployments, jobs, pods) = (entries.clone(), stacks.clone(), nodes.clone(), deployments.clone(), jobs.clone(), pods.clone());
+        let (entries, stacks, nodes, deployments, jobs, pods) = (
+            entries.clone(),
+            stacks.clone(),
+            nodes.clone(),
+            deployments.clone(),
+            jobs.clone(),
+            pods.clone(),
+        );
         async move {
             let synced = futures::future::try_join_all([
-                Box::pin(entries.wait_until_ready()) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>,
+                Box::pin(entries.wait_until_ready())
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>,
                 Box::pin(stacks.wait_until_ready()),
                 Box::pin(nodes.wait_until_ready()),
                 Box::pin(deployments.wait_until_ready()),
@@ -294,6 +408,6 @@ pub async fn run_scope(
         _ = controllers => {}
         _ = reflectors => {}
         _ = readiness => {}
-        _ = stop_reflectors.wait_for(|s| *s) => {}
+        _ = changed(stop_reflectors.wait_for(|s| *s)) => {}
     }
 }

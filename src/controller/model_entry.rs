@@ -20,10 +20,10 @@ use serde_json::json;
 use super::context::{Context, reference};
 use super::model_entry_decide::{Observed, decide_local, provider_endpoint};
 use super::status::{apply_child, apply_status};
+use crate::api::CAPABILITY_LABEL_PREFIX;
 use crate::api::agent_node::{AgentNode, LifecycleMode, NodePhase};
 use crate::api::conditions::{condition, set_condition};
 use crate::api::model_entry::{ModelEntry, ModelEntryStatus, ModelPhase, ReplicaCounts};
-use crate::api::CAPABILITY_LABEL_PREFIX;
 use crate::error::Error;
 use crate::workload::inference::{InferenceInput, build_inference, inference_name};
 use crate::workload::labels::{FIELD_MANAGER, LABEL_MODEL_ENTRY};
@@ -56,7 +56,11 @@ pub fn demand(entry: &str, nodes: &[AgentNode]) -> i32 {
     let count = nodes
         .iter()
         .filter(|n| node_needs_models(n))
-        .filter(|n| n.status.as_ref().is_some_and(|s| s.models.iter().any(|m| m.model_entry == entry)))
+        .filter(|n| {
+            n.status
+                .as_ref()
+                .is_some_and(|s| s.models.iter().any(|m| m.model_entry == entry))
+        })
         .count();
     i32::try_from(count).unwrap_or(i32::MAX)
 }
@@ -78,7 +82,9 @@ pub fn pod_problems(pods: &[Arc<Pod>]) -> (Option<String>, Option<String>) {
     for pod in pods {
         let Some(status) = &pod.status else { continue };
         if let Some(c) = status.conditions.iter().flatten().find(|c| {
-            c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
         }) {
             unschedulable = unschedulable.or_else(|| c.message.clone());
         }
@@ -87,7 +93,11 @@ pub fn pod_problems(pods: &[Arc<Pod>]) -> (Option<String>, Option<String>) {
                 let reason = waiting.reason.clone().unwrap_or_default();
                 if matches!(
                     reason.as_str(),
-                    "CrashLoopBackOff" | "ImagePullBackOff" | "ErrImagePull" | "CreateContainerConfigError" | "InvalidImageName"
+                    "CrashLoopBackOff"
+                        | "ImagePullBackOff"
+                        | "ErrImagePull"
+                        | "CreateContainerConfigError"
+                        | "InvalidImageName"
                 ) {
                     let message = waiting.message.clone().unwrap_or_default();
                     failing = failing.or(Some(format!("{reason}: {message}")));
@@ -99,21 +109,28 @@ pub fn pod_problems(pods: &[Arc<Pod>]) -> (Option<String>, Option<String>) {
 }
 
 /// Reconcile one ModelEntry.
-pub async fn reconcile(obj: Arc<DeserializeGuard<ModelEntry>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<ModelEntry>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_started(CONTROLLER);
     let result = reconcile_inner(&obj, &ctx).await;
     timer.finish_with(&result);
     result
 }
 
-async fn reconcile_inner(obj: &DeserializeGuard<ModelEntry>, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_inner(
+    obj: &DeserializeGuard<ModelEntry>,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let entry = match &obj.0 {
         Ok(entry) => entry,
         Err(invalid) => return super::report_malformed::<ModelEntry>(ctx, invalid).await,
     };
-    let namespace = entry
-        .namespace()
-        .ok_or(Error::MissingMetadata { kind: "ModelEntry", field: "namespace" })?;
+    let namespace = entry.namespace().ok_or(Error::MissingMetadata {
+        kind: "ModelEntry",
+        field: "namespace",
+    })?;
     let name = entry.name_any();
     let api: Api<ModelEntry> = Api::namespaced(ctx.client.clone(), &namespace);
     mirror_capability_labels(&api, entry).await?;
@@ -143,16 +160,29 @@ async fn reconcile_inner(obj: &DeserializeGuard<ModelEntry>, ctx: &Context) -> R
         status.last_used_time = old.last_used_time.clone();
         set_condition(
             &mut conditions,
-            condition("Ready", true, "RemoteEndpoint", format!("served by {:?} at {}", remote.provider, endpoint.unwrap_or_default()), generation, Time(now)),
+            condition(
+                "Ready",
+                true,
+                "RemoteEndpoint",
+                format!(
+                    "served by {:?} at {}",
+                    remote.provider,
+                    endpoint.unwrap_or_default()
+                ),
+                generation,
+                Time(now),
+            ),
         );
     } else if let Some(local) = &entry.spec.source.local {
-        let owner = owner_reference_to(entry).ok_or(Error::MissingMetadata { kind: "ModelEntry", field: "uid" })?;
+        let owner = owner_reference_to(entry).ok_or(Error::MissingMetadata {
+            kind: "ModelEntry",
+            field: "uid",
+        })?;
         let deployment_name = inference_name(&name);
-        let deployment = ctx
-            .deployments
-            .state()
-            .into_iter()
-            .find(|d| d.metadata.namespace.as_deref() == Some(namespace.as_str()) && d.metadata.name.as_deref() == Some(deployment_name.as_str()));
+        let deployment = ctx.deployments.state().into_iter().find(|d| {
+            d.metadata.namespace.as_deref() == Some(namespace.as_str())
+                && d.metadata.name.as_deref() == Some(deployment_name.as_str())
+        });
         let pods: Vec<Arc<Pod>> = ctx
             .pods
             .state()
@@ -191,59 +221,126 @@ async fn reconcile_inner(obj: &DeserializeGuard<ModelEntry>, ctx: &Context) -> R
             }
         };
         if let Some(pvc) = &built.cache {
-            apply_child(&Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &namespace), pvc, "apply cache PersistentVolumeClaim").await?;
+            apply_child(
+                &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &namespace),
+                pvc,
+                "apply cache PersistentVolumeClaim",
+            )
+            .await?;
         }
-        apply_child(&Api::<Deployment>::namespaced(ctx.client.clone(), &namespace), &built.deployment, "apply inference Deployment").await?;
-        apply_child(&Api::<Service>::namespaced(ctx.client.clone(), &namespace), &built.service, "apply inference Service").await?;
+        apply_child(
+            &Api::<Deployment>::namespaced(ctx.client.clone(), &namespace),
+            &built.deployment,
+            "apply inference Deployment",
+        )
+        .await?;
+        apply_child(
+            &Api::<Service>::namespaced(ctx.client.clone(), &namespace),
+            &built.service,
+            "apply inference Service",
+        )
+        .await?;
         let mut stacks: Vec<String> = ctx
             .stacks_in(&namespace)
             .iter()
-            .filter(|s| s.status.as_ref().is_some_and(|st| st.bindings.iter().any(|b| b.model_entry.as_deref() == Some(name.as_str()))))
+            .filter(|s| {
+                s.status.as_ref().is_some_and(|st| {
+                    st.bindings
+                        .iter()
+                        .any(|b| b.model_entry.as_deref() == Some(name.as_str()))
+                })
+            })
             .map(|s| s.name_any())
             .collect();
         stacks.sort();
         match build_network_policy(&input, &stacks) {
             Ok(policy) => {
-                apply_child(&Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &namespace), &policy, "apply inference NetworkPolicy").await?;
+                apply_child(
+                    &Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &namespace),
+                    &policy,
+                    "apply inference NetworkPolicy",
+                )
+                .await?;
             }
-            Err(err) => return report_invalid(ctx, entry, &api, &old, err.reason(), err.to_string()).await,
+            Err(err) => {
+                return report_invalid(ctx, entry, &api, &old, err.reason(), err.to_string()).await;
+            }
         }
 
         status.endpoint = Some(built.endpoint);
         status.served_model = Some(built.served_model);
         status.phase = Some(decision.phase);
-        status.replicas = Some(ReplicaCounts { desired: decision.replicas, ready: observed.ready_replicas.min(decision.replicas.max(observed.ready_replicas)) });
+        status.replicas = Some(ReplicaCounts {
+            desired: decision.replicas,
+            ready: observed
+                .ready_replicas
+                .min(decision.replicas.max(observed.ready_replicas)),
+        });
         status.last_used_time = decision.last_used.map(Time);
         let (ready, reason, message) = decision.ready.clone();
-        set_condition(&mut conditions, condition("Ready", ready, reason, message, generation, Time(now)));
+        set_condition(
+            &mut conditions,
+            condition("Ready", ready, reason, message, generation, Time(now)),
+        );
         let (scheduled, reason, message) = decision.scheduled.clone();
-        set_condition(&mut conditions, condition("Scheduled", scheduled, reason, message.clone(), generation, Time(now)));
+        set_condition(
+            &mut conditions,
+            condition(
+                "Scheduled",
+                scheduled,
+                reason,
+                message.clone(),
+                generation,
+                Time(now),
+            ),
+        );
         requeue = decision.requeue_after;
 
         let old_replicas = old.replicas.as_ref().map(|r| r.desired);
         if old_replicas != Some(decision.replicas) && old_replicas.is_some() {
             let (reason, note) = if decision.replicas == 0 {
-                ("ScaledToZero", "no AgentNode needs this model: scaled to 0".to_string())
+                (
+                    "ScaledToZero",
+                    "no AgentNode needs this model: scaled to 0".to_string(),
+                )
             } else {
-                ("ScaledUp", format!("scaled to {} replica(s) for {demand} AgentNode(s)", decision.replicas))
+                (
+                    "ScaledUp",
+                    format!(
+                        "scaled to {} replica(s) for {demand} AgentNode(s)",
+                        decision.replicas
+                    ),
+                )
             };
             events.push((EventType::Normal, reason, note));
         }
-        let was_unschedulable = old.conditions.iter().any(|c| c.type_ == "Scheduled" && c.status == "False");
+        let was_unschedulable = old
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Scheduled" && c.status == "False");
         if !scheduled && !was_unschedulable {
             events.push((EventType::Warning, "Unschedulable", message));
         }
         if decision.phase == ModelPhase::Degraded && old.phase != Some(ModelPhase::Degraded) {
-            events.push((EventType::Warning, "EngineFailing", decision.ready.2.clone()));
+            events.push((
+                EventType::Warning,
+                "EngineFailing",
+                decision.ready.2.clone(),
+            ));
         }
     }
     if status.phase == Some(ModelPhase::Ready) && old.phase != Some(ModelPhase::Ready) {
-        events.push((EventType::Normal, "Ready", format!("serving at {}", status.endpoint.clone().unwrap_or_default())));
+        events.push((
+            EventType::Normal,
+            "Ready",
+            format!("serving at {}", status.endpoint.clone().unwrap_or_default()),
+        ));
     }
     status.conditions = conditions;
     apply_status(&api, &name, entry.status.as_ref(), &status).await?;
     for (type_, reason, note) in events {
-        ctx.event(&reference(entry), type_, reason, "Reconcile", note).await;
+        ctx.event(&reference(entry), type_, reason, "Reconcile", note)
+            .await;
     }
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
@@ -266,9 +363,13 @@ async fn mirror_capability_labels(api: &Api<ModelEntry>, entry: &ModelEntry) -> 
         "kind": "ModelEntry",
         "metadata": {"name": entry.name_any(), "labels": desired},
     });
-    api.patch(&entry.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(Error::kube("apply capability labels"))?;
+    api.patch(
+        &entry.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::kube("apply capability labels"))?;
     Ok(())
 }
 
@@ -288,11 +389,25 @@ async fn report_invalid(
     status.phase = Some(ModelPhase::Failed);
     set_condition(
         &mut status.conditions,
-        condition("Ready", false, reason, message.clone(), generation, Time(Timestamp::now())),
+        condition(
+            "Ready",
+            false,
+            reason,
+            message.clone(),
+            generation,
+            Time(Timestamp::now()),
+        ),
     );
     let changed = apply_status(api, &entry.name_any(), entry.status.as_ref(), &status).await?;
     if changed {
-        ctx.event(&reference(entry), EventType::Warning, reason, "Provision", message).await;
+        ctx.event(
+            &reference(entry),
+            EventType::Warning,
+            reason,
+            "Provision",
+            message,
+        )
+        .await;
     }
     Ok(Action::await_change())
 }

@@ -440,9 +440,7 @@ mod tests {
             Some("deepseek-coder-33b")
         );
         assert!(
-            r.bindings[0]
-                .reason
-                .contains("is not Ready (phase Failed)"),
+            r.bindings[0].reason.contains("is not Ready (phase Failed)"),
             "{}",
             r.bindings[0].reason
         );

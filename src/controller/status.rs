@@ -11,7 +11,12 @@ use crate::error::Error;
 use crate::workload::labels::FIELD_MANAGER;
 
 /// Apply `status` to the object's status subresource when it differs from `old`.
-pub async fn apply_status<K, S>(api: &Api<K>, name: &str, old: Option<&S>, status: &S) -> Result<bool, Error>
+pub async fn apply_status<K, S>(
+    api: &Api<K>,
+    name: &str,
+    old: Option<&S>,
+    status: &S,
+) -> Result<bool, Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     S: Serialize + PartialEq,
@@ -24,9 +29,13 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(Error::kube("apply status"))?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(Error::kube("apply status"))?;
     Ok(true)
 }
 
@@ -36,12 +45,15 @@ pub async fn apply_child<K>(api: &Api<K>, obj: &K, step: &'static str) -> Result
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
-    let name = obj
-        .meta()
-        .name
-        .clone()
-        .ok_or(Error::MissingMetadata { kind: "child", field: "name" })?;
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
-        .await
-        .map_err(Error::kube(step))
+    let name = obj.meta().name.clone().ok_or(Error::MissingMetadata {
+        kind: "child",
+        field: "name",
+    })?;
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map_err(Error::kube(step))
 }

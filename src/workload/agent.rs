@@ -126,6 +126,8 @@ pub fn merge_runtime(stack: Option<&AgentRuntime>, node: Option<&AgentRuntime>) 
         args: stack_args,
         env: stack_env,
         resources: stack_resources,
+        pod_annotations: stack_pod_annotations,
+        pod_labels: stack_pod_labels,
         service_account_name: stack_sa,
     } = stack.unwrap_or(&default);
     let AgentRuntime {
@@ -134,6 +136,8 @@ pub fn merge_runtime(stack: Option<&AgentRuntime>, node: Option<&AgentRuntime>) 
         args: node_args,
         env: node_env,
         resources: node_resources,
+        pod_annotations: node_pod_annotations,
+        pod_labels: node_pod_labels,
         service_account_name: node_sa,
     } = node.unwrap_or(&default);
     let list = |node: &Vec<String>, stack: &Vec<String>| {
@@ -149,8 +153,20 @@ pub fn merge_runtime(stack: Option<&AgentRuntime>, node: Option<&AgentRuntime>) 
         args: list(node_args, stack_args),
         env: merge_env(stack_env.clone(), node_env),
         resources: merge_resources(stack_resources.as_ref(), node_resources.as_ref()),
+        pod_annotations: merge_maps(stack_pod_annotations, node_pod_annotations),
+        pod_labels: merge_maps(stack_pod_labels, node_pod_labels),
         service_account_name: node_sa.clone().or_else(|| stack_sa.clone()),
     }
+}
+
+/// The stack's map with the node's entries on top.
+fn merge_maps(
+    stack: &BTreeMap<String, String>,
+    node: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut merged = stack.clone();
+    merged.extend(node.iter().map(|(k, v)| (k.clone(), v.clone())));
+    merged
 }
 
 fn merge_resources(
@@ -426,6 +442,8 @@ fn pod_template(
         args,
         env: _,
         resources,
+        pod_annotations,
+        pod_labels,
         service_account_name,
     } = input.runtime;
     let image = image
@@ -438,11 +456,15 @@ fn pod_template(
         Some(sa) => (sa.clone(), None),
         None => (identity_name(input.node_name), Some(true)),
     };
-    let mut annotations = placement_annotations(input.placement);
+    // The user's pod annotations and labels first; the operator's own keys win over them.
+    let mut annotations = pod_annotations.clone();
+    annotations.extend(placement_annotations(input.placement));
     annotations.insert(
         "kubectl.kubernetes.io/default-container".to_string(),
         AGENT_CONTAINER.to_string(),
     );
+    let mut labels = pod_labels.clone();
+    labels.extend(agent_labels(input.node_name, input.stack_name));
     let container = Container {
         name: AGENT_CONTAINER.to_string(),
         image: Some(image.to_string()),
@@ -460,7 +482,7 @@ fn pod_template(
     };
     Ok(PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: Some(agent_labels(input.node_name, input.stack_name)),
+            labels: Some(labels),
             annotations: Some(annotations),
             ..ObjectMeta::default()
         }),
@@ -576,6 +598,8 @@ mod tests {
                 env_value("HYPERSYNC_TIER", "9"),
             ],
             resources: None,
+            pod_annotations: BTreeMap::new(),
+            pod_labels: BTreeMap::new(),
             service_account_name: None,
         }
     }
@@ -995,6 +1019,11 @@ mod tests {
                 requests: None,
                 claims: None,
             }),
+            pod_annotations: BTreeMap::from([
+                ("mesh/inject".to_string(), "true".to_string()),
+                ("team".to_string(), "stack".to_string()),
+            ]),
+            pod_labels: BTreeMap::from([("tier".to_string(), "stack".to_string())]),
             service_account_name: Some("stack-sa".to_string()),
         };
         let node = AgentRuntime {
@@ -1013,9 +1042,22 @@ mod tests {
                 )])),
                 claims: None,
             }),
+            pod_annotations: BTreeMap::from([("team".to_string(), "node".to_string())]),
+            pod_labels: BTreeMap::new(),
             service_account_name: None,
         };
         let merged = merge_runtime(Some(&stack), Some(&node));
+        assert_eq!(
+            merged.pod_annotations,
+            BTreeMap::from([
+                ("mesh/inject".to_string(), "true".to_string()),
+                ("team".to_string(), "node".to_string()),
+            ])
+        );
+        assert_eq!(
+            merged.pod_labels.get("tier").map(String::as_str),
+            Some("stack")
+        );
         assert_eq!(merged.image.as_deref(), Some("stack:1"));
         assert_eq!(merged.command, ["python"]);
         assert_eq!(merged.args, ["--fast"]);
@@ -1044,5 +1086,64 @@ mod tests {
             merge_runtime(Some(&s), Some(&n)).image.as_deref(),
             Some("n")
         );
+    }
+}
+
+#[cfg(test)]
+mod pod_metadata_tests {
+    use super::*;
+    use crate::workload::meta::owner_reference;
+
+    #[test]
+    fn user_pod_metadata_is_kept_but_operator_keys_win() {
+        let placement = PlacementStatus {
+            r: 0.5,
+            theta_degrees: 10.0,
+            x: 0.49,
+            y: 0.08,
+            hyperbolic_radius: 1.1,
+            tier: 1,
+            anchor: None,
+            algorithm: "explicit".to_string(),
+            inputs_digest: String::new(),
+        };
+        let runtime = AgentRuntime {
+            image: Some("agent:1".to_string()),
+            pod_annotations: BTreeMap::from([
+                ("hypersync.io/r".to_string(), "bogus".to_string()),
+                ("sim.hypersync.io/run-seconds".to_string(), "30".to_string()),
+            ]),
+            pod_labels: BTreeMap::from([
+                ("team".to_string(), "red".to_string()),
+                (LABEL_AGENT_NODE.to_string(), "bogus".to_string()),
+            ]),
+            ..AgentRuntime::default()
+        };
+        let owner = owner_reference("AgentNode", "n", "uid-1");
+        let input = AgentInput {
+            node_name: "n",
+            namespace: "ns",
+            stack_name: "s",
+            owner: &owner,
+            runtime: &runtime,
+            models: &[],
+            task: None,
+            objective: None,
+            autonomy: Autonomy::Strict,
+            temperature: 0.2,
+            placement: &placement,
+            lifecycle: LifecycleMode::Ephemeral,
+            tools: &[],
+            vector_store: None,
+            context: None,
+        };
+        let template = pod_template(&input, vec![], "Never").expect("template builds");
+        let meta = template.metadata.expect("metadata");
+        let annotations = meta.annotations.expect("annotations");
+        let labels = meta.labels.expect("labels");
+        assert_eq!(annotations["hypersync.io/r"], "0.5");
+        assert_eq!(annotations["sim.hypersync.io/run-seconds"], "30");
+        assert_eq!(labels["team"], "red");
+        assert_eq!(labels[LABEL_AGENT_NODE], "n");
     }
 }

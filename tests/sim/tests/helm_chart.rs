@@ -20,7 +20,7 @@ fn env_value(dep: &Value, name: &str) -> Option<String> {
 }
 
 #[test]
-#[ignore = "needs server::protobuf decoding of request bodies and the data plane running in the server (CLIENT-NOTES.md)"]
+#[ignore = "needs server::protobuf wired into request decoding in server/mod.rs (CLIENT-NOTES.md)"]
 fn helm_install_upgrade_and_uninstall_a_chart() {
     let c = Cluster::start();
     let chart = fixture("chart");
@@ -112,4 +112,83 @@ fn helm_install_upgrade_and_uninstall_a_chart() {
         secrets.trim().is_empty(),
         "release records removed: {secrets}"
     );
+}
+
+#[test]
+#[ignore = "needs server::protobuf wired into request decoding in server/mod.rs (CLIENT-NOTES.md)"]
+fn helm_create_namespace_atomic_upgrade_rollback_and_upgrade_install() {
+    let c = Cluster::start();
+    let chart = fixture("chart");
+    let chart = path(&chart);
+    c.helm(&[
+        "install",
+        "t2",
+        chart,
+        "-n",
+        "apps",
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "90s",
+    ])
+    .expect_ok("helm install --create-namespace");
+    c.kubectl(&["get", "namespace", "apps"])
+        .expect_ok("namespace created by Helm");
+    c.helm(&[
+        "upgrade",
+        "t2",
+        chart,
+        "-n",
+        "apps",
+        "--set",
+        "replicaCount=3",
+        "--atomic",
+        "--timeout",
+        "90s",
+    ])
+    .expect_ok("helm upgrade --atomic");
+    let dep = c.get_json(&["-n", "apps", "deployment", "t2-app"]);
+    assert_eq!(dep["spec"]["replicas"], 3);
+    let out = c
+        .helm(&[
+            "rollback",
+            "t2",
+            "1",
+            "-n",
+            "apps",
+            "--wait",
+            "--timeout",
+            "90s",
+        ])
+        .expect_ok("helm rollback");
+    assert!(out.contains("Rollback was a success"), "{out}");
+    let dep = c.get_json(&["-n", "apps", "deployment", "t2-app"]);
+    assert_eq!(dep["spec"]["replicas"], 1);
+    let history = c
+        .helm(&["history", "t2", "-n", "apps", "-o", "json"])
+        .expect_ok("helm history");
+    let history: Value = serde_json::from_str(&history).expect("history JSON");
+    assert_eq!(history.as_array().map(Vec::len), Some(3));
+    assert_eq!(history[2]["description"], "Rollback to 1");
+
+    let out = c
+        .helm(&[
+            "upgrade",
+            "--install",
+            "t3",
+            chart,
+            "-n",
+            "apps",
+            "--wait",
+            "--timeout",
+            "90s",
+        ])
+        .expect_ok("helm upgrade --install");
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    c.helm(&["uninstall", "t2", "t3", "-n", "apps", "--wait"])
+        .expect_ok("helm uninstall two releases");
+    let left = c
+        .kubectl(&["get", "deployments", "-n", "apps", "-o", "name"])
+        .expect_ok("deployments left");
+    assert!(left.trim().is_empty(), "{left}");
 }

@@ -43,7 +43,6 @@ fn env_of(c: &Value) -> Vec<(String, String)> {
 }
 
 #[test]
-#[ignore = "needs /openapi routed to server::openapi and patch::strategic_merge_patch wired in server/deps.rs (CLIENT-NOTES.md)"]
 fn client_side_apply_creates_then_patches_with_strategic_merge() {
     let c = Cluster::start();
     let manifest = std::fs::read_to_string(fixture("kubectl/deployment.yaml")).expect("fixture");
@@ -104,7 +103,6 @@ fn client_side_apply_creates_then_patches_with_strategic_merge() {
 }
 
 #[test]
-#[ignore = "needs /openapi routed to server::openapi and patch::server_side_apply wired in server/deps.rs (CLIENT-NOTES.md)"]
 fn server_side_apply_reports_conflicts_and_force_takes_ownership() {
     let c = Cluster::start();
     let file = fixture("kubectl/deployment.yaml");
@@ -139,7 +137,7 @@ fn server_side_apply_reports_conflicts_and_force_takes_ownership() {
         other,
     )
     .expect_ok("forced server-side apply");
-    let dep = c.get_json(&["deployment", "web"]);
+    let dep = c.get_json(&["deployment", "web", "--show-managed-fields"]);
     assert_eq!(dep["spec"]["replicas"], 5);
     let managers: Vec<&str> = dep["metadata"]["managedFields"]
         .as_array()
@@ -150,7 +148,7 @@ fn server_side_apply_reports_conflicts_and_force_takes_ownership() {
 }
 
 #[test]
-#[ignore = "needs /openapi routed to server::openapi and CRD printer columns in Table responses (CLIENT-NOTES.md)"]
+#[ignore = "needs CRD printer columns in Table responses: server/deps.rs to_table is a stand-in (CLIENT-NOTES.md)"]
 fn crd_objects_printer_columns_selectors_yaml_wait_and_delete() {
     let c = Cluster::start();
     c.kubectl(&["apply", "-f", path(&fixture("kubectl/crd-widgets.yaml"))])
@@ -263,7 +261,7 @@ fn crd_objects_printer_columns_selectors_yaml_wait_and_delete() {
 }
 
 #[test]
-#[ignore = "needs /openapi routed to server::openapi and the data plane running in the server (CLIENT-NOTES.md)"]
+#[ignore = "needs built-in printer columns in Table responses: server/deps.rs to_table is a stand-in (CLIENT-NOTES.md)"]
 fn deployment_becomes_available_for_kubectl_wait_and_rollout_status() {
     let c = Cluster::start();
     c.kubectl(&["apply", "-f", path(&fixture("kubectl/deployment.yaml"))])
@@ -292,7 +290,7 @@ fn deployment_becomes_available_for_kubectl_wait_and_rollout_status() {
 }
 
 #[test]
-#[ignore = "needs /openapi routed to server::openapi and namespace deletion that lets contained objects be deleted while Terminating (CLIENT-NOTES.md)"]
+#[ignore = "needs namespace deletion that lets contained objects be deleted while Terminating (CLIENT-NOTES.md)"]
 fn apply_and_delete_a_kustomize_directory() {
     let c = Cluster::start();
     let dir = fixture("kustomize");
@@ -333,7 +331,6 @@ fn apply_and_delete_a_kustomize_directory() {
 }
 
 #[test]
-#[ignore = "needs /openapi routed to server::openapi (CLIENT-NOTES.md)"]
 fn explain_reads_openapi_v3_for_builtins_and_crds() {
     let c = Cluster::start();
     let out = c

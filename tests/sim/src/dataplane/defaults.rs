@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use super::ResourceRef;
-use super::util::{at, default_field, name, obj_mut, str_at, value_mut};
+use super::util::{at, default_field, name, obj_mut, set, str_at, value_mut};
 
 /// Hands out Service cluster IPs (from `10.96.0.0/12` by default, in order, skipping ones in use)
 /// and NodePorts (30000-32767).
@@ -277,7 +277,7 @@ pub fn default_on_update(
                                 == p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
                     });
                     if let Some(np) = same.and_then(|o| o.get("nodePort")) {
-                        p["nodePort"] = np.clone();
+                        set(p, &["nodePort"], np.clone());
                     }
                 }
             }
@@ -365,7 +365,7 @@ fn default_service(obj: &mut Value, alloc: &mut IpAllocator) {
                 && !(headless && p.get("port").is_none())
                 && let Some(port) = p.get("port").cloned()
             {
-                p["targetPort"] = port;
+                set(p, &["targetPort"], port);
             }
             if wants_node_ports {
                 match p.get("nodePort").and_then(Value::as_u64) {
@@ -374,7 +374,7 @@ fn default_service(obj: &mut Value, alloc: &mut IpAllocator) {
                     }
                     None => {
                         if let Some(np) = alloc.allocate_node_port() {
-                            p["nodePort"] = json!(np);
+                            set(p, &["nodePort"], json!(np));
                         }
                     }
                 }

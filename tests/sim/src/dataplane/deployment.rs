@@ -3,13 +3,15 @@
 //! cleanup, `spec.paused`, and status with the real controller's `Available`/`Progressing`
 //! conditions so `kubectl rollout status` and `helm --wait` see a finished rollout.
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Value, json};
 
 use super::events;
 use super::util::{
     CondStyle, add_secs, at, canonical_json, condition, conditions_of, controller_uid, fnv32a,
     generation, i64_at, int_or_percent, is_terminating, name, namespace, owner_ref, parse_time,
-    safe_encode, set_condition, str_at, uid,
+    safe_encode, set, set_condition, str_at, uid,
 };
 use super::{Ctx, ResourceRef};
 
@@ -47,29 +49,48 @@ fn revision(rs: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let deployments = ctx.api.list(&ResourceRef::deployments(), None);
+/// Template hashes by (deployment uid, generation), so settled passes skip re-hashing.
+pub(crate) type HashCache = HashMap<(String, i64), String>;
+
+pub(crate) fn sync_all(ctx: &Ctx<'_>, hashes: &mut HashCache) {
+    let deployments = ctx.list_all(&ResourceRef::deployments());
+    let deployments = deployments.as_slice();
     if deployments.is_empty() {
+        hashes.clear();
         return;
     }
-    let sets = ctx.api.list(&ResourceRef::replicasets(), None);
-    for d in &deployments {
+    let sets = ctx.list_all(&ResourceRef::replicasets());
+    let sets = sets.as_slice();
+    let mut by_owner: HashMap<(&str, &str), Vec<&Value>> = HashMap::new();
+    for rs in sets {
+        if let Some(u) = controller_uid(rs) {
+            by_owner.entry((namespace(rs), u)).or_default().push(rs);
+        }
+    }
+    let mut live = HashSet::new();
+    for d in deployments {
         if is_terminating(d) {
             continue;
         }
-        let owned: Vec<Value> = sets
-            .iter()
-            .filter(|rs| namespace(rs) == namespace(d) && controller_uid(rs) == Some(uid(d)))
-            .cloned()
-            .collect();
-        sync_one(ctx, d, owned);
+        let key = (uid(d).to_string(), generation(d));
+        live.insert(key.clone());
+        let hash = hashes
+            .entry(key)
+            .or_insert_with(|| template_hash(at(d, &["spec", "template"]).unwrap_or(&Value::Null)))
+            .clone();
+        let owned: Vec<Value> = by_owner
+            .get(&(namespace(d), uid(d)))
+            .map(|v| v.iter().map(|rs| (*rs).clone()).collect())
+            .unwrap_or_default();
+        sync_one(ctx, d, owned, &hash);
     }
+    hashes.retain(|k, _| live.contains(k));
 }
 
 fn with_kind(v: &Value, api_version: &str, kind: &str) -> Value {
     let mut o = v.clone();
-    o["apiVersion"] = json!(api_version);
-    o["kind"] = json!(kind);
+    set(&mut o, &["apiVersion"], json!(api_version));
+    set(&mut o, &["kind"], json!(kind));
     o
 }
 
@@ -84,9 +105,17 @@ fn scale(ctx: &Ctx<'_>, d: &Value, rs: &mut Value, to: i64, max_surge: i64) -> b
         return false;
     }
     let mut r = rs.clone();
-    r["spec"]["replicas"] = json!(to);
-    r["metadata"]["annotations"][DESIRED] = json!(want_desired);
-    r["metadata"]["annotations"][MAX_REPLICAS] = json!(want_max);
+    set(&mut r, &["spec", "replicas"], json!(to));
+    set(
+        &mut r,
+        &["metadata", "annotations", DESIRED],
+        json!(want_desired),
+    );
+    set(
+        &mut r,
+        &["metadata", "annotations", MAX_REPLICAS],
+        json!(want_max),
+    );
     match ctx.update(&ResourceRef::replicasets(), r) {
         Ok(updated) => {
             *rs = updated;
@@ -107,12 +136,12 @@ fn scale(ctx: &Ctx<'_>, d: &Value, rs: &mut Value, to: i64, max_surge: i64) -> b
     }
 }
 
-fn sync_one(ctx: &Ctx<'_>, d: &Value, mut owned: Vec<Value>) {
+fn sync_one(ctx: &Ctx<'_>, d: &Value, mut owned: Vec<Value>, hash: &str) {
     let want = replicas(d);
     let template = at(d, &["spec", "template"])
         .cloned()
         .unwrap_or_else(|| json!({}));
-    let hash = template_hash(&template);
+    let hash = hash.to_string();
     let recreate = str_at(d, &["spec", "strategy", "type"]) == Some("Recreate");
     let ru = at(d, &["spec", "strategy", "rollingUpdate"]);
     let (max_surge, max_unavailable) = if recreate {
@@ -154,7 +183,11 @@ fn sync_one(ctx: &Ctx<'_>, d: &Value, mut owned: Vec<Value>) {
             Some(rs) if revision(rs) <= max_old_revision => {
                 // Rolling back to an older template: it becomes the newest revision.
                 let mut r = rs.clone();
-                r["metadata"]["annotations"][REVISION] = json!((max_old_revision + 1).to_string());
+                set(
+                    &mut r,
+                    &["metadata", "annotations", REVISION],
+                    json!((max_old_revision + 1).to_string()),
+                );
                 if let Ok(u) = ctx.update(&ResourceRef::replicasets(), r) {
                     *rs = u;
                 }
@@ -171,22 +204,22 @@ fn sync_one(ctx: &Ctx<'_>, d: &Value, mut owned: Vec<Value>) {
                 };
                 let rs_name = format!("{}-{hash}", name(d));
                 let mut tmpl = template.clone();
-                tmpl["metadata"]["labels"][HASH_LABEL] = json!(hash);
+                set(&mut tmpl, &["metadata", "labels", HASH_LABEL], json!(hash));
                 let mut labels = at(&template, &["metadata", "labels"])
                     .cloned()
                     .unwrap_or_else(|| json!({}));
-                labels[HASH_LABEL] = json!(hash);
+                set(&mut labels, &[HASH_LABEL], json!(hash));
                 let mut selector = at(d, &["spec", "selector"])
                     .cloned()
                     .unwrap_or_else(|| json!({}));
-                selector["matchLabels"][HASH_LABEL] = json!(hash);
+                set(&mut selector, &["matchLabels", HASH_LABEL], json!(hash));
                 let mut spec = json!({
                     "replicas": initial,
                     "selector": selector,
                     "template": tmpl,
                 });
                 if let Some(m) = at(d, &["spec", "minReadySeconds"]) {
-                    spec["minReadySeconds"] = m.clone();
+                    set(&mut spec, &["minReadySeconds"], m.clone());
                 }
                 let rs = json!({
                     "apiVersion": "apps/v1",
@@ -376,12 +409,16 @@ fn write_status(
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
     let mut status = old_status.clone();
-    status["observedGeneration"] = json!(generation(d));
-    status["replicas"] = json!(replicas_now);
-    status["updatedReplicas"] = json!(updated);
-    status["readyReplicas"] = json!(ready);
-    status["availableReplicas"] = json!(available);
-    status["unavailableReplicas"] = json!((spec_total - available).max(0));
+    set(&mut status, &["observedGeneration"], json!(generation(d)));
+    set(&mut status, &["replicas"], json!(replicas_now));
+    set(&mut status, &["updatedReplicas"], json!(updated));
+    set(&mut status, &["readyReplicas"], json!(ready));
+    set(&mut status, &["availableReplicas"], json!(available));
+    set(
+        &mut status,
+        &["unavailableReplicas"],
+        json!((spec_total - available).max(0)),
+    );
     if let Some(m) = status.as_object_mut() {
         for k in [
             "readyReplicas",
@@ -513,10 +550,10 @@ fn write_status(
             }
         }
     }
-    status["conditions"] = Value::Array(conds);
+    set(&mut status, &["conditions"], Value::Array(conds));
     if d.get("status") != Some(&status) {
         let mut obj = d.clone();
-        obj["status"] = status;
+        set(&mut obj, &["status"], status);
         let _ = ctx.update_status(&ResourceRef::deployments(), obj);
     }
 }
@@ -697,6 +734,41 @@ mod tests {
             cond(&get(&h, "g"), "Progressing")["reason"],
             "DeploymentPaused"
         );
+    }
+
+    #[test]
+    fn zero_unavailable_rollout_completes_and_broken_rollout_keeps_old_pods() {
+        let mut h = Harness::new("cpu=2");
+        let mut d0 = deploy("z", 3, "app:1");
+        d0["spec"]["strategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+        h.api.create(&ResourceRef::deployments(), d0).unwrap();
+        h.run(0.6);
+        let mut d = get(&h, "z");
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("app:2");
+        h.api.update(&ResourceRef::deployments(), d).unwrap();
+        let mut min_ready = i64::MAX;
+        for _ in 0..40 {
+            h.run(0.05);
+            let d = get(&h, "z");
+            min_ready = min_ready.min(d["status"]["availableReplicas"].as_i64().unwrap_or(0));
+        }
+        assert!(rollout_complete(&get(&h, "z")));
+        assert_eq!(
+            min_ready, 3,
+            "maxUnavailable 0 never drops below 3 available"
+        );
+        // A template whose pods never become ready: the rollout stalls with old pods serving.
+        let mut d = get(&h, "z");
+        d["spec"]["template"]["metadata"]["annotations"] =
+            json!({crate::dataplane::ANN_READY_AFTER: "100000"});
+        h.api.update(&ResourceRef::deployments(), d).unwrap();
+        h.run(3.0);
+        let d = get(&h, "z");
+        assert!(!rollout_complete(&d));
+        assert_eq!(d["status"]["availableReplicas"], 3);
+        assert_eq!(d["status"]["updatedReplicas"], 1);
+        assert_eq!(cond(&d, "Progressing")["reason"], "ReplicaSetUpdated");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::labels::map_matches;
 use super::util::{
-    at, is_terminating, labels, name, namespace, pod_finished, pod_ready, str_at, uid,
+    at, is_terminating, labels, name, namespace, pod_finished, pod_ready, set, str_at, uid,
 };
 use super::{Ctx, ResourceRef};
 
@@ -18,22 +18,25 @@ use super::{Ctx, ResourceRef};
 const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let services = ctx.api.list(&ResourceRef::services(), None);
-    let endpoints = ctx.api.list(&ResourceRef::endpoints(), None);
+    let services = ctx.list_all(&ResourceRef::services());
+    let services = services.as_slice();
+    let endpoints = ctx.list_all(&ResourceRef::endpoints());
+    let endpoints = endpoints.as_slice();
     if services.is_empty() && endpoints.is_empty() {
         return;
     }
-    let pods = ctx.api.list(&ResourceRef::pods(), None);
+    let pods = ctx.list_all(&ResourceRef::pods());
+    let pods = pods.as_slice();
     let svc_names: std::collections::HashSet<(&str, &str)> =
         services.iter().map(|s| (namespace(s), name(s))).collect();
-    for ep in &endpoints {
+    for ep in endpoints {
         if at(ep, &["metadata", "annotations", TRIGGER_TIME]).is_some()
             && !svc_names.contains(&(namespace(ep), name(ep)))
         {
             let _ = ctx.delete(&ResourceRef::endpoints(), Some(namespace(ep)), name(ep));
         }
     }
-    for svc in &services {
+    for svc in services {
         if is_terminating(svc) || str_at(svc, &["spec", "type"]) == Some("ExternalName") {
             continue;
         }
@@ -43,7 +46,7 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
         if selector.is_empty() {
             continue;
         }
-        let subsets = build_subsets(svc, selector, &pods);
+        let subsets = build_subsets(svc, selector, pods);
         let existing = endpoints
             .iter()
             .find(|e| namespace(e) == namespace(svc) && name(e) == name(svc));
@@ -61,7 +64,7 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
                     },
                 });
                 if !subsets.is_empty() {
-                    ep["subsets"] = Value::Array(subsets);
+                    set(&mut ep, &["subsets"], Value::Array(subsets));
                 }
                 let _ = ctx.create(&ResourceRef::endpoints(), ep);
             }
@@ -76,14 +79,18 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
                     continue;
                 }
                 let mut ep = e.clone();
-                ep["metadata"]["labels"] = svc_labels;
-                ep["metadata"]["annotations"][TRIGGER_TIME] = json!(ctx.now_s);
+                set(&mut ep, &["metadata", "labels"], svc_labels);
+                set(
+                    &mut ep,
+                    &["metadata", "annotations", TRIGGER_TIME],
+                    json!(ctx.now_s),
+                );
                 if subsets.is_empty() {
                     if let Some(m) = ep.as_object_mut() {
                         m.remove("subsets");
                     }
                 } else {
-                    ep["subsets"] = Value::Array(subsets);
+                    set(&mut ep, &["subsets"], Value::Array(subsets));
                 }
                 let _ = ctx.update(&ResourceRef::endpoints(), ep);
             }
@@ -154,10 +161,10 @@ fn build_subsets(svc: &Value, selector: &Map<String, Value>, pods: &[Value]) -> 
                 .and_then(Value::as_str)
                 .filter(|n| !n.is_empty())
             {
-                p["name"] = json!(n);
+                set(&mut p, &["name"], json!(n));
             }
             if let Some(a) = sp.get("appProtocol") {
-                p["appProtocol"] = a.clone();
+                set(&mut p, &["appProtocol"], a.clone());
             }
             ports.push(p);
         }
@@ -169,7 +176,7 @@ fn build_subsets(svc: &Value, selector: &Map<String, Value>, pods: &[Value]) -> 
             "targetRef": {"kind": "Pod", "namespace": namespace(pod), "name": name(pod), "uid": uid(pod)},
         });
         if let Some(node) = str_at(pod, &["spec", "nodeName"]) {
-            addr["nodeName"] = json!(node);
+            set(&mut addr, &["nodeName"], json!(node));
         }
         let key = Value::Array(ports.clone()).to_string();
         let g = groups
@@ -198,13 +205,13 @@ fn build_subsets(svc: &Value, selector: &Map<String, Value>, pods: &[Value]) -> 
             not_ready.sort_by_key(ip_key);
             let mut s = json!({});
             if !ready.is_empty() {
-                s["addresses"] = Value::Array(ready);
+                set(&mut s, &["addresses"], Value::Array(ready));
             }
             if !not_ready.is_empty() {
-                s["notReadyAddresses"] = Value::Array(not_ready);
+                set(&mut s, &["notReadyAddresses"], Value::Array(not_ready));
             }
             if !ports.is_empty() {
-                s["ports"] = Value::Array(ports);
+                set(&mut s, &["ports"], Value::Array(ports));
             }
             s
         })

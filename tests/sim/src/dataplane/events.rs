@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::util::{name, namespace, str_at, uid};
+use super::util::{name, namespace, set, str_at, uid};
 use super::{Ctx, ResourceRef};
 
 /// Records an Event about `obj`; failures are ignored (events are best effort, as in Kubernetes).
@@ -28,10 +28,10 @@ pub(crate) fn record(
         "uid": uid(obj),
     });
     if !namespace(obj).is_empty() {
-        involved["namespace"] = json!(namespace(obj));
+        set(&mut involved, &["namespace"], json!(namespace(obj)));
     }
     if let Some(rv) = str_at(obj, &["metadata", "resourceVersion"]) {
-        involved["resourceVersion"] = json!(rv);
+        set(&mut involved, &["resourceVersion"], json!(rv));
     }
     let ev = json!({
         "apiVersion": "v1",

@@ -19,6 +19,7 @@ struct State {
     uids: u64,
     alloc: IpAllocator,
     writes: u64,
+    reads: u64,
     fail_updates: u32,
 }
 
@@ -64,6 +65,11 @@ impl FakeApi {
         self.lock().writes
     }
 
+    /// Number of list/get calls so far (to check skipped ticks read nothing).
+    pub fn reads(&self) -> u64 {
+        self.lock().reads
+    }
+
     /// Makes the next `n` update/update_status calls fail with a conflict.
     pub fn fail_next_updates(&self, n: u32) {
         self.lock().fail_updates = n;
@@ -95,8 +101,9 @@ const CONFLICT: &str = "Operation cannot be fulfilled: the object has been modif
 impl ClusterApi for FakeApi {
     fn list(&self, r: &ResourceRef, ns: Option<&str>) -> Vec<Value> {
         let k = rkey(r);
-        self.lock()
-            .objects
+        let mut st = self.lock();
+        st.reads += 1;
+        st.objects
             .iter()
             .filter(|((rk, ons, _), _)| *rk == k && ns.is_none_or(|n| n == ons))
             .map(|(_, v)| v.clone())
@@ -104,7 +111,9 @@ impl ClusterApi for FakeApi {
     }
 
     fn get(&self, r: &ResourceRef, ns: Option<&str>, name: &str) -> Option<Value> {
-        self.lock().objects.get(&Self::key(r, ns, name)).cloned()
+        let mut st = self.lock();
+        st.reads += 1;
+        st.objects.get(&Self::key(r, ns, name)).cloned()
     }
 
     fn create(&self, r: &ResourceRef, mut obj: Value) -> Result<Value, String> {

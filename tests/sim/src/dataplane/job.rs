@@ -12,10 +12,10 @@ use std::collections::{BTreeSet, HashSet};
 use serde_json::{Map, Value, json};
 
 use super::events;
-use super::replicaset::{create_pod_from_template, owned};
+use super::replicaset::{OwnedIndex, create_pod_from_template};
 use super::util::{
     CondStyle, add_secs, at, condition, condition_true, conditions_of, i64_at, is_terminating,
-    name, namespace, parse_time, pod_active, pod_phase, pod_ready, set_condition, str_at, uid,
+    name, namespace, parse_time, pod_active, pod_phase, pod_ready, set, set_condition, str_at, uid,
 };
 use super::{Ctx, ResourceRef};
 
@@ -23,24 +23,27 @@ const COMPONENT: &str = "job-controller";
 const INDEX_LABEL: &str = "batch.kubernetes.io/job-completion-index";
 
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let jobs = ctx.api.list(&ResourceRef::jobs(), None);
+    let jobs = ctx.list_all(&ResourceRef::jobs());
+    let jobs = jobs.as_slice();
     if jobs.is_empty() {
         return;
     }
-    let pods = ctx.api.list(&ResourceRef::pods(), None);
+    let pods = ctx.list_all(&ResourceRef::pods());
+    let pods = pods.as_slice();
     let mut names: HashSet<String> = pods.iter().map(|p| name(p).to_string()).collect();
-    for job in &jobs {
+    let index = OwnedIndex::new(pods);
+    for job in jobs {
         if is_terminating(job) {
             continue;
         }
-        sync_one(ctx, job, &pods, &mut names);
+        sync_one(ctx, job, &index, &mut names);
     }
 }
 
 fn with_kind(job: &Value) -> Value {
     let mut j = job.clone();
-    j["apiVersion"] = json!("batch/v1");
-    j["kind"] = json!("Job");
+    set(&mut j, &["apiVersion"], json!("batch/v1"));
+    set(&mut j, &["kind"], json!("Job"));
     j
 }
 
@@ -98,8 +101,8 @@ fn delete_pods(ctx: &Ctx<'_>, job: &Value, pods: &[&Value]) {
     }
 }
 
-fn sync_one(ctx: &Ctx<'_>, job: &Value, pods: &[Value], names: &mut HashSet<String>) {
-    let mine = owned(pods, job);
+fn sync_one(ctx: &Ctx<'_>, job: &Value, index: &OwnedIndex<'_>, names: &mut HashSet<String>) {
+    let mine = index.of(job);
     if condition_true(job, "Complete") || condition_true(job, "Failed") {
         if let (Some(ttl), Some(done)) = (
             i64_at(job, &["spec", "ttlSecondsAfterFinished"]),
@@ -173,7 +176,7 @@ fn sync_one(ctx: &Ctx<'_>, job: &Value, pods: &[Value], names: &mut HashSet<Stri
         )
     };
     if !suspended && status.get("startTime").is_none() {
-        status["startTime"] = json!(now);
+        set(&mut status, &["startTime"], json!(now));
     }
 
     let past_backoff = failed > backoff_limit
@@ -260,7 +263,7 @@ fn sync_one(ctx: &Ctx<'_>, job: &Value, pods: &[Value], names: &mut HashSet<Stri
             CondStyle::Job,
             false,
         );
-        status["completionTime"] = json!(now);
+        set(&mut status, &["completionTime"], json!(now));
         finished_event = Some(("Normal", "Completed", "Job completed"));
     } else if suspended {
         delete_pods(ctx, job, &active);
@@ -308,18 +311,22 @@ fn sync_one(ctx: &Ctx<'_>, job: &Value, pods: &[Value], names: &mut HashSet<Stri
     set_count(&mut status, "active", active_after);
     set_count(&mut status, "succeeded", succeeded);
     set_count(&mut status, "failed", failed);
-    status["ready"] = json!(ready);
-    status["terminating"] = json!(0);
-    status["uncountedTerminatedPods"] = json!({});
+    set(&mut status, &["ready"], json!(ready));
+    set(&mut status, &["terminating"], json!(0));
+    set(&mut status, &["uncountedTerminatedPods"], json!({}));
     if indexed && !completed_indexes.is_empty() {
-        status["completedIndexes"] = json!(format_indexes(&completed_indexes));
+        set(
+            &mut status,
+            &["completedIndexes"],
+            json!(format_indexes(&completed_indexes)),
+        );
     }
     if !conds.is_empty() {
-        status["conditions"] = Value::Array(conds);
+        set(&mut status, &["conditions"], Value::Array(conds));
     }
     if job.get("status") != Some(&status) {
         let mut j = job.clone();
-        j["status"] = status;
+        set(&mut j, &["status"], status);
         if ctx.update_status(&ResourceRef::jobs(), j).is_ok() {
             if let Some((type_, reason, message)) = finished_event {
                 events::record(ctx, &with_kind(job), type_, reason, message, COMPONENT);
@@ -336,7 +343,7 @@ fn sync_one(ctx: &Ctx<'_>, job: &Value, pods: &[Value], names: &mut HashSet<Stri
 
 fn set_count(status: &mut Value, key: &str, n: i64) {
     if n > 0 {
-        status[key] = json!(n);
+        set(status, &[key], json!(n));
     } else if let Some(m) = status.as_object_mut() {
         m.remove(key);
     }
@@ -408,9 +415,21 @@ fn create_missing(
                 continue;
             }
             let mut t = template.clone();
-            t["metadata"]["labels"][INDEX_LABEL] = json!(idx.to_string());
-            t["metadata"]["annotations"][INDEX_LABEL] = json!(idx.to_string());
-            t["spec"]["hostname"] = json!(format!("{}-{idx}", name(job)));
+            set(
+                &mut t,
+                &["metadata", "labels", INDEX_LABEL],
+                json!(idx.to_string()),
+            );
+            set(
+                &mut t,
+                &["metadata", "annotations", INDEX_LABEL],
+                json!(idx.to_string()),
+            );
+            set(
+                &mut t,
+                &["spec", "hostname"],
+                json!(format!("{}-{idx}", name(job))),
+            );
             if let Some(cs) = t
                 .pointer_mut("/spec/containers")
                 .and_then(Value::as_array_mut)
@@ -450,7 +469,7 @@ fn create_missing(
 mod tests {
     use super::*;
     use crate::dataplane::fake::Harness;
-    use crate::dataplane::{ANN_EXIT_CODE, ANN_RUN_SECONDS, ClusterApi};
+    use crate::dataplane::{ANN_EXIT_CODE, ANN_RESTART_BACKOFF, ANN_RUN_SECONDS, ClusterApi};
 
     fn job(name: &str, annotations: Value, spec: Value) -> Value {
         let mut j = json!({
@@ -547,7 +566,7 @@ mod tests {
         let mut h = Harness::new("cpu=1");
         let mut j = job(
             "of",
-            json!({ANN_EXIT_CODE: "1", ANN_RUN_SECONDS: "0.5"}),
+            json!({ANN_EXIT_CODE: "1", ANN_RUN_SECONDS: "0.5", ANN_RESTART_BACKOFF: "0.2"}),
             json!({"backoffLimit": 2}),
         );
         j["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
@@ -669,6 +688,32 @@ mod tests {
         h.run(0.3);
         assert_eq!(h.pods("default").len(), 1);
         assert_eq!(cond(&get(&h, "s"), "Suspended")["reason"], "JobResumed");
+    }
+
+    #[test]
+    fn pods_match_the_job_selector_even_if_the_store_replaced_the_uid() {
+        let mut h = Harness::new("cpu=1");
+        let created = h
+            .api
+            .create(&ResourceRef::jobs(), job("sel", json!({}), json!({})))
+            .unwrap();
+        // Simulate a store that assigned a different uid after defaulting.
+        let mut j = created.clone();
+        j["metadata"]["uid"] = json!("store-uid");
+        h.api
+            .delete(&ResourceRef::jobs(), Some("default"), "sel")
+            .unwrap();
+        let j = h.api.create(&ResourceRef::jobs(), j).unwrap();
+        assert_eq!(j["metadata"]["uid"], "store-uid");
+        h.tick();
+        let pods = h.pods("default");
+        assert_eq!(pods.len(), 1);
+        let sel = crate::selector::LabelSelector::from_object(&j["spec"]["selector"]).unwrap();
+        assert!(sel.matches(&crate::dataplane::util::labels(&pods[0])));
+        assert_eq!(
+            pods[0]["metadata"]["ownerReferences"][0]["uid"],
+            "store-uid"
+        );
     }
 
     #[test]

@@ -12,9 +12,12 @@ use serde_json::{Value, json};
 use super::events;
 use super::util::{
     CondStyle, add_secs, annotation, annotation_secs, at, conditions_of, fnv32a, is_terminating,
-    name, namespace, parse_time, pod_finished, set_condition, str_at, uid,
+    name, namespace, parse_time, pod_finished, set, set_condition, str_at, uid,
 };
-use super::{ANN_EXIT_CODE, ANN_READY_AFTER, ANN_RUN_SECONDS, ANN_START_DELAY, Ctx, ResourceRef};
+use super::{
+    ANN_EXIT_CODE, ANN_READY_AFTER, ANN_RESTART_BACKOFF, ANN_RUN_SECONDS, ANN_START_DELAY, Ctx,
+    ResourceRef,
+};
 
 /// Precise timings the status (whole seconds) cannot carry, keyed by pod uid.
 #[derive(Debug, Default)]
@@ -27,7 +30,8 @@ pub(crate) struct KubeletState {
 const COMPONENT: &str = "kubelet";
 
 pub(crate) fn sync_all(ctx: &Ctx<'_>, st: &mut KubeletState) {
-    let pods = ctx.api.list(&ResourceRef::pods(), None);
+    let pods = ctx.list_all(&ResourceRef::pods());
+    let pods = pods.as_slice();
     let bound: Vec<&Value> = pods
         .iter()
         .filter(|p| !str_at(p, &["spec", "nodeName"]).unwrap_or("").is_empty())
@@ -39,7 +43,8 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>, st: &mut KubeletState) {
     if bound.is_empty() {
         return;
     }
-    let nodes = ctx.api.list(&ResourceRef::nodes(), None);
+    let nodes = ctx.list_all(&ResourceRef::nodes());
+    let nodes = nodes.as_slice();
     let node_info: HashMap<&str, (String, String)> = nodes
         .iter()
         .map(|n| {
@@ -77,8 +82,14 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>, st: &mut KubeletState) {
             continue;
         };
         if is_terminating(pod) {
-            // The containers are stopped; finalize the deletion as the kubelet does.
-            let _ = ctx.delete(&ResourceRef::pods(), Some(namespace(pod)), name(pod));
+            // The containers are stopped; finalize the deletion as the kubelet does (a pod
+            // still holding finalizers waits for their owners).
+            let has_finalizers = at(pod, &["metadata", "finalizers"])
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            if !has_finalizers {
+                let _ = ctx.delete(&ResourceRef::pods(), Some(namespace(pod)), name(pod));
+            }
             continue;
         }
         if pod_finished(pod) {
@@ -157,15 +168,15 @@ fn running_status(
     let image = c.get("image").and_then(Value::as_str).unwrap_or("");
     let cname = c.get("name").and_then(Value::as_str).unwrap_or("");
     let mut s = base_status(c, json!({"running": {"startedAt": started_at}}));
-    s["imageID"] = json!(image_id(image));
+    set(&mut s, &["imageID"], json!(image_id(image)));
     s["containerID"] = json!(format!(
         "containerd://{}",
         hex64(&format!("{pod_uid}/{cname}/{restarts}"))
     ));
-    s["ready"] = json!(ready);
-    s["started"] = json!(true);
-    s["restartCount"] = json!(restarts);
-    s["lastState"] = last;
+    set(&mut s, &["ready"], json!(ready));
+    set(&mut s, &["started"], json!(true));
+    set(&mut s, &["restartCount"], json!(restarts));
+    set(&mut s, &["lastState"], last);
     s
 }
 
@@ -283,14 +294,14 @@ fn write_status(ctx: &Ctx<'_>, pod: &Value, status: Value) -> bool {
         return false;
     }
     let mut p = pod.clone();
-    p["status"] = status;
+    set(&mut p, &["status"], status);
     ctx.update_status(&ResourceRef::pods(), p).is_ok()
 }
 
 fn pod_ref(pod: &Value) -> Value {
     let mut p = pod.clone();
-    p["apiVersion"] = json!("v1");
-    p["kind"] = json!("Pod");
+    set(&mut p, &["apiVersion"], json!("v1"));
+    set(&mut p, &["kind"], json!("Pod"));
     p
 }
 
@@ -340,10 +351,22 @@ fn sync_pod(
     prefix: &str,
     used: &mut HashSet<String>,
 ) {
+    let restart_policy = str_at(pod, &["spec", "restartPolicy"]).unwrap_or("Always");
+    // Settled fast path: a running pod whose containers are all ready and never exit.
+    if str_at(pod, &["status", "phase"]) == Some("Running")
+        && run_seconds(pod, restart_policy).is_none()
+        && at(pod, &["status", "containerStatuses"])
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .all(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
+            })
+    {
+        return;
+    }
     let pod_uid = uid(pod).to_string();
     let main = containers(pod, "containers");
     let init = containers(pod, "initContainers");
-    let restart_policy = str_at(pod, &["spec", "restartPolicy"]).unwrap_or("Always");
     let mut status = pod.get("status").cloned().unwrap_or_else(|| json!({}));
     if !status.is_object() {
         status = json!({});
@@ -363,10 +386,10 @@ fn sync_pod(
 
     // 1. Freshly bound: ContainerCreating.
     if statuses.is_empty() {
-        status["phase"] = json!("Pending");
-        status["hostIP"] = json!(host_ip);
-        status["hostIPs"] = json!([{"ip": host_ip}]);
-        status["startTime"] = json!(now);
+        set(&mut status, &["phase"], json!("Pending"));
+        set(&mut status, &["hostIP"], json!(host_ip));
+        set(&mut status, &["hostIPs"], json!([{"ip": host_ip}]));
+        set(&mut status, &["startTime"], json!(now));
         status["containerStatuses"] = Value::Array(
             main.iter()
                 .map(|c| base_status(c, json!({"waiting": {"reason": "ContainerCreating"}})))
@@ -424,7 +447,7 @@ fn sync_pod(
             CondStyle::Pod,
             false,
         );
-        status["conditions"] = Value::Array(conds);
+        set(&mut status, &["conditions"], Value::Array(conds));
         st.created.insert(pod_uid.clone(), ctx.now);
         if write_status(ctx, pod, status)
             && let Some(d) = annotation_secs(pod, ANN_START_DELAY)
@@ -483,7 +506,11 @@ fn sync_pod(
                 };
                 new_statuses.push(base_status(c, state));
             }
-            status["containerStatuses"] = Value::Array(new_statuses);
+            set(
+                &mut status,
+                &["containerStatuses"],
+                Value::Array(new_statuses),
+            );
             set_condition(
                 &mut conds,
                 "PodReadyToStartContainers",
@@ -494,7 +521,7 @@ fn sync_pod(
                 CondStyle::Pod,
                 false,
             );
-            status["conditions"] = Value::Array(conds);
+            set(&mut status, &["conditions"], Value::Array(conds));
             if write_status(ctx, pod, status) {
                 for m in errors.iter().flatten() {
                     events::record(
@@ -515,9 +542,9 @@ fn sync_pod(
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| allocate_ip(prefix, used));
-        status["phase"] = json!("Running");
-        status["podIP"] = json!(ip);
-        status["podIPs"] = json!([{"ip": ip}]);
+        set(&mut status, &["phase"], json!("Running"));
+        set(&mut status, &["podIP"], json!(ip));
+        set(&mut status, &["podIPs"], json!([{"ip": ip}]));
         status["containerStatuses"] = Value::Array(
             main.iter()
                 .map(|c| running_status(&pod_uid, c, now, ready, 0, json!({})))
@@ -531,7 +558,7 @@ fn sync_pod(
                             c,
                             json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}}),
                         );
-                        s["imageID"] = json!(image_id(c.get("image").and_then(Value::as_str).unwrap_or("")));
+                        set(&mut s, &["imageID"], json!(image_id(c.get("image").and_then(Value::as_str).unwrap_or(""))));
                         s
                     })
                     .collect(),
@@ -558,7 +585,7 @@ fn sync_pod(
             false,
         );
         set_ready_conditions(&mut conds, &main, ready, now);
-        status["conditions"] = Value::Array(conds);
+        set(&mut status, &["conditions"], Value::Array(conds));
         st.started.insert(pod_uid.clone(), ctx.now);
         if write_status(ctx, pod, status) {
             schedule_wakes(ctx, pod, restart_policy, ctx.now, ready);
@@ -566,7 +593,49 @@ fn sync_pod(
         return;
     }
 
-    // 3. Running: readiness, exits and restarts.
+    // 3. Running: back-off restarts, readiness, exits.
+    let crashing = statuses.iter().any(|s| {
+        s.pointer("/state/waiting/reason").and_then(Value::as_str) == Some("CrashLoopBackOff")
+    });
+    if crashing {
+        let restart_at = st.started.get(&pod_uid).copied().unwrap_or(ctx.now);
+        if ctx.now < restart_at {
+            ctx.wake_at(restart_at);
+            return;
+        }
+        let ready = annotation_secs(pod, ANN_READY_AFTER).unwrap_or(0.0) <= 0.0;
+        let new_statuses: Vec<Value> = main
+            .iter()
+            .map(|c| {
+                let cname = c.get("name").and_then(Value::as_str);
+                let prev = statuses
+                    .iter()
+                    .find(|s| s.get("name").and_then(Value::as_str) == cname);
+                let restarts = prev
+                    .and_then(|p| p.get("restartCount"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    + 1;
+                let last = prev
+                    .and_then(|p| p.get("lastState"))
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                running_status(&pod_uid, c, now, ready, restarts, last)
+            })
+            .collect();
+        set(
+            &mut status,
+            &["containerStatuses"],
+            Value::Array(new_statuses),
+        );
+        set_ready_conditions(&mut conds, &main, ready, now);
+        set(&mut status, &["conditions"], Value::Array(conds));
+        st.started.insert(pod_uid.clone(), ctx.now);
+        if write_status(ctx, pod, status) {
+            schedule_wakes(ctx, pod, restart_policy, ctx.now, ready);
+        }
+        return;
+    }
     let started = st
         .started
         .get(&pod_uid)
@@ -605,6 +674,72 @@ fn sync_pod(
                 "startedAt": started_s,
                 "finishedAt": now,
             }});
+            let backoff = if code != 0 {
+                annotation_secs(pod, ANN_RESTART_BACKOFF).unwrap_or(1.0)
+            } else {
+                0.0
+            };
+            if restart && backoff > 0.0 {
+                // CrashLoopBackOff until the back-off is over; the restart count moves on restart.
+                let msg = format!(
+                    "back-off {backoff}s restarting failed container={} pod={}_{}({pod_uid})",
+                    names(&main),
+                    name(pod),
+                    namespace(pod)
+                );
+                let new_statuses: Vec<Value> = main
+                    .iter()
+                    .map(|c| {
+                        let cname = c.get("name").and_then(Value::as_str);
+                        let prev = statuses
+                            .iter()
+                            .find(|s| s.get("name").and_then(Value::as_str) == cname);
+                        let mut s = base_status(
+                            c,
+                            json!({"waiting": {"reason": "CrashLoopBackOff", "message": msg}}),
+                        );
+                        let mut last = terminated.clone();
+                        if let Some(p) = prev {
+                            for k in ["imageID", "containerID", "restartCount"] {
+                                if let Some(v) = p.get(k) {
+                                    set(&mut s, &[k], v.clone());
+                                }
+                            }
+                            if let Some(id) = p.get("containerID") {
+                                set(&mut last, &["terminated", "containerID"], id.clone());
+                            }
+                        }
+                        set(&mut s, &["lastState"], last);
+                        s
+                    })
+                    .collect();
+                set(
+                    &mut status,
+                    &["containerStatuses"],
+                    Value::Array(new_statuses),
+                );
+                set_ready_conditions(&mut conds, &main, false, now);
+                set(&mut status, &["conditions"], Value::Array(conds));
+                let restart_at = add_secs(ctx.now, backoff);
+                st.started.insert(pod_uid.clone(), restart_at);
+                if write_status(ctx, pod, status) {
+                    events::record(
+                        ctx,
+                        &pod_ref(pod),
+                        "Warning",
+                        "BackOff",
+                        &format!(
+                            "Back-off restarting failed container {} in pod {}_{}({pod_uid})",
+                            names(&main),
+                            name(pod),
+                            namespace(pod)
+                        ),
+                        COMPONENT,
+                    );
+                    ctx.wake_at(restart_at);
+                }
+                return;
+            }
             if restart {
                 let ready = annotation_secs(pod, ANN_READY_AFTER).unwrap_or(0.0) <= 0.0;
                 let new_statuses: Vec<Value> = main
@@ -616,7 +751,7 @@ fn sync_pod(
                             .find(|s| s.get("name").and_then(Value::as_str) == cname);
                         let mut last = terminated.clone();
                         if let Some(id) = prev.and_then(|p| p.get("containerID")) {
-                            last["terminated"]["containerID"] = id.clone();
+                            set(&mut last, &["terminated", "containerID"], id.clone());
                         }
                         let restarts = prev
                             .and_then(|p| p.get("restartCount"))
@@ -626,9 +761,13 @@ fn sync_pod(
                         running_status(&pod_uid, c, now, ready, restarts, last)
                     })
                     .collect();
-                status["containerStatuses"] = Value::Array(new_statuses);
+                set(
+                    &mut status,
+                    &["containerStatuses"],
+                    Value::Array(new_statuses),
+                );
                 set_ready_conditions(&mut conds, &main, ready, now);
-                status["conditions"] = Value::Array(conds);
+                set(&mut status, &["conditions"], Value::Array(conds));
                 st.started.insert(pod_uid.clone(), ctx.now);
                 if write_status(ctx, pod, status) {
                     if code != 0 {
@@ -661,18 +800,22 @@ fn sync_pod(
                     if let Some(p) = prev {
                         for k in ["imageID", "containerID", "restartCount", "lastState"] {
                             if let Some(v) = p.get(k) {
-                                s[k] = v.clone();
+                                set(&mut s, &[k], v.clone());
                             }
                         }
                         if let Some(id) = p.get("containerID") {
-                            s["state"]["terminated"]["containerID"] = id.clone();
+                            set(&mut s, &["state", "terminated", "containerID"], id.clone());
                         }
                     }
                     s
                 })
                 .collect();
             status["phase"] = json!(if code == 0 { "Succeeded" } else { "Failed" });
-            status["containerStatuses"] = Value::Array(new_statuses);
+            set(
+                &mut status,
+                &["containerStatuses"],
+                Value::Array(new_statuses),
+            );
             set_condition(
                 &mut conds,
                 "PodReadyToStartContainers",
@@ -707,7 +850,7 @@ fn sync_pod(
             } else {
                 set_ready_conditions(&mut conds, &main, false, now);
             }
-            status["conditions"] = Value::Array(conds);
+            set(&mut status, &["conditions"], Value::Array(conds));
             st.started.remove(&pod_uid);
             st.created.remove(&pod_uid);
             write_status(ctx, pod, status);
@@ -725,14 +868,18 @@ fn sync_pod(
                 .map(|s| {
                     let mut s = s.clone();
                     if s.pointer("/state/running").is_some() {
-                        s["ready"] = json!(true);
+                        set(&mut s, &["ready"], json!(true));
                     }
                     s
                 })
                 .collect();
-            status["containerStatuses"] = Value::Array(new_statuses);
+            set(
+                &mut status,
+                &["containerStatuses"],
+                Value::Array(new_statuses),
+            );
             set_ready_conditions(&mut conds, &main, true, now);
-            status["conditions"] = Value::Array(conds);
+            set(&mut status, &["conditions"], Value::Array(conds));
             write_status(ctx, pod, status);
         } else {
             ctx.wake_at(ready_at);
@@ -742,9 +889,10 @@ fn sync_pod(
 
 /// How long containers run, if they exit at all.
 fn run_seconds(pod: &Value, restart_policy: &str) -> Option<f64> {
+    let crashes = annotation(pod, ANN_EXIT_CODE).is_some_and(|c| c.trim() != "0");
     match annotation_secs(pod, ANN_RUN_SECONDS) {
         Some(s) => Some(s),
-        None if restart_policy != "Always" => Some(1.0),
+        None if restart_policy != "Always" || crashes => Some(1.0),
         None => None,
     }
 }
@@ -907,13 +1055,49 @@ mod tests {
                 ),
             )
             .unwrap();
-        h.run(2.6);
+        h.run(1.5);
         let p = get(&h, "crash");
         assert_eq!(p["status"]["phase"], "Running");
         let cs = &p["status"]["containerStatuses"][0];
-        assert_eq!(cs["restartCount"], 2);
+        assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff");
+        assert!(
+            cs["state"]["waiting"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("back-off 1s restarting failed container=app pod=crash_default(")
+        );
+        assert_eq!(cs["restartCount"], 0);
         assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
+        assert_eq!(condition(&p, "Ready").unwrap()["status"], "False");
         assert!(h.events().iter().any(|e| e["reason"] == "BackOff"));
+        h.run(1.0);
+        let p = get(&h, "crash");
+        let cs = &p["status"]["containerStatuses"][0];
+        assert!(cs["state"]["running"].is_object());
+        assert_eq!(cs["restartCount"], 1);
+        assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
+    }
+
+    #[test]
+    fn always_pod_with_exit_code_crash_loops() {
+        let mut h = Harness::new("cpu=1");
+        h.api
+            .create(
+                &ResourceRef::pods(),
+                pod(
+                    "loop",
+                    json!({ANN_EXIT_CODE: "137", ANN_RESTART_BACKOFF: "0.5"}),
+                    json!({}),
+                ),
+            )
+            .unwrap();
+        h.run(4.0);
+        let p = get(&h, "loop");
+        assert_eq!(p["status"]["phase"], "Running");
+        let n = p["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap();
+        assert!((2..=3).contains(&n), "restarts: {n}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::util::{fnv32a, name};
+use super::util::{fnv32a, name, set};
 use super::{Ctx, ResourceRef};
 
 /// Kubelet version the simulated nodes report.
@@ -129,7 +129,7 @@ fn parse_group(group: &str) -> Result<Group, String> {
         }
         let mut t = json!({"key": k, "effect": effect});
         if !v.is_empty() {
-            t["value"] = json!(v);
+            set(&mut t, &["value"], json!(v));
         }
         taints.push(t);
         i += 2;
@@ -252,8 +252,16 @@ fn node_object(g: &Group, i: usize, index: usize) -> Value {
         "pods": "110",
     });
     if g.gpus > 0 {
-        capacity["nvidia.com/gpu"] = json!(g.gpus.to_string());
-        allocatable["nvidia.com/gpu"] = json!(g.gpus.to_string());
+        set(
+            &mut capacity,
+            &["nvidia.com/gpu"],
+            json!(g.gpus.to_string()),
+        );
+        set(
+            &mut allocatable,
+            &["nvidia.com/gpu"],
+            json!(g.gpus.to_string()),
+        );
     }
     let h = fnv32a(node_name.as_bytes());
     let machine_id = format!(
@@ -269,7 +277,7 @@ fn node_object(g: &Group, i: usize, index: usize) -> Value {
         "providerID": format!("sim://{node_name}"),
     });
     if !g.taints.is_empty() {
-        spec["taints"] = Value::Array(g.taints.clone());
+        set(&mut spec, &["taints"], Value::Array(g.taints.clone()));
     }
     json!({
         "apiVersion": "v1",
@@ -327,8 +335,8 @@ pub(crate) fn ensure_nodes(ctx: &Ctx<'_>, nodes: &[Value]) -> bool {
             .and_then(Value::as_array_mut)
         {
             for c in conds {
-                c["lastHeartbeatTime"] = json!(ctx.now_s);
-                c["lastTransitionTime"] = json!(ctx.now_s);
+                set(c, &["lastHeartbeatTime"], json!(ctx.now_s));
+                set(c, &["lastTransitionTime"], json!(ctx.now_s));
             }
         }
         let status = n.get("status").cloned();
@@ -338,7 +346,7 @@ pub(crate) fn ensure_nodes(ctx: &Ctx<'_>, nodes: &[Value]) -> bool {
                 if created.get("status") != status.as_ref()
                     && let Some(s) = status
                 {
-                    created["status"] = s;
+                    set(&mut created, &["status"], s);
                     if ctx.update_status(&r, created).is_err() {
                         all = false;
                     }

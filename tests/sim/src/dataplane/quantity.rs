@@ -66,7 +66,9 @@ pub fn parse_milli(q: &str) -> Result<i128, String> {
     let mut v = mantissa.checked_mul(1i128 << binary_pow).ok_or_else(err)?;
     let exp = dec_exp + 3 - frac_digits;
     if exp >= 0 {
-        v = v.checked_mul(10i128.pow(exp as u32)).ok_or_else(err)?;
+        v = v
+            .checked_mul(10i128.checked_pow(exp as u32).ok_or_else(err)?)
+            .ok_or_else(err)?;
     } else {
         let d = 10i128.checked_pow((-exp) as u32).ok_or_else(err)?;
         v = (v + d - 1) / d;
@@ -111,7 +113,8 @@ pub fn pod_requests(pod: &Value) -> ResourceList {
     {
         for c in cs {
             for (k, v) in container_requests(c) {
-                *total.entry(k).or_default() += v;
+                let e = total.entry(k).or_default();
+                *e = e.saturating_add(v);
             }
         }
     }
@@ -127,7 +130,8 @@ pub fn pod_requests(pod: &Value) -> ResourceList {
         }
     }
     for (k, v) in resource_list(spec.and_then(|s| s.get("overhead"))) {
-        *total.entry(k).or_default() += v;
+        let e = total.entry(k).or_default();
+        *e = e.saturating_add(v);
     }
     total
 }
@@ -152,6 +156,8 @@ mod tests {
         assert!(parse_milli("1Qi").is_err());
         assert!(parse_milli("").is_err());
         assert!(parse_milli("1e999").is_err());
+        assert!(parse_milli("1e40").is_err());
+        assert!(parse_milli("99999999999999999999999999999Ei").is_err());
     }
 
     #[test]

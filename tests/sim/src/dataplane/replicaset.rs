@@ -2,14 +2,14 @@
 //! `status` (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas,
 //! observedGeneration) current.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
 use super::events;
 use super::util::{
     add_secs, at, controller_uid, generation, i64_at, is_terminating, labels, name, name_suffix,
-    namespace, owner_ref, pod_active, pod_ready, pod_ready_since, str_at, uid,
+    namespace, owner_ref, pod_active, pod_ready, pod_ready_since, set, str_at, uid,
 };
 use super::{Ctx, ResourceRef};
 use crate::selector::LabelSelector;
@@ -50,13 +50,20 @@ pub(crate) fn create_pod_from_template(
         }
     };
     existing.insert(pod_name.clone());
-    meta["name"] = json!(pod_name);
-    meta["generateName"] = json!(prefix);
-    meta["namespace"] = json!(ns);
+    set(&mut meta, &["name"], json!(pod_name));
+    set(&mut meta, &["generateName"], json!(prefix));
+    set(&mut meta, &["namespace"], json!(ns));
+    // Template labels win: a Job's template carries the controller-uid its selector expects.
     for (k, v) in extra_labels {
-        meta["labels"][k] = v.clone();
+        if meta["labels"].get(k).is_none() {
+            set(&mut meta, &["labels", k], v.clone());
+        }
     }
-    meta["ownerReferences"] = json!([owner_ref(owner, owner_api_version, owner_kind)]);
+    set(
+        &mut meta,
+        &["ownerReferences"],
+        json!([owner_ref(owner, owner_api_version, owner_kind)]),
+    );
     if let Some(m) = meta.as_object_mut() {
         for k in [
             "uid",
@@ -77,12 +84,34 @@ pub(crate) fn create_pod_from_template(
     ctx.create(&ResourceRef::pods(), pod)
 }
 
-/// Owned pods of `owner` (by controller uid) in its namespace.
-pub(crate) fn owned<'a>(pods: &'a [Value], owner: &Value) -> Vec<&'a Value> {
-    let (ns, id) = (namespace(owner), uid(owner));
-    pods.iter()
-        .filter(|p| namespace(p) == ns && controller_uid(p) == Some(id))
-        .collect()
+/// Pods grouped by (namespace, controlling owner uid), built once per pass.
+pub(crate) struct OwnedIndex<'a> {
+    by_owner: HashMap<(&'a str, &'a str), Vec<&'a Value>>,
+    /// Active pods without a controller (candidates for adoption).
+    orphans: Vec<&'a Value>,
+}
+
+impl<'a> OwnedIndex<'a> {
+    pub fn new(pods: &'a [Value]) -> Self {
+        let mut by_owner: HashMap<(&str, &str), Vec<&Value>> = HashMap::new();
+        let mut orphans = Vec::new();
+        for p in pods {
+            match controller_uid(p) {
+                Some(u) => by_owner.entry((namespace(p), u)).or_default().push(p),
+                None if pod_active(p) => orphans.push(p),
+                None => {}
+            }
+        }
+        OwnedIndex { by_owner, orphans }
+    }
+
+    /// Pods controlled by `owner`.
+    pub fn of(&self, owner: &Value) -> Vec<&'a Value> {
+        self.by_owner
+            .get(&(namespace(owner), uid(owner)))
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// Deletion preference, lowest first: unscheduled, pending, not ready, then the newest ready.
@@ -104,28 +133,32 @@ fn deletion_rank(p: &Value) -> (u8, std::cmp::Reverse<String>) {
 }
 
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let sets = ctx.api.list(&ResourceRef::replicasets(), None);
+    let sets = ctx.list_all(&ResourceRef::replicasets());
+    let sets = sets.as_slice();
     if sets.is_empty() {
         return;
     }
-    let pods = ctx.api.list(&ResourceRef::pods(), None);
+    let pods = ctx.list_all(&ResourceRef::pods());
+    let pods = pods.as_slice();
     let mut names: HashSet<String> = pods.iter().map(|p| name(p).to_string()).collect();
-    for rs in &sets {
+    let index = OwnedIndex::new(pods);
+    for rs in sets {
         if is_terminating(rs) {
             continue;
         }
-        sync_one(ctx, rs, &pods, &mut names);
+        sync_one(ctx, rs, &index, &mut names);
     }
 }
 
-fn sync_one(ctx: &Ctx<'_>, rs: &Value, pods: &[Value], names: &mut HashSet<String>) {
+fn sync_one(ctx: &Ctx<'_>, rs: &Value, index: &OwnedIndex<'_>, names: &mut HashSet<String>) {
     let want = i64_at(rs, &["spec", "replicas"]).unwrap_or(1).max(0) as usize;
-    let mut active: Vec<Value> = owned(pods, rs)
+    let mut active: Vec<Value> = index
+        .of(rs)
         .into_iter()
         .filter(|p| pod_active(p))
         .cloned()
         .collect();
-    active.extend(adopt_orphans(ctx, rs, pods));
+    active.extend(adopt_orphans(ctx, rs, &index.orphans));
     let template = at(rs, &["spec", "template"])
         .cloned()
         .unwrap_or_else(|| json!({}));
@@ -216,21 +249,21 @@ fn sync_one(ctx: &Ctx<'_>, rs: &Value, pods: &[Value], names: &mut HashSet<Strin
         .cloned()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
-    status["replicas"] = json!(active.len());
-    status["fullyLabeledReplicas"] = json!(fully_labeled);
-    status["readyReplicas"] = json!(ready);
-    status["availableReplicas"] = json!(available);
-    status["observedGeneration"] = json!(generation(rs));
+    set(&mut status, &["replicas"], json!(active.len()));
+    set(&mut status, &["fullyLabeledReplicas"], json!(fully_labeled));
+    set(&mut status, &["readyReplicas"], json!(ready));
+    set(&mut status, &["availableReplicas"], json!(available));
+    set(&mut status, &["observedGeneration"], json!(generation(rs)));
     if rs.get("status") != Some(&status) {
         let mut r = rs.clone();
-        r["status"] = status;
+        set(&mut r, &["status"], status);
         let _ = ctx.update_status(&ResourceRef::replicasets(), r);
     }
 }
 
 /// Adopts active pods with no controller that match the ReplicaSet's selector, as the real
 /// controller does; returns the adopted pods.
-fn adopt_orphans(ctx: &Ctx<'_>, rs: &Value, pods: &[Value]) -> Vec<Value> {
+fn adopt_orphans(ctx: &Ctx<'_>, rs: &Value, orphans: &[&Value]) -> Vec<Value> {
     let Some(sel) = at(rs, &["spec", "selector"]) else {
         return Vec::new();
     };
@@ -241,7 +274,7 @@ fn adopt_orphans(ctx: &Ctx<'_>, rs: &Value, pods: &[Value]) -> Vec<Value> {
         return Vec::new();
     }
     let mut adopted = Vec::new();
-    for p in pods {
+    for p in orphans {
         if namespace(p) != namespace(rs)
             || !pod_active(p)
             || controller_uid(p).is_some()
@@ -249,7 +282,7 @@ fn adopt_orphans(ctx: &Ctx<'_>, rs: &Value, pods: &[Value]) -> Vec<Value> {
         {
             continue;
         }
-        let mut pod = p.clone();
+        let mut pod = (*p).clone();
         let refs = pod["metadata"]
             .as_object_mut()
             .map(|m| m.entry("ownerReferences").or_insert_with(|| json!([])));
@@ -267,8 +300,8 @@ fn adopt_orphans(ctx: &Ctx<'_>, rs: &Value, pods: &[Value]) -> Vec<Value> {
 
 fn with_kind(rs: &Value) -> Value {
     let mut r = rs.clone();
-    r["apiVersion"] = json!("apps/v1");
-    r["kind"] = json!("ReplicaSet");
+    set(&mut r, &["apiVersion"], json!("apps/v1"));
+    set(&mut r, &["kind"], json!("ReplicaSet"));
     r
 }
 

@@ -12,7 +12,7 @@ use super::labels::{map_matches, node_term_matches};
 use super::quantity::{ResourceList, pod_requests, resource_list};
 use super::util::{
     CondStyle, at, condition, conditions_of, i64_at, is_terminating, labels, name, namespace,
-    pod_finished, set_condition, str_at,
+    pod_finished, set, set_condition, str_at,
 };
 use super::{Ctx, DEFAULT_SCHEDULER, ResourceRef};
 
@@ -100,7 +100,7 @@ pub fn prefilter_message(num_nodes: usize, reason: &str, preemption_never: bool)
 struct NodeView<'a> {
     name: &'a str,
     labels: Map<String, Value>,
-    taints: Vec<&'a Value>,
+    taints: Vec<Value>,
     allocatable: ResourceList,
     unschedulable: bool,
 }
@@ -110,10 +110,25 @@ impl<'a> NodeView<'a> {
         NodeView {
             name: name(node),
             labels: labels(node),
-            taints: at(node, &["spec", "taints"])
-                .and_then(Value::as_array)
-                .map(|a| a.iter().collect())
-                .unwrap_or_default(),
+            taints: {
+                let mut t: Vec<Value> = at(node, &["spec", "taints"])
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                // The node lifecycle controller taints nodes that are not Ready.
+                let not_ready = condition(node, "Ready")
+                    .and_then(|c| c.get("status"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s != "True");
+                if not_ready
+                    && !t.iter().any(|x| {
+                        x.get("key").and_then(Value::as_str) == Some("node.kubernetes.io/not-ready")
+                    })
+                {
+                    t.push(json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}));
+                }
+                t
+            },
             allocatable: resource_list(at(node, &["status", "allocatable"])),
             unschedulable: at(node, &["spec", "unschedulable"]).and_then(Value::as_bool)
                 == Some(true),
@@ -126,6 +141,13 @@ impl<'a> NodeView<'a> {
 struct Usage {
     requested: ResourceList,
     pods: i128,
+}
+
+/// Whether any toleration tolerates the taint; with the matching toleration.
+pub(crate) fn toleration_for<'t>(tolerations: &'t [Value], taint: &Value) -> Option<&'t Value> {
+    tolerations
+        .iter()
+        .find(|tol| tolerates(std::slice::from_ref(tol), taint))
 }
 
 fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
@@ -156,7 +178,7 @@ fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
     })
 }
 
-fn pod_tolerations(pod: &Value) -> Vec<Value> {
+pub(crate) fn pod_tolerations(pod: &Value) -> Vec<Value> {
     at(pod, &["spec", "tolerations"])
         .and_then(Value::as_array)
         .cloned()
@@ -241,7 +263,7 @@ fn filter(
         }
         let alloc = node.allocatable.get(res).copied().unwrap_or(0);
         let used = usage.requested.get(res).copied().unwrap_or(0);
-        if used + amount > alloc {
+        if used.saturating_add(*amount) > alloc {
             reasons.push(format!("Insufficient {res}"));
             if *amount > alloc {
                 unresolvable = true;
@@ -266,8 +288,14 @@ fn score(req: &ResourceList, node: &NodeView<'_>, usage: &Usage) -> i128 {
         if alloc <= 0 {
             continue;
         }
-        let used = usage.requested.get(r).copied().unwrap_or(0) + req.get(r).copied().unwrap_or(0);
-        total += ((alloc - used).max(0) * 100) / alloc;
+        let used = usage
+            .requested
+            .get(r)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(req.get(r).copied().unwrap_or(0));
+        let free = alloc.saturating_sub(used).clamp(0, alloc);
+        total += (free as f64 / alloc as f64 * 100.0) as i128;
     }
     total / 2
 }
@@ -278,7 +306,8 @@ fn priority(pod: &Value) -> i64 {
 
 /// Binds every schedulable pending pod, in priority then creation order.
 pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
-    let pods = ctx.api.list(&ResourceRef::pods(), None);
+    let pods = ctx.list_all(&ResourceRef::pods());
+    let pods = pods.as_slice();
     let mut pending: Vec<&Value> = pods
         .iter()
         .filter(|p| {
@@ -292,10 +321,11 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
     if pending.is_empty() {
         return;
     }
-    let node_objs = ctx.api.list(&ResourceRef::nodes(), None);
+    let node_objs = ctx.list_all(&ResourceRef::nodes());
+    let node_objs = node_objs.as_slice();
     let nodes: Vec<NodeView<'_>> = node_objs.iter().map(NodeView::new).collect();
     let mut usage: HashMap<String, Usage> = HashMap::new();
-    for p in &pods {
+    for p in pods {
         let node = str_at(p, &["spec", "nodeName"]).unwrap_or("");
         if node.is_empty() || pod_finished(p) {
             continue;
@@ -303,7 +333,8 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
         let u = usage.entry(node.to_string()).or_default();
         u.pods += 1;
         for (k, v) in pod_requests(p) {
-            *u.requested.entry(k).or_default() += v;
+            let e = u.requested.entry(k).or_default();
+            *e = e.saturating_add(v);
         }
     }
     pending.sort_by(|a, b| {
@@ -361,7 +392,8 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
                     let u = usage.entry(node.name.to_string()).or_default();
                     u.pods += 1;
                     for (k, v) in &req {
-                        *u.requested.entry(k.clone()).or_default() += v;
+                        let e = u.requested.entry(k.clone()).or_default();
+                        *e = e.saturating_add(*v);
                     }
                 }
             }
@@ -377,7 +409,7 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
 /// Sets `spec.nodeName` and `PodScheduled=True`, and records a `Scheduled` event.
 fn bind(ctx: &Ctx<'_>, pod: &Value, node: &str) -> bool {
     let mut p = pod.clone();
-    p["spec"]["nodeName"] = json!(node);
+    set(&mut p, &["spec", "nodeName"], json!(node));
     let Ok(mut bound) = ctx.update(&ResourceRef::pods(), p) else {
         return false;
     };
@@ -392,7 +424,7 @@ fn bind(ctx: &Ctx<'_>, pod: &Value, node: &str) -> bool {
         CondStyle::Pod,
         false,
     );
-    bound["status"]["conditions"] = Value::Array(conds);
+    set(&mut bound, &["status", "conditions"], Value::Array(conds));
     let _ = ctx.update_status(&ResourceRef::pods(), bound.clone());
     events::record(
         ctx,
@@ -411,8 +443,8 @@ fn bind(ctx: &Ctx<'_>, pod: &Value, node: &str) -> bool {
 
 fn with_kind(pod: &Value) -> Value {
     let mut p = pod.clone();
-    p["apiVersion"] = json!("v1");
-    p["kind"] = json!("Pod");
+    set(&mut p, &["apiVersion"], json!("v1"));
+    set(&mut p, &["kind"], json!("Pod"));
     p
 }
 
@@ -440,8 +472,8 @@ fn mark_pending(ctx: &Ctx<'_>, pod: &Value, reason: &str, message: &str, event: 
         CondStyle::Pod,
         false,
     );
-    p["status"]["conditions"] = Value::Array(conds);
-    p["status"]["phase"] = json!("Pending");
+    set(&mut p, &["status", "conditions"], Value::Array(conds));
+    set(&mut p, &["status", "phase"], json!("Pending"));
     if ctx.update_status(&ResourceRef::pods(), p).is_ok() && event {
         events::record(
             ctx,

@@ -92,6 +92,12 @@ pub(crate) fn value_mut<'a>(v: &'a mut Value, path: &[&str]) -> &'a mut Value {
     cur
 }
 
+/// Sets the value at `path`, turning anything in the way that is not an object into one (never
+/// panics, unlike `IndexMut` on a string or array).
+pub(crate) fn set(v: &mut Value, path: &[&str], value: Value) {
+    *value_mut(v, path) = value;
+}
+
 /// The mutable JSON object at `path`, creating (or replacing non-objects with) empty objects on the way.
 pub(crate) fn obj_mut<'a>(v: &'a mut Value, path: &[&str]) -> &'a mut Map<String, Value> {
     let cur = value_mut(v, path);

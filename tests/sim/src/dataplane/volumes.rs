@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::util::{at, is_terminating, name, namespace, str_at, uid};
+use super::util::{at, is_terminating, name, namespace, set, str_at, uid};
 use super::{Ctx, ResourceRef};
 
 pub(crate) fn pvcs() -> ResourceRef {
@@ -16,8 +16,9 @@ fn pvs() -> ResourceRef {
 }
 
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let claims = ctx.api.list(&pvcs(), None);
-    for pvc in &claims {
+    let claims = ctx.list_all(&pvcs());
+    let claims = claims.as_slice();
+    for pvc in claims {
         if is_terminating(pvc) || str_at(pvc, &["status", "phase"]) == Some("Bound") {
             continue;
         }
@@ -53,7 +54,7 @@ fn bind(ctx: &Ctx<'_>, pvc: &Value) {
             "hostPath": {"path": format!("/var/lib/kube-sim/volumes/{pv_name}"), "type": ""},
         });
         if let Some(c) = &class {
-            spec["storageClassName"] = c.clone();
+            set(&mut spec, &["storageClassName"], c.clone());
         }
         let pv = json!({
             "apiVersion": "v1",
@@ -68,15 +69,27 @@ fn bind(ctx: &Ctx<'_>, pvc: &Value) {
         // Best effort: a store without PersistentVolumes still gets its claims bound.
         if let Ok(created) = ctx.create(&pvs(), pv) {
             let mut c = created;
-            c["status"] = json!({"phase": "Bound"});
+            set(&mut c, &["status"], json!({"phase": "Bound"}));
             let _ = ctx.update_status(&pvs(), c);
         }
     }
     let mut claim = pvc.clone();
     if str_at(pvc, &["spec", "volumeName"]).is_none_or(str::is_empty) {
-        claim["spec"]["volumeName"] = json!(pv_name);
-        claim["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"] = json!("yes");
-        claim["metadata"]["annotations"]["pv.kubernetes.io/bound-by-controller"] = json!("yes");
+        set(&mut claim, &["spec", "volumeName"], json!(pv_name));
+        set(
+            &mut claim,
+            &["metadata", "annotations", "pv.kubernetes.io/bind-completed"],
+            json!("yes"),
+        );
+        set(
+            &mut claim,
+            &[
+                "metadata",
+                "annotations",
+                "pv.kubernetes.io/bound-by-controller",
+            ],
+            json!("yes"),
+        );
         match ctx.update(&pvcs(), claim) {
             Ok(updated) => claim = updated,
             Err(_) => return,

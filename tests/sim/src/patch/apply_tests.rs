@@ -419,9 +419,25 @@ fn objects_without_managed_fields_belong_to_before_first_apply() {
         err.message(),
         "Apply failed with 1 conflict: conflict with \"before-first-apply\" using apps/v1: .spec.replicas"
     );
-    let ok =
-        apply(Some(&live), &nginx(2, "nginx:1.25"), "kubectl", false, T0).expect("same values");
-    assert!(entry(&ok.object, "before-first-apply").is_some());
+    let mut with_status = live.clone();
+    with_status["status"] = json!({"replicas": 2});
+    let ok = apply(
+        Some(&with_status),
+        &nginx(2, "nginx:1.25"),
+        "kubectl",
+        false,
+        T0,
+    )
+    .expect("same values");
+    let bfa = entry(&ok.object, "before-first-apply")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(bfa["operation"], "Update");
+    assert!(
+        bfa["fieldsV1"]["f:status"].get("f:replicas").is_some(),
+        "owns status too"
+    );
+    assert!(bfa["fieldsV1"]["f:metadata"].get("f:name").is_none());
     assert!(entry(&ok.object, "kubectl").is_some());
 }
 
@@ -1032,4 +1048,212 @@ fn more_than_ten_update_managers_fold_into_ancient_changes() {
     assert!(entry(&obj, "creator").is_none());
     assert!(entry(&obj, "writer-00").is_none());
     assert!(entry(&obj, "writer-10").is_some());
+}
+
+/// Navigates `obj` along a field-set path (fields, list-map keys, set values).
+fn lookup<'a>(obj: &'a Value, path: &[PathElement]) -> Option<&'a Value> {
+    let mut cur = obj;
+    for pe in path {
+        cur = match pe {
+            PathElement::Field(name) => cur.get(name)?,
+            PathElement::Key(json) => {
+                let Ok(Value::Object(keys)) = serde_json::from_str::<Value>(json) else {
+                    return None;
+                };
+                cur.as_array()?
+                    .iter()
+                    .find(|item| keys.iter().all(|(k, v)| item.get(k) == Some(v)))?
+            }
+            PathElement::Value(json) => {
+                let want: Value = serde_json::from_str(json).ok()?;
+                cur.as_array()?.iter().find(|item| **item == want)?
+            }
+            PathElement::Index(i) => cur.as_array()?.get(*i)?,
+        };
+    }
+    Some(cur)
+}
+
+fn random_widget(rng: &mut rand_chacha::ChaCha8Rng) -> Value {
+    use rand::Rng;
+    let mut endpoints = Vec::new();
+    for name in ["a", "b", "c", "d"] {
+        if rng.random_bool(0.5) {
+            let mut ep = json!({"name": name});
+            if rng.random_bool(0.7) {
+                ep["url"] = json!(format!("http://{name}:{}", rng.random_range(0..3)));
+            }
+            if rng.random_bool(0.5) {
+                ep["weight"] = json!(rng.random_range(0..3));
+            }
+            endpoints.push(ep);
+        }
+    }
+    let tags: Vec<Value> = ["x", "y", "z"]
+        .iter()
+        .filter(|_| rng.random_bool(0.5))
+        .map(|t| json!(t))
+        .collect();
+    let mut spec = json!({});
+    if !endpoints.is_empty() || rng.random_bool(0.3) {
+        spec["endpoints"] = Value::Array(endpoints);
+    }
+    if !tags.is_empty() || rng.random_bool(0.3) {
+        spec["tags"] = Value::Array(tags);
+    }
+    if rng.random_bool(0.5) {
+        spec["args"] = json!(["--v", rng.random_range(0..3).to_string()]);
+    }
+    if rng.random_bool(0.5) {
+        spec["replicas"] = json!(rng.random_range(0..3));
+    }
+    let mut obj = json!({
+        "apiVersion": "hypersync.io/v1alpha1", "kind": "ModelEntry",
+        "metadata": {"name": "llama", "namespace": "ml"},
+        "spec": spec
+    });
+    if rng.random_bool(0.4) {
+        obj["metadata"]["labels"] = json!({format!("l{}", rng.random_range(0..3)): "v"});
+    }
+    obj
+}
+
+#[test]
+fn randomized_apply_invariants() {
+    use rand::{Rng, SeedableRng};
+    let h = model_hints();
+    let managers = ["m1", "m2", "m3"];
+    for seed in 0..40u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut live: Option<Value> = None;
+        for step in 0..8 {
+            let manager = managers[rng.random_range(0..managers.len())];
+            let cfg = random_widget(&mut rng);
+            let force = rng.random_bool(0.5);
+            let now = format!("2026-01-01T00:{step:02}:00Z");
+            if rng.random_bool(0.2) {
+                // an Update by a controller in between
+                if let Some(old) = &live {
+                    let mut new = old.clone();
+                    new["spec"]["replicas"] = json!(rng.random_range(0..3));
+                    track_update(Some(old), &mut new, "controller", "Update", None, &h, &now);
+                    live = Some(new);
+                }
+            }
+            validate_apply(&cfg, &h).expect("generated configs are valid");
+            let out = match server_side_apply(live.as_ref(), &cfg, manager, force, None, &h, &now) {
+                Ok(out) => out,
+                Err(conflict) => {
+                    assert!(!force, "seed {seed}: forced apply conflicted");
+                    assert!(!conflict.causes.is_empty());
+                    assert!(conflict.causes.iter().all(|c| c.manager != manager));
+                    continue;
+                }
+            };
+            let obj = out.object.clone();
+            // 1. every applied leaf now has the applied value
+            let mut applied = FieldSet::new();
+            for p in FieldSet::from_fields_v1(
+                &entry(&obj, manager)
+                    .map(|e| e["fieldsV1"].clone())
+                    .unwrap_or(json!({})),
+            )
+            .expect("own entry decodes")
+            .paths()
+            {
+                applied.insert(&p);
+                let in_obj = lookup(&obj, &p);
+                let in_cfg = lookup(&cfg, &p);
+                assert!(
+                    in_obj.is_some(),
+                    "seed {seed} step {step}: owned path missing: {p:?}"
+                );
+                if let (Some(a), Some(b)) = (in_obj, in_cfg)
+                    && !a.is_object()
+                {
+                    assert_eq!(a, b, "seed {seed} step {step}: value differs at {p:?}");
+                }
+            }
+            // 2. every entry's paths exist in the object
+            for e in entries(&obj) {
+                let set = FieldSet::from_fields_v1(&e["fieldsV1"]).expect("decodes");
+                for p in set.paths() {
+                    assert!(
+                        lookup(&obj, &p).is_some(),
+                        "seed {seed} step {step}: {} owns missing {p:?} in {obj}",
+                        e["manager"]
+                    );
+                }
+            }
+            // 3. re-applying the same configuration converges: at most one more change (an
+            //    applied empty list owns nothing, so the prune may drop a field the next merge
+            //    puts back as `[]`, exactly as structured-merge-diff does), then none.
+            let mut cur = obj.clone();
+            let mut changes = 0;
+            for round in 0..3 {
+                let again = server_side_apply(
+                    Some(&cur),
+                    &cfg,
+                    manager,
+                    false,
+                    None,
+                    &h,
+                    &format!("2026-01-02T00:0{round}:00Z"),
+                )
+                .expect("re-apply never conflicts");
+                if again.changed {
+                    changes += 1;
+                }
+                cur = again.object;
+            }
+            assert!(
+                changes <= 1,
+                "seed {seed} step {step}: re-apply keeps changing\ncfg {cfg}\nobj {obj}"
+            );
+            live = Some(obj);
+        }
+    }
+}
+
+#[test]
+fn update_entries_for_custom_resources_mark_new_spec() {
+    let h = model_hints();
+    let mut created = model(json!([{"name": "a"}]), json!(["x"]));
+    track_update(None, &mut created, "kubectl-create", "Update", None, &h, T0);
+    let f = entry(&created, "kubectl-create")
+        .map(|e| e["fieldsV1"].clone())
+        .unwrap_or_default();
+    assert_eq!(
+        f,
+        json!({"f:spec": {
+            ".": {},
+            "f:endpoints": {".": {}, "k:{\"name\":\"a\"}": {".": {}, "f:name": {}}},
+            "f:tags": {".": {}, "v:\"x\"": {}}
+        }})
+    );
+}
+
+#[test]
+fn apply_tolerates_duplicate_keys_in_the_live_list() {
+    let a = apply(None, &nginx(1, "nginx:1.25"), "kubectl", false, T0).expect("create");
+    // an Update leaves duplicate env names (the API allows it for Update)
+    let mut dup = a.object.clone();
+    dup["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "X", "value": "1"}, {"name": "X", "value": "2"}, {"name": "Y", "value": "3"}]);
+    track_update(
+        Some(&a.object),
+        &mut dup,
+        "editor",
+        "Update",
+        None,
+        &dep_hints(),
+        T1,
+    );
+    let mut cfg = nginx(1, "nginx:1.25");
+    cfg["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "Z", "value": "9"}]);
+    let out = apply(Some(&dup), &cfg, "kubectl", false, T2).expect("apply");
+    let env = out.object["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    assert_eq!(
+        env,
+        json!([{"name": "X", "value": "1"}, {"name": "X", "value": "2"}, {"name": "Y", "value": "3"}, {"name": "Z", "value": "9"}])
+    );
 }

@@ -166,23 +166,14 @@ impl TypeHints {
                     root.atomic("spec.selector");
                 }
             }
-            "ConfigMap"
-            | "Secret"
-            | "Endpoints"
-            | "Event"
-            | "Role"
-            | "ClusterRole"
-            | "RoleBinding"
-            | "ClusterRoleBinding"
-            | "Lease"
-            | "LimitRange"
-            | "ResourceQuota"
-            | "EndpointSlice"
-            | "PriorityClass"
-            | "StorageClass"
-            | "ValidatingWebhookConfiguration"
-            | "MutatingWebhookConfiguration" => {
+            "ConfigMap" | "Secret" | "Endpoints" | "Event" | "Role" | "ClusterRole"
+            | "RoleBinding" | "ClusterRoleBinding" | "Lease" | "LimitRange" | "ResourceQuota"
+            | "EndpointSlice" | "PriorityClass" | "StorageClass" => {
                 status_subresource = kind == "ResourceQuota";
+            }
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
+                root.map_list("webhooks", "name", &["name"]);
+                status_subresource = false;
             }
             _ => {}
         }
@@ -473,6 +464,11 @@ mod tests {
             ListType::Map(vec!["type".into()])
         );
         assert!(!TypeHints::for_builtin("v1", "ConfigMap").has_status_subresource());
+        let vwc = TypeHints::for_builtin(
+            "admissionregistration.k8s.io/v1",
+            "ValidatingWebhookConfiguration",
+        );
+        assert_eq!(vwc.merge_key("webhooks").as_deref(), Some("name"));
     }
 
     #[test]

@@ -2,16 +2,18 @@
 //! Update-operation field ownership (`metadata.managedFields`). Pure functions over wire JSON.
 
 mod apply;
+mod conflict;
 mod content;
 mod fieldset;
 mod hints;
 mod json_patch;
+mod managed;
 mod merge;
 mod strategic;
+mod walk;
 
-pub use apply::{
-    ApplyConflict, ApplyResult, ConflictCause, server_side_apply, track_update, validate_apply,
-};
+pub use apply::{ApplyResult, server_side_apply, track_update, validate_apply};
+pub use conflict::{ApplyConflict, ConflictCause};
 pub use content::{PatchType, parse_apply_body, unsupported_patch_message};
 pub use fieldset::{FieldSet, PathElement, path_string};
 pub use hints::{ListType, TypeHints};

@@ -91,6 +91,19 @@ fn merge_map(
         original.retain(|k, _| keep.contains(&k.as_str()));
     }
 
+    // Live lists whose element order the patch sets, before merging changes them.
+    let live_lists: Vec<(String, Vec<Value>)> = patch
+        .keys()
+        .filter_map(|k| k.strip_prefix(SET_ORDER))
+        .map(|field| {
+            let live = match original.get(field) {
+                Some(Value::Array(items)) => items.clone(),
+                _ => Vec::new(),
+            };
+            (field.to_string(), live)
+        })
+        .collect();
+
     for (key, value) in patch {
         if key == PATCH || key == RETAIN_KEYS || key.starts_with(SET_ORDER) {
             continue;
@@ -129,8 +142,13 @@ fn merge_map(
         };
         let child = node.and_then(|n| n.child(field));
         let merge_key = child.and_then(|n| n.smp_key.clone());
+        let live: &[Value] = live_lists
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, l)| l.as_slice())
+            .unwrap_or(&[]);
         if let Some(Value::Array(items)) = original.get_mut(field) {
-            apply_element_order(items, order, merge_key.as_deref());
+            apply_element_order(items, order, live, merge_key.as_deref());
         }
     }
     Ok(original)
@@ -282,25 +300,45 @@ fn go_map(m: &Map<String, Value>) -> String {
     format!("map[{}]", parts.join(" "))
 }
 
-/// Reorders `items` so the elements named in `order` appear in that order; elements the order
-/// list does not mention (present only on the server) keep their slots.
-fn apply_element_order(items: &mut [Value], order: &[Value], merge_key: Option<&str>) {
-    let rank = |item: &Value| -> Option<usize> {
-        order.iter().position(|o| match merge_key {
-            Some(k) => match (o.get(k), item.get(k)) {
-                (Some(a), Some(b)) => json_equal(a, b),
-                _ => false,
-            },
-            None => json_equal(o, item),
-        })
+/// Applies `$setElementOrder` the way apimachinery does: the elements the order list names are
+/// sorted by it, the server-only elements keep their live order, and the two runs are merged,
+/// taking a server-only element first when it stood before the next ordered element in the live
+/// list.
+fn apply_element_order(
+    items: &mut Vec<Value>,
+    order: &[Value],
+    live: &[Value],
+    merge_key: Option<&str>,
+) {
+    let same = |a: &Value, b: &Value| match merge_key {
+        Some(k) => match (a.get(k), b.get(k)) {
+            (Some(x), Some(y)) => json_equal(x, y),
+            _ => false,
+        },
+        None => json_equal(a, b),
     };
-    let slots: Vec<usize> = (0..items.len())
-        .filter(|&i| rank(&items[i]).is_some())
-        .collect();
-    let mut ordered: Vec<Value> = slots.iter().map(|&i| items[i].clone()).collect();
-    ordered.sort_by_key(|item| rank(item).unwrap_or(usize::MAX));
-    for (slot, value) in slots.into_iter().zip(ordered) {
-        items[slot] = value;
+    let position = |list: &[Value], item: &Value| list.iter().position(|o| same(o, item));
+    let (mut ordered, mut server_only): (Vec<Value>, Vec<Value>) = items
+        .drain(..)
+        .partition(|item| position(order, item).is_some());
+    ordered.sort_by_key(|item| position(order, item));
+    server_only.sort_by_key(|item| position(live, item).unwrap_or(usize::MAX));
+    let (mut left, mut right) = (
+        server_only.into_iter().peekable(),
+        ordered.into_iter().peekable(),
+    );
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => matches!(
+                (position(live, l), position(live, r)),
+                (Some(li), Some(ri)) if li < ri
+            ),
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        items.extend(next);
     }
 }
 
@@ -624,5 +662,57 @@ mod tests {
             json!({"spec": {"strategy": {"$patch": "delete"}}}),
         );
         assert_eq!(out["spec"]["strategy"], json!({}));
+    }
+
+    fn random_doc(rng: &mut rand_chacha::ChaCha8Rng, depth: u32, allow_null: bool) -> Value {
+        use rand::Rng;
+        let mut m = Map::new();
+        for key in ["a", "b", "c", "d"] {
+            if !rng.random_bool(0.5) {
+                continue;
+            }
+            let v = match rng.random_range(0..4) {
+                0 if depth < 3 => random_doc(rng, depth + 1, allow_null),
+                1 if allow_null => Value::Null,
+                2 => json!(rng.random_range(0..3)),
+                _ => json!(format!("s{}", rng.random_range(0..3))),
+            };
+            m.insert(key.to_string(), v);
+        }
+        Value::Object(m)
+    }
+
+    #[test]
+    fn without_lists_or_directives_smp_equals_merge_patch() {
+        use rand::SeedableRng;
+        let hints = TypeHints::for_builtin("v1", "ConfigMap");
+        for seed in 0..300u64 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let target = random_doc(&mut rng, 0, false);
+            let patch = random_doc(&mut rng, 0, true);
+            let mut merged = target.clone();
+            crate::patch::merge_patch(&mut merged, &patch);
+            let smp = strategic_merge_patch(&target, &patch, &hints).expect("applies");
+            assert_eq!(smp, merged, "seed {seed}: {target} + {patch}");
+        }
+    }
+
+    #[test]
+    fn set_element_order_interleaves_server_only_items_by_live_position() {
+        let target = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a"}, {"name": "injected"}, {"name": "b"}
+        ]}}}});
+        let out = smp(
+            &target,
+            json!({"spec": {"template": {"spec": {
+                "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+                "containers": [{"name": "b", "image": "y"}]
+            }}}}),
+        );
+        let names: Vec<&str> = out["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|x| x["name"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(names, ["injected", "b", "a"]);
     }
 }

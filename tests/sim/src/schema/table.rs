@@ -228,12 +228,12 @@ pub fn builtin_printer_columns(resource: &str) -> Option<Vec<PrinterColumn>> {
                 "#deploy.ready",
                 "Number of the pod with ready state",
             ),
-            i(
+            s(
                 "Up-to-date",
                 "#deploy.updated",
                 "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
             ),
-            i(
+            s(
                 "Available",
                 "#deploy.available",
                 "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
@@ -450,7 +450,7 @@ pub fn builtin_printer_columns(resource: &str) -> Option<Vec<PrinterColumn>> {
         ],
         "configmaps" => vec![
             name_col(),
-            i("Data", "#cm.data", "Data contains the configuration data."),
+            s("Data", "#cm.data", "Data contains the configuration data."),
             age_col(),
         ],
         "secrets" => vec![
@@ -460,12 +460,12 @@ pub fn builtin_printer_columns(resource: &str) -> Option<Vec<PrinterColumn>> {
                 "#secret.type",
                 "Used to facilitate programmatic handling of secret data.",
             ),
-            i("Data", "#secret.data", "Data contains the secret data."),
+            s("Data", "#secret.data", "Data contains the secret data."),
             age_col(),
         ],
         "serviceaccounts" => vec![
             name_col(),
-            i(
+            s(
                 "Secrets",
                 "#sa.secrets",
                 "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
@@ -515,7 +515,7 @@ pub fn builtin_printer_columns(resource: &str) -> Option<Vec<PrinterColumn>> {
             ),
             col(
                 "Count",
-                "integer",
+                "string",
                 "",
                 1,
                 "The number of times this event has occurred.",
@@ -543,6 +543,35 @@ pub fn builtin_printer_columns(resource: &str) -> Option<Vec<PrinterColumn>> {
         _ => return None,
     };
     Some(cols)
+}
+
+/// The columns the apiserver uses for `resource`: the CRD version's columns when `crd_version` is
+/// given, else the built-in printer's, else the default Name / Created At.
+pub fn columns_for(resource: &str, crd_version: Option<&Value>) -> Vec<PrinterColumn> {
+    match crd_version {
+        Some(v) => printer_columns_from_crd_version(v),
+        None => builtin_printer_columns(resource).unwrap_or_else(default_printer_columns),
+    }
+}
+
+/// A `meta.k8s.io/v1` `PartialObjectMetadataList` (`Accept: ...;as=PartialObjectMetadataList;...`).
+pub fn partial_object_metadata_list(objects: &[Value], list_meta: Value) -> Value {
+    let items: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": o.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            })
+        })
+        .collect();
+    let metadata = if list_meta.is_object() {
+        list_meta
+    } else {
+        json!({})
+    };
+    json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items})
 }
 
 /// Builds a `meta.k8s.io/v1` Table of `objects` with `columns`; `list_meta` becomes the Table's
@@ -784,10 +813,13 @@ fn builtin_cell(key: &str, obj: &Value, now: DateTime<Utc>) -> Value {
     let text = |s: String| Value::String(s);
     match key {
         "#age" => text(since(st(obj, &["metadata", "creationTimestamp"]), now)),
-        "#createdAt" => match st(obj, &["metadata", "creationTimestamp"]).and_then(parse_time) {
-            Some(t) => text(t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-            None => Value::Null,
-        },
+        "#createdAt" => text(
+            // Go formats a zero metav1.Time as year 1
+            st(obj, &["metadata", "creationTimestamp"])
+                .and_then(parse_time)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        ),
         "#pod.ready" | "#pod.status" | "#pod.restarts" => {
             let p = pod_summary(obj, now);
             match key {

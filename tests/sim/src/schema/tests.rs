@@ -420,3 +420,78 @@ fn root_cel_sees_only_name_in_metadata() {
         vec!["<nil>: Invalid value: \"object\": name must start with m-"]
     );
 }
+
+/// The operator's generated CRDs (`crds/*.yaml` at the repository root).
+fn repo_crds() -> Vec<Value> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("crds directory exists") {
+        let path = entry.expect("readable entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).expect("readable crd");
+            out.push(serde_yaml::from_str(&text).expect("crd is valid yaml"));
+        }
+    }
+    out
+}
+
+#[test]
+fn operator_crds_compile_cleanly() {
+    let crds = repo_crds();
+    assert!(!crds.is_empty());
+    for crd in &crds {
+        assert_eq!(
+            crd::crd_schema_errors(crd),
+            Vec::<FieldError>::new(),
+            "{}",
+            crd["metadata"]["name"]
+        );
+        for v in crd["spec"]["versions"].as_array().expect("versions") {
+            let name = v["name"].as_str().expect("version name");
+            let s = StructuralSchema::from_crd(crd, name).expect("schema");
+            assert!(
+                s.compile_errors().is_empty(),
+                "{}: {:?}",
+                crd["metadata"]["name"],
+                s.compile_errors()
+            );
+            let cols = printer_columns_from_crd_version(v);
+            assert_eq!(cols[0].name, "Name");
+        }
+    }
+}
+
+#[test]
+fn operator_model_entry_messages() {
+    let crds = repo_crds();
+    let Some(crd) = crds
+        .iter()
+        .find(|c| c["metadata"]["name"] == "modelentries.hypersync.io")
+    else {
+        panic!("modelentries CRD present");
+    };
+    let s = StructuralSchema::from_crd(crd, "v1alpha1").expect("v1alpha1 schema");
+    let mut o = json!({"apiVersion": "hypersync.io/v1alpha1", "kind": "ModelEntry",
+        "metadata": {"name": "bad", "namespace": "default"}, "spec": {"type": "LLM", "source": {}}});
+    s.prune(&mut o);
+    s.apply_defaults(&mut o);
+    let errs = s.validate(&o, None);
+    assert_eq!(
+        invalid_message("ModelEntry", "hypersync.io", "bad", &errs),
+        "ModelEntry.hypersync.io \"bad\" is invalid: spec.source: Invalid value: \"object\": exactly one of source.local or source.remote must be set"
+    );
+    o["spec"]["source"] = json!({"local": {"engine": "TGI", "model": "m"}});
+    let errs = s.validate(&o, None);
+    assert_eq!(
+        texts(&errs)[0],
+        "spec.source.local.engine: Unsupported value: \"TGI\": supported values: \"VLLM\", \"Ollama\""
+    );
+    let cols = printer_columns_from_crd_version(&crd["spec"]["versions"][0]);
+    let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Name", "Type", "Engine", "Provider", "Phase", "Ready", "Demand", "Endpoint", "Age"
+        ]
+    );
+}

@@ -387,3 +387,29 @@ fn number_and_integer_cells_follow_go_json() {
         "string columns print non-strings as text"
     );
 }
+
+#[test]
+fn columns_for_picks_crd_builtin_or_default() {
+    assert_eq!(
+        columns_for("modelentries", Some(&crd_version()))[1].name,
+        "Format"
+    );
+    assert_eq!(columns_for("pods", None)[1].name, "Ready");
+    let d = columns_for("widgets", None);
+    assert_eq!(
+        d.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["Name", "Created At"]
+    );
+    let l = partial_object_metadata_list(&[model("a")], json!({"resourceVersion": "7"}));
+    assert_eq!(l["kind"], "PartialObjectMetadataList");
+    assert_eq!(l["items"][0]["metadata"]["name"], "a");
+    assert!(l["items"][0].get("spec").is_none());
+    let t = to_table(
+        &[json!({"metadata": {"name": "x"}})],
+        &d,
+        IncludeObject::None,
+        json!({}),
+        now(),
+    );
+    assert_eq!(t["rows"][0]["cells"], json!(["x", "0001-01-01T00:00:00Z"]));
+}

@@ -1,8 +1,11 @@
 //! Decoding of Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`) into wire JSON,
 //! for the kinds client-go's typed clients send that way: Helm 3.19 (client-go 0.34) stores its
 //! release records as Secrets (or ConfigMaps) through the typed client, which defaults to protobuf for
-//! built-in types and does not fall back to JSON. Covered: the `k8s\0` envelope (`runtime.Unknown`),
-//! `v1` Secret, ConfigMap, DeleteOptions and ObjectMeta (with owner references, managed fields, times).
+//! built-in types and does not fall back to JSON; kubectl's imperative `create`, `create token` and
+//! `auth can-i` do the same. Covered: the `k8s\0` envelope (`runtime.Unknown`) around v1 Secret,
+//! ConfigMap, Namespace, ServiceAccount, DeleteOptions, TokenRequest, TokenReview, the access reviews,
+//! Role/ClusterRole and RoleBinding/ClusterRoleBinding, with full ObjectMeta. Other kinds are refused
+//! with a clear error (workload kinds need their large generated layouts).
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
@@ -23,6 +26,10 @@ pub enum ProtobufError {
     WireType(u8),
     #[error("failed to decode protobuf: no protobuf decoding for {0}")]
     UnsupportedKind(String),
+    #[error(
+        "failed to decode protobuf: field {0} is not supported by the simulator's protobuf layouts"
+    )]
+    UnsupportedField(u64),
 }
 
 /// Whether a Content-Type header names the Kubernetes protobuf encoding.
@@ -144,248 +151,670 @@ fn time(b: &[u8]) -> Result<Option<Value>, ProtobufError> {
         .map(|t| Value::String(t.format("%Y-%m-%dT%H:%M:%SZ").to_string())))
 }
 
-fn owner_reference(b: &[u8]) -> Result<Value, ProtobufError> {
-    let mut o = Map::new();
-    for (n, f) in fields(b)? {
-        match (n, f) {
-            (1, Field::Bytes(v)) => {
-                o.insert("kind".into(), json!(string(v)));
-            }
-            (3, Field::Bytes(v)) => {
-                o.insert("name".into(), json!(string(v)));
-            }
-            (4, Field::Bytes(v)) => {
-                o.insert("uid".into(), json!(string(v)));
-            }
-            (5, Field::Bytes(v)) => {
-                o.insert("apiVersion".into(), json!(string(v)));
-            }
-            (6, Field::Varint(v)) => {
-                o.insert("controller".into(), json!(v != 0));
-            }
-            (7, Field::Varint(v)) => {
-                o.insert("blockOwnerDeletion".into(), json!(v != 0));
-            }
-            _ => {}
-        }
-    }
-    Ok(Value::Object(o))
+/// How one protobuf field maps to JSON.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A string; empty strings are omitted (gogo-protobuf writes non-pointer strings even when empty).
+    Str,
+    /// A repeated string; empty elements are kept (`apiGroups: [""]` is meaningful).
+    Strs,
+    /// An integer; `true` omits zero (a non-pointer Go field), `false` keeps it (a pointer that was set).
+    Int(bool),
+    /// A pointer bool (`*bool`): kept when present, even when false.
+    Bool,
+    /// A non-pointer bool: omitted when false, as JSON `omitempty` does.
+    Flag,
+    /// `intstr.IntOrString` (type = 1, intVal = 2, strVal = 3) as a JSON number or string.
+    IntOrString,
+    /// `resource.Quantity` (string = 1) as its string.
+    Quantity,
+    /// `map<string, Quantity>` (resource lists).
+    MapQuantity,
+    /// A field the server ignores in request bodies (`status`).
+    Ignore,
+    /// An embedded struct whose fields JSON flattens into the parent (`LocalObjectReference`).
+    Inline(&'static [Spec]),
+    /// `map<string, string>`.
+    MapStr,
+    /// `map<string, bytes>`, base64 in JSON.
+    MapBytes,
+    /// `metav1.Time`.
+    Time,
+    /// `FieldsV1`: raw JSON in field 1.
+    RawJson,
+    Msg(&'static [Spec]),
+    Msgs(&'static [Spec]),
 }
 
-fn managed_fields_entry(b: &[u8]) -> Result<Value, ProtobufError> {
-    let mut o = Map::new();
-    for (n, f) in fields(b)? {
-        match (n, f) {
-            (1, Field::Bytes(v)) => {
-                o.insert("manager".into(), json!(string(v)));
-            }
-            (2, Field::Bytes(v)) => {
-                o.insert("operation".into(), json!(string(v)));
-            }
-            (3, Field::Bytes(v)) => {
-                o.insert("apiVersion".into(), json!(string(v)));
-            }
-            (4, Field::Bytes(v)) => {
-                if let Some(t) = time(v)? {
-                    o.insert("time".into(), t);
-                }
-            }
-            (6, Field::Bytes(v)) => {
-                o.insert("fieldsType".into(), json!(string(v)));
-            }
-            (7, Field::Bytes(v)) => {
-                // FieldsV1 { raw = 1 } holds the JSON of the field set.
-                for (fnum, ff) in fields(v)? {
-                    if let (1, Field::Bytes(raw)) = (fnum, ff) {
-                        let parsed: Value =
-                            serde_json::from_slice(raw).map_err(|_| ProtobufError::Malformed)?;
-                        o.insert("fieldsV1".into(), parsed);
-                    }
-                }
-            }
-            (8, Field::Bytes(v)) if !v.is_empty() => {
-                o.insert("subresource".into(), json!(string(v)));
-            }
-            _ => {}
-        }
-    }
-    Ok(Value::Object(o))
-}
+/// (field number, JSON name, kind) of one message field.
+type Spec = (u64, &'static str, Kind);
 
-fn object_meta(b: &[u8]) -> Result<Value, ProtobufError> {
-    let mut o = Map::new();
-    let mut labels = Map::new();
-    let mut annotations = Map::new();
-    let mut owners = Vec::new();
-    let mut finalizers = Vec::new();
-    let mut managed = Vec::new();
-    let str_field = |n: u64| match n {
-        1 => "name",
-        2 => "generateName",
-        3 => "namespace",
-        4 => "selfLink",
-        5 => "uid",
-        _ => "resourceVersion",
-    };
-    for (n, f) in fields(b)? {
-        match (n, f) {
-            (1..=6, Field::Bytes(v)) if !v.is_empty() => {
-                o.insert(str_field(n).into(), json!(string(v)));
-            }
-            (7, Field::Varint(v)) if v != 0 => {
-                o.insert("generation".into(), json!(v as i64));
-            }
-            (8, Field::Bytes(v)) => {
-                if let Some(t) = time(v)? {
-                    o.insert("creationTimestamp".into(), t);
-                }
-            }
-            (9, Field::Bytes(v)) => {
-                if let Some(t) = time(v)? {
-                    o.insert("deletionTimestamp".into(), t);
-                }
-            }
-            (10, Field::Varint(v)) => {
-                o.insert("deletionGracePeriodSeconds".into(), json!(v as i64));
-            }
-            (11, Field::Bytes(v)) => {
-                let (k, val) = map_entry(v)?;
-                labels.insert(k, json!(string(val)));
-            }
-            (12, Field::Bytes(v)) => {
-                let (k, val) = map_entry(v)?;
-                annotations.insert(k, json!(string(val)));
-            }
-            (13, Field::Bytes(v)) => owners.push(owner_reference(v)?),
-            (14, Field::Bytes(v)) => finalizers.push(json!(string(v))),
-            (17, Field::Bytes(v)) => managed.push(managed_fields_entry(v)?),
-            _ => {}
+const OWNER_REFERENCE: &[Spec] = &[
+    (1, "kind", Kind::Str),
+    (3, "name", Kind::Str),
+    (4, "uid", Kind::Str),
+    (5, "apiVersion", Kind::Str),
+    (6, "controller", Kind::Bool),
+    (7, "blockOwnerDeletion", Kind::Bool),
+];
+
+const MANAGED_FIELDS_ENTRY: &[Spec] = &[
+    (1, "manager", Kind::Str),
+    (2, "operation", Kind::Str),
+    (3, "apiVersion", Kind::Str),
+    (4, "time", Kind::Time),
+    (6, "fieldsType", Kind::Str),
+    (7, "fieldsV1", Kind::RawJson),
+    (8, "subresource", Kind::Str),
+];
+
+const OBJECT_META: &[Spec] = &[
+    (1, "name", Kind::Str),
+    (2, "generateName", Kind::Str),
+    (3, "namespace", Kind::Str),
+    (4, "selfLink", Kind::Str),
+    (5, "uid", Kind::Str),
+    (6, "resourceVersion", Kind::Str),
+    (7, "generation", Kind::Int(true)),
+    (8, "creationTimestamp", Kind::Time),
+    (9, "deletionTimestamp", Kind::Time),
+    (10, "deletionGracePeriodSeconds", Kind::Int(false)),
+    (11, "labels", Kind::MapStr),
+    (12, "annotations", Kind::MapStr),
+    (13, "ownerReferences", Kind::Msgs(OWNER_REFERENCE)),
+    (14, "finalizers", Kind::Strs),
+    (17, "managedFields", Kind::Msgs(MANAGED_FIELDS_ENTRY)),
+];
+
+const META: Spec = (1, "metadata", Kind::Msg(OBJECT_META));
+
+/// `status` in a request body: the server ignores it, so it is not decoded.
+const STATUS: Spec = (3, "status", Kind::Ignore);
+
+const SECRET: &[Spec] = &[
+    META,
+    (2, "data", Kind::MapBytes),
+    (3, "type", Kind::Str),
+    (4, "stringData", Kind::MapStr),
+    (5, "immutable", Kind::Bool),
+];
+
+const CONFIG_MAP: &[Spec] = &[
+    META,
+    (2, "data", Kind::MapStr),
+    (3, "binaryData", Kind::MapBytes),
+    (4, "immutable", Kind::Bool),
+];
+
+const NAMESPACE: &[Spec] = &[
+    META,
+    (2, "spec", Kind::Msg(&[(1, "finalizers", Kind::Strs)])),
+    STATUS,
+];
+
+const OBJECT_REFERENCE: &[Spec] = &[
+    (1, "kind", Kind::Str),
+    (2, "namespace", Kind::Str),
+    (3, "name", Kind::Str),
+    (4, "uid", Kind::Str),
+    (5, "apiVersion", Kind::Str),
+    (6, "resourceVersion", Kind::Str),
+    (7, "fieldPath", Kind::Str),
+];
+
+const SERVICE_ACCOUNT: &[Spec] = &[
+    META,
+    (2, "secrets", Kind::Msgs(OBJECT_REFERENCE)),
+    (3, "imagePullSecrets", Kind::Msgs(&[(1, "name", Kind::Str)])),
+    (4, "automountServiceAccountToken", Kind::Bool),
+];
+
+const PRECONDITIONS: &[Spec] = &[(1, "uid", Kind::Str), (2, "resourceVersion", Kind::Str)];
+
+const DELETE_OPTIONS: &[Spec] = &[
+    (1, "gracePeriodSeconds", Kind::Int(false)),
+    (2, "preconditions", Kind::Msg(PRECONDITIONS)),
+    (3, "orphanDependents", Kind::Bool),
+    (4, "propagationPolicy", Kind::Str),
+    (5, "dryRun", Kind::Strs),
+];
+
+const BOUND_OBJECT_REFERENCE: &[Spec] = &[
+    (1, "kind", Kind::Str),
+    (2, "apiVersion", Kind::Str),
+    (3, "name", Kind::Str),
+    (4, "uid", Kind::Str),
+];
+
+const TOKEN_REQUEST: &[Spec] = &[
+    META,
+    (
+        2,
+        "spec",
+        Kind::Msg(&[
+            (1, "audiences", Kind::Strs),
+            (3, "boundObjectRef", Kind::Msg(BOUND_OBJECT_REFERENCE)),
+            (4, "expirationSeconds", Kind::Int(false)),
+        ]),
+    ),
+    STATUS,
+];
+
+const TOKEN_REVIEW: &[Spec] = &[
+    META,
+    (
+        2,
+        "spec",
+        Kind::Msg(&[(1, "token", Kind::Str), (2, "audiences", Kind::Strs)]),
+    ),
+    STATUS,
+];
+
+const RESOURCE_ATTRIBUTES: &[Spec] = &[
+    (1, "namespace", Kind::Str),
+    (2, "verb", Kind::Str),
+    (3, "group", Kind::Str),
+    (4, "version", Kind::Str),
+    (5, "resource", Kind::Str),
+    (6, "subresource", Kind::Str),
+    (7, "name", Kind::Str),
+];
+
+const NON_RESOURCE_ATTRIBUTES: &[Spec] = &[(1, "path", Kind::Str), (2, "verb", Kind::Str)];
+
+const SELF_SUBJECT_ACCESS_REVIEW: &[Spec] = &[
+    META,
+    (
+        2,
+        "spec",
+        Kind::Msg(&[
+            (1, "resourceAttributes", Kind::Msg(RESOURCE_ATTRIBUTES)),
+            (
+                2,
+                "nonResourceAttributes",
+                Kind::Msg(NON_RESOURCE_ATTRIBUTES),
+            ),
+        ]),
+    ),
+    STATUS,
+];
+
+/// SubjectAccessReview and LocalSubjectAccessReview.
+const SUBJECT_ACCESS_REVIEW: &[Spec] = &[
+    META,
+    (
+        2,
+        "spec",
+        Kind::Msg(&[
+            (1, "resourceAttributes", Kind::Msg(RESOURCE_ATTRIBUTES)),
+            (
+                2,
+                "nonResourceAttributes",
+                Kind::Msg(NON_RESOURCE_ATTRIBUTES),
+            ),
+            (3, "user", Kind::Str),
+            (4, "groups", Kind::Strs),
+            (6, "uid", Kind::Str),
+        ]),
+    ),
+    STATUS,
+];
+
+const SELF_SUBJECT_RULES_REVIEW: &[Spec] = &[
+    META,
+    (2, "spec", Kind::Msg(&[(1, "namespace", Kind::Str)])),
+    STATUS,
+];
+
+const POLICY_RULE: &[Spec] = &[
+    (1, "verbs", Kind::Strs),
+    (2, "apiGroups", Kind::Strs),
+    (3, "resources", Kind::Strs),
+    (4, "resourceNames", Kind::Strs),
+    (5, "nonResourceURLs", Kind::Strs),
+];
+
+const LABEL_SELECTOR: &[Spec] = &[
+    (1, "matchLabels", Kind::MapStr),
+    (
+        2,
+        "matchExpressions",
+        Kind::Msgs(&[
+            (1, "key", Kind::Str),
+            (2, "operator", Kind::Str),
+            (3, "values", Kind::Strs),
+        ]),
+    ),
+];
+
+const ROLE: &[Spec] = &[
+    META,
+    (2, "rules", Kind::Msgs(POLICY_RULE)),
+    (
+        3,
+        "aggregationRule",
+        Kind::Msg(&[(1, "clusterRoleSelectors", Kind::Msgs(LABEL_SELECTOR))]),
+    ),
+];
+
+const LOCAL_OBJECT_REFERENCE: Spec = (1, "", Kind::Inline(&[(1, "name", Kind::Str)]));
+
+const KEY_SELECTOR: &[Spec] = &[
+    LOCAL_OBJECT_REFERENCE,
+    (2, "key", Kind::Str),
+    (3, "optional", Kind::Bool),
+];
+
+const ENV_VAR_SOURCE: &[Spec] = &[
+    (
+        1,
+        "fieldRef",
+        Kind::Msg(&[(1, "apiVersion", Kind::Str), (2, "fieldPath", Kind::Str)]),
+    ),
+    (
+        2,
+        "resourceFieldRef",
+        Kind::Msg(&[
+            (1, "containerName", Kind::Str),
+            (2, "resource", Kind::Str),
+            (3, "divisor", Kind::Quantity),
+        ]),
+    ),
+    (3, "configMapKeyRef", Kind::Msg(KEY_SELECTOR)),
+    (4, "secretKeyRef", Kind::Msg(KEY_SELECTOR)),
+];
+
+const ENV_FROM_SOURCE: &[Spec] = &[
+    (1, "prefix", Kind::Str),
+    (
+        2,
+        "configMapRef",
+        Kind::Msg(&[LOCAL_OBJECT_REFERENCE, (2, "optional", Kind::Bool)]),
+    ),
+    (
+        3,
+        "secretRef",
+        Kind::Msg(&[LOCAL_OBJECT_REFERENCE, (2, "optional", Kind::Bool)]),
+    ),
+];
+
+/// The parts of `core/v1` Container that `kubectl create` and common manifests use; other non-empty
+/// fields are refused rather than dropped.
+const CONTAINER: &[Spec] = &[
+    (1, "name", Kind::Str),
+    (2, "image", Kind::Str),
+    (3, "command", Kind::Strs),
+    (4, "args", Kind::Strs),
+    (5, "workingDir", Kind::Str),
+    (
+        6,
+        "ports",
+        Kind::Msgs(&[
+            (1, "name", Kind::Str),
+            (2, "hostPort", Kind::Int(true)),
+            (3, "containerPort", Kind::Int(true)),
+            (4, "protocol", Kind::Str),
+            (5, "hostIP", Kind::Str),
+        ]),
+    ),
+    (
+        7,
+        "env",
+        Kind::Msgs(&[
+            (1, "name", Kind::Str),
+            (2, "value", Kind::Str),
+            (3, "valueFrom", Kind::Msg(ENV_VAR_SOURCE)),
+        ]),
+    ),
+    (
+        8,
+        "resources",
+        Kind::Msg(&[
+            (1, "limits", Kind::MapQuantity),
+            (2, "requests", Kind::MapQuantity),
+        ]),
+    ),
+    (
+        9,
+        "volumeMounts",
+        Kind::Msgs(&[
+            (1, "name", Kind::Str),
+            (2, "readOnly", Kind::Flag),
+            (3, "mountPath", Kind::Str),
+            (4, "subPath", Kind::Str),
+            (5, "mountPropagation", Kind::Str),
+            (6, "subPathExpr", Kind::Str),
+        ]),
+    ),
+    (13, "terminationMessagePath", Kind::Str),
+    (14, "imagePullPolicy", Kind::Str),
+    (16, "stdin", Kind::Flag),
+    (17, "stdinOnce", Kind::Flag),
+    (18, "tty", Kind::Flag),
+    (19, "envFrom", Kind::Msgs(ENV_FROM_SOURCE)),
+    (20, "terminationMessagePolicy", Kind::Str),
+];
+
+const POD_SPEC: &[Spec] = &[
+    (2, "containers", Kind::Msgs(CONTAINER)),
+    (3, "restartPolicy", Kind::Str),
+    (4, "terminationGracePeriodSeconds", Kind::Int(false)),
+    (5, "activeDeadlineSeconds", Kind::Int(false)),
+    (6, "dnsPolicy", Kind::Str),
+    (7, "nodeSelector", Kind::MapStr),
+    (8, "serviceAccountName", Kind::Str),
+    (9, "serviceAccount", Kind::Str),
+    (10, "nodeName", Kind::Str),
+    (11, "hostNetwork", Kind::Flag),
+    (12, "hostPID", Kind::Flag),
+    (13, "hostIPC", Kind::Flag),
+    (
+        15,
+        "imagePullSecrets",
+        Kind::Msgs(&[(1, "name", Kind::Str)]),
+    ),
+    (16, "hostname", Kind::Str),
+    (17, "subdomain", Kind::Str),
+    (19, "schedulerName", Kind::Str),
+    (20, "initContainers", Kind::Msgs(CONTAINER)),
+    (21, "automountServiceAccountToken", Kind::Bool),
+    (
+        22,
+        "tolerations",
+        Kind::Msgs(&[
+            (1, "key", Kind::Str),
+            (2, "operator", Kind::Str),
+            (3, "value", Kind::Str),
+            (4, "effect", Kind::Str),
+            (5, "tolerationSeconds", Kind::Int(false)),
+        ]),
+    ),
+    (24, "priorityClassName", Kind::Str),
+    (25, "priority", Kind::Int(false)),
+    (30, "enableServiceLinks", Kind::Bool),
+];
+
+const POD_TEMPLATE_SPEC: &[Spec] = &[META, (2, "spec", Kind::Msg(POD_SPEC))];
+
+const DEPLOYMENT: &[Spec] = &[
+    META,
+    (
+        2,
+        "spec",
+        Kind::Msg(&[
+            (1, "replicas", Kind::Int(false)),
+            (2, "selector", Kind::Msg(LABEL_SELECTOR)),
+            (3, "template", Kind::Msg(POD_TEMPLATE_SPEC)),
+            (
+                4,
+                "strategy",
+                Kind::Msg(&[
+                    (1, "type", Kind::Str),
+                    (
+                        2,
+                        "rollingUpdate",
+                        Kind::Msg(&[
+                            (1, "maxUnavailable", Kind::IntOrString),
+                            (2, "maxSurge", Kind::IntOrString),
+                        ]),
+                    ),
+                ]),
+            ),
+            (5, "minReadySeconds", Kind::Int(true)),
+            (6, "revisionHistoryLimit", Kind::Int(false)),
+            (7, "paused", Kind::Flag),
+            (9, "progressDeadlineSeconds", Kind::Int(false)),
+        ]),
+    ),
+    STATUS,
+];
+
+const JOB_SPEC: &[Spec] = &[
+    (1, "parallelism", Kind::Int(false)),
+    (2, "completions", Kind::Int(false)),
+    (3, "activeDeadlineSeconds", Kind::Int(false)),
+    (4, "selector", Kind::Msg(LABEL_SELECTOR)),
+    (5, "manualSelector", Kind::Bool),
+    (6, "template", Kind::Msg(POD_TEMPLATE_SPEC)),
+    (7, "backoffLimit", Kind::Int(false)),
+    (8, "ttlSecondsAfterFinished", Kind::Int(false)),
+    (9, "completionMode", Kind::Str),
+    (10, "suspend", Kind::Bool),
+];
+
+const JOB: &[Spec] = &[META, (2, "spec", Kind::Msg(JOB_SPEC)), STATUS];
+
+const CRON_JOB: &[Spec] = &[
+    META,
+    (
+        2,
+        "spec",
+        Kind::Msg(&[
+            (1, "schedule", Kind::Str),
+            (2, "startingDeadlineSeconds", Kind::Int(false)),
+            (3, "concurrencyPolicy", Kind::Str),
+            (4, "suspend", Kind::Bool),
+            (
+                5,
+                "jobTemplate",
+                Kind::Msg(&[META, (2, "spec", Kind::Msg(JOB_SPEC))]),
+            ),
+            (6, "successfulJobsHistoryLimit", Kind::Int(false)),
+            (7, "failedJobsHistoryLimit", Kind::Int(false)),
+            (8, "timeZone", Kind::Str),
+        ]),
+    ),
+    STATUS,
+];
+
+const SERVICE: &[Spec] = &[
+    META,
+    (
+        2,
+        "spec",
+        Kind::Msg(&[
+            (
+                1,
+                "ports",
+                Kind::Msgs(&[
+                    (1, "name", Kind::Str),
+                    (2, "protocol", Kind::Str),
+                    (3, "port", Kind::Int(true)),
+                    (4, "targetPort", Kind::IntOrString),
+                    (5, "nodePort", Kind::Int(true)),
+                    (6, "appProtocol", Kind::Str),
+                ]),
+            ),
+            (2, "selector", Kind::MapStr),
+            (3, "clusterIP", Kind::Str),
+            (4, "type", Kind::Str),
+            (5, "externalIPs", Kind::Strs),
+            (7, "sessionAffinity", Kind::Str),
+            (8, "loadBalancerIP", Kind::Str),
+            (9, "loadBalancerSourceRanges", Kind::Strs),
+            (10, "externalName", Kind::Str),
+            (11, "externalTrafficPolicy", Kind::Str),
+            (12, "healthCheckNodePort", Kind::Int(true)),
+            (13, "publishNotReadyAddresses", Kind::Flag),
+            (17, "ipFamilyPolicy", Kind::Str),
+            (18, "clusterIPs", Kind::Strs),
+            (19, "ipFamilies", Kind::Strs),
+            (20, "allocateLoadBalancerNodePorts", Kind::Bool),
+            (21, "loadBalancerClass", Kind::Str),
+            (22, "internalTrafficPolicy", Kind::Str),
+        ]),
+    ),
+    STATUS,
+];
+
+const SUBJECT: &[Spec] = &[
+    (1, "kind", Kind::Str),
+    (2, "apiGroup", Kind::Str),
+    (3, "name", Kind::Str),
+    (4, "namespace", Kind::Str),
+];
+
+const ROLE_REF: &[Spec] = &[
+    (1, "apiGroup", Kind::Str),
+    (2, "kind", Kind::Str),
+    (3, "name", Kind::Str),
+];
+
+const ROLE_BINDING: &[Spec] = &[
+    META,
+    (2, "subjects", Kind::Msgs(SUBJECT)),
+    (3, "roleRef", Kind::Msg(ROLE_REF)),
+];
+
+/// The message layout of each supported (apiVersion, kind).
+fn layout(api_version: &str, kind: &str) -> Option<&'static [Spec]> {
+    Some(match (api_version, kind) {
+        ("v1", "Secret") => SECRET,
+        ("v1", "ConfigMap") => CONFIG_MAP,
+        ("v1", "Namespace") => NAMESPACE,
+        ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
+        ("v1", "Service") => SERVICE,
+        ("apps/v1", "Deployment") => DEPLOYMENT,
+        ("batch/v1", "Job") => JOB,
+        ("batch/v1", "CronJob") => CRON_JOB,
+        (_, "DeleteOptions") => DELETE_OPTIONS,
+        ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
+        ("authentication.k8s.io/v1", "TokenReview") => TOKEN_REVIEW,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => SELF_SUBJECT_ACCESS_REVIEW,
+        ("authorization.k8s.io/v1", "SubjectAccessReview" | "LocalSubjectAccessReview") => {
+            SUBJECT_ACCESS_REVIEW
         }
-    }
-    if !labels.is_empty() {
-        o.insert("labels".into(), Value::Object(labels));
-    }
-    if !annotations.is_empty() {
-        o.insert("annotations".into(), Value::Object(annotations));
-    }
-    if !owners.is_empty() {
-        o.insert("ownerReferences".into(), Value::Array(owners));
-    }
-    if !finalizers.is_empty() {
-        o.insert("finalizers".into(), Value::Array(finalizers));
-    }
-    if !managed.is_empty() {
-        o.insert("managedFields".into(), Value::Array(managed));
-    }
-    Ok(Value::Object(o))
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => SELF_SUBJECT_RULES_REVIEW,
+        ("rbac.authorization.k8s.io/v1", "Role" | "ClusterRole") => ROLE,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => ROLE_BINDING,
+        _ => return None,
+    })
 }
 
 fn b64(b: &[u8]) -> Value {
     json!(base64::engine::general_purpose::STANDARD.encode(b))
 }
 
-fn secret(raw: &[u8]) -> Result<Map<String, Value>, ProtobufError> {
-    let mut o = Map::new();
-    let mut data = Map::new();
-    let mut string_data = Map::new();
-    for (n, f) in fields(raw)? {
-        match (n, f) {
-            (1, Field::Bytes(v)) => {
-                o.insert("metadata".into(), object_meta(v)?);
-            }
-            (2, Field::Bytes(v)) => {
-                let (k, val) = map_entry(v)?;
-                data.insert(k, b64(val));
-            }
-            (3, Field::Bytes(v)) if !v.is_empty() => {
-                o.insert("type".into(), json!(string(v)));
-            }
-            (4, Field::Bytes(v)) => {
-                let (k, val) = map_entry(v)?;
-                string_data.insert(k, json!(string(val)));
-            }
-            (5, Field::Varint(v)) => {
-                o.insert("immutable".into(), json!(v != 0));
-            }
-            _ => {}
-        }
+fn push(o: &mut Map<String, Value>, name: &str, v: Value) {
+    match o.entry(name).or_insert_with(|| Value::Array(Vec::new())) {
+        Value::Array(a) => a.push(v),
+        other => *other = Value::Array(vec![v]),
     }
-    if !data.is_empty() {
-        o.insert("data".into(), Value::Object(data));
-    }
-    if !string_data.is_empty() {
-        o.insert("stringData".into(), Value::Object(string_data));
-    }
-    Ok(o)
 }
 
-fn config_map(raw: &[u8]) -> Result<Map<String, Value>, ProtobufError> {
-    let mut o = Map::new();
-    let mut data = Map::new();
-    let mut binary = Map::new();
-    for (n, f) in fields(raw)? {
-        match (n, f) {
-            (1, Field::Bytes(v)) => {
-                o.insert("metadata".into(), object_meta(v)?);
-            }
-            (2, Field::Bytes(v)) => {
-                let (k, val) = map_entry(v)?;
-                data.insert(k, json!(string(val)));
-            }
-            (3, Field::Bytes(v)) => {
-                let (k, val) = map_entry(v)?;
-                binary.insert(k, b64(val));
-            }
-            (4, Field::Varint(v)) => {
-                o.insert("immutable".into(), json!(v != 0));
-            }
-            _ => {}
-        }
+fn insert_map(o: &mut Map<String, Value>, name: &str, k: String, v: Value) {
+    if let Value::Object(m) = o.entry(name).or_insert_with(|| Value::Object(Map::new())) {
+        m.insert(k, v);
     }
-    if !data.is_empty() {
-        o.insert("data".into(), Value::Object(data));
-    }
-    if !binary.is_empty() {
-        o.insert("binaryData".into(), Value::Object(binary));
-    }
-    Ok(o)
 }
 
-fn delete_options(raw: &[u8]) -> Result<Map<String, Value>, ProtobufError> {
+/// `resource.Quantity` { string = 1 } as its string form.
+fn quantity(b: &[u8]) -> Result<Value, ProtobufError> {
+    let mut q = String::new();
+    for (n, f) in fields(b)? {
+        if let (1, Field::Bytes(v)) = (n, f) {
+            q = string(v);
+        }
+    }
+    Ok(json!(q))
+}
+
+/// Decodes one message by its layout; empty unknown fields are skipped, others refused.
+fn message(buf: &[u8], layout: &[Spec]) -> Result<Map<String, Value>, ProtobufError> {
     let mut o = Map::new();
-    let mut dry_run = Vec::new();
-    for (n, f) in fields(raw)? {
-        match (n, f) {
-            (1, Field::Varint(v)) => {
-                o.insert("gracePeriodSeconds".into(), json!(v as i64));
+    for (n, f) in fields(buf)? {
+        let Some((_, name, kind)) = layout.iter().find(|(num, _, _)| *num == n) else {
+            // gogo-protobuf writes unset non-pointer fields as empty values: those carry nothing.
+            // Anything else the layout does not know would be silently lost, so it is refused.
+            match f {
+                Field::Varint(0) => continue,
+                Field::Bytes([]) => continue,
+                _ => return Err(ProtobufError::UnsupportedField(n)),
             }
-            (2, Field::Bytes(v)) => {
-                let mut p = Map::new();
-                for (pn, pf) in fields(v)? {
-                    match (pn, pf) {
-                        (1, Field::Bytes(s)) => {
-                            p.insert("uid".into(), json!(string(s)));
-                        }
-                        (2, Field::Bytes(s)) => {
-                            p.insert("resourceVersion".into(), json!(string(s)));
-                        }
+        };
+        let name = *name;
+        match (*kind, f) {
+            (Kind::Str, Field::Bytes(v)) => {
+                if !v.is_empty() {
+                    o.insert(name.into(), json!(string(v)));
+                }
+            }
+            (Kind::Strs, Field::Bytes(v)) => push(&mut o, name, json!(string(v))),
+            (Kind::Int(omit_zero), Field::Varint(v)) => {
+                if !(omit_zero && v == 0) {
+                    o.insert(name.into(), json!(v as i64));
+                }
+            }
+            (Kind::Bool, Field::Varint(v)) => {
+                o.insert(name.into(), json!(v != 0));
+            }
+            (Kind::Flag, Field::Varint(v)) => {
+                if v != 0 {
+                    o.insert(name.into(), json!(true));
+                }
+            }
+            (Kind::Ignore, _) => {}
+            (Kind::IntOrString, Field::Bytes(v)) => {
+                let mut is_string = false;
+                let mut int_val = 0i64;
+                let mut str_val = String::new();
+                for (fnum, ff) in fields(v)? {
+                    match (fnum, ff) {
+                        (1, Field::Varint(t)) => is_string = t == 1,
+                        (2, Field::Varint(i)) => int_val = i64::from(i as i32),
+                        (3, Field::Bytes(b)) => str_val = string(b),
                         _ => {}
                     }
                 }
-                o.insert("preconditions".into(), Value::Object(p));
+                let value = if is_string {
+                    json!(str_val)
+                } else {
+                    json!(int_val)
+                };
+                o.insert(name.into(), value);
             }
-            (3, Field::Varint(v)) => {
-                o.insert("orphanDependents".into(), json!(v != 0));
+            (Kind::Quantity, Field::Bytes(v)) => {
+                o.insert(name.into(), quantity(v)?);
             }
-            (4, Field::Bytes(v)) if !v.is_empty() => {
-                o.insert("propagationPolicy".into(), json!(string(v)));
+            (Kind::MapQuantity, Field::Bytes(v)) => {
+                let (k, val) = map_entry(v)?;
+                insert_map(&mut o, name, k, quantity(val)?);
             }
-            (5, Field::Bytes(v)) => dry_run.push(json!(string(v))),
-            _ => {}
+            (Kind::MapStr, Field::Bytes(v)) => {
+                let (k, val) = map_entry(v)?;
+                insert_map(&mut o, name, k, json!(string(val)));
+            }
+            (Kind::MapBytes, Field::Bytes(v)) => {
+                let (k, val) = map_entry(v)?;
+                insert_map(&mut o, name, k, b64(val));
+            }
+            (Kind::Time, Field::Bytes(v)) => {
+                if let Some(t) = time(v)? {
+                    o.insert(name.into(), t);
+                }
+            }
+            (Kind::RawJson, Field::Bytes(v)) => {
+                for (fnum, ff) in fields(v)? {
+                    if let (1, Field::Bytes(raw)) = (fnum, ff) {
+                        let parsed: Value =
+                            serde_json::from_slice(raw).map_err(|_| ProtobufError::Malformed)?;
+                        o.insert(name.into(), parsed);
+                    }
+                }
+            }
+            (Kind::Inline(inner), Field::Bytes(v)) => {
+                let mut inner = message(v, inner)?;
+                o.append(&mut inner);
+            }
+            (Kind::Msg(inner), Field::Bytes(v)) => {
+                o.insert(name.into(), Value::Object(message(v, inner)?));
+            }
+            (Kind::Msgs(inner), Field::Bytes(v)) => {
+                push(&mut o, name, Value::Object(message(v, inner)?));
+            }
+            // A field whose wire type does not match its layout.
+            _ => return Err(ProtobufError::Malformed),
         }
-    }
-    if !dry_run.is_empty() {
-        o.insert("dryRun".into(), Value::Array(dry_run));
     }
     Ok(o)
 }
@@ -411,16 +840,9 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
             _ => {}
         }
     }
-    let mut obj = match (api_version.as_str(), kind.as_str()) {
-        ("v1", "Secret") => secret(raw)?,
-        ("v1", "ConfigMap") => config_map(raw)?,
-        (_, "DeleteOptions") => delete_options(raw)?,
-        _ => {
-            return Err(ProtobufError::UnsupportedKind(format!(
-                "{api_version}, Kind={kind}"
-            )));
-        }
-    };
+    let layout = layout(&api_version, &kind)
+        .ok_or_else(|| ProtobufError::UnsupportedKind(format!("{api_version}, Kind={kind}")))?;
+    let mut obj = message(raw, layout)?;
     let mut out = Map::new();
     out.insert("apiVersion".into(), json!(api_version));
     out.insert("kind".into(), json!(kind));
@@ -557,6 +979,111 @@ mod tests {
         let v = decode(&envelope("meta.k8s.io/v1", "DeleteOptions", &d)).expect("decodes");
         assert_eq!(v["propagationPolicy"], "Background");
         assert_eq!(v["gracePeriodSeconds"], 0);
+    }
+
+    /// Bodies captured from kubectl 1.32 (`create token`, `auth can-i`, `create namespace`, `create role`).
+    #[test]
+    fn decodes_bodies_captured_from_kubectl() {
+        let token = b"k8s\x00\n(\n\x18authentication.k8s.io/v1\x12\x0cTokenRequest\x12#\n\x10\n\x00\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12\t\n\x04aud1 \xb0\t\x1a\x04\n\x00\x12\x00\x1a\x00\"\x00";
+        let v = decode(token).expect("token request");
+        assert_eq!(v["kind"], "TokenRequest");
+        assert_eq!(v["spec"]["audiences"], json!(["aud1"]));
+        assert_eq!(v["spec"]["expirationSeconds"], 1200);
+        assert!(
+            v["spec"].get("boundObjectRef").is_none(),
+            "status and unset refs are not decoded"
+        );
+        assert_eq!(v["metadata"], json!({}));
+
+        let ssar = b"k8s\x00\n2\n\x17authorization.k8s.io/v1\x12\x17SelfSubjectAccessReview\x12A\n\x10\n\x00\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12#\n!\n\x0bkube-system\x12\x04list\x1a\x00\"\x00*\x04pods2\x00:\x00\x1a\x08\x08\x00\x12\x00\x1a\x00\"\x00";
+        let v = decode(ssar).expect("access review");
+        assert_eq!(
+            v["spec"]["resourceAttributes"],
+            json!({ "namespace": "kube-system", "verb": "list", "resource": "pods" })
+        );
+
+        let ns = b"k8s\x00\n\x0f\n\x02v1\x12\tNamespace\x12\x1a\n\x12\n\x02n1\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12\x00\x1a\x02\n\x00\x1a\x00\"\x00";
+        let v = decode(ns).expect("namespace");
+        assert_eq!(v["metadata"], json!({ "name": "n1" }));
+
+        let role = b"k8s\x00\n$\n\x1crbac.authorization.k8s.io/v1\x12\x04Role\x12#\n\x12\n\x02r1\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12\r\n\x03get\x12\x00\x1a\x04pods\x1a\x00\"\x00";
+        let v = decode(role).expect("role");
+        assert_eq!(
+            v["rules"],
+            json!([{ "verbs": ["get"], "apiGroups": [""], "resources": ["pods"] }])
+        );
+    }
+
+    /// `kubectl create deployment|job|cronjob|service` bodies, compared with `--dry-run=client -o json`.
+    #[test]
+    fn decodes_workloads_from_kubectl_create() {
+        let dep = decode(b"k8s\x00\x0a\x15\x0a\x07apps/v1\x12\x0aDeployment\x12\xb2\x01\x0a\x1d\x0a\x02d1\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00Z\x09\x0a\x03app\x12\x02d1\x12\x82\x01\x08\x02\x12\x0b\x0a\x09\x0a\x03app\x12\x02d1\x1ai\x0a\x1b\x0a\x00\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00Z\x09\x0a\x03app\x12\x02d1\x12J\x12,\x0a\x03img\x12\x05img:2*\x002\x0a\x0a\x00\x10\x00\x18P\"\x00*\x00B\x00j\x00r\x00\x80\x01\x00\x88\x01\x00\x90\x01\x00\xa2\x01\x00\x1a\x002\x00B\x00J\x00R\x00X\x00`\x00h\x00\x82\x01\x00\x8a\x01\x00\x9a\x01\x00\xc2\x01\x00\"\x02\x0a\x00(\x008\x00\x1a\x0c\x08\x00\x10\x00\x18\x00 \x00(\x008\x00\x1a\x00\"\x00").expect("deployment");
+        assert_eq!(
+            dep["spec"],
+            json!({
+                "replicas": 2,
+                "selector": { "matchLabels": { "app": "d1" } },
+                "template": {
+                    "metadata": { "labels": { "app": "d1" } },
+                    "spec": { "containers": [{
+                        "name": "img", "image": "img:2",
+                        "ports": [{ "containerPort": 80 }], "resources": {}
+                    }] }
+                },
+                "strategy": {}
+            })
+        );
+        assert_eq!(
+            dep["metadata"],
+            json!({ "name": "d1", "labels": { "app": "d1" } })
+        );
+        assert!(dep.get("status").is_none());
+
+        let job = decode(b"k8s\x00\x0a\x0f\x0a\x08batch/v1\x12\x03Job\x12\x82\x01\x0a\x12\x0a\x02j1\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12b2`\x0a\x10\x0a\x00\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12L\x12)\x0a\x02j1\x12\x05img:3\x1a\x04echo\x1a\x02hi*\x00B\x00j\x00r\x00\x80\x01\x00\x88\x01\x00\x90\x01\x00\xa2\x01\x00\x1a\x05Never2\x00B\x00J\x00R\x00X\x00`\x00h\x00\x82\x01\x00\x8a\x01\x00\x9a\x01\x00\xc2\x01\x00\x1a\x08 \x00(\x000\x00:\x00\x1a\x00\"\x00").expect("job");
+        assert_eq!(
+            job["spec"]["template"]["spec"],
+            json!({
+                "containers": [{ "name": "j1", "image": "img:3", "command": ["echo", "hi"], "resources": {} }],
+                "restartPolicy": "Never"
+            })
+        );
+
+        let cron = decode(b"k8s\x00\x0a\x13\x0a\x08batch/v1\x12\x07CronJob\x12\xa6\x01\x0a\x12\x0a\x02c1\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12\x8d\x01\x0a\x0b*/5 * * * *\x1a\x00*|\x0a\x12\x0a\x02c1\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12f2d\x0a\x10\x0a\x00\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00\x12P\x12)\x0a\x02c1\x12\x05img:4\x1a\x04echo\x1a\x02hi*\x00B\x00j\x00r\x00\x80\x01\x00\x88\x01\x00\x90\x01\x00\xa2\x01\x00\x1a\x09OnFailure2\x00B\x00J\x00R\x00X\x00`\x00h\x00\x82\x01\x00\x8a\x01\x00\x9a\x01\x00\xc2\x01\x00\x1a\x00\x1a\x00\"\x00").expect("cronjob");
+        assert_eq!(cron["spec"]["schedule"], "*/5 * * * *");
+        assert_eq!(cron["spec"]["jobTemplate"]["metadata"]["name"], "c1");
+        assert_eq!(
+            cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"],
+            "OnFailure"
+        );
+
+        let svc = decode(b"k8s\x00\x0a\x0d\x0a\x02v1\x12\x07Service\x12f\x0a\x1d\x0a\x02s1\x12\x00\x1a\x00\"\x00*\x002\x008\x00B\x00Z\x09\x0a\x03app\x12\x02s1\x12A\x0a\x1b\x0a\x0780-8080\x12\x03TCP\x18P\"\x07\x08\x00\x10\x90?\x1a\x00(\x00\x12\x09\x0a\x03app\x12\x02s1\x1a\x00\"\x09ClusterIP:\x00B\x00R\x00Z\x00`\x00h\x00\x1a\x02\x0a\x00\x1a\x00\"\x00").expect("service");
+        assert_eq!(
+            svc["spec"],
+            json!({
+                "ports": [{ "name": "80-8080", "protocol": "TCP", "port": 80, "targetPort": 8080 }],
+                "selector": { "app": "s1" },
+                "type": "ClusterIP"
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_non_empty_fields_it_cannot_decode() {
+        // A Pod template spec with `volumes` (PodSpec field 1), which the layouts do not cover.
+        let mut volume = Vec::new();
+        bytes_field(1, b"data", &mut volume);
+        let mut pod_spec = Vec::new();
+        bytes_field(1, &volume, &mut pod_spec);
+        let mut template = Vec::new();
+        bytes_field(2, &pod_spec, &mut template);
+        let mut spec = Vec::new();
+        bytes_field(3, &template, &mut spec);
+        let mut dep = Vec::new();
+        bytes_field(2, &spec, &mut dep);
+        assert_eq!(
+            decode(&envelope("apps/v1", "Deployment", &dep)),
+            Err(ProtobufError::UnsupportedField(1))
+        );
     }
 
     #[test]
