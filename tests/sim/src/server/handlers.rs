@@ -772,6 +772,15 @@ impl SimState {
                 vec![],
             )
         })?;
+        let schema_errors = crate::schema::crd_schema_errors(obj);
+        if !schema_errors.is_empty() {
+            return Err(ApiError::from_status(crate::schema::invalid_status(
+                "CustomResourceDefinition",
+                "apiextensions.k8s.io",
+                obj_name(obj),
+                &schema_errors,
+            )));
+        }
         let expected = format!("{}.{}", info.plural, info.group);
         if obj_name(obj) != expected {
             let n = obj_name(obj).to_string();

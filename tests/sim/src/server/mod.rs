@@ -183,6 +183,13 @@ impl SimState {
         include_object: &str,
         list_meta: Value,
     ) -> Option<Value> {
+        if include_object == PARTIAL {
+            let list = crate::schema::partial_object_metadata_list(objects, list_meta);
+            if objects.len() == 1 && list_meta_is_single(&list) {
+                return list.get("items").and_then(|i| i.get(0)).cloned();
+            }
+            return Some(list);
+        }
         let (include, table_version) = include_object
             .split_once('|')
             .unwrap_or((include_object, "meta.k8s.io/v1"));
@@ -196,6 +203,14 @@ impl SimState {
             table_version,
         ))
     }
+}
+
+/// The `table` mode value asking for `meta.k8s.io/v1` PartialObjectMetadata instead of a Table.
+pub const PARTIAL: &str = "PartialObjectMetadata";
+
+/// Single-object PartialObjectMetadata requests pass an empty marker list meta.
+fn list_meta_is_single(list: &Value) -> bool {
+    list.get("metadata").and_then(|m| m.get("single")).is_some()
 }
 
 const VERSION_INFO: &str = r#"{"major":"1","minor":"33","emulationMajor":"1","emulationMinor":"33","minCompatibilityMajor":"1","minCompatibilityMinor":"32","gitVersion":"v1.33.1","gitCommit":"8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828","gitTreeState":"clean","buildDate":"2025-05-15T08:19:08Z","goVersion":"go1.24.2","compiler":"gc","platform":"linux/amd64"}"#;
@@ -503,12 +518,26 @@ impl SimState {
         }
         let v = p.version.as_str();
         let ns = p.namespace.as_deref();
-        let table = crate::schema::table_version_from_accept(&r.accept).map(|tv| {
-            format!(
-                "{}|{tv}",
-                r.query.get("includeObject").unwrap_or("Metadata")
-            )
+        // Metadata-only responses (kube-rs `metadata_watcher`, client-go metadata informers) are
+        // passed to the watch as the pseudo Table mode `PartialObjectMetadata`.
+        let partial = r.accept.split(',').next().is_some_and(|first| {
+            first.split(';').any(|p| {
+                matches!(
+                    p.trim(),
+                    "as=PartialObjectMetadata" | "as=PartialObjectMetadataList"
+                )
+            })
         });
+        let table = if partial {
+            Some(PARTIAL.to_string())
+        } else {
+            crate::schema::table_version_from_accept(&r.accept).map(|tv| {
+                format!(
+                    "{}|{tv}",
+                    r.query.get("includeObject").unwrap_or("Metadata")
+                )
+            })
+        };
         let result: Result<Response<Body>, ApiError> = (|| {
             if let Some(s) = sub {
                 return self.route_subresource(
@@ -531,7 +560,11 @@ impl SimState {
                             v,
                             std::slice::from_ref(&o),
                             inc,
-                            json!({"resourceVersion": o["metadata"]["resourceVersion"]}),
+                            if inc == PARTIAL {
+                                json!({"single": true})
+                            } else {
+                                json!({"resourceVersion": o["metadata"]["resourceVersion"]})
+                            },
                         )
                     {
                         return Ok(json_response(200, &t));
