@@ -16,7 +16,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::agent_node_decide::{Decision, Inputs, Models, Workload, decide};
@@ -50,10 +50,14 @@ pub async fn reconcile(
     obj: Arc<DeserializeGuard<AgentNode>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started(CONTROLLER);
-    let result = reconcile_inner(&obj, &ctx).await;
-    timer.finish_with(&result);
-    result
+    super::observe(
+        CONTROLLER,
+        "AgentNode",
+        obj.meta(),
+        &ctx,
+        reconcile_inner(&obj, &ctx),
+    )
+    .await
 }
 
 fn geometry_autonomy(a: Autonomy) -> geometry::Autonomy {
@@ -296,34 +300,16 @@ fn observe_workload(ctx: &Context, namespace: &str, node: &str, mode: LifecycleM
     let in_ns = |ns: Option<&String>, n: Option<&String>| {
         ns.map(String::as_str) == Some(namespace) && n.map(String::as_str) == Some(name.as_str())
     };
-    let problem = ctx
+    let pods: Vec<Arc<Pod>> = ctx
         .pods
         .state()
-        .iter()
+        .into_iter()
         .filter(|p| {
             p.metadata.namespace.as_deref() == Some(namespace)
                 && p.labels().get(LABEL_AGENT_NODE).map(String::as_str) == Some(node)
         })
-        .find_map(|p: &Arc<Pod>| {
-            p.status
-                .as_ref()?
-                .container_statuses
-                .iter()
-                .flatten()
-                .find_map(|cs| {
-                    let waiting = cs.state.as_ref()?.waiting.as_ref()?;
-                    let reason = waiting.reason.clone().unwrap_or_default();
-                    matches!(
-                        reason.as_str(),
-                        "CreateContainerConfigError"
-                            | "ImagePullBackOff"
-                            | "ErrImagePull"
-                            | "CrashLoopBackOff"
-                            | "InvalidImageName"
-                    )
-                    .then(|| format!("{reason}: {}", waiting.message.clone().unwrap_or_default()))
-                })
-        });
+        .collect();
+    let (_, problem) = super::model_entry::pod_problems(&pods);
     match mode {
         LifecycleMode::Ephemeral => {
             let Some(job) = ctx
