@@ -49,22 +49,19 @@ pub struct Operator {
 
 impl Operator {
     /// `<bin> run --leader-election=false --http-addr <addr>` with `KUBECONFIG=<kubeconfig>`,
-    /// stdout and stderr appended to `log`.
+    /// stdout and stderr written to `log` (truncated).
     pub fn spawn(bin: &Path, kubeconfig: &Path, log: &Path) -> Result<Operator, ProcessError> {
         if !bin.is_file() {
             return Err(ProcessError::Missing(bin.to_path_buf()));
         }
         let http_addr = free_addr()?;
-        let open = || {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .map_err(|source| ProcessError::Log {
-                    path: log.to_path_buf(),
-                    source,
-                })
+        let log_err = |source| ProcessError::Log {
+            path: log.to_path_buf(),
+            source,
         };
+        // One file per run, shared by stdout and stderr.
+        let stdout = std::fs::File::create(log).map_err(log_err)?;
+        let stderr = stdout.try_clone().map_err(log_err)?;
         let child = Command::new(bin)
             .args([
                 "run",
@@ -74,8 +71,8 @@ impl Operator {
             ])
             .env("KUBECONFIG", kubeconfig)
             .stdin(Stdio::null())
-            .stdout(open()?)
-            .stderr(open()?)
+            .stdout(stdout)
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| ProcessError::Spawn {
