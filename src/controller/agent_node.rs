@@ -642,9 +642,12 @@ async fn reconcile_inner(
             .await;
     }
     if decision.dissolve {
-        api.delete(&name, &DeleteParams::background())
-            .await
-            .map_err(Error::kube("delete dissolved AgentNode"))?;
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            // Already gone: the finalizer ran and the deletion completed.
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(err) => return Err(Error::kube("delete dissolved AgentNode")(err)),
+        }
         return Ok(Action::await_change());
     }
     Ok(decision
@@ -887,11 +890,14 @@ async fn finalize(ctx: &Context, api: &Api<AgentNode>, node: &AgentNode) -> Resu
         return Ok(Action::await_change());
     };
     let status = node.status.clone().unwrap_or_default();
-    let phase = status
-        .phase
-        .map(|p| format!("{p:?}"))
-        .unwrap_or_else(|| "Pending".into());
     let objective = status.objective.clone().unwrap_or_default();
+    // A node dissolved by its TTL reports the outcome it finished with.
+    let phase = match status.phase {
+        Some(NodePhase::Dissolving) if objective.met => "Succeeded".to_string(),
+        Some(NodePhase::Dissolving) => "Failed".to_string(),
+        Some(p) => format!("{p:?}"),
+        None => "Pending".to_string(),
+    };
     let coordinates = status
         .placement
         .as_ref()

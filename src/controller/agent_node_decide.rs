@@ -124,6 +124,11 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         requeue_after: None,
     };
 
+    // Already being dissolved: delete again (idempotent) until the deletion is observed.
+    if i.phase == Some(NodePhase::Dissolving) && mode == LifecycleMode::Ephemeral {
+        d.dissolve = true;
+        return d;
+    }
     // Finished nodes: only the TTL remains (Persistent nodes are never dissolved and keep running).
     if matches!(
         i.phase,
@@ -451,6 +456,10 @@ mod tests {
             (false, Some(Duration::from_secs(5)))
         );
         after.now = at(110);
+        let d = decide(&after);
+        assert_eq!((d.dissolve, d.phase), (true, NodePhase::Dissolving));
+        // A reconcile that still sees the node (deletion not yet observed) keeps dissolving it.
+        after.phase = Some(NodePhase::Dissolving);
         let d = decide(&after);
         assert_eq!((d.dissolve, d.phase), (true, NodePhase::Dissolving));
     }

@@ -58,6 +58,8 @@ pub struct Context {
     /// Occupied placement slots, and the placements this process wrote (by node uid) so a reconcile
     /// that reads a cache older than its own status write reuses the placement instead of placing twice.
     pub placement: Mutex<PlacementState>,
+    /// Children applied by this process, to skip re-applying unchanged ones.
+    pub applied: super::status::AppliedCache,
 }
 
 impl Context {

@@ -247,6 +247,7 @@ pub async fn run_scope(
         recorder: Recorder::new(client.clone(), reporter),
         backoff: Backoff::new(settings.requeue_max),
         placement: Mutex::new(context::PlacementState::default()),
+        applied: status::AppliedCache::default(),
     });
 
     let stop = || {

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::context::{Context, reference};
 use super::model_entry_decide::{Observed, decide_local, provider_endpoint};
-use super::status::{apply_child, apply_status};
+use super::status::{Live, apply_child_cached, apply_status};
 use crate::api::CAPABILITY_LABEL_PREFIX;
 use crate::api::agent_node::{AgentNode, LifecycleMode, NodePhase};
 use crate::api::conditions::{condition, set_condition};
@@ -225,22 +225,32 @@ async fn reconcile_inner(
             }
         };
         if let Some(pvc) = &built.cache {
-            apply_child(
+            apply_child_cached(
+                &ctx.applied,
                 &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &namespace),
                 pvc,
+                Live::Unknown,
                 "apply cache PersistentVolumeClaim",
             )
             .await?;
         }
-        apply_child(
+        let live = deployment
+            .as_ref()
+            .and_then(|d| d.metadata.resource_version.clone())
+            .map_or(Live::Absent, Live::Version);
+        apply_child_cached(
+            &ctx.applied,
             &Api::<Deployment>::namespaced(ctx.client.clone(), &namespace),
             &built.deployment,
+            live,
             "apply inference Deployment",
         )
         .await?;
-        apply_child(
+        apply_child_cached(
+            &ctx.applied,
             &Api::<Service>::namespaced(ctx.client.clone(), &namespace),
             &built.service,
+            Live::Unknown,
             "apply inference Service",
         )
         .await?;
@@ -259,9 +269,11 @@ async fn reconcile_inner(
         stacks.sort();
         match build_network_policy(&input, &stacks) {
             Ok(policy) => {
-                apply_child(
+                apply_child_cached(
+                    &ctx.applied,
                     &Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &namespace),
                     &policy,
+                    Live::Unknown,
                     "apply inference NetworkPolicy",
                 )
                 .await?;
