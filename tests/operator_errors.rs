@@ -202,3 +202,73 @@ async fn agent_pod_failing_on_a_missing_secret_is_reported_on_the_node() {
     );
     operator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_object_does_not_stop_the_controller() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams, PostParams};
+    let cluster = Cluster::start().await;
+    // An object stored under an older, looser schema (as after a CRD upgrade) that the operator's
+    // types cannot read: spec.stackRef is a number.
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    let real = hypersync_operator::api::generate::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "AgentNode")
+        .expect("AgentNode CRD");
+    let mut loose = serde_json::to_value(&real).expect("CRD serializes");
+    loose["spec"]["versions"][0]["schema"]["openAPIV3Schema"] =
+        serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    crds.patch(
+        "agentnodes.hypersync.io",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&loose),
+    )
+    .await
+    .expect("loose CRD applies");
+    let dynamic = cluster.dynamic("hypersync.io/v1alpha1", "AgentNode").await;
+    let broken: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "hypersync.io/v1alpha1", "kind": "AgentNode",
+        "metadata": {"name": "broken", "namespace": NS},
+        "spec": {"stackRef": 42}
+    }))
+    .expect("object parses");
+    dynamic
+        .create(&PostParams::default(), &broken)
+        .await
+        .expect("stored under the loose schema");
+    crds.patch(
+        "agentnodes.hypersync.io",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&real),
+    )
+    .await
+    .expect("real CRD applies again");
+
+    let operator = cluster.operator();
+    cluster.apply_yaml(REMOTE).await;
+    cluster
+        .apply_yaml("apiVersion: hypersync.io/v1alpha1\nkind: AgentStack\nmetadata: {name: ok}\nspec:\n  layers:\n    cognitive: {modelRef: {name: gpt-4o}}\n  runtime: {image: busybox:1.36, podAnnotations: {sim.hypersync.io/run-seconds: \"600\"}}\n")
+        .await;
+    cluster
+        .apply_yaml("apiVersion: hypersync.io/v1alpha1\nkind: AgentNode\nmetadata: {name: fine}\nspec:\n  stackRef: {name: ok}\n")
+        .await;
+    let nodes: Api<AgentNode> = Api::namespaced(cluster.client.clone(), NS);
+    cluster
+        .wait_for(
+            "the well-formed node runs",
+            Duration::from_secs(30),
+            || async {
+                (nodes.get("fine").await.ok()?.status?.phase == Some(NodePhase::Running))
+                    .then_some(())
+            },
+        )
+        .await;
+    let events = cluster.events_for("AgentNode", "broken").await;
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "MalformedObject" && n.contains("cannot read")),
+        "{events:?}"
+    );
+    operator.stop().await;
+}
