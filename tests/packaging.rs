@@ -1,0 +1,488 @@
+//! Packaging checks: the chart's and kustomize's CRD copies match crds/, the chart and the kustomize
+//! manifests hold the same RBAC, that RBAC is least privilege and used by the code, the operator can
+//! grant the per-agent Roles it creates, and the Deployment is hardened and configured with real flags.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hypersync_operator::workload::identity::build_role;
+use hypersync_operator::workload::owner_reference;
+use serde_yaml::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const CHART: &str = "charts/hypersync-operator";
+
+fn read(rel: &str) -> String {
+    fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("failed to read {rel}: {e}"))
+}
+
+fn yaml_docs(text: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).expect("failed to parse YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn yaml_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("failed to list {dir:?}: {e}")) {
+        let path = entry.expect("failed to read dir entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".yaml") && name != "kustomization.yaml" {
+            out.insert(name, fs::read(&path).expect("failed to read file"));
+        }
+    }
+    out
+}
+
+#[test]
+fn crd_copies_match_generated_crds() {
+    let generated = yaml_files(&root().join("crds"));
+    assert!(!generated.is_empty(), "crds/ is empty");
+    for copy in [format!("{CHART}/crds"), "manifests/crds".to_string()] {
+        let copied = yaml_files(&root().join(&copy));
+        assert_eq!(
+            generated.keys().collect::<Vec<_>>(),
+            copied.keys().collect::<Vec<_>>(),
+            "{copy}/ holds other files than crds/: run make crds"
+        );
+        for (name, bytes) in &generated {
+            assert!(
+                copied[name] == *bytes,
+                "{copy}/{name} differs from crds/{name}: run make crds"
+            );
+        }
+    }
+    // The kustomization lists exactly those files.
+    let kustomization = &yaml_docs(&read("manifests/crds/kustomization.yaml"))[0];
+    let listed: BTreeSet<&str> = kustomization["resources"]
+        .as_sequence()
+        .expect("resources")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let files: BTreeSet<&str> = generated.keys().map(String::as_str).collect();
+    assert_eq!(
+        listed, files,
+        "manifests/crds/kustomization.yaml must list every CRD"
+    );
+}
+
+/// One (apiGroup, resource, verb) permission.
+type Grant = (String, String, String);
+
+fn grants(rules: &Value) -> BTreeSet<Grant> {
+    let mut out = BTreeSet::new();
+    for rule in rules.as_sequence().expect("rules must be a list") {
+        assert!(
+            rule.get("nonResourceURLs").is_none(),
+            "no nonResourceURLs: {rule:?}"
+        );
+        assert!(
+            rule.get("resourceNames").is_none(),
+            "unexpected resourceNames: {rule:?}"
+        );
+        let list = |k: &str| -> Vec<String> {
+            rule[k]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("rule without {k}: {rule:?}"))
+                .iter()
+                .map(|v| v.as_str().expect("string").to_string())
+                .collect()
+        };
+        for g in list("apiGroups") {
+            for r in list("resources") {
+                for v in list("verbs") {
+                    let fresh = out.insert((g.clone(), r.clone(), v));
+                    assert!(fresh, "duplicate grant on {g}/{r}");
+                }
+            }
+        }
+    }
+    out
+}
+
+fn chart_rules() -> (BTreeSet<Grant>, BTreeSet<Grant>) {
+    (
+        grants(&serde_yaml::from_str(&read(&format!("{CHART}/files/rules.yaml"))).unwrap()),
+        grants(
+            &serde_yaml::from_str(&read(&format!("{CHART}/files/leader-election-rules.yaml")))
+                .unwrap(),
+        ),
+    )
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name_suffix: &str) -> Vec<&'a Value> {
+    docs.iter()
+        .filter(|d| d["kind"].as_str() == Some(kind))
+        .filter(|d| {
+            d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(name_suffix))
+        })
+        .collect()
+}
+
+#[test]
+fn kustomize_rbac_equals_chart_rbac() {
+    let (cluster, leader) = chart_rules();
+    let docs = yaml_docs(&read("manifests/operator/rbac.yaml"));
+    let cr = find(&docs, "ClusterRole", "hypersync-operator");
+    assert_eq!(
+        cr.len(),
+        1,
+        "one ClusterRole in manifests/operator/rbac.yaml"
+    );
+    assert_eq!(
+        grants(&cr[0]["rules"]),
+        cluster,
+        "manifests/operator/rbac.yaml ClusterRole differs from {CHART}/files/rules.yaml"
+    );
+    let role = find(&docs, "Role", "leader-election");
+    assert_eq!(role.len(), 1);
+    assert_eq!(
+        grants(&role[0]["rules"]),
+        leader,
+        "manifests/operator/rbac.yaml leader Role differs from {CHART}/files/leader-election-rules.yaml"
+    );
+}
+
+/// Renders the chart with the helm binary `make helm-lint` installs; `None` when it is not installed
+/// (plain `cargo test`), so that part is checked inside `make test` only.
+fn helm_template(args: &[&str]) -> Option<Vec<Value>> {
+    let helm = root().join(".tools/bin/helm");
+    if !helm.exists() {
+        eprintln!(
+            "skipping the rendered-chart check: .tools/bin/helm not installed (make helm-lint)"
+        );
+        return None;
+    }
+    let out = Command::new(helm)
+        .args(["template", "hypersync", CHART, "-n", "hypersync-system"])
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("failed to run helm");
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(yaml_docs(&String::from_utf8(out.stdout).unwrap()))
+}
+
+#[test]
+fn rendered_chart_rbac_equals_kustomize_rbac() {
+    let docs = yaml_docs(&read("manifests/operator/rbac.yaml"));
+    let kustomize = grants(&find(&docs, "ClusterRole", "hypersync-operator")[0]["rules"]);
+    let kustomize_leader = grants(&find(&docs, "Role", "leader-election")[0]["rules"]);
+    let Some(default) = helm_template(&[]) else {
+        return;
+    };
+    let cr = find(&default, "ClusterRole", "hypersync-operator");
+    assert_eq!(cr.len(), 1);
+    assert_eq!(grants(&cr[0]["rules"]), kustomize);
+    let leader = find(&default, "Role", "leader-election");
+    assert_eq!(grants(&leader[0]["rules"]), kustomize_leader);
+    let crb = find(&default, "ClusterRoleBinding", "hypersync-operator");
+    assert_eq!(crb[0]["subjects"][0]["namespace"], "hypersync-system");
+
+    // Namespaced mode: the same rules as Roles in each watched namespace, nothing cluster-scoped.
+    let namespaced = helm_template(&["--set", "watchNamespaces={team-a,team-b}"]).unwrap();
+    assert!(find(&namespaced, "ClusterRole", "").is_empty());
+    assert!(find(&namespaced, "ClusterRoleBinding", "").is_empty());
+    let roles: Vec<_> = find(&namespaced, "Role", "hypersync-operator");
+    let namespaces: BTreeSet<&str> = roles
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, BTreeSet::from(["team-a", "team-b"]));
+    for role in roles {
+        assert_eq!(grants(&role["rules"]), kustomize);
+    }
+    let deployment = &find(&namespaced, "Deployment", "")[0];
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    let ns_env = env
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "HYPERSYNC_NAMESPACES")
+        .expect("HYPERSYNC_NAMESPACES");
+    assert_eq!(ns_env["value"], "team-a,team-b");
+}
+
+fn g(group: &str, resource: &str, verbs: &[&str]) -> Vec<Grant> {
+    verbs
+        .iter()
+        .map(|v| (group.to_string(), resource.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Every grant with the source text that proves the code makes that call. A rule without a use
+/// here fails the test, and so does a use that disappears from src/.
+fn expected_grants() -> Vec<(Vec<Grant>, &'static [(&'static str, &'static str)])> {
+    const REFLECTED_CRS: &[(&str, &str)] = &[
+        (
+            "controller/mod.rs",
+            "api_for::<DeserializeGuard<ModelEntry>>",
+        ),
+        (
+            "controller/mod.rs",
+            "api_for::<DeserializeGuard<AgentStack>>",
+        ),
+        (
+            "controller/mod.rs",
+            "api_for::<DeserializeGuard<AgentNode>>",
+        ),
+        ("controller/status.rs", "Patch::Apply(obj)"),
+    ];
+    vec![
+        (
+            g("hypersync.io", "modelentries", &["list", "watch", "patch"]),
+            REFLECTED_CRS,
+        ),
+        (
+            g("hypersync.io", "agentstacks", &["list", "watch", "patch"]),
+            REFLECTED_CRS,
+        ),
+        (
+            g("hypersync.io", "agentnodes", &["list", "watch", "patch"]),
+            &[
+                (
+                    "controller/mod.rs",
+                    "api_for::<DeserializeGuard<AgentNode>>",
+                ),
+                ("controller/agent_node.rs", "Patch::Json::<()>"),
+            ],
+        ),
+        (
+            g("hypersync.io", "agentnodes", &["delete"]),
+            &[("controller/agent_node.rs", "api.delete(")],
+        ),
+        (
+            g("hypersync.io", "agentnodes", &["get"]),
+            &[("workload/identity.rs", "rule(\"agentnodes\", &[\"get\"])")],
+        ),
+        (
+            [
+                g("hypersync.io", "modelentries/status", &["patch"]),
+                g("hypersync.io", "agentstacks/status", &["patch"]),
+                g("hypersync.io", "agentnodes/status", &["patch"]),
+            ]
+            .concat(),
+            &[
+                ("controller/status.rs", "api.patch_status("),
+                ("controller/agent_node.rs", "api.patch_status("),
+            ],
+        ),
+        (
+            g("hypersync.io", "agentnodes/status", &["get"]),
+            &[(
+                "workload/identity.rs",
+                "rule(\"agentnodes/status\", &[\"get\", \"patch\"])",
+            )],
+        ),
+        (
+            [
+                g("hypersync.io", "modelentries/finalizers", &["update"]),
+                g("hypersync.io", "agentnodes/finalizers", &["update"]),
+            ]
+            .concat(),
+            &[("workload/meta.rs", "block_owner_deletion: Some(true)")],
+        ),
+        (
+            g("apps", "deployments", &["list", "watch", "create", "patch"]),
+            &[
+                ("controller/mod.rs", "api_for::<Deployment>"),
+                ("controller/agent_node.rs", "Api::<Deployment>::namespaced"),
+                ("controller/model_entry.rs", "Api::<Deployment>::namespaced"),
+            ],
+        ),
+        (
+            g("batch", "jobs", &["list", "watch", "create", "patch"]),
+            &[
+                ("controller/mod.rs", "api_for::<Job>"),
+                ("controller/agent_node.rs", "Api::<Job>::namespaced"),
+            ],
+        ),
+        (
+            g("", "pods", &["list", "watch"]),
+            &[("controller/mod.rs", "api_for::<Pod>")],
+        ),
+        (
+            g("", "services", &["create", "patch"]),
+            &[("controller/model_entry.rs", "Api::<Service>::namespaced")],
+        ),
+        (
+            g("", "persistentvolumeclaims", &["create", "patch"]),
+            &[(
+                "controller/model_entry.rs",
+                "Api::<PersistentVolumeClaim>::namespaced",
+            )],
+        ),
+        (
+            g("", "serviceaccounts", &["create", "patch"]),
+            &[(
+                "controller/agent_node.rs",
+                "Api::<ServiceAccount>::namespaced",
+            )],
+        ),
+        (
+            g("networking.k8s.io", "networkpolicies", &["create", "patch"]),
+            &[(
+                "controller/model_entry.rs",
+                "Api::<NetworkPolicy>::namespaced",
+            )],
+        ),
+        (
+            [
+                g("rbac.authorization.k8s.io", "roles", &["create", "patch"]),
+                g(
+                    "rbac.authorization.k8s.io",
+                    "rolebindings",
+                    &["create", "patch"],
+                ),
+            ]
+            .concat(),
+            &[
+                ("controller/agent_node.rs", "Api::<Role>::namespaced"),
+                ("controller/agent_node.rs", "Api::<RoleBinding>::namespaced"),
+            ],
+        ),
+        (
+            g("events.k8s.io", "events", &["create", "patch"]),
+            &[
+                ("controller/mod.rs", "Recorder::new("),
+                ("controller/context.rs", "self.recorder.publish("),
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn rbac_is_least_privilege_and_every_rule_is_used() {
+    let (cluster, leader) = chart_rules();
+    for (group, resource, verb) in cluster.iter().chain(&leader) {
+        for s in [group, resource, verb] {
+            assert!(!s.contains('*'), "wildcard in {group}/{resource} {verb}");
+        }
+        assert!(
+            resource != "secrets" && resource != "configmaps",
+            "the operator must not read Secrets or ConfigMaps: {group}/{resource}"
+        );
+        assert!(
+            !["escalate", "bind", "impersonate", "deletecollection"].contains(&verb.as_str()),
+            "dangerous verb {verb} on {group}/{resource}"
+        );
+    }
+    let mut expected = BTreeSet::new();
+    for (grants, evidence) in expected_grants() {
+        for (file, needle) in evidence {
+            let src = read(&format!("src/{file}"));
+            assert!(
+                src.contains(needle),
+                "src/{file} no longer contains `{needle}`: is {grants:?} still used? update {CHART}/files/rules.yaml"
+            );
+        }
+        expected.extend(grants);
+    }
+    let extra: Vec<_> = cluster.difference(&expected).collect();
+    let missing: Vec<_> = expected.difference(&cluster).collect();
+    assert!(extra.is_empty(), "rules the code does not need: {extra:?}");
+    assert!(
+        missing.is_empty(),
+        "rules the code needs but the chart lacks: {missing:?}"
+    );
+
+    // Leader election: get, create, replace on one Lease.
+    let leader_src = read("src/leader.rs");
+    for needle in [
+        ".get_opt(",
+        ".create(&pp, &lease)",
+        ".replace(&self.lease_name",
+    ] {
+        assert!(leader_src.contains(needle), "src/leader.rs: {needle}");
+    }
+    assert_eq!(
+        leader,
+        g(
+            "coordination.k8s.io",
+            "leases",
+            &["get", "create", "update"]
+        )
+        .into_iter()
+        .collect()
+    );
+}
+
+/// RBAC escalation prevention: the operator can only create the agents' Roles if it holds every
+/// permission they grant. Checked against the Role the code really builds.
+#[test]
+fn operator_holds_what_agent_roles_grant() {
+    let (cluster, _) = chart_rules();
+    let owner = owner_reference("AgentNode", "n", "uid-1");
+    let role = build_role("n", "ns", &owner);
+    let rules = role.rules.expect("agent Role has rules");
+    assert!(!rules.is_empty());
+    for rule in rules {
+        for group in rule.api_groups.unwrap_or_default() {
+            for resource in rule.resources.clone().unwrap_or_default() {
+                for verb in &rule.verbs {
+                    let grant = (group.clone(), resource.clone(), verb.clone());
+                    assert!(
+                        cluster.contains(&grant),
+                        "agent Roles grant {grant:?}, which the operator's rules lack"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn container(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn assert_hardened(deployment: &Value, what: &str) {
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+        "{what}"
+    );
+    let c = container(deployment);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL", "{what}");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz", "{what}");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz", "{what}");
+    assert!(c["resources"]["requests"]["memory"].is_string(), "{what}");
+    assert_eq!(c["args"][0], "run", "{what}");
+    // Every HYPERSYNC_* variable set is a real flag of `run`.
+    let config = read("src/config.rs");
+    for e in c["env"].as_sequence().expect("env") {
+        let name = e["name"].as_str().unwrap();
+        if name.starts_with("HYPERSYNC_") {
+            assert!(
+                config.contains(&format!("env = \"{name}\"")),
+                "{what}: {name} is not a flag in src/config.rs"
+            );
+        }
+    }
+}
+
+#[test]
+fn operator_deployments_are_hardened_and_use_real_flags() {
+    let docs = yaml_docs(&read("manifests/operator/deployment.yaml"));
+    assert_hardened(&docs[0], "manifests/operator/deployment.yaml");
+    if let Some(rendered) = helm_template(&[]) {
+        assert_hardened(find(&rendered, "Deployment", "")[0], "chart");
+    }
+}
