@@ -224,9 +224,12 @@ fn g(group: &str, resource: &str, verbs: &[&str]) -> Vec<Grant> {
         .collect()
 }
 
+/// Source files (under src/) and the text in each that shows a call is made.
+type Evidence = &'static [(&'static str, &'static str)];
+
 /// Every grant with the source text that proves the code makes that call. A rule without a use
 /// here fails the test, and so does a use that disappears from src/.
-fn expected_grants() -> Vec<(Vec<Grant>, &'static [(&'static str, &'static str)])> {
+fn expected_grants() -> Vec<(Vec<Grant>, Evidence)> {
     const REFLECTED_CRS: &[(&str, &str)] = &[
         (
             "controller/mod.rs",
