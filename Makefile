@@ -83,6 +83,7 @@ validate-manifests:
 	@if command -v kubectl >/dev/null 2>&1; then \
 		kubectl kustomize manifests/crds > target/packaging/kustomize-crds.yaml && \
 		kubectl kustomize manifests/operator > target/packaging/kustomize-operator.yaml && \
+		kubectl kustomize tests/e2e/samples > target/packaging/e2e-samples.yaml && \
 		$(TOOLS)/kubernetes-validate --strict --quiet -k $(K8S_VERSION) \
 			target/packaging/kustomize-crds.yaml target/packaging/kustomize-operator.yaml; \
 	else echo "kubectl not found: skipping the kustomize build check"; fi
