@@ -23,9 +23,11 @@ crds:
 	$(CARGO) run --quiet -- schema --out-dir schemas
 	$(MAKE) chart-crds
 
-## Benchmarks (release builds): geometry placement among 1k/10k/100k nodes.
+## Benchmarks (release builds): geometry placement among 1k/10k/100k nodes; kube-sim writes/s,
+## watch events/s to 10 watchers and memory with 100,000 objects.
 bench:
 	$(CARGO) bench --bench placement
+	$(CARGO) run --release --quiet -p kube-sim -- bench
 
 fmt:
 	$(CARGO) fmt --all

@@ -77,8 +77,8 @@ pub async fn run(
             tracing::info!(identity = %le.identity, lease = %le.lease_name, "waiting for leadership");
             let mut stop = stop_rx.clone();
             tokio::select! {
-                _ = rx.wait_for(|l| *l) => {}
-                _ = stop.wait_for(|s| *s) => {
+                _ = changed(rx.wait_for(|l| *l)) => {}
+                _ = changed(stop.wait_for(|s| *s)) => {
                     ticker.abort();
                     return finish(server).await;
                 }
@@ -86,7 +86,10 @@ pub async fn run(
             tracing::info!("leading");
             Some(rx)
         }
-        None => None,
+        None => {
+            metrics.set_leader(true);
+            None
+        }
     };
 
     readiness.set(CACHES, false);
@@ -141,8 +144,8 @@ pub async fn run(
     match leader.as_mut() {
         Some(rx) => {
             tokio::select! {
-                _ = rx.wait_for(|l| !*l) => lost = true,
-                _ = stop.wait_for(|s| *s) => {}
+                _ = changed(rx.wait_for(|l| !*l)) => lost = true,
+                _ = changed(stop.wait_for(|s| *s)) => {}
             }
         }
         None => {
@@ -175,4 +178,11 @@ async fn finish(
             Ok(())
         }
     }
+}
+
+/// Await a `watch::Receiver::wait_for` future without keeping its (non-`Send`) borrow alive.
+pub(crate) async fn changed<'a, T: 'a>(
+    wait: impl Future<Output = Result<watch::Ref<'a, T>, watch::error::RecvError>>,
+) -> bool {
+    wait.await.is_ok()
 }

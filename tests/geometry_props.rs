@@ -261,7 +261,7 @@ proptest! {
 
     /// An index rebuilt from stored coordinates, in another order, gives the same next placement.
     #[test]
-    fn rebuilt_index_gives_the_same_placement(anchor in point_within(9.0), count in 1usize..150, next in request()) {
+    fn rebuilt_index_gives_the_same_placement(anchor in point_within(MAX_HYPERBOLIC_RADIUS), count in 1usize..150, next in request()) {
         let mut index = AnchorIndex::new();
         let placed = populate(&mut index, Some(anchor), count);
         let key = AnchorKey::of(anchor);

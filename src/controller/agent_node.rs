@@ -16,7 +16,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::agent_node_decide::{Decision, Inputs, Models, Workload, decide};
@@ -50,10 +50,14 @@ pub async fn reconcile(
     obj: Arc<DeserializeGuard<AgentNode>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started(CONTROLLER);
-    let result = reconcile_inner(&obj, &ctx).await;
-    timer.finish_with(&result);
-    result
+    super::observe(
+        CONTROLLER,
+        "AgentNode",
+        obj.meta(),
+        &ctx,
+        reconcile_inner(&obj, &ctx),
+    )
+    .await
 }
 
 fn geometry_autonomy(a: Autonomy) -> geometry::Autonomy {

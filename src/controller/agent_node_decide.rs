@@ -152,6 +152,15 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
 
     if !i.placed {
         d.phase = NodePhase::Pending;
+        if i.models == Models::StackMissing {
+            let name = &i.spec.stack_ref.name;
+            d.conditions.push((
+                "Placed",
+                false,
+                "StackNotFound",
+                format!("spec.stackRef.name: AgentStack {name} not found"),
+            ));
+        }
         return d;
     }
 
@@ -360,6 +369,11 @@ mod tests {
         i.placed = false;
         let d = decide(&i);
         assert_eq!((d.phase, d.run_workload), (NodePhase::Pending, false));
+        assert!(d.conditions.is_empty());
+        // Without its stack a node cannot even be placed: say why.
+        i.models = Models::StackMissing;
+        let d = decide(&i);
+        assert_eq!(d.conditions[0].2, "StackNotFound");
     }
 
     #[test]

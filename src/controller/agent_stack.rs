@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 
 use super::context::{Context, reference};
 use super::resolve::resolve;
@@ -25,10 +25,14 @@ pub async fn reconcile(
     obj: Arc<DeserializeGuard<AgentStack>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started(CONTROLLER);
-    let result = reconcile_inner(&obj, &ctx).await;
-    timer.finish_with(&result);
-    result
+    super::observe(
+        CONTROLLER,
+        "AgentStack",
+        obj.meta(),
+        &ctx,
+        reconcile_inner(&obj, &ctx),
+    )
+    .await
 }
 
 async fn reconcile_inner(

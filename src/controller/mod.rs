@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use crate::api::{AgentNode, AgentStack, ModelEntry};
 use crate::error::{Backoff, Error, ObjectKey};
 use crate::metrics::Metrics;
+use crate::operator::changed;
 use crate::workload::labels::{
     LABEL_AGENT_NODE, LABEL_MANAGED_BY, LABEL_MODEL_ENTRY, MANAGED_BY_VALUE,
 };
@@ -127,6 +128,32 @@ where
     )
     .await;
     Ok(Action::await_change())
+}
+
+/// Run one reconcile inside a span carrying a fresh trace id, record its duration and result, and
+/// reset the object's error backoff when it succeeds.
+pub async fn observe<F>(
+    controller: &'static str,
+    kind: &'static str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ctx: &Context,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    F: std::future::Future<Output = Result<Action, Error>>,
+{
+    use tracing::Instrument;
+    let name = meta.name.clone().unwrap_or_default();
+    let (span, _trace_id) =
+        crate::telemetry::reconcile_span(controller, meta.namespace.as_deref(), &name);
+    let timer = ctx.metrics.reconcile_started(controller);
+    let result = reconcile.instrument(span).await;
+    timer.finish_with(&result);
+    if result.is_ok() {
+        ctx.backoff
+            .reset(&ObjectKey::new(kind, meta.namespace.as_deref(), name));
+    }
+    result
 }
 
 fn error_policy<K>(obj: Arc<DeserializeGuard<K>>, err: &Error, ctx: Arc<Context>) -> Action
@@ -392,6 +419,27 @@ pub async fn run_scope(
         }
     };
 
+    // Phase gauges, from the caches (bounded labels: the phase only).
+    let gauges = {
+        let (entries, nodes, metrics) = (entries.clone(), nodes.clone(), metrics.clone());
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                metrics.set_agentnode_phases(nodes.state().iter().filter_map(|n| {
+                    n.0.as_ref()
+                        .ok()
+                        .map(|n| n.status.as_ref().and_then(|s| s.phase))
+                }));
+                metrics.set_modelentry_phases(entries.state().iter().filter_map(|e| {
+                    e.0.as_ref()
+                        .ok()
+                        .map(|e| e.status.as_ref().and_then(|s| s.phase))
+                }));
+            }
+        }
+    };
+
     let reflectors = futures::stream::select_all([
         entry_stream.boxed(),
         stack_stream.boxed(),
@@ -407,6 +455,7 @@ pub async fn run_scope(
         _ = controllers => {}
         _ = reflectors => {}
         _ = readiness => {}
-        _ = stop_reflectors.wait_for(|s| *s) => {}
+        _ = gauges => {}
+        _ = changed(stop_reflectors.wait_for(|s| *s)) => {}
     }
 }

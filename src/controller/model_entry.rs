@@ -14,7 +14,7 @@ use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::context::{Context, reference};
@@ -113,10 +113,14 @@ pub async fn reconcile(
     obj: Arc<DeserializeGuard<ModelEntry>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let timer = ctx.metrics.reconcile_started(CONTROLLER);
-    let result = reconcile_inner(&obj, &ctx).await;
-    timer.finish_with(&result);
-    result
+    super::observe(
+        CONTROLLER,
+        "ModelEntry",
+        obj.meta(),
+        &ctx,
+        reconcile_inner(&obj, &ctx),
+    )
+    .await
 }
 
 async fn reconcile_inner(

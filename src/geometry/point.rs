@@ -69,6 +69,19 @@ impl DiskPoint {
         DiskPoint::new(r * cos, r * sin)
     }
 
+    /// The point moved radially, if needed, so that its hyperbolic radius is at
+    /// most `max_hyperbolic_radius` (e.g. [`crate::geometry::MAX_HYPERBOLIC_RADIUS`]
+    /// for explicitly requested coordinates). Its angle is kept.
+    pub fn clamped_to(self, max_hyperbolic_radius: f64) -> DiskPoint {
+        let max_r = (max_hyperbolic_radius.max(0.0) / 2.0).tanh();
+        let r = self.r();
+        if r <= max_r {
+            return self;
+        }
+        let scale = max_r / r;
+        DiskPoint::new(self.0.x * scale, self.0.y * scale).unwrap_or(self)
+    }
+
     /// The point as a `geo_types` coordinate.
     pub fn coord(self) -> Coord<f64> {
         self.0
@@ -328,6 +341,17 @@ mod tests {
             .unwrap()
             .distance(mobius_translate(a, v).unwrap());
         assert!((d0 - d1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn clamping_pulls_points_inside_the_limit() {
+        let far = DiskPoint::new(0.999_999_999, 0.0).unwrap();
+        let c = far.clamped_to(12.0);
+        assert!((c.hyperbolic_radius() - 12.0).abs() < 1e-9);
+        assert_eq!(c.theta_degrees(), 0.0);
+        let near = DiskPoint::from_polar(0.4, 120.0).unwrap();
+        assert_eq!(near.clamped_to(12.0), near);
+        assert_eq!(far.clamped_to(-1.0), DiskPoint::ORIGIN);
     }
 
     #[test]

@@ -46,36 +46,82 @@ async fn watcher(
         "GET /api/v1/namespaces/bench/configmaps?watch=true&resourceVersion={rv} HTTP/1.1\r\nHost: bench\r\nUser-Agent: kube-sim-bench\r\n\r\n"
     );
     s.write_all(req.as_bytes()).await?;
-    let needle = b"{\"type\":\"";
+    // Every event line ends with `}\n`; chunk-size lines end with `\r\n`.
     let mut buf = vec![0u8; 1 << 16];
-    let mut carry: Vec<u8> = Vec::new();
+    let mut prev = 0u8;
     let mut seen = 0usize;
     while seen < expect {
         let n = s.read(&mut buf).await?;
         if n == 0 {
             break;
         }
-        carry.extend_from_slice(&buf[..n]);
-        let mut i = 0;
-        while i + needle.len() <= carry.len() {
-            if &carry[i..i + needle.len()] == needle {
+        for &b in &buf[..n] {
+            if b == b'\n' && prev == b'}' {
                 seen += 1;
-                i += needle.len();
-            } else {
-                i += 1;
             }
+            prev = b;
         }
-        let keep = carry.len().min(needle.len() - 1);
-        carry.drain(..carry.len() - keep);
     }
     Ok(seen)
+}
+
+/// POSTs `count` ConfigMaps over one keep-alive HTTP/1.1 connection, checking each answer is 201.
+async fn http_writer(
+    addr: std::net::SocketAddr,
+    start: usize,
+    count: usize,
+) -> Result<(), std::io::Error> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut tmp = vec![0u8; 16 * 1024];
+    for i in start..start + count {
+        let mut obj = cm(i);
+        obj["metadata"]["name"] = json!(format!("http-{i}"));
+        let body = serde_json::to_vec(&obj).map_err(std::io::Error::other)?;
+        let head = format!(
+            "POST /api/v1/namespaces/bench/configmaps HTTP/1.1\r\nHost: bench\r\nUser-Agent: kube-sim-bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(&body).await?;
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let headers = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                if !headers.starts_with("http/1.1 201") {
+                    return Err(std::io::Error::other(format!(
+                        "unexpected answer: {headers}"
+                    )));
+                }
+                let len: usize = headers
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < end + 4 + len {
+                    let n = s.read(&mut tmp).await?;
+                    if n == 0 {
+                        return Err(std::io::Error::other("connection closed"));
+                    }
+                    buf.extend_from_slice(&tmp[..n]);
+                }
+                buf.drain(..end + 4 + len);
+                break;
+            }
+            let n = s.read(&mut tmp).await?;
+            if n == 0 {
+                return Err(std::io::Error::other("connection closed"));
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        }
+    }
+    Ok(())
 }
 
 /// Runs the benchmark and returns a human-readable report.
 pub async fn run(objects: usize) -> Result<String, BenchError> {
     let sim = Sim::start(SimConfig {
         dataplane: false,
-        history: 200_000,
         ..SimConfig::default()
     })
     .await?;
@@ -119,6 +165,21 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
             })?;
     }
     let write_rate = writes as f64 / t0.elapsed().as_secs_f64();
+
+    // 1b. The same through HTTP: 4 keep-alive connections POSTing JSON.
+    let http_writes = 4 * 2_500;
+    let t0 = Instant::now();
+    let mut hs = Vec::new();
+    for c in 0..4 {
+        hs.push(tokio::spawn(http_writer(sim.addr(), c * 2_500, 2_500)));
+    }
+    for h in hs {
+        h.await.map_err(|e| BenchError::Step {
+            what: "join http writer",
+            message: e.to_string(),
+        })??;
+    }
+    let http_rate = http_writes as f64 / t0.elapsed().as_secs_f64();
 
     // 2. Watch fan-out: 10 HTTP watchers from the current rv, then updates.
     let start_rv = st.store.current_rv();
@@ -173,7 +234,7 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
     let stored = st.store.total_objects();
     sim.shutdown().await;
     Ok(format!(
-        "writes: {writes} creates in-process at {write_rate:.0}/s\n\
+        "writes: {writes} creates in-process at {write_rate:.0}/s; {http_writes} creates over HTTP (4 connections) at {http_rate:.0}/s\n\
          watch: {delivered} events delivered to 10 HTTP watchers in {watch_secs:.2}s = {watch_rate:.0} events/s\n\
          memory: {stored} objects stored, RSS {rss_after} KiB (was {rss_before} KiB before loading; {:.2} KiB/object)",
         (rss_after.saturating_sub(rss_before)) as f64 / stored.max(1) as f64

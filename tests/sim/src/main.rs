@@ -18,7 +18,11 @@ struct Args {
     /// Simulated nodes, e.g. `gpu-a100=2x8,cpu=2`.
     #[arg(long)]
     nodes: Option<String>,
-    /// Authenticate bearer tokens and authorize requests with RBAC.
+    /// Authenticate bearer tokens and authorize requests with RBAC. Requests without a token then get
+    /// 401 (except /healthz, /readyz, /livez, /version). The written kubeconfig uses the static admin
+    /// token `sim-admin`; to act as a service account use the bearer token `sim-sa:<namespace>:<name>`
+    /// (e.g. `kubectl --token sim-sa:default:operator get pods`) or one from the TokenRequest API
+    /// (`kubectl create token <serviceaccount>`); `sim-user:<name>[:<group>,...]` names a plain user.
     #[arg(long)]
     authorize: bool,
     /// Fault injection spec.

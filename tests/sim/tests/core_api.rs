@@ -367,3 +367,48 @@ async fn stats_count_requests_by_verb_and_resource() {
     assert_eq!(sim.state().stats.to_json()["total"], 0);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn events_k8s_io_and_core_events_share_storage() {
+    let (sim, client) = start().await;
+    let new_api: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    let ev: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "e1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "example.com/ctrl", "reportingInstance": "ctrl-0",
+        "action": "Reconcile", "reason": "Synced", "type": "Normal", "note": "all good",
+        "regarding": {"kind": "ConfigMap", "name": "x", "namespace": "default", "apiVersion": "v1"}
+    }))
+    .unwrap();
+    new_api.create(&PostParams::default(), &ev).await.unwrap();
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "default");
+    let got = core.get("e1").await.unwrap();
+    assert_eq!(got.message.as_deref(), Some("all good"));
+    assert_eq!(got.involved_object.name.as_deref(), Some("x"));
+    assert_eq!(got.reporting_component.as_deref(), Some("example.com/ctrl"));
+    let back = new_api.get("e1").await.unwrap();
+    assert_eq!(back.note.as_deref(), Some("all good"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn fault_injection_endpoint_turns_requests_into_errors() {
+    let (sim, client) = start().await;
+    let req = hyper::Request::post("/sim/faults")
+        .body(b"seed=1,get/configmaps=1:500".to_vec())
+        .unwrap();
+    client.request_text(req).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &cm("f", json!({})))
+        .await
+        .unwrap();
+    let e = api_err(api.get("f").await.unwrap_err());
+    assert_eq!(e.code, 500);
+    let req = hyper::Request::post("/sim/faults")
+        .body(b"off".to_vec())
+        .unwrap();
+    client.request_text(req).await.unwrap();
+    api.get("f").await.unwrap();
+    sim.shutdown().await;
+}

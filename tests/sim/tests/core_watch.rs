@@ -275,3 +275,49 @@ async fn small_controller_reconciles_configmaps() {
     ctrl.abort();
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn metadata_only_get_list_and_watch() {
+    let (sim, client) = start(SimConfig {
+        dataplane: false,
+        ..SimConfig::default()
+    })
+    .await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &cm("m1", "1"))
+        .await
+        .unwrap();
+    let m = api.get_metadata("m1").await.unwrap();
+    assert_eq!(
+        m.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    assert_eq!(m.metadata.name.as_deref(), Some("m1"));
+    let l = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert!(
+        l.items
+            .iter()
+            .any(|i| i.metadata.name.as_deref() == Some("m1"))
+    );
+    let meta_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(client, "default");
+    let mut objs = watcher(meta_api, watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(5), objs.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("m1"));
+    api.create(&PostParams::default(), &cm("m2", "1"))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), objs.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.metadata.name.as_deref(), Some("m2"));
+    sim.shutdown().await;
+}

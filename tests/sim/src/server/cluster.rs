@@ -202,12 +202,12 @@ impl SimState {
             return Err(ApiError::from_status(auth::unauthorized_status()));
         };
         // Issued tokens die with their service account.
-        if let Some(sa) = &a.service_account {
-            if let Some(uid) = &sa.uid {
-                let live = self.store.get("/serviceaccounts", &sa.namespace, &sa.name);
-                if live.is_none_or(|o| crate::store::uid_of(&o) != uid) {
-                    return Err(ApiError::from_status(auth::unauthorized_status()));
-                }
+        if let Some(sa) = &a.service_account
+            && let Some(uid) = &sa.uid
+        {
+            let live = self.store.get("/serviceaccounts", &sa.namespace, &sa.name);
+            if live.is_none_or(|o| crate::store::uid_of(&o) != uid) {
+                return Err(ApiError::from_status(auth::unauthorized_status()));
             }
         }
         Ok(a.user)

@@ -174,6 +174,17 @@ impl SimState {
         if !is_deleting(&nso) {
             return;
         }
+        // Like the real namespace controller, start a moment after the DELETE so that clients
+        // deleting the namespace together with its objects still find them.
+        let ready = {
+            let mut pending = self.ns_pending.lock().unwrap_or_else(|e| e.into_inner());
+            *pending
+                .entry(ns.to_string())
+                .or_insert_with(|| std::time::Instant::now() + self.config.namespace_cleanup_delay)
+        };
+        if std::time::Instant::now() < ready {
+            return;
+        }
         let mut remaining = 0usize;
         for table in self.store.tables() {
             if &*table == NS_TABLE {
@@ -347,6 +358,23 @@ impl SimState {
         }
     }
 
+    /// Runs namespace cleanups whose delay has passed; forgets namespaces that are gone.
+    fn pending_namespaces(&self) {
+        let due: Vec<String> = {
+            let mut pending = self.ns_pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.retain(|ns, _| self.store.get(NS_TABLE, "", ns).is_some());
+            let now = std::time::Instant::now();
+            pending
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(ns, _)| ns.clone())
+                .collect()
+        };
+        for ns in due {
+            self.ns_cleanup(&ns);
+        }
+    }
+
     /// Full pass over every object (startup and after the controller fell behind the event stream).
     pub fn controllers_resync(&self) {
         for table in self.store.tables() {
@@ -388,11 +416,15 @@ impl SimState {
 pub async fn run(state: Arc<SimState>) {
     let mut rx = state.store.subscribe_all();
     state.controllers_resync();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
     loop {
-        match rx.recv().await {
-            Ok(ev) => state.controllers_handle(&ev),
-            Err(RecvError::Lagged(_)) => state.controllers_resync(),
-            Err(RecvError::Closed) => return,
+        tokio::select! {
+            r = rx.recv() => match r {
+                Ok(ev) => state.controllers_handle(&ev),
+                Err(RecvError::Lagged(_)) => state.controllers_resync(),
+                Err(RecvError::Closed) => return,
+            },
+            _ = tick.tick() => state.pending_namespaces(),
         }
     }
 }

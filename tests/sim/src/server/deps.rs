@@ -51,9 +51,9 @@ pub fn server_side_apply(
         Ok(r) => Ok((r.object, r.changed)),
         Err(c) => {
             let mut e = ApiError::new(409, "Conflict", c.message());
-            e.details = Some(serde_json::json!({
+            e.details = Some(Box::new(serde_json::json!({
                 "name": name, "group": group, "kind": plural, "causes": c.status_causes(),
-            }));
+            })));
             Err(e)
         }
     }
@@ -80,30 +80,6 @@ pub struct SchemaOutcome {
     pub invalid: Option<Value>,
 }
 
-fn removed_paths(before: &Value, after: &Value, prefix: &str, out: &mut Vec<String>) {
-    match (before, after) {
-        (Value::Object(b), Value::Object(a)) => {
-            for (k, bv) in b {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                match a.get(k) {
-                    None => out.push(p),
-                    Some(av) => removed_paths(bv, av, &p, out),
-                }
-            }
-        }
-        (Value::Array(b), Value::Array(a)) => {
-            for (i, (bv, av)) in b.iter().zip(a.iter()).enumerate() {
-                removed_paths(bv, av, &format!("{prefix}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Prunes unknown fields, applies defaults and validates a custom resource.
 pub fn run_crd_schema(
     schema: &StructuralSchema,
@@ -112,10 +88,7 @@ pub fn run_crd_schema(
     obj: &mut Value,
     old: Option<&Value>,
 ) -> SchemaOutcome {
-    let before = obj.clone();
-    schema.prune(obj);
-    let mut unknown_fields = Vec::new();
-    removed_paths(&before, obj, "", &mut unknown_fields);
+    let unknown_fields = schema.prune_reporting(obj);
     schema.apply_defaults(obj);
     let errors = schema.validate(obj, old);
     let invalid = (!errors.is_empty()).then(|| {
@@ -132,14 +105,33 @@ pub fn run_crd_schema(
     }
 }
 
-/// Builds a `Table` for objects when printer columns are known. `None` until the schema module
-/// provides printer columns; clients then get the plain list, which kubectl also prints.
+/// Builds a `Table` for objects with the resource's printer columns (CRD `additionalPrinterColumns`,
+/// kubectl's built-in column sets, or Name + Created At).
 pub fn to_table(
-    _resource: &str,
-    _crd_version: Option<&Value>,
-    _objects: &[Value],
-    _include_object: &str,
-    _list_meta: Value,
-) -> Option<Value> {
-    None
+    resource: &str,
+    crd_version: Option<&Value>,
+    objects: &[Value],
+    include_object: &str,
+    list_meta: Value,
+    table_api_version: &str,
+) -> Value {
+    let columns = match crd_version {
+        Some(v) => schema::printer_columns_from_crd_version(v),
+        None => schema::builtin_printer_columns(resource)
+            .unwrap_or_else(schema::default_printer_columns),
+    };
+    let mut t = schema::to_table(
+        objects,
+        &columns,
+        schema::IncludeObject::from_param(Some(include_object)),
+        list_meta,
+        chrono::Utc::now(),
+    );
+    if let Some(m) = t.as_object_mut() {
+        m.insert(
+            "apiVersion".into(),
+            Value::String(table_api_version.to_string()),
+        );
+    }
+    t
 }

@@ -9,9 +9,9 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
     /// A complete `Status` body to send instead of one built from the fields above.
-    pub raw: Option<Value>,
+    pub raw: Option<Box<Value>>,
 }
 
 /// `deployments.apps` or `pods` as the real server prints a qualified resource.
@@ -51,7 +51,7 @@ impl ApiError {
             code: 404,
             reason: "NotFound",
             message: format!("{} \"{name}\" not found", qualified(group, resource)),
-            details: Some(details(group, resource, name)),
+            details: Some(Box::new(details(group, resource, name))),
             raw: None,
         }
     }
@@ -61,7 +61,7 @@ impl ApiError {
             code: 409,
             reason: "AlreadyExists",
             message: format!("{} \"{name}\" already exists", qualified(group, resource)),
-            details: Some(details(group, resource, name)),
+            details: Some(Box::new(details(group, resource, name))),
             raw: None,
         }
     }
@@ -74,7 +74,7 @@ impl ApiError {
                 "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
                 qualified(group, resource)
             ),
-            details: Some(details(group, resource, name)),
+            details: Some(Box::new(details(group, resource, name))),
             raw: None,
         }
     }
@@ -87,7 +87,7 @@ impl ApiError {
                 "Operation cannot be fulfilled on {} \"{name}\": {msg}",
                 qualified(group, resource)
             ),
-            details: Some(details(group, resource, name)),
+            details: Some(Box::new(details(group, resource, name))),
             raw: None,
         }
     }
@@ -166,7 +166,7 @@ impl ApiError {
             code: 422,
             reason: "Invalid",
             message,
-            details: Some(d),
+            details: Some(Box::new(d)),
             raw: None,
         }
     }
@@ -191,15 +191,15 @@ impl ApiError {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string(),
-            details: status.get("details").cloned(),
-            raw: Some(status),
+            details: status.get("details").cloned().map(Box::new),
+            raw: Some(Box::new(status)),
         }
     }
 
     /// The `Status` object.
     pub fn status(&self) -> Value {
         if let Some(r) = &self.raw {
-            return r.clone();
+            return (**r).clone();
         }
         let mut s = json!({
             "kind": "Status",
@@ -211,7 +211,7 @@ impl ApiError {
             "code": self.code,
         });
         if let (Some(d), Some(m)) = (&self.details, s.as_object_mut()) {
-            m.insert("details".into(), d.clone());
+            m.insert("details".into(), (**d).clone());
         }
         s
     }

@@ -591,9 +591,9 @@ impl SimState {
                     super::errors::qualified(&ri.group, &ri.plural),
                     name
                 ),
-                details: Some(
+                details: Some(Box::new(
                     json!({"name": name, "group": ri.group, "kind": ri.plural, "causes":[{"reason":"NamespaceTerminating","message":format!("namespace {ns} is being terminated"),"field":"metadata.namespace"}]}),
-                ),
+                )),
                 raw: None,
             });
         }
@@ -621,20 +621,18 @@ impl SimState {
             FieldValidation::Ignore => {}
             FieldValidation::Warn => {
                 for f in &out.unknown_fields {
-                    warnings.push(format!("unknown field \"{f}\""));
+                    warnings.push(crate::schema::unknown_field_warning(f));
                 }
             }
             FieldValidation::Strict => {
                 if !out.unknown_fields.is_empty() {
-                    let msgs: Vec<String> = out
-                        .unknown_fields
-                        .iter()
-                        .map(|f| format!("unknown field \"{f}\""))
-                        .collect();
-                    return Err(ApiError::bad_request(format!(
-                        "strict decoding error: {}",
-                        msgs.join(", ")
-                    )));
+                    return Err(ApiError::bad_request(
+                        crate::schema::strict_decoding_message(
+                            &ri.kind,
+                            &ri.api_version(version),
+                            &out.unknown_fields,
+                        ),
+                    ));
                 }
             }
         }
@@ -774,6 +772,15 @@ impl SimState {
                 vec![],
             )
         })?;
+        let schema_errors = crate::schema::crd_schema_errors(obj);
+        if !schema_errors.is_empty() {
+            return Err(ApiError::from_status(crate::schema::invalid_status(
+                "CustomResourceDefinition",
+                "apiextensions.k8s.io",
+                obj_name(obj),
+                &schema_errors,
+            )));
+        }
         let expected = format!("{}.{}", info.plural, info.group);
         if obj_name(obj) != expected {
             let n = obj_name(obj).to_string();

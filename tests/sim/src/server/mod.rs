@@ -10,6 +10,7 @@ pub mod errors;
 pub mod handlers;
 pub mod http;
 pub mod openapi;
+pub mod protobuf;
 pub mod registry;
 pub mod stats;
 pub mod watch;
@@ -48,6 +49,8 @@ pub struct SimConfig {
     pub history: usize,
     /// Run the data plane loop (scheduler, controllers of built-in workloads).
     pub dataplane: bool,
+    /// How long after a namespace's DELETE its contents start being removed.
+    pub namespace_cleanup_delay: Duration,
 }
 
 impl Default for SimConfig {
@@ -60,6 +63,7 @@ impl Default for SimConfig {
             bookmark_interval: Duration::from_secs(5),
             history: crate::store::DEFAULT_HISTORY,
             dataplane: true,
+            namespace_cleanup_delay: Duration::from_millis(500),
         }
     }
 }
@@ -92,8 +96,9 @@ pub struct SimState {
     pub tokens: crate::auth::TokenIssuer,
     /// Fault injection, changeable at runtime through `POST /sim/faults`.
     pub faults: crate::faults::Faults,
+    /// Terminating namespaces and when their cleanup may start.
+    pub ns_pending: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     openapi: openapi::OpenApiCache,
-    openapi_builtins: Vec<openapi::ServedResource>,
 }
 
 impl SimState {
@@ -117,8 +122,8 @@ impl SimState {
             ip_alloc: std::sync::Mutex::new(crate::dataplane::IpAllocator::new()),
             tokens: crate::auth::TokenIssuer::new(),
             faults,
+            ns_pending: std::sync::Mutex::new(std::collections::HashMap::new()),
             openapi: openapi::OpenApiCache::new(),
-            openapi_builtins: openapi::builtin_resources(),
         });
         state.bootstrap();
         Ok(state)
@@ -150,7 +155,8 @@ impl SimState {
                 "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}});
             let _ = self.create_obj(&ns_ri, "v1", None, body, &opts);
         }
-        if let Some(svc) = self.registry_read().get("", "services") {
+        let svc = self.registry_read().get("", "services");
+        if let Some(svc) = svc {
             let body = json!({"apiVersion": "v1", "kind": "Service",
                 "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
                 "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
@@ -158,7 +164,8 @@ impl SimState {
             let _ = self.create_obj(&svc, "v1", Some("default"), body, &opts);
         }
         self.bootstrap_rbac();
-        if let Some(sa) = self.registry_read().get("", "serviceaccounts") {
+        let sa = self.registry_read().get("", "serviceaccounts");
+        if let Some(sa) = sa {
             for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
                 let body = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
                 let _ = self.create_obj(&sa, "v1", Some(ns), body, &opts);
@@ -166,7 +173,8 @@ impl SimState {
         }
     }
 
-    /// Builds a Table for objects of a resource, when printer columns are known.
+    /// Builds a Table for objects of a resource. `include_object` is `None|Metadata|Object`;
+    /// `table_version` the Table apiVersion asked for.
     pub fn table_for(
         &self,
         ri: &ResourceInfo,
@@ -175,22 +183,34 @@ impl SimState {
         include_object: &str,
         list_meta: Value,
     ) -> Option<Value> {
+        if include_object == PARTIAL {
+            let list = crate::schema::partial_object_metadata_list(objects, list_meta);
+            if objects.len() == 1 && list_meta_is_single(&list) {
+                return list.get("items").and_then(|i| i.get(0)).cloned();
+            }
+            return Some(list);
+        }
+        let (include, table_version) = include_object
+            .split_once('|')
+            .unwrap_or((include_object, "meta.k8s.io/v1"));
         let crd_version = ri.version(version).and_then(|v| v.crd_version.as_ref());
-        deps::to_table(&ri.plural, crd_version, objects, include_object, list_meta)
+        Some(deps::to_table(
+            &ri.plural,
+            crd_version,
+            objects,
+            include,
+            list_meta,
+            table_version,
+        ))
     }
+}
 
-    /// CRD objects (for the OpenAPI documents).
-    fn crd_objects(&self) -> Vec<Value> {
-        self.store
-            .list(
-                handlers::CRD_TABLE,
-                None,
-                &crate::store::ListOptions::default(),
-                &|_| true,
-            )
-            .map(|p| p.items.iter().map(|o| (**o).clone()).collect())
-            .unwrap_or_default()
-    }
+/// The `table` mode value asking for `meta.k8s.io/v1` PartialObjectMetadata instead of a Table.
+pub const PARTIAL: &str = "PartialObjectMetadata";
+
+/// Single-object PartialObjectMetadata requests pass an empty marker list meta.
+fn list_meta_is_single(list: &Value) -> bool {
+    list.get("metadata").and_then(|m| m.get("single")).is_some()
 }
 
 const VERSION_INFO: &str = r#"{"major":"1","minor":"33","emulationMajor":"1","emulationMinor":"33","minCompatibilityMajor":"1","minCompatibilityMinor":"32","gitVersion":"v1.33.1","gitCommit":"8adc0f041b8e7ad1d30e29cc59c6ae7a15e19828","gitTreeState":"clean","buildDate":"2025-05-15T08:19:08Z","goVersion":"go1.24.2","compiler":"gc","platform":"linux/amd64"}"#;
@@ -236,7 +256,27 @@ async fn serve_one(
             ))));
         }
     };
-    let r = Req { body, ..r };
+    let (body, content_type) = if protobuf::is_protobuf(&r.content_type) {
+        match protobuf::decode(&body) {
+            Ok(v) => (Bytes::from(v.to_string()), "application/json".to_string()),
+            Err(e) => {
+                return Ok(error_response(&ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({e})"
+                    ),
+                )));
+            }
+        }
+    } else {
+        (body, r.content_type.clone())
+    };
+    let r = Req {
+        body,
+        content_type,
+        ..r
+    };
     Ok(state.route(r).await)
 }
 
@@ -265,6 +305,11 @@ impl SimState {
     /// Routes one request.
     pub async fn route(self: &Arc<Self>, r: Req) -> Response<Body> {
         let route = http::parse_path(&r.path);
+        if !matches!(route, Route::Resource(_)) {
+            // Non-resource requests (discovery, openapi, health) are counted by path.
+            let verb = r.method.as_str().to_ascii_lowercase();
+            self.stats.record(&verb, "", "", &r.path, &r.user_agent);
+        }
         if matches!(route, Route::Version | Route::Health(_)) {
             return self.route_public(route, r);
         }
@@ -335,13 +380,14 @@ impl SimState {
                 }
             }
             Route::OpenApi(path) => {
-                let crds = self.crd_objects();
+                let (builtins, crds) = openapi::inputs_from_registry(&self.registry_read());
                 let accept = (!r.accept.is_empty()).then_some(r.accept.as_str());
-                let q = r.query.raw().to_string();
-                match self
-                    .openapi
-                    .respond(&self.openapi_builtins, &crds, &path, &q, accept)
-                {
+                let q = r
+                    .query
+                    .get("hash")
+                    .map(|h| format!("hash={h}"))
+                    .unwrap_or_default();
+                match self.openapi.respond(&builtins, &crds, &path, &q, accept) {
                     Some(o) => {
                         let mut resp = http::json_bytes(o.status, o.body, o.content_type);
                         for (k, v) in o.headers {
@@ -438,12 +484,12 @@ impl SimState {
                 .faults
                 .status_body(code, &p.group, &p.resource, p.name.as_deref());
             let mut resp = json_response(code, &body);
-            if code == 429 {
-                if let Ok(h) = hyper::header::HeaderValue::from_str(
+            if code == 429
+                && let Ok(h) = hyper::header::HeaderValue::from_str(
                     &self.faults.retry_after_seconds().to_string(),
-                ) {
-                    resp.headers_mut().insert("retry-after", h);
-                }
+                )
+            {
+                resp.headers_mut().insert("retry-after", h);
             }
             return resp;
         }
@@ -472,12 +518,26 @@ impl SimState {
         }
         let v = p.version.as_str();
         let ns = p.namespace.as_deref();
-        let table = table_request(&r.accept).map(|_| {
-            r.query
-                .get("includeObject")
-                .unwrap_or("Metadata")
-                .to_string()
+        // Metadata-only responses (kube-rs `metadata_watcher`, client-go metadata informers) are
+        // passed to the watch as the pseudo Table mode `PartialObjectMetadata`.
+        let partial = r.accept.split(',').next().is_some_and(|first| {
+            first.split(';').any(|p| {
+                matches!(
+                    p.trim(),
+                    "as=PartialObjectMetadata" | "as=PartialObjectMetadataList"
+                )
+            })
         });
+        let table = if partial {
+            Some(PARTIAL.to_string())
+        } else {
+            crate::schema::table_version_from_accept(&r.accept).map(|tv| {
+                format!(
+                    "{}|{tv}",
+                    r.query.get("includeObject").unwrap_or("Metadata")
+                )
+            })
+        };
         let result: Result<Response<Body>, ApiError> = (|| {
             if let Some(s) = sub {
                 return self.route_subresource(
@@ -500,7 +560,11 @@ impl SimState {
                             v,
                             std::slice::from_ref(&o),
                             inc,
-                            json!({"resourceVersion": o["metadata"]["resourceVersion"]}),
+                            if inc == PARTIAL {
+                                json!({"single": true})
+                            } else {
+                                json!({"resourceVersion": o["metadata"]["resourceVersion"]})
+                            },
                         )
                     {
                         return Ok(json_response(200, &t));
@@ -760,15 +824,6 @@ fn ns_of(p: &ResourcePath) -> Option<&str> {
     })
 }
 
-/// Whether the Accept header asks for a `Table`.
-fn table_request(accept: &str) -> Option<()> {
-    accept
-        .split(',')
-        .next()
-        .filter(|first| first.split(';').any(|p| p.trim() == "as=Table"))
-        .map(|_| ())
-}
-
 /// A running simulator.
 pub struct Sim {
     addr: SocketAddr,
@@ -823,9 +878,12 @@ impl Sim {
         &self.state
     }
 
-    /// A kubeconfig kubectl, Helm and kube-rs use as is.
+    /// A kubeconfig kubectl, Helm and kube-rs use as is. With `authorize` the user carries the
+    /// static admin token `sim-admin` (member of `system:masters`); other identities use
+    /// `sim-sa:<namespace>:<serviceaccount>` or a TokenRequest token as bearer token.
     pub fn kubeconfig_yaml(&self) -> String {
-        kubeconfig_yaml(&self.url(), None)
+        let token = self.state.config.authorize.then_some("sim-admin");
+        kubeconfig_yaml(&self.url(), token)
     }
 
     pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
@@ -843,20 +901,14 @@ impl Sim {
     }
 }
 
-/// Kubeconfig text for a server URL, optionally with a bearer token.
+/// Kubeconfig text for a server URL, optionally with a bearer token for the user.
 pub fn kubeconfig_yaml(url: &str, token: Option<&str>) -> String {
     let user = match token {
-        Some(t) => format!("    token: {t}\n"),
-        None => "    {}\n".to_string(),
-    };
-    let user = if token.is_some() { user } else { String::new() };
-    let user_block = if user.is_empty() {
-        "- name: kube-sim-admin\n  user: {}\n".to_string()
-    } else {
-        format!("- name: kube-sim-admin\n  user:\n{user}")
+        Some(t) => format!("  user:\n    token: {t}\n"),
+        None => "  user: {}\n".to_string(),
     };
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: kube-sim\n  context:\n    cluster: kube-sim\n    user: kube-sim-admin\n    namespace: default\ncurrent-context: kube-sim\npreferences: {{}}\nusers:\n{user_block}"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: kube-sim\n  context:\n    cluster: kube-sim\n    user: kube-sim-admin\n    namespace: default\ncurrent-context: kube-sim\npreferences: {{}}\nusers:\n- name: kube-sim-admin\n{user}"
     )
 }
 

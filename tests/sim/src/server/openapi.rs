@@ -86,6 +86,54 @@ impl ServedResource {
     }
 }
 
+/// The generator's inputs from the server's registry: one [`ServedResource`] per served version of each
+/// built-in, and for each CRD-served resource a CRD-shaped object rebuilt from its registry entry
+/// (`spec.group`, `spec.names`, `spec.scope`, `spec.versions[]` as registered).
+pub fn inputs_from_registry(
+    registry: &super::registry::Registry,
+) -> (Vec<ServedResource>, Vec<Value>) {
+    let mut builtins = Vec::new();
+    let mut crds = Vec::new();
+    for ri in registry.all() {
+        if ri.is_crd {
+            let versions: Vec<Value> = ri
+                .versions
+                .iter()
+                .filter_map(|v| v.crd_version.clone())
+                .collect();
+            crds.push(json!({
+                "spec": {
+                    "group": ri.group,
+                    "names": { "kind": ri.kind, "plural": ri.plural, "listKind": ri.list_kind },
+                    "scope": if ri.namespaced { "Namespaced" } else { "Cluster" },
+                    "versions": versions
+                }
+            }));
+            continue;
+        }
+        for v in ri.versions.iter().filter(|v| v.served) {
+            let mut subresources = Vec::new();
+            if v.status_sub {
+                subresources.push("status".to_string());
+            }
+            if v.scale.is_some() {
+                subresources.push("scale".to_string());
+            }
+            subresources.extend(ri.extra_subs.iter().map(|s| s.to_string()));
+            builtins.push(ServedResource {
+                group: ri.group.clone(),
+                version: v.name.clone(),
+                kind: ri.kind.clone(),
+                plural: ri.plural.clone(),
+                namespaced: ri.namespaced,
+                verbs: ri.verbs.iter().map(|s| s.to_string()).collect(),
+                subresources,
+            });
+        }
+    }
+    (builtins, crds)
+}
+
 /// The key of a group-version in the v3 index and in URLs: `api/v1`, `apis/apps/v1`.
 pub fn gv_key(group: &str, version: &str) -> String {
     if group.is_empty() {

@@ -51,7 +51,11 @@ impl WatchStream {
                 &self.version,
                 &[served.clone()],
                 include,
-                json!({}),
+                if include == super::PARTIAL {
+                    json!({"single": true})
+                } else {
+                    json!({})
+                },
             )
         {
             return encode_watch_line(etype, &t);

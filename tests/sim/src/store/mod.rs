@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 /// Default number of events kept for watch resume.
 pub const DEFAULT_HISTORY: usize = 10_000;
 /// Capacity of the fan-out channel; a watcher that falls this far behind is closed (it resumes).
-const BROADCAST_CAPACITY: usize = 65_536;
+const BROADCAST_CAPACITY: usize = 16_384;
 
 /// Errors the store reports; the server maps them to `Status` responses with resource names.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]

@@ -1,0 +1,260 @@
+//! The seed story end to end, the real operator against kube-sim: models registered, the stack
+//! resolved by tags to deepseek-coder-33b, the node placed near (0.4, 120 deg), the model provisioned
+//! on demand with 4 GPUs, the agent Job running, the objective reported by the agent's own identity
+//! and met, the node dissolved with a `Dissolved` Event, and the model released back to zero.
+
+mod support;
+
+use std::time::Duration;
+
+use hypersync_operator::api::agent_node::NodePhase;
+use hypersync_operator::api::model_entry::ModelPhase;
+use hypersync_operator::api::{AgentNode, AgentStack, ModelEntry};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde_json::json;
+use support::{Cluster, NS, seed_samples};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_story_from_registration_to_release() {
+    let cluster = Cluster::start().await;
+    let operator = cluster.operator();
+    cluster.apply_yaml(&seed_samples(3, 2)).await;
+    let c = cluster.client.clone();
+    let entries: Api<ModelEntry> = Api::namespaced(c.clone(), NS);
+    let stacks: Api<AgentStack> = Api::namespaced(c.clone(), NS);
+    let nodes: Api<AgentNode> = Api::namespaced(c.clone(), NS);
+
+    // The stack resolves its cognitive layer by tags to the local coder, its memory by name.
+    let bindings = cluster
+        .wait_for("stack resolved", Duration::from_secs(30), || async {
+            let s = stacks.get("security-analyst").await.ok()?.status?;
+            (s.phase == Some(hypersync_operator::api::agent_stack::StackPhase::Resolved))
+                .then_some(s.bindings)
+        })
+        .await;
+    assert_eq!(bindings[0].layer, "cognitive");
+    assert_eq!(
+        bindings[0].model_entry.as_deref(),
+        Some("deepseek-coder-33b")
+    );
+    assert_eq!(bindings[1].model_entry.as_deref(), Some("embedding-v3"));
+
+    // Capability labels are mirrored, so `kubectl get me -l capability.hypersync.io/security` works.
+    let labelled = entries
+        .list(&ListParams::default().labels("capability.hypersync.io/security=true"))
+        .await
+        .expect("list");
+    assert_eq!(
+        labelled
+            .items
+            .iter()
+            .map(|e| e.metadata.name.clone().unwrap_or_default())
+            .collect::<Vec<_>>(),
+        ["deepseek-coder-33b"]
+    );
+
+    // The node is placed near the anomaly and runs as a Job once its models are Ready.
+    let node = cluster
+        .wait_for("node Running", Duration::from_secs(60), || async {
+            let n = nodes.get("security-analyst").await.ok()?;
+            (n.status.as_ref()?.phase == Some(NodePhase::Running)).then_some(n)
+        })
+        .await;
+    let status = node.status.clone().expect("status");
+    let placement = status.placement.clone().expect("placed");
+    assert!(placement.r > 0.0 && placement.r < 1.0);
+    assert_eq!(placement.algorithm, "semantic-v1");
+    assert_eq!(
+        placement.anchor.as_deref(),
+        Some("-0.200000000000,0.346410161514"),
+        "anchor is the point (0.4, 120 deg)"
+    );
+    let annotations = node.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations.get("hypersync.io/tier").map(String::as_str),
+        Some(placement.tier.to_string().as_str())
+    );
+    assert!(
+        annotations.contains_key("hypersync.io/r")
+            && annotations.contains_key("hypersync.io/theta-degrees")
+    );
+    assert_eq!(
+        status
+            .models
+            .iter()
+            .map(|m| m.model_entry.as_str())
+            .collect::<Vec<_>>(),
+        ["deepseek-coder-33b", "embedding-v3"]
+    );
+
+    // deepseek-coder was provisioned on demand with 4 GPUs.
+    let deployments: Api<Deployment> = Api::namespaced(c.clone(), NS);
+    let coder = deployments
+        .get("deepseek-coder-33b")
+        .await
+        .expect("inference Deployment");
+    let spec = coder.spec.expect("spec");
+    assert_eq!(spec.replicas, Some(1));
+    let engine = &spec.template.spec.expect("pod spec").containers[0];
+    let limits = engine
+        .resources
+        .clone()
+        .and_then(|r| r.limits)
+        .unwrap_or_default();
+    assert_eq!(
+        limits.get("nvidia.com/gpu").map(|q| q.0.as_str()),
+        Some("4")
+    );
+    let entry = entries.get("deepseek-coder-33b").await.expect("entry");
+    let entry_status = entry.status.expect("status");
+    assert_eq!(entry_status.demand, Some(1));
+    assert_eq!(
+        entry_status.endpoint.as_deref(),
+        Some("http://deepseek-coder-33b.default.svc:8000/v1")
+    );
+
+    // The agent's pod carries the placement and the model endpoints.
+    let jobs: Api<Job> = Api::namespaced(c.clone(), NS);
+    assert!(
+        jobs.get("security-analyst").await.is_ok(),
+        "agent Job exists"
+    );
+    let pods: Api<Pod> = Api::namespaced(c.clone(), NS);
+    let agent_pod = pods
+        .list(&ListParams::default().labels("hypersync.io/agent-node=security-analyst"))
+        .await
+        .expect("pods")
+        .items;
+    let agent_pod = agent_pod.first().expect("agent pod");
+    assert!(
+        agent_pod
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("hypersync.io/theta-degrees"))
+    );
+    let env = agent_pod.spec.as_ref().expect("spec").containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(
+        value("HYPERSYNC_COGNITIVE_ENDPOINT").as_deref(),
+        Some("http://deepseek-coder-33b.default.svc:8000/v1")
+    );
+    assert_eq!(
+        value("HYPERSYNC_TASK_TAGS").as_deref(),
+        Some("security,coding,anomaly")
+    );
+
+    // The agent reports progress with its own ServiceAccount; below target nothing happens.
+    let agent = agent_client(&cluster).await;
+    let report = |v: f64| {
+        let agent = agent.clone();
+        async move {
+            agent
+                .patch_status(
+                    "security-analyst",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": {"objective": {"observed": v}}})),
+                )
+                .await
+                .expect("agent reports its metric")
+        }
+    };
+    report(4.0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        nodes
+            .get("security-analyst")
+            .await
+            .expect("node")
+            .status
+            .and_then(|s| s.phase),
+        Some(NodePhase::Running)
+    );
+    report(12.0).await;
+    let met = cluster
+        .wait_for("objective met", Duration::from_secs(20), || async {
+            let s = nodes.get("security-analyst").await.ok()?.status?;
+            (s.phase == Some(NodePhase::Succeeded)).then_some(s)
+        })
+        .await;
+    let objective = met.objective.expect("objective status");
+    assert!(objective.met && objective.met_at.is_some());
+    assert_eq!(
+        objective.observed,
+        Some(12.0),
+        "the operator keeps the agent's report"
+    );
+    assert!(met.completion_time.is_some());
+
+    // Two seconds later the node is dissolved, with a Dissolved Event recording the outcome.
+    cluster
+        .wait_for("node dissolved", Duration::from_secs(20), || async {
+            nodes
+                .get_opt("security-analyst")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    let events = cluster.events_for("AgentNode", "security-analyst").await;
+    let dissolved = events
+        .iter()
+        .find(|(_, reason, _)| reason == "Dissolved")
+        .expect("Dissolved event");
+    assert!(
+        dissolved.2.contains("objective met=true") && dissolved.2.contains("observed=12"),
+        "{dissolved:?}"
+    );
+    assert!(
+        dissolved.2.contains(&format!("r={:.4}", placement.r)),
+        "{dissolved:?}"
+    );
+    for reason in ["Placed", "Provisioning", "Running", "ObjectiveMet"] {
+        assert!(
+            events.iter().any(|(_, r, _)| r == reason),
+            "missing {reason} event in {events:?}"
+        );
+    }
+
+    // With no node left, the coder goes back to zero after idleSeconds (3 s).
+    cluster
+        .wait_for("model released to 0", Duration::from_secs(30), || async {
+            let s = entries.get("deepseek-coder-33b").await.ok()?.status?;
+            (s.phase == Some(ModelPhase::Idle) && s.demand == Some(0)).then_some(())
+        })
+        .await;
+    let coder = deployments
+        .get("deepseek-coder-33b")
+        .await
+        .expect("Deployment kept for the next demand");
+    assert_eq!(coder.spec.and_then(|s| s.replicas), Some(0));
+    // The always-on embedding model is untouched.
+    let embedding = entries
+        .get("embedding-v3")
+        .await
+        .expect("entry")
+        .status
+        .expect("status");
+    assert_eq!(embedding.phase, Some(ModelPhase::Ready));
+    operator.stop().await;
+}
+
+/// A client acting as the agent: the node's ServiceAccount token in kube-sim's static scheme.
+async fn agent_client(cluster: &Cluster) -> Api<AgentNode> {
+    let mut config = kube::Config::new(cluster.sim.url().parse().expect("url"));
+    config.auth_info.token = Some("sim-sa:default:security-analyst-agent".to_string().into());
+    let client = kube::Client::try_from(config).expect("agent client");
+    Api::namespaced(client, NS)
+}

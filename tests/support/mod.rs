@@ -1,0 +1,258 @@
+//! Shared harness of the operator integration tests: a kube-sim in-process, the CRDs installed, the
+//! real operator running in-process, and helpers to wait for what a user would see with kubectl.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use hypersync_operator::api::generate;
+use hypersync_operator::config::OperatorConfig;
+use hypersync_operator::telemetry::LogFormat;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, Config};
+use kube_sim::{Sim, SimConfig};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const NS: &str = "default";
+
+/// A simulator with the CRDs installed.
+pub struct Cluster {
+    pub sim: Sim,
+    pub client: Client,
+}
+
+/// The operator running in this process.
+pub struct Operator {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Operator {
+    /// Stop it gracefully and wait until it has stopped.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+    }
+}
+
+impl Cluster {
+    /// Two GPU nodes with 8 GPUs each and two CPU nodes, the CRDs installed and Established.
+    pub async fn start() -> Cluster {
+        Self::start_with("gpu-a100=2x8,cpu=2").await
+    }
+
+    pub async fn start_with(nodes: &str) -> Cluster {
+        let sim = Sim::start(SimConfig {
+            nodes: Some(nodes.to_string()),
+            ..SimConfig::default()
+        })
+        .await
+        .expect("kube-sim starts");
+        let config = Config::new(sim.url().parse().expect("sim URL parses"));
+        let client = Client::try_from(config).expect("client builds");
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in generate::crds() {
+            let name = crd.metadata.name.clone().expect("CRD has a name");
+            crds.patch(
+                &name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .expect("CRD applies");
+        }
+        let cluster = Cluster { sim, client };
+        for crd in generate::crds() {
+            let name = crd.metadata.name.clone().expect("CRD has a name");
+            let crds = crds.clone();
+            cluster
+                .wait_for(
+                    &format!("CRD {name} Established"),
+                    Duration::from_secs(10),
+                    || {
+                        let crds = crds.clone();
+                        let name = name.clone();
+                        async move {
+                            let crd = crds.get(&name).await.ok()?;
+                            crd.status?
+                                .conditions?
+                                .iter()
+                                .any(|c| c.type_ == "Established" && c.status == "True")
+                                .then_some(())
+                        }
+                    },
+                )
+                .await;
+        }
+        cluster
+    }
+
+    /// Run the real operator (no leader election) against this cluster.
+    pub fn operator(&self) -> Operator {
+        self.operator_with(None)
+    }
+
+    /// Run the real operator taking part in leader election as `identity`.
+    pub fn elected_operator(&self, identity: &str) -> Operator {
+        self.operator_with(Some(hypersync_operator::config::LeaderElectionConfig {
+            namespace: NS.to_string(),
+            lease_name: "hypersync-operator-leader".to_string(),
+            identity: identity.to_string(),
+            timings: hypersync_operator::leader::LeaseTimings {
+                lease_duration: Duration::from_secs(4),
+                renew_deadline: Duration::from_secs(3),
+                retry_period: Duration::from_millis(500),
+            },
+        }))
+    }
+
+    fn operator_with(
+        &self,
+        leader_election: Option<hypersync_operator::config::LeaderElectionConfig>,
+    ) -> Operator {
+        let config = OperatorConfig {
+            namespaces: Vec::new(),
+            log_format: LogFormat::Text,
+            log_level: "info".to_string(),
+            http_addr: "127.0.0.1:0".parse().expect("address parses"),
+            leader_election,
+            requeue_max: Duration::from_secs(30),
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let client = self.client.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            if let Err(err) = hypersync_operator::operator::run(client, config, shutdown).await {
+                eprintln!("operator stopped with an error: {err}");
+            }
+        });
+        Operator {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Apply a multi-document YAML manifest with server-side apply (like `kubectl apply --server-side`).
+    pub async fn apply_yaml(&self, yaml: &str) {
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let value: Value = serde::Deserialize::deserialize(doc).expect("manifest parses");
+            if value.is_null() || value["kind"] == "Kustomization" {
+                continue;
+            }
+            self.apply(value).await;
+        }
+    }
+
+    /// Server-side apply one object given as JSON.
+    pub async fn apply(&self, value: Value) {
+        let api_version = value["apiVersion"]
+            .as_str()
+            .expect("apiVersion")
+            .to_string();
+        let kind = value["kind"].as_str().expect("kind").to_string();
+        let name = value["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        let api = self.dynamic(&api_version, &kind).await;
+        api.patch(
+            &name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&value),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {kind}/{name}: {e}"));
+    }
+
+    /// A dynamic Api for a kind in the test namespace (or cluster-scoped).
+    pub async fn dynamic(&self, api_version: &str, kind: &str) -> Api<kube::api::DynamicObject> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let (ar, caps) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .expect("kind is served");
+        if caps.scope == kube::discovery::Scope::Namespaced {
+            Api::namespaced_with(self.client.clone(), NS, &ar)
+        } else {
+            Api::all_with(self.client.clone(), &ar)
+        }
+    }
+
+    /// Poll `probe` until it yields Some, or panic naming `what` after `timeout`.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, timeout: Duration, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            if start.elapsed() > timeout {
+                panic!("timed out after {timeout:?} waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The events.k8s.io Events about an object, as (type, reason, note).
+    pub async fn events_for(&self, kind: &str, name: &str) -> Vec<(String, String, String)> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), NS);
+        let list = api.list(&ListParams::default()).await.expect("events list");
+        list.items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().is_some_and(|r| {
+                    r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name)
+                })
+            })
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// GET a path of the simulator (e.g. `/sim/stats`) as JSON.
+    pub async fn sim_json(&self, path: &str) -> Value {
+        let req = http::Request::get(path)
+            .body(Vec::new())
+            .expect("request builds");
+        self.client
+            .request::<Value>(req)
+            .await
+            .expect("sim endpoint answers")
+    }
+}
+
+/// The samples of the seed scenario, with the simulated agent pods kept running until the test
+/// reports the objective, and a short idle timer on the on-demand model.
+pub fn seed_samples(idle_seconds: u32, ttl_seconds: u32) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("{root}/manifests/samples/{f}")).expect("sample readable")
+    };
+    let entries = read("modelentries.yaml")
+        .replace("idleSeconds: 60", &format!("idleSeconds: {idle_seconds}"));
+    let stack = read("agentstack.yaml").replace(
+        "  runtime:\n",
+        "  runtime:\n    podAnnotations:\n      sim.hypersync.io/run-seconds: \"600\"\n",
+    );
+    let node = read("agentnode.yaml").replace(
+        "ttlSecondsAfterObjectiveMet: 10",
+        &format!("ttlSecondsAfterObjectiveMet: {ttl_seconds}"),
+    );
+    format!("{entries}\n---\n{stack}\n---\n{node}")
+}
