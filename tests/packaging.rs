@@ -489,3 +489,203 @@ fn operator_deployments_are_hardened_and_use_real_flags() {
         assert_hardened(find(&rendered, "Deployment", "")[0], "chart");
     }
 }
+
+mod support;
+
+/// The seed story under RBAC: kube-sim with `--authorize`, the operator authenticated as the chart's
+/// ServiceAccount holding exactly the chart's rules (files/*.yaml, which the chart templates include
+/// verbatim; the tests above prove the rendered chart and kustomize hold the same), leader election
+/// on in the operator's own namespace. A missing rule stalls the story (a 403 in the operator's log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_story_runs_with_exactly_the_chart_rbac() {
+    use std::time::Duration;
+
+    use hypersync_operator::api::AgentNode;
+    use hypersync_operator::api::agent_node::NodePhase;
+    use hypersync_operator::config::{LeaderElectionConfig, OperatorConfig};
+    use hypersync_operator::telemetry::LogFormat;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    use kube::{Api, Client, Config};
+    use kube_sim::{Sim, SimConfig};
+    use serde_json::json;
+
+    const OP_NS: &str = "hypersync-system";
+    const SA: &str = "hypersync-operator";
+
+    let sim = Sim::start(SimConfig {
+        nodes: Some("gpu-a100=2x8,cpu=2".to_string()),
+        authorize: true,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("kube-sim starts");
+    let client_as = |token: &str| {
+        let mut config = Config::new(sim.url().parse().expect("sim URL parses"));
+        config.auth_info.token = Some(token.to_string().into());
+        Client::try_from(config).expect("client builds")
+    };
+    let admin = client_as("sim-admin");
+    let operator_client = client_as(&format!("sim-sa:{OP_NS}:{SA}"));
+    let agent_client = client_as(&format!("sim-sa:{}:security-analyst-agent", support::NS));
+    let cluster = support::Cluster {
+        client: admin.clone(),
+        sim,
+    };
+
+    // As the cluster admin: CRDs, the namespace, the ServiceAccount and the chart's RBAC.
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for crd in hypersync_operator::api::generate::crds() {
+        let name = crd.metadata.name.clone().expect("CRD name");
+        crds.patch(
+            &name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("CRD applies");
+        let crds = crds.clone();
+        cluster
+            .wait_for("CRD Established", Duration::from_secs(10), || {
+                let (crds, name) = (crds.clone(), name.clone());
+                async move {
+                    let c = crds.get(&name).await.ok()?.status?.conditions?;
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                        .then_some(())
+                }
+            })
+            .await;
+    }
+    let rules: serde_json::Value =
+        serde_yaml::from_str(&read(&format!("{CHART}/files/rules.yaml"))).expect("rules parse");
+    let leader_rules: serde_json::Value =
+        serde_yaml::from_str(&read(&format!("{CHART}/files/leader-election-rules.yaml")))
+            .expect("leader rules parse");
+    let subject = json!([{"kind": "ServiceAccount", "name": SA, "namespace": OP_NS}]);
+    let rbac = "rbac.authorization.k8s.io/v1";
+    let objects = [
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OP_NS}}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA, "namespace": OP_NS}}),
+        json!({"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": SA}, "rules": rules}),
+        json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": SA},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": SA},
+               "subjects": subject}),
+        json!({"apiVersion": rbac, "kind": "Role", "metadata": {"name": "leader", "namespace": OP_NS},
+               "rules": leader_rules}),
+        json!({"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "leader", "namespace": OP_NS},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "leader"},
+               "subjects": subject}),
+    ];
+    for obj in objects {
+        let (group, version) = obj["apiVersion"]
+            .as_str()
+            .unwrap()
+            .split_once('/')
+            .unwrap_or(("", "v1"));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, obj["kind"].as_str().unwrap());
+        let (ar, caps) = kube::discovery::pinned_kind(&admin, &gvk)
+            .await
+            .expect("kind served");
+        let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
+            Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+                Api::namespaced_with(admin.clone(), ns, &ar)
+            }
+            _ => Api::all_with(admin.clone(), &ar),
+        };
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        api.patch(
+            &name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("failed to apply {}/{name}: {e}", obj["kind"]));
+    }
+
+    // The operator's identity holds no Secret access.
+    let secrets: Api<Secret> = Api::namespaced(operator_client.clone(), support::NS);
+    match secrets.list(&Default::default()).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "Secrets must be forbidden"),
+        other => panic!("the operator may list Secrets: {other:?}"),
+    }
+
+    // The operator, authenticated as the chart's ServiceAccount, with leader election on.
+    let config = OperatorConfig {
+        namespaces: Vec::new(),
+        log_format: LogFormat::Text,
+        log_level: "info".to_string(),
+        http_addr: "127.0.0.1:0".parse().expect("address parses"),
+        leader_election: Some(LeaderElectionConfig {
+            namespace: OP_NS.to_string(),
+            lease_name: "hypersync-operator-leader".to_string(),
+            identity: "rbac-test".to_string(),
+            timings: hypersync_operator::leader::LeaseTimings {
+                lease_duration: Duration::from_secs(4),
+                renew_deadline: Duration::from_secs(3),
+                retry_period: Duration::from_millis(500),
+            },
+        }),
+        requeue_max: Duration::from_secs(5),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(err) = hypersync_operator::operator::run(operator_client, config, shutdown).await
+        {
+            eprintln!("operator stopped with an error: {err}");
+        }
+    });
+
+    cluster.apply_yaml(&support::seed_samples(3, 2)).await;
+    let nodes: Api<AgentNode> = Api::namespaced(admin.clone(), support::NS);
+    cluster
+        .wait_for(
+            "node Running under RBAC",
+            Duration::from_secs(90),
+            || async {
+                let n = nodes.get("security-analyst").await.ok()?;
+                (n.status?.phase == Some(NodePhase::Running)).then_some(())
+            },
+        )
+        .await;
+
+    // The agent reports with the identity the operator created for it (per-node Role).
+    let agent: Api<AgentNode> = Api::namespaced(agent_client, support::NS);
+    agent
+        .patch_status(
+            "security-analyst",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"objective": {"observed": 12.0}}})),
+        )
+        .await
+        .expect("the agent reports its metric");
+    cluster
+        .wait_for(
+            "node dissolved under RBAC",
+            Duration::from_secs(40),
+            || async {
+                nodes
+                    .get_opt("security-analyst")
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), support::NS);
+    cluster
+        .wait_for("idle model released", Duration::from_secs(40), || async {
+            let d = deployments.get("deepseek-coder-33b").await.ok()?;
+            (d.spec?.replicas == Some(0)).then_some(())
+        })
+        .await;
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+}
