@@ -3,7 +3,7 @@ CARGO ?= cargo
 TOOLS := .tools/bin
 K8S_VERSION := 1.33.0
 
-.PHONY: all build test unit-test crds bench fmt fmt-check lint tools validate-crds clean \
+.PHONY: all build test unit-test crds bench fmt fmt-check lint tools validate-crds clean sandbox sandbox-smoke \
 	chart-crds helm-lint validate-manifests docker-build e2e-kind
 
 all: build
@@ -12,10 +12,20 @@ build:
 	$(CARGO) build --workspace
 
 ## Every check CI runs: formatting, clippy, the CRDs against Kubernetes 1.33, and all tests.
-test: fmt-check lint validate-crds helm-lint validate-manifests unit-test
+test: fmt-check lint validate-crds helm-lint validate-manifests unit-test sandbox-smoke
 
 unit-test:
 	$(CARGO) test --workspace
+
+## The operator on kube-sim playing the seed story live (Ctrl-C stops it); KUBECONFIG in .sandbox/.
+sandbox:
+	$(CARGO) build -p hypersync-operator -p hypersync-sandbox
+	target/debug/hypersync-sandbox
+
+## The sandbox story end to end, exiting non-zero if it does not complete.
+sandbox-smoke:
+	$(CARGO) build -p hypersync-operator -p hypersync-sandbox
+	target/debug/hypersync-sandbox --exit-when-done
 
 ## Regenerate crds/ and schemas/ from src/api (never edit them by hand).
 crds:

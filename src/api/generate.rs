@@ -33,9 +33,16 @@ const YAML11_BOOLEAN_WORDS: &[&str] = &[
     "OFF",
 ];
 
-/// serde_yaml writes YAML 1.2, where a key such as `y` is a string; kubectl and Helm read YAML 1.1,
-/// where it is the boolean `true`. Quote such mapping keys so every reader sees the same field.
+/// serde_yaml writes YAML 1.2, where a plain `y` is a string; kubectl and Helm read YAML 1.1, where it
+/// is the boolean `true`. Quote such mapping keys, list items and values so every reader sees strings.
 fn quote_yaml11_keys(yaml: &str) -> String {
+    let quote = |word: &str| {
+        if YAML11_BOOLEAN_WORDS.contains(&word) {
+            format!("'{word}'")
+        } else {
+            word.to_string()
+        }
+    };
     let mut out = String::with_capacity(yaml.len());
     for line in yaml.lines() {
         let indent = line.len() - line.trim_start().len();
@@ -44,14 +51,17 @@ fn quote_yaml11_keys(yaml: &str) -> String {
             Some(r) => ("- ", r),
             None => ("", rest),
         };
-        let key = rest.split(':').next().unwrap_or_default();
-        let is_key = rest.len() > key.len()
-            && (rest[key.len()..].starts_with(": ") || &rest[key.len()..] == ":");
-        if is_key && YAML11_BOOLEAN_WORDS.contains(&key) {
-            out.push_str(&format!("{prefix}{dash}'{key}'{}", &rest[key.len()..]));
-        } else {
-            out.push_str(line);
-        }
+        let rewritten = match rest.split_once(": ") {
+            Some((key, value)) if !key.contains(' ') => format!("{}: {}", quote(key), quote(value)),
+            _ => match rest.strip_suffix(':') {
+                Some(key) if !key.contains(' ') => format!("{}:", quote(key)),
+                _ if !dash.is_empty() => quote(rest),
+                _ => rest.to_string(),
+            },
+        };
+        out.push_str(prefix);
+        out.push_str(dash);
+        out.push_str(&rewritten);
         out.push('\n');
     }
     out
@@ -215,10 +225,10 @@ mod tests {
 
     #[test]
     fn yaml11_boolean_keys_are_quoted_and_nothing_else_changes() {
-        let input = "a:\n  y:\n    type: number\n  x: 1\n  - n: 2\n  yes: no\n  yaml: y\n";
+        let input = "a:\n  y:\n    type: number\n  x: 1\n  - n: 2\n  yes: no\n  yaml: y\n  - y\n  - x\n  description: a sentence: with colons y\n";
         assert_eq!(
             quote_yaml11_keys(input),
-            "a:\n  'y':\n    type: number\n  x: 1\n  - 'n': 2\n  'yes': no\n  yaml: y\n"
+            "a:\n  'y':\n    type: number\n  x: 1\n  - 'n': 2\n  'yes': 'no'\n  yaml: 'y'\n  - 'y'\n  - x\n  description: a sentence: with colons y\n"
         );
     }
 

@@ -300,34 +300,16 @@ fn observe_workload(ctx: &Context, namespace: &str, node: &str, mode: LifecycleM
     let in_ns = |ns: Option<&String>, n: Option<&String>| {
         ns.map(String::as_str) == Some(namespace) && n.map(String::as_str) == Some(name.as_str())
     };
-    let problem = ctx
+    let pods: Vec<Arc<Pod>> = ctx
         .pods
         .state()
-        .iter()
+        .into_iter()
         .filter(|p| {
             p.metadata.namespace.as_deref() == Some(namespace)
                 && p.labels().get(LABEL_AGENT_NODE).map(String::as_str) == Some(node)
         })
-        .find_map(|p: &Arc<Pod>| {
-            p.status
-                .as_ref()?
-                .container_statuses
-                .iter()
-                .flatten()
-                .find_map(|cs| {
-                    let waiting = cs.state.as_ref()?.waiting.as_ref()?;
-                    let reason = waiting.reason.clone().unwrap_or_default();
-                    matches!(
-                        reason.as_str(),
-                        "CreateContainerConfigError"
-                            | "ImagePullBackOff"
-                            | "ErrImagePull"
-                            | "CrashLoopBackOff"
-                            | "InvalidImageName"
-                    )
-                    .then(|| format!("{reason}: {}", waiting.message.clone().unwrap_or_default()))
-                })
-        });
+        .collect();
+    let (_, problem) = super::model_entry::pod_problems(&pods);
     match mode {
         LifecycleMode::Ephemeral => {
             let Some(job) = ctx

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The kind end-to-end story (make e2e-kind). Needs Docker, kind and kubectl on PATH; Helm comes from
-# tools/install-helm.sh. Not runnable in the development sandbox (no Docker there).
+# tools/install-helm.sh. Not runnable on the development machines (no Docker there).
 #
 # 1. create a kind cluster (tests/e2e/kind-config.yaml), unless it exists;
 # 2. build the operator image and the mock OpenAI server image (tests/mock-openai) with the repo's

@@ -148,7 +148,6 @@ fn server_side_apply_reports_conflicts_and_force_takes_ownership() {
 }
 
 #[test]
-#[ignore = "needs CRD printer columns in Table responses: server/deps.rs to_table is a stand-in (CLIENT-NOTES.md)"]
 fn crd_objects_printer_columns_selectors_yaml_wait_and_delete() {
     let c = Cluster::start();
     c.kubectl(&["apply", "-f", path(&fixture("kubectl/crd-widgets.yaml"))])
@@ -261,7 +260,6 @@ fn crd_objects_printer_columns_selectors_yaml_wait_and_delete() {
 }
 
 #[test]
-#[ignore = "needs built-in printer columns in Table responses: server/deps.rs to_table is a stand-in (CLIENT-NOTES.md)"]
 fn deployment_becomes_available_for_kubectl_wait_and_rollout_status() {
     let c = Cluster::start();
     c.kubectl(&["apply", "-f", path(&fixture("kubectl/deployment.yaml"))])
@@ -290,7 +288,6 @@ fn deployment_becomes_available_for_kubectl_wait_and_rollout_status() {
 }
 
 #[test]
-#[ignore = "needs namespace deletion that lets contained objects be deleted while Terminating (CLIENT-NOTES.md)"]
 fn apply_and_delete_a_kustomize_directory() {
     let c = Cluster::start();
     let dir = fixture("kustomize");

@@ -12,7 +12,6 @@ fn path(p: &std::path::Path) -> &str {
 }
 
 #[test]
-#[ignore = "needs server::protobuf wired into request decoding in server/mod.rs (CLIENT-NOTES.md)"]
 fn imperative_creates_token_and_can_i_send_protobuf_bodies() {
     let c = Cluster::start();
     for (args, expect) in [

@@ -36,7 +36,6 @@ fn booleans_in_required(v: &Value, path: &str, out: &mut Vec<String>) {
 }
 
 #[test]
-#[ignore = "crds/agentnodes.yaml has a plain `y` (property and required entry) that kubectl's YAML 1.1 parser reads as boolean true (CLIENT-NOTES.md)"]
 fn project_crds_parse_as_kubectl_reads_them() {
     let c = Cluster::start();
     let crds = workspace_root().join("crds");
@@ -60,7 +59,6 @@ fn project_crds_parse_as_kubectl_reads_them() {
 }
 
 #[test]
-#[ignore = "crds/agentnodes.yaml has a plain `y` that kubectl reads as boolean true, so the published schema does not parse and kubectl cannot validate AgentNodes (CLIENT-NOTES.md)"]
 fn project_crds_and_samples_apply_with_kubectl() {
     let c = Cluster::start();
     let root = workspace_root();
