@@ -1,0 +1,714 @@
+//! Packaging checks: the chart's and kustomize's CRD copies match crds/, the chart and the kustomize
+//! manifests hold the same RBAC, that RBAC is least privilege and used by the code, the operator can
+//! grant the per-agent Roles it creates, and the Deployment is hardened and configured with real flags.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hypersync_operator::workload::identity::build_role;
+use hypersync_operator::workload::owner_reference;
+use serde_yaml::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+const CHART: &str = "charts/hypersync-operator";
+
+fn read(rel: &str) -> String {
+    fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("failed to read {rel}: {e}"))
+}
+
+fn yaml_docs(text: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).expect("failed to parse YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn yaml_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("failed to list {dir:?}: {e}")) {
+        let path = entry.expect("failed to read dir entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".yaml") && name != "kustomization.yaml" {
+            out.insert(name, fs::read(&path).expect("failed to read file"));
+        }
+    }
+    out
+}
+
+#[test]
+fn crd_copies_match_generated_crds() {
+    let generated = yaml_files(&root().join("crds"));
+    assert!(!generated.is_empty(), "crds/ is empty");
+    for copy in [format!("{CHART}/crds"), "manifests/crds".to_string()] {
+        let copied = yaml_files(&root().join(&copy));
+        assert_eq!(
+            generated.keys().collect::<Vec<_>>(),
+            copied.keys().collect::<Vec<_>>(),
+            "{copy}/ holds other files than crds/: run make crds"
+        );
+        for (name, bytes) in &generated {
+            assert!(
+                copied[name] == *bytes,
+                "{copy}/{name} differs from crds/{name}: run make crds"
+            );
+        }
+    }
+    // The kustomization lists exactly those files.
+    let kustomization = &yaml_docs(&read("manifests/crds/kustomization.yaml"))[0];
+    let listed: BTreeSet<&str> = kustomization["resources"]
+        .as_sequence()
+        .expect("resources")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let files: BTreeSet<&str> = generated.keys().map(String::as_str).collect();
+    assert_eq!(
+        listed, files,
+        "manifests/crds/kustomization.yaml must list every CRD"
+    );
+}
+
+/// One (apiGroup, resource, verb) permission.
+type Grant = (String, String, String);
+
+fn grants(rules: &Value) -> BTreeSet<Grant> {
+    let mut out = BTreeSet::new();
+    for rule in rules.as_sequence().expect("rules must be a list") {
+        assert!(
+            rule.get("nonResourceURLs").is_none(),
+            "no nonResourceURLs: {rule:?}"
+        );
+        assert!(
+            rule.get("resourceNames").is_none(),
+            "unexpected resourceNames: {rule:?}"
+        );
+        let list = |k: &str| -> Vec<String> {
+            rule[k]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("rule without {k}: {rule:?}"))
+                .iter()
+                .map(|v| v.as_str().expect("string").to_string())
+                .collect()
+        };
+        for g in list("apiGroups") {
+            for r in list("resources") {
+                for v in list("verbs") {
+                    let fresh = out.insert((g.clone(), r.clone(), v));
+                    assert!(fresh, "duplicate grant on {g}/{r}");
+                }
+            }
+        }
+    }
+    out
+}
+
+fn chart_rules() -> (BTreeSet<Grant>, BTreeSet<Grant>) {
+    (
+        grants(&serde_yaml::from_str(&read(&format!("{CHART}/files/rules.yaml"))).unwrap()),
+        grants(
+            &serde_yaml::from_str(&read(&format!("{CHART}/files/leader-election-rules.yaml")))
+                .unwrap(),
+        ),
+    )
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name_suffix: &str) -> Vec<&'a Value> {
+    docs.iter()
+        .filter(|d| d["kind"].as_str() == Some(kind))
+        .filter(|d| {
+            d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(name_suffix))
+        })
+        .collect()
+}
+
+#[test]
+fn kustomize_rbac_equals_chart_rbac() {
+    let (cluster, leader) = chart_rules();
+    let docs = yaml_docs(&read("manifests/operator/rbac.yaml"));
+    let cr = find(&docs, "ClusterRole", "hypersync-operator");
+    assert_eq!(
+        cr.len(),
+        1,
+        "one ClusterRole in manifests/operator/rbac.yaml"
+    );
+    assert_eq!(
+        grants(&cr[0]["rules"]),
+        cluster,
+        "manifests/operator/rbac.yaml ClusterRole differs from {CHART}/files/rules.yaml"
+    );
+    let role = find(&docs, "Role", "leader-election");
+    assert_eq!(role.len(), 1);
+    assert_eq!(
+        grants(&role[0]["rules"]),
+        leader,
+        "manifests/operator/rbac.yaml leader Role differs from {CHART}/files/leader-election-rules.yaml"
+    );
+}
+
+/// Renders the chart with the helm binary `make helm-lint` installs; `None` when it is not installed
+/// (plain `cargo test`), so that part is checked inside `make test` only.
+fn helm_template(args: &[&str]) -> Option<Vec<Value>> {
+    let helm = root().join(".tools/bin/helm");
+    if !helm.exists() {
+        eprintln!(
+            "skipping the rendered-chart check: .tools/bin/helm not installed (make helm-lint)"
+        );
+        return None;
+    }
+    let out = Command::new(helm)
+        .args(["template", "hypersync", CHART, "-n", "hypersync-system"])
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("failed to run helm");
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(yaml_docs(&String::from_utf8(out.stdout).unwrap()))
+}
+
+#[test]
+fn rendered_chart_rbac_equals_kustomize_rbac() {
+    let docs = yaml_docs(&read("manifests/operator/rbac.yaml"));
+    let kustomize = grants(&find(&docs, "ClusterRole", "hypersync-operator")[0]["rules"]);
+    let kustomize_leader = grants(&find(&docs, "Role", "leader-election")[0]["rules"]);
+    let Some(default) = helm_template(&[]) else {
+        return;
+    };
+    let cr = find(&default, "ClusterRole", "hypersync-operator");
+    assert_eq!(cr.len(), 1);
+    assert_eq!(grants(&cr[0]["rules"]), kustomize);
+    let leader = find(&default, "Role", "leader-election");
+    assert_eq!(grants(&leader[0]["rules"]), kustomize_leader);
+    let crb = find(&default, "ClusterRoleBinding", "hypersync-operator");
+    assert_eq!(crb[0]["subjects"][0]["namespace"], "hypersync-system");
+
+    // Namespaced mode: the same rules as Roles in each watched namespace, nothing cluster-scoped.
+    let namespaced = helm_template(&["--set", "watchNamespaces={team-a,team-b}"]).unwrap();
+    assert!(find(&namespaced, "ClusterRole", "").is_empty());
+    assert!(find(&namespaced, "ClusterRoleBinding", "").is_empty());
+    let roles: Vec<_> = find(&namespaced, "Role", "hypersync-operator");
+    let namespaces: BTreeSet<&str> = roles
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(namespaces, BTreeSet::from(["team-a", "team-b"]));
+    for role in roles {
+        assert_eq!(grants(&role["rules"]), kustomize);
+    }
+    let deployment = &find(&namespaced, "Deployment", "")[0];
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    let ns_env = env
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "HYPERSYNC_NAMESPACES")
+        .expect("HYPERSYNC_NAMESPACES");
+    assert_eq!(ns_env["value"], "team-a,team-b");
+}
+
+fn g(group: &str, resource: &str, verbs: &[&str]) -> Vec<Grant> {
+    verbs
+        .iter()
+        .map(|v| (group.to_string(), resource.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Source files (under src/) and the text in each that shows a call is made.
+type Evidence = &'static [(&'static str, &'static str)];
+
+/// Every grant with the source text that proves the code makes that call. A rule without a use
+/// here fails the test, and so does a use that disappears from src/.
+fn expected_grants() -> Vec<(Vec<Grant>, Evidence)> {
+    const REFLECTED_CRS: &[(&str, &str)] = &[
+        (
+            "controller/mod.rs",
+            "api_for::<DeserializeGuard<ModelEntry>>",
+        ),
+        (
+            "controller/mod.rs",
+            "api_for::<DeserializeGuard<AgentStack>>",
+        ),
+        (
+            "controller/mod.rs",
+            "api_for::<DeserializeGuard<AgentNode>>",
+        ),
+        ("controller/status.rs", "Patch::Apply(obj)"),
+    ];
+    vec![
+        (
+            g("hypersync.io", "modelentries", &["list", "watch", "patch"]),
+            REFLECTED_CRS,
+        ),
+        (
+            g("hypersync.io", "agentstacks", &["list", "watch", "patch"]),
+            REFLECTED_CRS,
+        ),
+        (
+            g("hypersync.io", "agentnodes", &["list", "watch", "patch"]),
+            &[
+                (
+                    "controller/mod.rs",
+                    "api_for::<DeserializeGuard<AgentNode>>",
+                ),
+                ("controller/agent_node.rs", "Patch::Json::<()>"),
+            ],
+        ),
+        (
+            g("hypersync.io", "agentnodes", &["delete"]),
+            &[("controller/agent_node.rs", "api.delete(")],
+        ),
+        (
+            g("hypersync.io", "agentnodes", &["get"]),
+            &[("workload/identity.rs", "rule(\"agentnodes\", &[\"get\"])")],
+        ),
+        (
+            [
+                g("hypersync.io", "modelentries/status", &["patch"]),
+                g("hypersync.io", "agentstacks/status", &["patch"]),
+                g("hypersync.io", "agentnodes/status", &["patch"]),
+            ]
+            .concat(),
+            &[
+                ("controller/status.rs", "api.patch_status("),
+                ("controller/agent_node.rs", "api.patch_status("),
+            ],
+        ),
+        (
+            g("hypersync.io", "agentnodes/status", &["get"]),
+            &[(
+                "workload/identity.rs",
+                "rule(\"agentnodes/status\", &[\"get\", \"patch\"])",
+            )],
+        ),
+        (
+            [
+                g("hypersync.io", "modelentries/finalizers", &["update"]),
+                g("hypersync.io", "agentnodes/finalizers", &["update"]),
+            ]
+            .concat(),
+            &[("workload/meta.rs", "block_owner_deletion: Some(true)")],
+        ),
+        (
+            g("apps", "deployments", &["list", "watch", "create", "patch"]),
+            &[
+                ("controller/mod.rs", "api_for::<Deployment>"),
+                ("controller/agent_node.rs", "Api::<Deployment>::namespaced"),
+                ("controller/model_entry.rs", "Api::<Deployment>::namespaced"),
+            ],
+        ),
+        (
+            g("batch", "jobs", &["list", "watch", "create", "patch"]),
+            &[
+                ("controller/mod.rs", "api_for::<Job>"),
+                ("controller/agent_node.rs", "Api::<Job>::namespaced"),
+            ],
+        ),
+        (
+            g("", "pods", &["list", "watch"]),
+            &[("controller/mod.rs", "api_for::<Pod>")],
+        ),
+        (
+            g("", "services", &["create", "patch"]),
+            &[("controller/model_entry.rs", "Api::<Service>::namespaced")],
+        ),
+        (
+            g("", "persistentvolumeclaims", &["create", "patch"]),
+            &[(
+                "controller/model_entry.rs",
+                "Api::<PersistentVolumeClaim>::namespaced",
+            )],
+        ),
+        (
+            g("", "serviceaccounts", &["create", "patch"]),
+            &[(
+                "controller/agent_node.rs",
+                "Api::<ServiceAccount>::namespaced",
+            )],
+        ),
+        (
+            g("networking.k8s.io", "networkpolicies", &["create", "patch"]),
+            &[(
+                "controller/model_entry.rs",
+                "Api::<NetworkPolicy>::namespaced",
+            )],
+        ),
+        (
+            [
+                g("rbac.authorization.k8s.io", "roles", &["create", "patch"]),
+                g(
+                    "rbac.authorization.k8s.io",
+                    "rolebindings",
+                    &["create", "patch"],
+                ),
+            ]
+            .concat(),
+            &[
+                ("controller/agent_node.rs", "Api::<Role>::namespaced"),
+                ("controller/agent_node.rs", "Api::<RoleBinding>::namespaced"),
+            ],
+        ),
+        (
+            g("events.k8s.io", "events", &["create", "patch"]),
+            &[
+                ("controller/mod.rs", "Recorder::new("),
+                ("controller/context.rs", "self.recorder.publish("),
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn rbac_is_least_privilege_and_every_rule_is_used() {
+    let (cluster, leader) = chart_rules();
+    for (group, resource, verb) in cluster.iter().chain(&leader) {
+        for s in [group, resource, verb] {
+            assert!(!s.contains('*'), "wildcard in {group}/{resource} {verb}");
+        }
+        assert!(
+            resource != "secrets" && resource != "configmaps",
+            "the operator must not read Secrets or ConfigMaps: {group}/{resource}"
+        );
+        assert!(
+            !["escalate", "bind", "impersonate", "deletecollection"].contains(&verb.as_str()),
+            "dangerous verb {verb} on {group}/{resource}"
+        );
+    }
+    let mut expected = BTreeSet::new();
+    for (grants, evidence) in expected_grants() {
+        for (file, needle) in evidence {
+            let src = read(&format!("src/{file}"));
+            assert!(
+                src.contains(needle),
+                "src/{file} no longer contains `{needle}`: is {grants:?} still used? update {CHART}/files/rules.yaml"
+            );
+        }
+        expected.extend(grants);
+    }
+    let extra: Vec<_> = cluster.difference(&expected).collect();
+    let missing: Vec<_> = expected.difference(&cluster).collect();
+    assert!(extra.is_empty(), "rules the code does not need: {extra:?}");
+    assert!(
+        missing.is_empty(),
+        "rules the code needs but the chart lacks: {missing:?}"
+    );
+
+    // Leader election: get, create, replace on one Lease.
+    let leader_src = read("src/leader.rs");
+    for needle in [
+        ".get_opt(",
+        ".create(&pp, &lease)",
+        ".replace(&self.lease_name",
+    ] {
+        assert!(leader_src.contains(needle), "src/leader.rs: {needle}");
+    }
+    assert_eq!(
+        leader,
+        g(
+            "coordination.k8s.io",
+            "leases",
+            &["get", "create", "update"]
+        )
+        .into_iter()
+        .collect()
+    );
+}
+
+/// RBAC escalation prevention: the operator can only create the agents' Roles if it holds every
+/// permission they grant. Checked against the Role the code really builds.
+#[test]
+fn operator_holds_what_agent_roles_grant() {
+    let (cluster, _) = chart_rules();
+    let owner = owner_reference("AgentNode", "n", "uid-1");
+    let role = build_role("n", "ns", &owner);
+    let rules = role.rules.expect("agent Role has rules");
+    assert!(!rules.is_empty());
+    for rule in rules {
+        for group in rule.api_groups.unwrap_or_default() {
+            for resource in rule.resources.clone().unwrap_or_default() {
+                for verb in &rule.verbs {
+                    let grant = (group.clone(), resource.clone(), verb.clone());
+                    assert!(
+                        cluster.contains(&grant),
+                        "agent Roles grant {grant:?}, which the operator's rules lack"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn container(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn assert_hardened(deployment: &Value, what: &str) {
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+        "{what}"
+    );
+    let c = container(deployment);
+    let sc = &c["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL", "{what}");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz", "{what}");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz", "{what}");
+    assert!(c["resources"]["requests"]["memory"].is_string(), "{what}");
+    assert_eq!(c["args"][0], "run", "{what}");
+    // Every HYPERSYNC_* variable set is a real flag of `run`.
+    let config = read("src/config.rs");
+    for e in c["env"].as_sequence().expect("env") {
+        let name = e["name"].as_str().unwrap();
+        if name.starts_with("HYPERSYNC_") {
+            assert!(
+                config.contains(&format!("env = \"{name}\"")),
+                "{what}: {name} is not a flag in src/config.rs"
+            );
+        }
+    }
+}
+
+#[test]
+fn operator_deployments_are_hardened_and_use_real_flags() {
+    let docs = yaml_docs(&read("manifests/operator/deployment.yaml"));
+    assert_hardened(&docs[0], "manifests/operator/deployment.yaml");
+    if let Some(rendered) = helm_template(&[]) {
+        assert_hardened(find(&rendered, "Deployment", "")[0], "chart");
+    }
+}
+
+mod support;
+
+/// The seed story under RBAC: kube-sim with `--authorize`, the operator authenticated as the chart's
+/// ServiceAccount holding exactly the chart's rules: the objects `helm template` renders when helm is
+/// installed (`make test` installs it), otherwise the same rules from files/*.yaml that the templates
+/// include verbatim. Leader election on in the operator's own namespace. A missing rule stalls the
+/// story (a 403 in the operator's log) and the test fails. (`helm install` into kube-sim is not used:
+/// client-go sends no bearer token over plain http, so helm cannot authenticate to `--authorize`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_story_runs_with_exactly_the_chart_rbac() {
+    use std::time::Duration;
+
+    use hypersync_operator::api::AgentNode;
+    use hypersync_operator::api::agent_node::NodePhase;
+    use hypersync_operator::config::{LeaderElectionConfig, OperatorConfig};
+    use hypersync_operator::telemetry::LogFormat;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    use kube::{Api, Client, Config};
+    use kube_sim::{Sim, SimConfig};
+    use serde_json::json;
+
+    const OP_NS: &str = "hypersync-system";
+    const SA: &str = "hypersync-operator";
+
+    let sim = Sim::start(SimConfig {
+        nodes: Some("gpu-a100=2x8,cpu=2".to_string()),
+        authorize: true,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("kube-sim starts");
+    let client_as = |token: &str| {
+        let mut config = Config::new(sim.url().parse().expect("sim URL parses"));
+        config.auth_info.token = Some(token.to_string().into());
+        Client::try_from(config).expect("client builds")
+    };
+    let admin = client_as("sim-admin");
+    let operator_client = client_as(&format!("sim-sa:{OP_NS}:{SA}"));
+    let agent_client = client_as(&format!("sim-sa:{}:security-analyst-agent", support::NS));
+    let cluster = support::Cluster {
+        client: admin.clone(),
+        sim,
+    };
+
+    // As the cluster admin: CRDs, the namespace, the ServiceAccount and the chart's RBAC.
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for crd in hypersync_operator::api::generate::crds() {
+        let name = crd.metadata.name.clone().expect("CRD name");
+        crds.patch(
+            &name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("CRD applies");
+        let crds = crds.clone();
+        cluster
+            .wait_for("CRD Established", Duration::from_secs(10), || {
+                let (crds, name) = (crds.clone(), name.clone());
+                async move {
+                    let c = crds.get(&name).await.ok()?.status?.conditions?;
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                        .then_some(())
+                }
+            })
+            .await;
+    }
+    let rules: serde_json::Value =
+        serde_yaml::from_str(&read(&format!("{CHART}/files/rules.yaml"))).expect("rules parse");
+    let leader_rules: serde_json::Value =
+        serde_yaml::from_str(&read(&format!("{CHART}/files/leader-election-rules.yaml")))
+            .expect("leader rules parse");
+    let subject = json!([{"kind": "ServiceAccount", "name": SA, "namespace": OP_NS}]);
+    let rbac = "rbac.authorization.k8s.io/v1";
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OP_NS}});
+    // The chart's own rendered RBAC when helm is installed (make test); else the same rules files.
+    let rendered = helm_template(&["--set", "fullnameOverride=hypersync-operator"]);
+    let objects: Vec<serde_json::Value> = match rendered {
+        Some(docs) => {
+            let rbac_kinds = [
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+            ];
+            let picked: Vec<serde_json::Value> = docs
+                .into_iter()
+                .filter(|d| rbac_kinds.contains(&d["kind"].as_str().unwrap_or("")))
+                .map(|d| serde_json::to_value(d).expect("YAML converts to JSON"))
+                .collect();
+            assert_eq!(picked.len(), 5, "the chart renders SA, CR, CRB, Role, RB");
+            std::iter::once(namespace).chain(picked).collect()
+        }
+        None => vec![
+            namespace,
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA, "namespace": OP_NS}}),
+            json!({"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": SA}, "rules": rules}),
+            json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": SA},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": SA},
+                   "subjects": subject}),
+            json!({"apiVersion": rbac, "kind": "Role", "metadata": {"name": "leader", "namespace": OP_NS},
+                   "rules": leader_rules}),
+            json!({"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "leader", "namespace": OP_NS},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "leader"},
+                   "subjects": subject}),
+        ],
+    };
+    for obj in objects {
+        let (group, version) = obj["apiVersion"]
+            .as_str()
+            .unwrap()
+            .split_once('/')
+            .unwrap_or(("", "v1"));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, obj["kind"].as_str().unwrap());
+        let (ar, caps) = kube::discovery::pinned_kind(&admin, &gvk)
+            .await
+            .expect("kind served");
+        let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
+            Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+                Api::namespaced_with(admin.clone(), ns, &ar)
+            }
+            _ => Api::all_with(admin.clone(), &ar),
+        };
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        api.patch(
+            &name,
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("failed to apply {}/{name}: {e}", obj["kind"]));
+    }
+
+    // The operator's identity holds no Secret access.
+    let secrets: Api<Secret> = Api::namespaced(operator_client.clone(), support::NS);
+    match secrets.list(&Default::default()).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "Secrets must be forbidden"),
+        other => panic!("the operator may list Secrets: {other:?}"),
+    }
+
+    // The operator, authenticated as the chart's ServiceAccount, with leader election on.
+    let config = OperatorConfig {
+        namespaces: Vec::new(),
+        log_format: LogFormat::Text,
+        log_level: "info".to_string(),
+        http_addr: "127.0.0.1:0".parse().expect("address parses"),
+        leader_election: Some(LeaderElectionConfig {
+            namespace: OP_NS.to_string(),
+            lease_name: "hypersync-operator-leader".to_string(),
+            identity: "rbac-test".to_string(),
+            timings: hypersync_operator::leader::LeaseTimings {
+                lease_duration: Duration::from_secs(4),
+                renew_deadline: Duration::from_secs(3),
+                retry_period: Duration::from_millis(500),
+            },
+        }),
+        requeue_max: Duration::from_secs(5),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(err) = hypersync_operator::operator::run(operator_client, config, shutdown).await
+        {
+            eprintln!("operator stopped with an error: {err}");
+        }
+    });
+
+    cluster.apply_yaml(&support::seed_samples(3, 2)).await;
+    let nodes: Api<AgentNode> = Api::namespaced(admin.clone(), support::NS);
+    cluster
+        .wait_for(
+            "node Running under RBAC",
+            Duration::from_secs(90),
+            || async {
+                let n = nodes.get("security-analyst").await.ok()?;
+                (n.status?.phase == Some(NodePhase::Running)).then_some(())
+            },
+        )
+        .await;
+
+    // The agent reports with the identity the operator created for it (per-node Role).
+    let agent: Api<AgentNode> = Api::namespaced(agent_client, support::NS);
+    agent
+        .patch_status(
+            "security-analyst",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"objective": {"observed": 12.0}}})),
+        )
+        .await
+        .expect("the agent reports its metric");
+    cluster
+        .wait_for(
+            "node dissolved under RBAC",
+            Duration::from_secs(40),
+            || async {
+                nodes
+                    .get_opt("security-analyst")
+                    .await
+                    .ok()?
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), support::NS);
+    cluster
+        .wait_for("idle model released", Duration::from_secs(40), || async {
+            let d = deployments.get("deepseek-coder-33b").await.ok()?;
+            (d.spec?.replicas == Some(0)).then_some(())
+        })
+        .await;
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+}
