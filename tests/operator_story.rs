@@ -117,6 +117,20 @@ async fn seed_story_from_registration_to_release() {
         Some("http://deepseek-coder-33b.default.svc:8000/v1")
     );
 
+    // Only the agents of stacks bound to the model may reach it.
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(c.clone(), NS);
+    let policy = policies
+        .get("deepseek-coder-33b")
+        .await
+        .expect("NetworkPolicy of the engine");
+    let ingress = policy.spec.and_then(|s| s.ingress).unwrap_or_default();
+    let peers = serde_json::to_string(&ingress).expect("ingress serializes");
+    assert!(
+        peers.contains("hypersync.io/stack") && peers.contains("security-analyst"),
+        "{peers}"
+    );
+
     // The agent's pod carries the placement and the model endpoints.
     let jobs: Api<Job> = Api::namespaced(c.clone(), NS);
     assert!(
