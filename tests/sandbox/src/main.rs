@@ -3,7 +3,6 @@
 //! story, narrates every change kubectl-style, and prints how long it took, the operator's API
 //! calls for the AgentNode and its peak memory; then serves until Ctrl-C.
 
-mod door;
 mod kustomize;
 mod narrate;
 mod process;
@@ -159,7 +158,7 @@ async fn main() -> ExitCode {
 #[derive(Default)]
 struct Sandbox {
     sim: Option<kube_sim::Sim>,
-    door: Option<door::Door>,
+    door: Option<kube_sim::server::door::Door>,
     operator: Option<Operator>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -192,7 +191,7 @@ impl Sandbox {
         let url = sim.url();
         let state = sim.state().clone();
         self.sim = Some(sim);
-        let door = door::Door::start(state.clone(), "sim-admin")
+        let door = kube_sim::server::door::Door::start(state.clone(), "sim-admin")
             .await
             .map_err(SandboxError::Door)?;
         let door_url = door.url();

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod controllers;
 pub mod deps;
 pub mod discovery;
+pub mod door;
 pub mod errors;
 pub mod handlers;
 pub mod http;
@@ -238,6 +239,20 @@ async fn serve_one(
     state: Arc<SimState>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    serve_request(state, req, None).await
+}
+
+/// Serves one HTTP request: reads the body, decodes protobuf bodies to JSON, routes it. A request
+/// without credentials gets `default_authorization` (the admin door) when one is given.
+pub(crate) async fn serve_request(
+    state: Arc<SimState>,
+    req: Request<Incoming>,
+    default_authorization: Option<&str>,
+) -> Result<Response<Body>, Infallible> {
+    let mut authorization = header(&req, "authorization").to_string();
+    if authorization.is_empty() {
+        authorization = default_authorization.unwrap_or_default().to_string();
+    }
     let r = Req {
         method: req.method().clone(),
         path: req.uri().path().to_string(),
@@ -245,7 +260,7 @@ async fn serve_one(
         user_agent: header(&req, "user-agent").to_string(),
         accept: header(&req, "accept").to_string(),
         content_type: header(&req, "content-type").to_string(),
-        authorization: header(&req, "authorization").to_string(),
+        authorization,
         body: Bytes::new(),
     };
     let body = match req.into_body().collect().await {

@@ -1,18 +1,16 @@
 //! The admin front door: a second loopback listener onto the same simulator whose requests without
-//! credentials are authenticated with the sandbox admin token, because kubectl (client-go) does not
-//! send bearer tokens to a plain-http server. Requests that carry a token keep their own identity.
+//! credentials are authenticated with a given token (e.g. `sim-admin`), because kubectl and Helm
+//! (client-go) do not send bearer tokens to a plain-http server. Requests that carry a token keep
+//! their own identity, so RBAC still applies to them.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use super::SimState;
+use super::http::Body;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use kube_sim::SimState;
-use kube_sim::server::Req;
-use kube_sim::server::http::{Body, Query};
+use hyper::{Request, Response};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -66,44 +64,12 @@ impl Door {
     }
 }
 
-fn header(req: &Request<Incoming>, name: &str) -> String {
-    req.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string()
-}
-
 async fn serve(
     state: Arc<SimState>,
     auth: Arc<str>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let mut authorization = header(&req, "authorization");
-    if authorization.is_empty() {
-        authorization = auth.to_string();
-    }
-    let head = Req {
-        method: req.method().clone(),
-        path: req.uri().path().to_string(),
-        query: Query::parse(req.uri().query()),
-        user_agent: header(&req, "user-agent"),
-        accept: header(&req, "accept"),
-        content_type: header(&req, "content-type"),
-        authorization,
-        body: Bytes::new(),
-    };
-    let body = match req.into_body().collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            let mut resp = Response::new(
-                Full::new(Bytes::from(format!("failed to read body: {e}"))).boxed_unsync(),
-            );
-            *resp.status_mut() = StatusCode::BAD_REQUEST;
-            return Ok(resp);
-        }
-    };
-    Ok(state.route(Req { body, ..head }).await)
+    super::serve_request(state, req, Some(&auth)).await
 }
 
 #[cfg(test)]
@@ -131,7 +97,7 @@ mod tests {
 
     #[tokio::test]
     async fn door_defaults_to_admin_but_keeps_given_identities() {
-        let sim = kube_sim::Sim::start(kube_sim::SimConfig {
+        let sim = crate::Sim::start(crate::SimConfig {
             authorize: true,
             dataplane: false,
             ..Default::default()
