@@ -3,15 +3,7 @@
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::api::model_entry::{Engine, ModelEntrySpec, ModelPhase, Provider, ScalingMode};
-
-/// Default listening port of each engine.
-pub fn default_port(engine: Engine) -> i32 {
-    match engine {
-        Engine::Vllm => 8000,
-        Engine::Ollama => 11434,
-    }
-}
+use crate::api::model_entry::{ModelEntrySpec, ModelPhase, Provider, ScalingMode};
 
 /// Public base URL of a provider, used when a remote entry gives none.
 pub fn provider_endpoint(provider: Provider) -> Option<&'static str> {
@@ -264,6 +256,5 @@ mod tests {
         }
         assert_eq!(provider_endpoint(Provider::Custom), None);
         assert_eq!(provider_endpoint(Provider::AzureOpenAI), None);
-        assert_eq!(default_port(Engine::Ollama), 11434);
     }
 }
