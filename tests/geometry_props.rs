@@ -5,7 +5,7 @@ use std::f64::consts::TAU;
 
 use hypersync_operator::geometry::{
     AnchorIndex, AnchorKey, Autonomy, DiskPoint, MAX_HYPERBOLIC_RADIUS, MIN_SEPARATION, Placement,
-    PlacementRequest, Slot, canonical_tags, k_nearest, locate_slot, mobius_translate,
+    PlacementRequest, PointIndex, Slot, canonical_tags, k_nearest, locate_slot, mobius_translate,
     mobius_translate_inverse, place, ring_capacity, ring_tau, semantic_angle,
 };
 use proptest::prelude::*;
@@ -376,4 +376,174 @@ fn seed_example_point_round_trips() {
     assert!((q.r() - 0.4).abs() < 1e-15);
     assert!((q.theta_degrees() - 120.0).abs() < 1e-12);
     assert_eq!(q.tier(), 1);
+}
+
+/// A point uniform (by Euclidean area) in the disk of radius 0.999_999.
+fn uniform_point() -> impl Strategy<Value = DiskPoint> {
+    (0.0f64..1.0, 0.0..360.0).prop_map(|(u, theta)| {
+        DiskPoint::from_polar(u.sqrt().min(0.999_999), theta).expect("r < 1")
+    })
+}
+
+/// Points within hyperbolic distance 3 of one anchor anywhere up to radius 12.
+fn anchored_cluster(size: usize) -> impl Strategy<Value = Vec<DiskPoint>> {
+    (
+        point_within(MAX_HYPERBOLIC_RADIUS),
+        prop::collection::vec(point_within(3.0), 1..size),
+    )
+        .prop_map(|(anchor, offsets)| {
+            offsets
+                .into_iter()
+                .filter_map(|o| mobius_translate(anchor, o).ok())
+                .collect()
+        })
+}
+
+/// Points at hyperbolic radius 10..12 (r within 1e-4 of 1) in a narrow sector.
+fn boundary_cluster(size: usize) -> impl Strategy<Value = Vec<DiskPoint>> {
+    (
+        0.0..TAU,
+        prop::collection::vec((10.0..=MAX_HYPERBOLIC_RADIUS, 0.0..1e-3), 1..size),
+    )
+        .prop_map(|(base, polar)| {
+            polar
+                .into_iter()
+                .map(|(rho, da)| {
+                    DiskPoint::from_hyperbolic_polar(rho, base + da).expect("rho <= 12")
+                })
+                .collect()
+        })
+}
+
+/// The points of `count` real placements around one anchor.
+fn placed_points(count: std::ops::Range<usize>) -> impl Strategy<Value = Vec<DiskPoint>> {
+    (point_within(MAX_HYPERBOLIC_RADIUS), count).prop_map(|(anchor, n)| {
+        let mut index = AnchorIndex::new();
+        populate(&mut index, Some(anchor), n)
+            .into_iter()
+            .map(|p| p.point)
+            .collect()
+    })
+}
+
+/// One step on a `PointIndex`: insert (or move) an id at a pool point, or remove an id.
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(u32, prop::sample::Index),
+    Remove(u32),
+}
+
+fn ops(ids: u32, len: usize) -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(
+        prop_oneof![
+            3 => (0..ids, any::<prop::sample::Index>()).prop_map(|(id, i)| Op::Insert(id, i)),
+            1 => (0..ids).prop_map(Op::Remove),
+        ],
+        0..len,
+    )
+}
+
+/// Plays `ops` on a `PointIndex` and on a map, then checks queries (targets
+/// from the pool, a stored point with its own id excluded, and `extra`)
+/// against the scan `k_nearest` over the map.
+fn check_index_against_scan(
+    pool: &[DiskPoint],
+    ops: &[Op],
+    extra: &[DiskPoint],
+    k: usize,
+) -> Result<(), TestCaseError> {
+    if pool.is_empty() {
+        return Ok(());
+    }
+    let mut index = PointIndex::new();
+    let mut model: BTreeMap<u32, DiskPoint> = BTreeMap::new();
+    for op in ops {
+        match op {
+            Op::Insert(id, i) => {
+                let p = *i.get(pool);
+                prop_assert_eq!(index.insert(*id, p), model.insert(*id, p));
+            }
+            Op::Remove(id) => prop_assert_eq!(index.remove(id), model.remove(id).is_some()),
+        }
+        prop_assert_eq!(index.len(), model.len());
+    }
+    let scan = |target: DiskPoint, k: usize, exclude: Option<u32>| {
+        k_nearest(
+            model
+                .iter()
+                .filter(|(id, _)| Some(**id) != exclude)
+                .map(|(id, p)| (*id, *p)),
+            target,
+            k,
+        )
+    };
+    let targets = pool.iter().step_by(pool.len() / 8 + 1).chain(extra);
+    for &target in targets {
+        for kk in [k, 1, 3] {
+            prop_assert_eq!(index.k_nearest(target, kk, None), scan(target, kk, None));
+        }
+    }
+    for (&id, &p) in model.iter().step_by(model.len() / 8 + 1) {
+        prop_assert_eq!(index.k_nearest(p, k, Some(&id)), scan(p, k, Some(id)));
+        prop_assert_eq!(index.get(&id), Some(p));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn point_index_matches_scan_uniform(
+        pool in prop::collection::vec(uniform_point(), 1..300),
+        ops in ops(250, 400),
+        extra in prop::collection::vec(uniform_point(), 0..4),
+        k in 0usize..12,
+    ) {
+        check_index_against_scan(&pool, &ops, &extra, k)?;
+    }
+
+    #[test]
+    fn point_index_matches_scan_near_one_anchor(
+        pool in anchored_cluster(300),
+        ops in ops(250, 400),
+        extra in prop::collection::vec(point_within(MAX_HYPERBOLIC_RADIUS), 0..4),
+        k in 0usize..12,
+    ) {
+        check_index_against_scan(&pool, &ops, &extra, k)?;
+    }
+
+    #[test]
+    fn point_index_matches_scan_near_the_boundary(
+        pool in boundary_cluster(300),
+        ops in ops(250, 400),
+        extra in prop::collection::vec(point_within(MAX_HYPERBOLIC_RADIUS), 0..4),
+        k in 0usize..12,
+    ) {
+        check_index_against_scan(&pool, &ops, &extra, k)?;
+    }
+
+    /// Few distinct points, many ids: duplicates everywhere, ties broken by id.
+    #[test]
+    fn point_index_matches_scan_with_duplicates(
+        pool in prop::collection::vec(point_within(MAX_HYPERBOLIC_RADIUS), 1..5),
+        ops in ops(100, 300),
+        k in 0usize..40,
+    ) {
+        check_index_against_scan(&pool, &ops, &[], k)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn point_index_matches_scan_on_real_placements(
+        pool in placed_points(1..600),
+        ops in ops(600, 1_200),
+        extra in prop::collection::vec(point_within(MAX_HYPERBOLIC_RADIUS), 0..4),
+        k in 0usize..12,
+    ) {
+        check_index_against_scan(&pool, &ops, &extra, k)?;
+    }
 }

@@ -5,13 +5,15 @@
 //! - [`place`]: deterministic semantic placement of a node around an anchor
 //!   (algorithm [`ALGORITHM`]), separated from its neighbours by at least
 //!   [`MIN_SEPARATION`] using an [`AnchorIndex`] of occupied [`Slot`]s.
-//! - [`k_nearest`]: nearest neighbours by hyperbolic distance.
+//! - [`k_nearest`]: nearest neighbours by hyperbolic distance (a scan, the
+//!   reference); [`PointIndex`]: the same answer from an index of the points.
 
 mod error;
 mod index;
 mod neighbors;
 mod placement;
 mod point;
+mod point_index;
 pub mod rings;
 
 pub use error::GeometryError;
@@ -24,6 +26,7 @@ pub use placement::{
 pub use point::{
     DiskPoint, hyperbolic_distance, mobius_translate, mobius_translate_inverse, tier_of,
 };
+pub use point_index::PointIndex;
 pub use rings::{
     MAX_HYPERBOLIC_RADIUS, MAX_RING, MIN_SEPARATION, RING0_TAU, Slot, ring_capacity,
     ring_min_angle, ring_tau,

@@ -42,10 +42,60 @@ impl<Id: Ord> PartialEq for Entry<Id> {
 
 impl<Id: Ord> Eq for Entry<Id> {}
 
+/// The `k` best (distance, id) pairs offered so far, by the order of [`k_nearest`].
+pub(super) struct TopK<Id> {
+    k: usize,
+    heap: BinaryHeap<Entry<Id>>,
+}
+
+impl<Id: Ord> TopK<Id> {
+    pub(super) fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k.saturating_add(1).min(1024)),
+        }
+    }
+
+    /// Keeps `(distance, id)` if it is among the `k` best so far.
+    pub(super) fn offer(&mut self, distance: f64, id: Id) {
+        if self.k == 0 {
+            return;
+        }
+        let entry = Entry { distance, id };
+        if self.heap.len() < self.k {
+            self.heap.push(entry);
+        } else if let Some(mut worst) = self.heap.peek_mut()
+            && entry < *worst
+        {
+            *worst = entry;
+        }
+    }
+
+    /// The distance of the k-th best once `k` entries are kept: a point farther
+    /// than this can no longer enter (one at exactly this distance still can,
+    /// through the id tie-break).
+    pub(super) fn full_worst(&self) -> Option<f64> {
+        if self.heap.len() < self.k {
+            return None;
+        }
+        self.heap.peek().map(|e| e.distance)
+    }
+
+    /// The kept entries, nearest first.
+    pub(super) fn into_neighbors(self) -> Vec<Neighbor<Id>> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Entry { distance, id }| Neighbor { id, distance })
+            .collect()
+    }
+}
+
 /// The `k` points nearest to `target` by hyperbolic distance, nearest first;
 /// equal distances are ordered by `id`, so the result does not depend on the
 /// input order. Costs O(n log k). The caller excludes the target's own entry
-/// if it is among `points`.
+/// if it is among `points`. [`crate::geometry::PointIndex`] answers the same
+/// query without scanning every point.
 pub fn k_nearest<Id, I>(points: I, target: DiskPoint, k: usize) -> Vec<Neighbor<Id>>
 where
     Id: Ord,
@@ -54,24 +104,11 @@ where
     if k == 0 {
         return Vec::new();
     }
-    let mut heap: BinaryHeap<Entry<Id>> = BinaryHeap::with_capacity(k + 1);
+    let mut top = TopK::new(k);
     for (id, point) in points {
-        let entry = Entry {
-            distance: target.distance(point),
-            id,
-        };
-        if heap.len() < k {
-            heap.push(entry);
-        } else if let Some(mut worst) = heap.peek_mut()
-            && entry < *worst
-        {
-            *worst = entry;
-        }
+        top.offer(target.distance(point), id);
     }
-    heap.into_sorted_vec()
-        .into_iter()
-        .map(|Entry { distance, id }| Neighbor { id, distance })
-        .collect()
+    top.into_neighbors()
 }
 
 #[cfg(test)]

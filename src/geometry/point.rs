@@ -136,7 +136,7 @@ impl DiskPoint {
     }
 
     /// `1 - |z|^2`, computed as `(1 - r)(1 + r)` to keep relative precision near the boundary.
-    fn one_minus_norm_sqr(self) -> f64 {
+    pub(super) fn one_minus_norm_sqr(self) -> f64 {
         let r = self.r();
         (1.0 - r) * (1.0 + r)
     }
