@@ -79,6 +79,19 @@ impl Error {
         }
     }
 
+    /// Whether a retry resolves it without anyone acting: a conflict, an unavailable or overloaded
+    /// API server, a dropped connection, or an object that went away meanwhile. Such failures are
+    /// logged at debug level and counted, never reported as Warning Events.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Kube { source, .. } if matches!(
+                kube_reason(source),
+                "ApiConflict" | "ApiUnavailable" | "ApiTransport" | "ApiNotFound"
+            )
+        )
+    }
+
     /// Every value [`Error::reason`] can return, for tests and dashboards.
     pub const REASONS: &'static [&'static str] = &[
         "ApiConflict",

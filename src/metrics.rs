@@ -80,6 +80,7 @@ pub struct Metrics {
     models_ready: IntGauge,
     leader: IntGauge,
     watch_events_total: IntCounterVec,
+    transient_errors_total: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -165,7 +166,17 @@ impl Metrics {
         )
         .map_err(err("watch_events_total"))?;
 
-        let collectors: [(&'static str, Box<dyn prometheus::core::Collector>); 8] = [
+        let transient_errors_total = IntCounterVec::new(
+            Opts::new(
+                "transient_errors_total",
+                "Reconciles retried after an error a retry resolves (conflict, unavailable API, \
+                 dropped connection, object gone), by bounded reason. Not reported as Events.",
+            ),
+            &["reason"],
+        )
+        .map_err(err("transient_errors_total"))?;
+
+        let collectors: [(&'static str, Box<dyn prometheus::core::Collector>); 9] = [
             ("reconcile_total", Box::new(reconcile_total.clone())),
             (
                 "reconcile_errors_total",
@@ -180,6 +191,10 @@ impl Metrics {
             ("models_ready", Box::new(models_ready.clone())),
             ("leader", Box::new(leader.clone())),
             ("watch_events_total", Box::new(watch_events_total.clone())),
+            (
+                "transient_errors_total",
+                Box::new(transient_errors_total.clone()),
+            ),
         ];
         for (name, collector) in collectors {
             registry.register(collector).map_err(err(name))?;
@@ -195,6 +210,7 @@ impl Metrics {
             models_ready,
             leader,
             watch_events_total,
+            transient_errors_total,
         };
         // Export every phase from the start, so dashboards see zeros rather than gaps.
         metrics.set_agentnode_phases(std::iter::empty());
@@ -234,6 +250,13 @@ impl Metrics {
     pub fn watch_event(&self, controller: &'static str) {
         self.watch_events_total
             .with_label_values(&[controller])
+            .inc();
+    }
+
+    /// Counts one reconcile retried after a transient error (`reason` from [`crate::error::Error::reason`]).
+    pub fn transient_error(&self, reason: &'static str) {
+        self.transient_errors_total
+            .with_label_values(&[reason])
             .inc();
     }
 

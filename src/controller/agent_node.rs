@@ -1,9 +1,13 @@
 //! The AgentNode controller: places the node in the Poincare disk, binds its models from its stack
 //! (raising their demand), runs the agent (Job or Deployment) with a per-node identity, evaluates the
-//! objective, and dissolves Ephemeral nodes after their TTL. A finalizer records a `Dissolved` Event.
+//! objective, and dissolves Ephemeral nodes after their TTL, recording the outcome in a `Dissolved`
+//! Event first.
+//!
+//! A reconcile is `read` (caches and indexes, O(what the node refers to)) -> `plan` (pure: the status,
+//! whether to run the workload, the Events, whether to dissolve) -> `apply` (only what changed). An
+//! Ephemeral node on a remote model costs 8 writes from creation to dissolution: ServiceAccount, Role,
+//! RoleBinding, Job, status Running, status Succeeded, the `Dissolved` Event, DELETE.
 
-use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -20,8 +24,10 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::agent_node_decide::{Decision, Inputs, Models, Workload, decide};
-use super::context::{Context, reference};
-use super::status::apply_child;
+use super::context::{Context, Stage, reference};
+use super::index::{Written, bindings_annotation, workload_bindings};
+use super::status::{ABSENT_GRACE, Live, apply_child_cached, digest_of};
+use super::watch;
 use crate::api::agent_node::{
     AgentNode, AgentNodeStatus, LifecycleMode, ModelInUse, Neighbor, NodePhase, ObjectiveStatus,
     PlacementMode, PlacementStatus, WorkloadRef,
@@ -29,15 +35,16 @@ use crate::api::agent_node::{
 use crate::api::agent_stack::{AgentStack, StackPhase};
 use crate::api::common::Autonomy;
 use crate::api::conditions::{condition, find, set_condition};
-use crate::api::model_entry::{ModelEntry, ModelPhase};
+use crate::api::model_entry::ModelPhase;
 use crate::error::Error;
-use crate::geometry::{self, AnchorIndex, AnchorKey, DiskPoint, PlacementRequest};
+use crate::geometry::{self, AnchorIndex, DiskPoint, PlacementRequest};
 use crate::workload::agent::{
-    AgentInput, AgentWorkload, LayerModel, agent_workload_name, build_agent_workload,
-    merge_runtime, placement_annotations,
+    AgentInput, AgentWorkload, LayerModel, agent_workload_name, build_agent_workload, merge_runtime,
 };
 use crate::workload::identity::{build_role, build_role_binding, build_service_account};
-use crate::workload::labels::{FIELD_MANAGER, FINALIZER, LABEL_AGENT_NODE};
+use crate::workload::labels::{
+    ANNOTATION_MODELS, ANNOTATION_SPEC_DIGEST, FIELD_MANAGER, FINALIZER,
+};
 use crate::workload::owner_reference_to;
 
 /// Name of this controller in metrics and logs.
@@ -103,34 +110,11 @@ fn placement_status(p: &geometry::Placement, anchor: Option<String>) -> Placemen
     }
 }
 
-/// Build the anchor index from every placed node of the store (done once, then kept up to date).
-fn build_index(nodes: &[AgentNode]) -> AnchorIndex {
-    let mut index = AnchorIndex::new();
-    for node in nodes {
-        let Some(p) = node.status.as_ref().and_then(|s| s.placement.as_ref()) else {
-            continue;
-        };
-        let (Some(anchor), Some(point)) = (p.anchor.as_deref(), point_of(p)) else {
-            continue;
-        };
-        let Ok(key) = AnchorKey::from_str(anchor) else {
-            continue;
-        };
-        let Ok(anchor_point) = key.to_point() else {
-            continue;
-        };
-        if let Ok(slot) = geometry::locate_slot(anchor_point, point) {
-            let _ = index.insert(key, slot);
-        }
-    }
-    index
-}
-
 /// Where the node goes, or why it cannot be placed yet: Err((reason, message)).
 fn compute_placement(
     node: &AgentNode,
     autonomy: Autonomy,
-    nodes: &[AgentNode],
+    anchor_placement: impl Fn(&str) -> Option<Option<PlacementStatus>>,
     index: &AnchorIndex,
 ) -> Result<(geometry::Placement, Option<String>), (&'static str, String)> {
     let spec = node
@@ -152,18 +136,13 @@ fn compute_placement(
                 )
             })?),
             (None, Some(other)) => {
-                let found = nodes.iter().find(|n| n.name_any() == *other);
-                let Some(found) = found else {
+                let Some(found) = anchor_placement(other) else {
                     return Err((
                         "AnchorNotFound",
                         format!("spec.placement.near.agentNode: AgentNode {other} not found"),
                     ));
                 };
-                let placed = found
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.placement.as_ref())
-                    .and_then(point_of);
+                let placed = found.as_ref().and_then(point_of);
                 let Some(point) = placed else {
                     return Err((
                         "AnchorNotPlaced",
@@ -232,57 +211,103 @@ fn explicit_placement(node: &AgentNode) -> Option<Result<PlacementStatus, (&'sta
     )
 }
 
-/// The models the node uses: from the stack's resolved bindings, plus their state.
+/// Seconds-precision "now": what the API server stores of a timestamp, so a condition or time the
+/// operator writes reads back identical and is never rewritten for a sub-second difference.
+pub fn now_seconds() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
+/// Everything a reconcile of one node reads, gathered from the caches and indexes (O(what the node
+/// refers to), no scan).
+pub struct Snapshot {
+    pub now: Timestamp,
+    pub stack: Option<Arc<DeserializeGuard<AgentStack>>>,
+    pub autonomy: Autonomy,
+    /// Where the node is (read back or newly chosen), or why it cannot be placed yet.
+    pub placement: Result<Option<Written>, (&'static str, String)>,
+    /// A placement chosen in this reconcile (its Event and condition are new).
+    pub newly_placed: bool,
+    pub workload: Workload,
+    /// The `(layer, model)` pairs the running workload was started with.
+    pub workload_bindings: Option<Vec<(String, String)>>,
+    pub workload_created: Option<Timestamp>,
+    pub workload_finished_at: Option<Timestamp>,
+    /// The bound models with their endpoints, and whether they are ready.
+    pub models: Vec<ModelInUse>,
+    pub models_state: Models,
+}
+
+fn stack_of(snap: &Snapshot) -> Option<&AgentStack> {
+    snap.stack.as_ref().and_then(|g| g.0.as_ref().ok())
+}
+
+fn lifecycle_mode(node: &AgentNode) -> LifecycleMode {
+    node.spec
+        .lifecycle
+        .as_ref()
+        .map(|l| l.mode)
+        .unwrap_or_default()
+}
+
+/// The models the node binds: the ones its running workload was started with (recorded on the
+/// operator's own Job/Deployment), else the stack's current resolution. Never `status.models`, which
+/// the agent can write.
 fn bound_models(
+    ctx: &Context,
+    namespace: &str,
     stack: Option<&AgentStack>,
-    entries: &[ModelEntry],
-    recorded: &[ModelInUse],
-    frozen: bool,
+    started_with: Option<&[(String, String)]>,
 ) -> (Vec<ModelInUse>, Models) {
-    let Some(stack) = stack else {
-        return (recorded.to_vec(), Models::StackMissing);
-    };
-    let models: Vec<ModelInUse> = if frozen && !recorded.is_empty() {
-        recorded.to_vec()
-    } else {
-        let Some(status) = stack.status.as_ref() else {
-            return (
-                recorded.to_vec(),
-                Models::Unresolved(format!(
-                    "AgentStack {} is not resolved yet",
-                    stack.name_any()
-                )),
-            );
-        };
-        if status.phase == Some(StackPhase::Unresolved) || status.phase.is_none() {
-            let message = find(&status.conditions, "Resolved")
-                .map(|c| c.message.clone())
-                .unwrap_or_default();
-            return (
-                recorded.to_vec(),
-                Models::Unresolved(format!("AgentStack {}: {message}", stack.name_any())),
-            );
+    let entry = |name: &str| Context::lookup(&ctx.entries, namespace, name);
+    let in_use = |layer: &str, model: &str| {
+        let e = entry(model);
+        let status = e
+            .as_ref()
+            .and_then(|g| g.0.as_ref().ok())
+            .and_then(|e| e.status.as_ref());
+        ModelInUse {
+            layer: layer.to_string(),
+            model_entry: model.to_string(),
+            endpoint: status.and_then(|s| s.endpoint.clone()),
+            served_model: status.and_then(|s| s.served_model.clone()),
         }
-        status
-            .bindings
-            .iter()
-            .filter_map(|b| {
-                Some(ModelInUse {
-                    layer: b.layer.clone(),
-                    model_entry: b.model_entry.clone()?,
-                    endpoint: b.endpoint.clone(),
-                    served_model: b.served_model.clone(),
-                })
-            })
-            .collect()
+    };
+    let models: Vec<ModelInUse> = match (started_with, stack) {
+        (Some(pairs), _) => pairs.iter().map(|(l, m)| in_use(l, m)).collect(),
+        (None, None) => return (Vec::new(), Models::StackMissing),
+        (None, Some(stack)) => {
+            let Some(status) = stack.status.as_ref() else {
+                return (
+                    Vec::new(),
+                    Models::Unresolved(format!(
+                        "AgentStack {} is not resolved yet",
+                        stack.name_any()
+                    )),
+                );
+            };
+            if status.phase == Some(StackPhase::Unresolved) || status.phase.is_none() {
+                let message = find(&status.conditions, "Resolved")
+                    .map(|c| c.message.clone())
+                    .unwrap_or_default();
+                return (
+                    Vec::new(),
+                    Models::Unresolved(format!("AgentStack {}: {message}", stack.name_any())),
+                );
+            }
+            status
+                .bindings
+                .iter()
+                .filter_map(|b| Some(in_use(&b.layer, b.model_entry.as_deref()?)))
+                .collect()
+        }
     };
     let waiting: Vec<String> = models
         .iter()
         .filter(|m| {
-            !entries.iter().any(|e| {
-                e.name_any() == m.model_entry
-                    && e.status.as_ref().and_then(|s| s.phase) == Some(ModelPhase::Ready)
-            })
+            entry(&m.model_entry)
+                .and_then(|g| g.0.as_ref().ok().and_then(|e| e.status.as_ref()?.phase))
+                != Some(ModelPhase::Ready)
         })
         .map(|m| m.model_entry.clone())
         .collect();
@@ -294,32 +319,40 @@ fn bound_models(
     (models, state)
 }
 
-/// The workload's state from the Job/Deployment and pod stores.
-fn observe_workload(ctx: &Context, namespace: &str, node: &str, mode: LifecycleMode) -> Workload {
+fn job_finished_at(job: &Job) -> Option<Timestamp> {
+    let status = job.status.as_ref()?;
+    status.completion_time.as_ref().map(|t| t.0).or_else(|| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+            .and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
+    })
+}
+
+/// The workload's state from the Job/Deployment store and the node's pods (through the index).
+fn observe_workload(
+    ctx: &Context,
+    namespace: &str,
+    node: &str,
+    mode: LifecycleMode,
+) -> (Workload, WorkloadMeta) {
     let name = agent_workload_name(node);
-    let in_ns = |ns: Option<&String>, n: Option<&String>| {
-        ns.map(String::as_str) == Some(namespace) && n.map(String::as_str) == Some(name.as_str())
-    };
     let pods: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| {
-            p.metadata.namespace.as_deref() == Some(namespace)
-                && p.labels().get(LABEL_AGENT_NODE).map(String::as_str) == Some(node)
-        })
+        .index
+        .pods_of_node(namespace, node)
+        .iter()
+        .filter_map(|p| watch::get(&ctx.pods, &(namespace.to_string(), p.clone())))
         .collect();
     let (_, problem) = super::model_entry::pod_problems(&pods);
+    let key = (namespace.to_string(), name);
     match mode {
         LifecycleMode::Ephemeral => {
-            let Some(job) = ctx
-                .jobs
-                .state()
-                .into_iter()
-                .find(|j| in_ns(j.metadata.namespace.as_ref(), j.metadata.name.as_ref()))
-            else {
-                return Workload::Absent;
+            let Some(job) = watch::get(&ctx.jobs, &key) else {
+                return (Workload::Absent, WorkloadMeta::default());
             };
+            let meta = WorkloadMeta::of(&job.metadata, job_finished_at(&job));
             let conditions = job
                 .status
                 .as_ref()
@@ -329,28 +362,26 @@ fn observe_workload(ctx: &Context, namespace: &str, node: &str, mode: LifecycleM
                 .iter()
                 .any(|c| c.type_ == "Complete" && c.status == "True")
             {
-                return Workload::Completed;
+                return (Workload::Completed, meta);
             }
             if let Some(c) = conditions
                 .iter()
                 .find(|c| c.type_ == "Failed" && c.status == "True")
             {
-                return Workload::Failed {
-                    reason: c.reason.clone().unwrap_or_else(|| "Failed".into()),
-                    message: c.message.clone().unwrap_or_default(),
-                };
+                return (
+                    Workload::Failed {
+                        reason: c.reason.clone().unwrap_or_else(|| "Failed".into()),
+                        message: c.message.clone().unwrap_or_default(),
+                    },
+                    meta,
+                );
             }
             let ready = job.status.as_ref().and_then(|s| s.ready).unwrap_or(0) > 0;
-            Workload::Running { ready, problem }
+            (Workload::Running { ready, problem }, meta)
         }
         LifecycleMode::Persistent => {
-            let Some(d) = ctx
-                .deployments
-                .state()
-                .into_iter()
-                .find(|d| in_ns(d.metadata.namespace.as_ref(), d.metadata.name.as_ref()))
-            else {
-                return Workload::Absent;
+            let Some(d) = watch::get(&ctx.deployments, &key) else {
+                return (Workload::Absent, WorkloadMeta::default());
             };
             let ready = d
                 .status
@@ -358,9 +389,354 @@ fn observe_workload(ctx: &Context, namespace: &str, node: &str, mode: LifecycleM
                 .and_then(|s| s.ready_replicas)
                 .unwrap_or(0)
                 > 0;
-            Workload::Running { ready, problem }
+            (
+                Workload::Running { ready, problem },
+                WorkloadMeta::of(&d.metadata, None),
+            )
         }
     }
+}
+
+/// What the controller reads of its own workload object.
+#[derive(Default)]
+struct WorkloadMeta {
+    bindings: Option<Vec<(String, String)>>,
+    created: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+    digest: Option<String>,
+    resource_version: Option<String>,
+}
+
+impl WorkloadMeta {
+    fn of(
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        finished_at: Option<Timestamp>,
+    ) -> Self {
+        WorkloadMeta {
+            bindings: Some(
+                meta.annotations
+                    .as_ref()
+                    .map(workload_bindings)
+                    .unwrap_or_default(),
+            ),
+            created: meta.creation_timestamp.as_ref().map(|t| t.0),
+            finished_at,
+            digest: meta
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION_SPEC_DIGEST).cloned()),
+            resource_version: meta.resource_version.clone(),
+        }
+    }
+}
+
+/// Read what the reconcile of `node` needs; chooses (and reserves) a placement when the node has
+/// none yet.
+fn read(ctx: &Context, node: &AgentNode) -> (Snapshot, WorkloadMeta) {
+    let now = now_seconds();
+    let namespace = node.namespace().unwrap_or_default();
+    let name = node.name_any();
+    let key = (namespace.clone(), name.clone());
+    let uid = node.uid().unwrap_or_default();
+    let stack = Context::lookup(&ctx.stacks, &namespace, &node.spec.stack_ref.name);
+    let stack_ref = stack.as_ref().and_then(|g| g.0.as_ref().ok());
+    let autonomy = node
+        .spec
+        .objective
+        .as_ref()
+        .and_then(|o| o.autonomy)
+        .or(stack_ref.map(|s| s.spec.objective_alignment))
+        .unwrap_or_default();
+    let mode = lifecycle_mode(node);
+    let (workload, meta) = observe_workload(ctx, &namespace, &name, mode);
+
+    // Placement: immutable once chosen. Read back from status (or from this process's own write when
+    // the cache is older), else chosen now; a semantic placement needs the stack (its autonomy).
+    let recorded = node
+        .status
+        .as_ref()
+        .and_then(|s| s.placement.clone())
+        .map(|placement| Written {
+            uid: uid.clone(),
+            placement,
+            neighbors: node
+                .status
+                .as_ref()
+                .map(|s| s.neighbors.clone())
+                .unwrap_or_default(),
+        })
+        .or_else(|| ctx.index.written_placement(&key, &uid));
+    let mut newly_placed = false;
+    let placement = match recorded {
+        Some(w) => Ok(Some(w)),
+        None if stack_ref.is_none() => Ok(None),
+        None => {
+            let outcome = match explicit_placement(node) {
+                Some(result) => result,
+                None => ctx.index.with_geometry(|anchors, _| {
+                    let anchor_placement = |other: &str| {
+                        let found = Context::lookup(&ctx.nodes, &namespace, other)?;
+                        let found = found.0.as_ref().ok()?;
+                        Some(
+                            found
+                                .status
+                                .as_ref()
+                                .and_then(|s| s.placement.clone())
+                                .or_else(|| {
+                                    ctx.index
+                                        .written_placement(
+                                            &(namespace.clone(), other.to_string()),
+                                            &found.uid().unwrap_or_default(),
+                                        )
+                                        .map(|w| w.placement)
+                                }),
+                        )
+                    };
+                    compute_placement(node, autonomy, anchor_placement, anchors).map(
+                        |(placed, anchor)| {
+                            anchors.insert_placement(&placed);
+                            placement_status(&placed, anchor)
+                        },
+                    )
+                }),
+            };
+            outcome.map(|placement| {
+                // Neighbours are computed once, at placement, from the spatial index: a node's
+                // neighbour list does not change when others come and go (no status rewrites).
+                let neighbors = point_of(&placement)
+                    .map(|p| {
+                        ctx.index.with_geometry(|_, points| {
+                            points
+                                .k_nearest(p, NEIGHBORS, Some(&key))
+                                .into_iter()
+                                .map(|n| Neighbor {
+                                    name: n.id.1,
+                                    distance: (n.distance * 1e9).round() / 1e9,
+                                })
+                                .collect()
+                        })
+                    })
+                    .unwrap_or_default();
+                let written = Written {
+                    uid: uid.clone(),
+                    placement,
+                    neighbors,
+                };
+                ctx.index.record_placement(&key, written.clone());
+                newly_placed = true;
+                Some(written)
+            })
+        }
+    };
+    let (models, models_state) = bound_models(ctx, &namespace, stack_ref, meta.bindings.as_deref());
+    let snapshot = Snapshot {
+        now,
+        autonomy,
+        placement,
+        newly_placed,
+        workload,
+        workload_bindings: meta.bindings.clone(),
+        workload_created: meta.created,
+        workload_finished_at: meta.finished_at,
+        models,
+        models_state,
+        stack,
+    };
+    (snapshot, meta)
+}
+
+/// What a reconcile does, as data.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The status to apply (None: unchanged).
+    pub status: Option<AgentNodeStatus>,
+    /// Create the agent's identity and workload.
+    pub run_workload: bool,
+    pub events: Vec<(EventType, &'static str, String)>,
+    /// Record the outcome and delete the node.
+    pub dissolve: bool,
+    pub requeue_after: Option<std::time::Duration>,
+    /// Re-read the node from the API server and plan again before acting (the plan ends the node on
+    /// a report the cache may not have yet).
+    pub confirm_fresh: bool,
+}
+
+/// The phase the operator recorded, as a starting point of the phase machine. `Dissolving` is not
+/// taken from status (an agent could write it): the TTL decides again from the objective.
+fn recorded_phase(status: &AgentNodeStatus) -> Option<NodePhase> {
+    match status.phase {
+        // Written by earlier versions for a node whose TTL had passed; an unmet one is evaluated
+        // again from what the operator observes.
+        Some(NodePhase::Dissolving) if status.objective.as_ref().is_some_and(|o| o.met) => {
+            Some(NodePhase::Succeeded)
+        }
+        Some(NodePhase::Dissolving) => Some(NodePhase::Placed),
+        p => p,
+    }
+}
+
+/// Plan a node's next step from the snapshot (pure).
+pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
+    let generation = node.metadata.generation;
+    let now = snap.now;
+    let old = node.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    status.observed_generation = generation;
+    let mut out = Plan::default();
+    let set =
+        |status: &mut AgentNodeStatus, type_: &str, ok: bool, reason: &str, message: String| {
+            set_condition(
+                &mut status.conditions,
+                condition(type_, ok, reason, message, generation, Time(now)),
+            );
+        };
+
+    // 1. Placement.
+    let placed = match &snap.placement {
+        Ok(Some(w)) => {
+            let p = &w.placement;
+            if status.placement.is_none() {
+                status.placement = Some(p.clone());
+                status.neighbors = w.neighbors.clone();
+            }
+            set(
+                &mut status,
+                "Placed",
+                true,
+                "Placed",
+                format!("r={:.4} theta={:.2} deg", p.r, p.theta_degrees),
+            );
+            true
+        }
+        Ok(None) => false,
+        Err((reason, message)) => {
+            set(&mut status, "Placed", false, reason, message.clone());
+            status.phase = Some(NodePhase::Pending);
+            if find(&old.conditions, "Placed").map(|c| c.reason.as_str()) != Some(reason) {
+                out.events
+                    .push((EventType::Warning, reason, message.clone()));
+            }
+            out.requeue_after = Some(std::time::Duration::from_secs(5));
+            out.status = (status != old).then_some(status);
+            return out;
+        }
+    };
+
+    // 2. The phase machine.
+    let phase = recorded_phase(&old)
+        .filter(|_| old.placement.is_some())
+        .or(placed.then_some(NodePhase::Placed));
+    // A completion time earlier than the workload cannot be the operator's: never dissolve before
+    // the TTL counted from the workload's start.
+    let completion_time = old
+        .completion_time
+        .as_ref()
+        .map(|t| t.0)
+        .map(|t| snap.workload_created.map_or(t, |c| t.max(c)));
+    let inputs = Inputs {
+        spec: &node.spec,
+        phase,
+        placed,
+        models: snap.models_state.clone(),
+        workload: snap.workload.clone(),
+        observed: old.objective.as_ref().and_then(|o| o.observed),
+        already_met: old.objective.as_ref().is_some_and(|o| o.met),
+        provisioning_since: find(&old.conditions, "ModelsReady")
+            .filter(|c| c.status == "False")
+            .map(|c| c.last_transition_time.0),
+        completion_time,
+        workload_finished_at: snap.workload_finished_at,
+        problem_reported: find(&old.conditions, "AgentReady").is_some_and(|c| c.status == "False"),
+        now,
+    };
+    let decision: Decision = decide(&inputs);
+    out.confirm_fresh = decision.confirm_fresh;
+    if matches!(inputs.models, Models::Waiting(_) | Models::Ready)
+        || decision.phase == NodePhase::Provisioning
+    {
+        status.models = snap.models.clone();
+    }
+    let stack_ok = stack_of(snap).is_some();
+    out.run_workload = decision.run_workload
+        && stack_ok
+        && placed
+        && (snap.workload == Workload::Absent || lifecycle_mode(node) == LifecycleMode::Persistent);
+    if out.run_workload && status.workload.is_none() {
+        let name = agent_workload_name(&node.name_any());
+        let kind = match lifecycle_mode(node) {
+            LifecycleMode::Ephemeral => "Job",
+            LifecycleMode::Persistent => "Deployment",
+        };
+        status.workload = Some(WorkloadRef {
+            kind: kind.to_string(),
+            name,
+        });
+        status.start_time = Some(Time(now));
+    }
+
+    // 3. Status and the Events a user would miss: problems (once per transition), waiting for
+    // models. Progress that the status shows (placed, running, met) costs no Event of its own; the
+    // outcome is recorded once, in the `Dissolved` Event.
+    if old.phase != Some(decision.phase) && decision.phase == NodePhase::Provisioning {
+        out.events.push((
+            EventType::Normal,
+            "Provisioning",
+            format!(
+                "waiting for models: {}",
+                status
+                    .models
+                    .iter()
+                    .map(|m| m.model_entry.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if old.phase != Some(decision.phase) && decision.phase == NodePhase::Failed {
+        out.events.push((
+            EventType::Warning,
+            "Failed",
+            decision
+                .conditions
+                .iter()
+                .find(|c| c.0 == "ObjectiveMet")
+                .map(|c| c.3.clone())
+                .unwrap_or_default(),
+        ));
+    }
+    for (type_, ok, reason, message) in &decision.conditions {
+        let was = find(&old.conditions, type_).map(|c| (c.status.clone(), c.reason.clone()));
+        let progress = matches!(*reason, "WaitingForModels" | "AgentStarting" | "InProgress");
+        if !ok
+            && !progress
+            && was != Some(("False".into(), (*reason).to_string()))
+            && *type_ != "ObjectiveMet"
+        {
+            out.events
+                .push((EventType::Warning, reason, message.clone()));
+        }
+        set(&mut status, type_, *ok, reason, message.clone());
+    }
+    status.phase = Some(if decision.dissolve {
+        // Not written: the node is deleted in the same step.
+        old.phase.unwrap_or(decision.phase)
+    } else {
+        decision.phase
+    });
+    status.completion_time = decision.completion_time.map(Time);
+    let objective = status
+        .objective
+        .get_or_insert_with(ObjectiveStatus::default);
+    if decision.objective_met && !objective.met {
+        objective.met_at = Some(Time(now));
+    }
+    objective.met = decision.objective_met;
+    out.dissolve = decision.dissolve;
+    out.requeue_after = decision.requeue_after;
+    if !out.dissolve && status != old {
+        out.status = Some(status);
+    }
+    out
 }
 
 async fn reconcile_inner(
@@ -375,395 +751,181 @@ async fn reconcile_inner(
         kind: "AgentNode",
         field: "namespace",
     })?;
-    let name = node.name_any();
     let api: Api<AgentNode> = Api::namespaced(ctx.client.clone(), &namespace);
-
     if node.metadata.deletion_timestamp.is_some() {
-        return finalize(ctx, &api, node).await;
+        return finalize_legacy(ctx, &api, node).await;
     }
-    if !node.finalizers().iter().any(|f| f == FINALIZER) {
-        add_finalizer(&api, node).await?;
+    if ctx
+        .written
+        .cache_is_behind(&written_key(node), node.resource_version().as_deref())
+    {
+        // This process wrote the node's status after the cached version: wait for the cache (the
+        // write's watch event queues this node again) instead of deciding twice.
         return Ok(Action::await_change());
     }
-
-    let now = Timestamp::now();
-    let generation = node.metadata.generation;
-    let old = node.status.clone().unwrap_or_default();
-    let mut status = old.clone();
-    status.observed_generation = generation;
-    let mut events: Vec<(EventType, &'static str, String)> = Vec::new();
-    let nodes = ctx.nodes_in(&namespace);
-    let stack = ctx
-        .stacks_in(&namespace)
-        .into_iter()
-        .find(|s| s.name_any() == node.spec.stack_ref.name);
-    let autonomy = node
-        .spec
-        .objective
-        .as_ref()
-        .and_then(|o| o.autonomy)
-        .or(stack.as_ref().map(|s| s.spec.objective_alignment))
-        .unwrap_or_default();
-
-    // 1. Placement (immutable once written).
-    let uid = node.uid().unwrap_or_default();
-    if status.placement.is_none() {
-        let guard = ctx
-            .placement
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        status.placement = guard.written.get(&uid).cloned();
+    let (snap, meta) = read(ctx, node);
+    let planned = plan(node, &snap);
+    if planned.confirm_fresh {
+        // Ending a node on a report that never came: read the node itself, not the cache, first.
+        let fresh = api
+            .get(&node.name_any())
+            .await
+            .map_err(Error::kube("read the AgentNode before ending it"))?;
+        let planned = plan(&fresh, &snap);
+        return apply(ctx, &api, &fresh, &snap, &meta, planned).await;
     }
-    if status.placement.is_none() && stack.is_some() {
-        let outcome = match explicit_placement(node) {
-            Some(result) => result,
-            None => {
-                let mut guard = ctx
-                    .placement
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let index = guard.index.get_or_insert_with(|| build_index(&nodes));
-                compute_placement(node, autonomy, &nodes, index).map(|(placed, key)| {
-                    index.insert_placement(&placed);
-                    placement_status(&placed, key)
-                })
-            }
-        };
-        match outcome {
-            Ok(placement) => {
-                events.push((
-                    EventType::Normal,
-                    "Placed",
-                    format!(
-                        "placed at r={:.4} theta={:.2} deg (tier {})",
-                        placement.r, placement.theta_degrees, placement.tier
-                    ),
-                ));
-                ctx.placement
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .written
-                    .insert(uid.clone(), placement.clone());
-                status.placement = Some(placement);
-                status.phase = Some(NodePhase::Placed);
-            }
-            Err((reason, message)) => {
-                set_condition(
-                    &mut status.conditions,
-                    condition(
-                        "Placed",
-                        false,
-                        reason,
-                        message.clone(),
-                        generation,
-                        Time(now),
-                    ),
-                );
-                status.phase = Some(NodePhase::Pending);
-                let changed = apply_node_status(&api, &name, &old, &status).await?;
-                if changed {
-                    ctx.event(
-                        &reference(node),
-                        EventType::Warning,
-                        reason,
-                        "Place",
-                        message,
-                    )
-                    .await;
+    apply(ctx, &api, node, &snap, &meta, planned).await
+}
+
+/// Carry out a plan: children first, then the status, the Events, and the dissolution.
+async fn apply(
+    ctx: &Context,
+    api: &Api<AgentNode>,
+    node: &AgentNode,
+    snap: &Snapshot,
+    meta: &WorkloadMeta,
+    plan: Plan,
+) -> Result<Action, Error> {
+    let mut requeue = plan.requeue_after;
+    let mut status = plan.status;
+    let mut events = plan.events;
+    if plan.run_workload {
+        let placement = status
+            .as_ref()
+            .or(node.status.as_ref())
+            .and_then(|s| s.placement.clone());
+        if let (Some(stack), Some(placement)) = (stack_of(snap), placement) {
+            match ensure_workload(ctx, node, stack, snap, &placement, meta).await? {
+                Ok(wait) => requeue = min_requeue(requeue, wait),
+                Err((reason, message)) => {
+                    let mut s = status
+                        .take()
+                        .unwrap_or_else(|| node.status.clone().unwrap_or_default());
+                    s.workload = node.status.as_ref().and_then(|o| o.workload.clone());
+                    s.start_time = node.status.as_ref().and_then(|o| o.start_time.clone());
+                    let was = node
+                        .status
+                        .as_ref()
+                        .and_then(|o| find(&o.conditions, "AgentReady"))
+                        .map(|c| c.reason.clone());
+                    set_condition(
+                        &mut s.conditions,
+                        condition(
+                            "AgentReady",
+                            false,
+                            reason,
+                            message.clone(),
+                            node.metadata.generation,
+                            Time(snap.now),
+                        ),
+                    );
+                    if was.as_deref() != Some(reason) {
+                        events.push((EventType::Warning, reason, message));
+                    }
+                    status = Some(s);
+                    requeue = None;
                 }
-                return Ok(Action::requeue(std::time::Duration::from_secs(5)));
             }
         }
     }
-    if let Some(p) = &status.placement {
-        set_condition(
-            &mut status.conditions,
-            condition(
-                "Placed",
-                true,
-                "Placed",
-                format!("r={:.4} theta={:.2} deg", p.r, p.theta_degrees),
-                generation,
-                Time(now),
-            ),
-        );
-        annotate(&api, node, p).await?;
-        status.neighbors = neighbors(&name, p, &nodes);
-    }
-
-    // 2. Models and workload.
-    let mode = node
-        .spec
-        .lifecycle
-        .as_ref()
-        .map(|l| l.mode)
-        .unwrap_or_default();
-    let workload = observe_workload(ctx, &namespace, &name, mode);
-    let entries = ctx.entries_in(&namespace);
-    let frozen = workload != Workload::Absent;
-    let (models, models_state) = bound_models(stack.as_ref(), &entries, &old.models, frozen);
-    let provisioning_since = find(&old.conditions, "ModelsReady")
-        .filter(|c| c.status == "False")
-        .map(|c| c.last_transition_time.0);
-    let inputs = Inputs {
-        spec: &node.spec,
-        phase: old
-            .phase
-            .filter(|_| status.placement.is_some())
-            .or(status.phase),
-        placed: status.placement.is_some(),
-        models: models_state,
-        workload: workload.clone(),
-        observed: old.objective.as_ref().and_then(|o| o.observed),
-        already_met: old.objective.as_ref().is_some_and(|o| o.met),
-        provisioning_since,
-        completion_time: old.completion_time.as_ref().map(|t| t.0),
-        now,
-    };
-    let decision: Decision = decide(&inputs);
-    if matches!(inputs.models, Models::Waiting(_) | Models::Ready)
-        || decision.phase == NodePhase::Provisioning
+    if let Some(status) = &status
+        && Some(status) != node.status.as_ref()
     {
-        status.models = models.clone();
+        write_status(ctx, api, node, status).await?;
     }
-
-    // The workload is applied when missing; a Persistent node's Deployment is re-applied every time
-    // (server-side apply makes that a no-op unless it drifted). A Job's template is immutable.
-    let apply_workload = decision.run_workload
-        && (workload == Workload::Absent || mode == LifecycleMode::Persistent);
-    if apply_workload
-        && let (Some(stack), Some(placement)) = (stack.as_ref(), status.placement.as_ref())
-    {
-        match ensure_workload(ctx, node, stack, &status.models, placement, autonomy, mode).await? {
-            Ok(built) => {
-                if status.workload.is_none() {
-                    events.push((
-                        EventType::Normal,
-                        "Running",
-                        format!("started {} {}", built.0, built.1),
-                    ));
-                    status.start_time = Some(Time(now));
-                }
-                status.workload = Some(WorkloadRef {
-                    kind: built.0.to_string(),
-                    name: built.1,
-                });
-            }
-            Err((reason, message)) => {
-                set_condition(
-                    &mut status.conditions,
-                    condition(
-                        "AgentReady",
-                        false,
-                        reason,
-                        message.clone(),
-                        generation,
-                        Time(now),
-                    ),
-                );
-                let changed = apply_node_status(&api, &name, &old, &status).await?;
-                if changed {
-                    ctx.event(&reference(node), EventType::Warning, reason, "Run", message)
-                        .await;
-                }
-                return Ok(Action::await_change());
-            }
-        }
-    }
-
-    // 3. Status from the decision.
-    if old.phase != Some(decision.phase) {
-        match decision.phase {
-            NodePhase::Provisioning => events.push((
-                EventType::Normal,
-                "Provisioning",
-                format!(
-                    "waiting for models: {}",
-                    status
-                        .models
-                        .iter()
-                        .map(|m| m.model_entry.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )),
-            NodePhase::Succeeded => events.push((
-                EventType::Normal,
-                "ObjectiveMet",
-                decision
-                    .conditions
-                    .iter()
-                    .find(|c| c.0 == "ObjectiveMet")
-                    .map(|c| c.3.clone())
-                    .unwrap_or_default(),
-            )),
-            NodePhase::Failed => events.push((
-                EventType::Warning,
-                "Failed",
-                decision
-                    .conditions
-                    .iter()
-                    .find(|c| c.0 == "ObjectiveMet")
-                    .map(|c| c.3.clone())
-                    .unwrap_or_default(),
-            )),
-            _ => {}
-        }
-    }
-    for (type_, ok, reason, message) in &decision.conditions {
-        let was = find(&old.conditions, type_).map(|c| (c.status.clone(), c.reason.clone()));
-        let now_cond = condition(type_, *ok, reason, message.clone(), generation, Time(now));
-        let progress = matches!(*reason, "WaitingForModels" | "AgentStarting" | "InProgress");
-        if !ok
-            && !progress
-            && was != Some(("False".into(), (*reason).to_string()))
-            && *type_ != "ObjectiveMet"
-        {
-            events.push((EventType::Warning, reason, message.clone()));
-        }
-        set_condition(&mut status.conditions, now_cond);
-    }
-    status.phase = Some(if decision.dissolve {
-        NodePhase::Dissolving
-    } else {
-        decision.phase
-    });
-    status.completion_time = decision.completion_time.map(Time);
-    let objective = status
-        .objective
-        .get_or_insert_with(ObjectiveStatus::default);
-    if decision.objective_met && !objective.met {
-        objective.met_at = Some(Time(now));
-    }
-    objective.met = decision.objective_met;
-    apply_node_status(&api, &name, &old, &status).await?;
     for (type_, reason, note) in events {
         ctx.event(&reference(node), type_, reason, "Reconcile", note)
             .await;
     }
-    if decision.dissolve {
-        match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => {}
-            // Already gone: the finalizer ran and the deletion completed.
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(err) => return Err(Error::kube("delete dissolved AgentNode")(err)),
-        }
+    if plan.dissolve {
+        dissolve(ctx, api, node).await?;
         return Ok(Action::await_change());
     }
-    Ok(decision
-        .requeue_after
-        .map_or_else(Action::await_change, Action::requeue))
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
 
-/// Apply the node's status, leaving `status.objective.observed` to the agent that reports it.
-async fn apply_node_status(
-    api: &Api<AgentNode>,
-    name: &str,
-    old: &AgentNodeStatus,
-    new: &AgentNodeStatus,
-) -> Result<bool, Error> {
-    if old == new {
-        return Ok(false);
+fn min_requeue(
+    a: Option<std::time::Duration>,
+    b: Option<std::time::Duration>,
+) -> Option<std::time::Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
-    let mut body = serde_json::to_value(new).map_err(|source| Error::Serialization {
+}
+
+/// Apply the node's status (server-side apply on the status subresource), leaving
+/// `status.objective.observed` to the agent that reports it. Skipped when this process already wrote
+/// the same document and the cache has not caught up with that write yet.
+async fn write_status(
+    ctx: &Context,
+    api: &Api<AgentNode>,
+    node: &AgentNode,
+    status: &AgentNodeStatus,
+) -> Result<(), Error> {
+    let mut body = serde_json::to_value(status).map_err(|source| Error::Serialization {
         what: "AgentNode status",
         source,
     })?;
     if let Some(objective) = body.get_mut("objective").and_then(|o| o.as_object_mut()) {
         objective.remove("observed");
     }
-    let patch = json!({"apiVersion": "hypersync.io/v1alpha1", "kind": "AgentNode", "status": body});
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::kube("apply AgentNode status"))?;
-    Ok(true)
-}
-
-fn neighbors(name: &str, placement: &PlacementStatus, nodes: &[AgentNode]) -> Vec<Neighbor> {
-    let Some(target) = point_of(placement) else {
-        return Vec::new();
-    };
-    let points = nodes
-        .iter()
-        .filter(|n| n.name_any() != name)
-        .filter_map(|n| {
-            let p = n.status.as_ref()?.placement.as_ref()?;
-            Some((n.name_any(), point_of(p)?))
-        });
-    geometry::k_nearest(points, target, NEIGHBORS)
-        .into_iter()
-        .map(|n| Neighbor {
-            name: n.id,
-            distance: (n.distance * 1e9).round() / 1e9,
-        })
-        .collect()
-}
-
-/// Write the placement annotations on the node (server-side apply of metadata only).
-async fn annotate(
-    api: &Api<AgentNode>,
-    node: &AgentNode,
-    placement: &PlacementStatus,
-) -> Result<(), Error> {
-    let desired = placement_annotations(placement);
-    let current: BTreeMap<String, String> = node
-        .annotations()
-        .iter()
-        .filter(|(k, _)| desired.contains_key(*k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if current == desired {
-        return Ok(());
-    }
-    let body = json!({"apiVersion": "hypersync.io/v1alpha1", "kind": "AgentNode", "metadata": {"name": node.name_any(), "annotations": desired}});
-    api.patch(
-        &node.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(Error::kube("annotate AgentNode with its placement"))?;
+    let doc = json!({"apiVersion": "hypersync.io/v1alpha1", "kind": "AgentNode", "status": body});
+    let key = written_key(node);
+    let (name, params, patch) = (
+        node.name_any(),
+        PatchParams::apply(FIELD_MANAGER).force(),
+        Patch::Apply(&doc),
+    );
+    let written = api.patch_status(&name, &params, &patch);
+    let written = written
+        .await
+        .map_err(Error::kube("apply AgentNode status"))?;
+    ctx.written
+        .record(key, written.resource_version().as_deref());
     Ok(())
 }
 
-type Built = (&'static str, String);
+fn written_key(node: &AgentNode) -> String {
+    format!(
+        "AgentNode/{}/{}",
+        node.namespace().unwrap_or_default(),
+        node.name_any()
+    )
+}
 
-/// Apply the node's identity and its workload. The inner error is a user-facing problem (reason, message).
+type UserProblem = (&'static str, String);
+
+/// Apply the node's identity and its workload. The inner error is a user-facing problem (reason,
+/// message); the inner Ok may ask to look again (a child applied moments ago that the cache does not
+/// show yet).
 async fn ensure_workload(
     ctx: &Context,
     node: &AgentNode,
     stack: &AgentStack,
-    models: &[ModelInUse],
+    snap: &Snapshot,
     placement: &PlacementStatus,
-    autonomy: Autonomy,
-    mode: LifecycleMode,
-) -> Result<Result<Built, (&'static str, String)>, Error> {
+    meta: &WorkloadMeta,
+) -> Result<Result<Option<std::time::Duration>, UserProblem>, Error> {
     let namespace = node.namespace().unwrap_or_default();
     let name = node.name_any();
+    let mode = lifecycle_mode(node);
     let owner = owner_reference_to(node).ok_or(Error::MissingMetadata {
         kind: "AgentNode",
         field: "uid",
     })?;
     let runtime = merge_runtime(stack.spec.runtime.as_ref(), node.spec.runtime.as_ref());
-    let entries = ctx.entries_in(&namespace);
-    let layer_models: Vec<LayerModel> = models
+    let layer_models: Vec<LayerModel> = snap
+        .models
         .iter()
         .map(|m| {
-            let entry = entries.iter().find(|e| e.name_any() == m.model_entry);
+            let entry = Context::lookup(&ctx.entries, &namespace, &m.model_entry);
+            let entry = entry.as_ref().and_then(|g| g.0.as_ref().ok());
             LayerModel {
                 layer: m.layer.clone(),
-                endpoint: entry
-                    .and_then(|e| e.status.as_ref()?.endpoint.clone())
-                    .or(m.endpoint.clone())
-                    .unwrap_or_default(),
-                served_model: entry
-                    .and_then(|e| e.status.as_ref()?.served_model.clone())
-                    .or(m.served_model.clone())
-                    .unwrap_or_default(),
+                endpoint: m.endpoint.clone().unwrap_or_default(),
+                served_model: m.served_model.clone().unwrap_or_default(),
+                // The key of the entry the stack binds, never one named by the node's status.
                 api_key: entry
                     .and_then(|e| e.spec.source.remote.as_ref()?.api_key_secret_ref.clone()),
             }
@@ -786,8 +948,8 @@ async fn ensure_workload(
         models: &layer_models,
         task: node.spec.task.as_ref(),
         objective: node.spec.objective.as_ref(),
-        autonomy,
-        temperature: temperature(autonomy, stack),
+        autonomy: snap.autonomy,
+        temperature: temperature(snap.autonomy, stack),
         placement,
         lifecycle: mode,
         tools,
@@ -798,55 +960,107 @@ async fn ensure_workload(
         Ok(built) => built,
         Err(err) => return Ok(Err((err.reason(), err.to_string()))),
     };
-    if runtime.service_account_name.is_none() {
-        let client = ctx.client.clone();
-        apply_child(
-            &Api::<ServiceAccount>::namespaced(client.clone(), &namespace),
-            &build_service_account(&name, &namespace, &owner),
-            "apply agent ServiceAccount",
-        )
-        .await?;
-        apply_child(
-            &Api::<Role>::namespaced(client.clone(), &namespace),
-            &build_role(&name, &namespace, &owner),
-            "apply agent Role",
-        )
-        .await?;
-        apply_child(
-            &Api::<RoleBinding>::namespaced(client, &namespace),
-            &build_role_binding(&name, &namespace, &owner),
-            "apply agent RoleBinding",
-        )
-        .await?;
+    let models_annotation = bindings_annotation(
+        snap.models
+            .iter()
+            .map(|m| (m.layer.as_str(), m.model_entry.as_str())),
+    );
+    let exists = meta.bindings.is_some();
+    let mut wait = None;
+    // The identity comes before the workload (its pods run as it); once the workload exists the
+    // identity was made, and is not applied again.
+    if runtime.service_account_name.is_none() && !exists {
+        let sa = build_service_account(&name, &namespace, &owner);
+        let role = build_role(&name, &namespace, &owner);
+        let binding = build_role_binding(&name, &namespace, &owner);
+        let sa_api = Api::<ServiceAccount>::namespaced(ctx.client.clone(), &namespace);
+        let role_api = Api::<Role>::namespaced(ctx.client.clone(), &namespace);
+        let binding_api = Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace);
+        let (a, b, c) = futures::join!(
+            apply_child_cached(
+                &ctx.applied,
+                &sa_api,
+                &sa,
+                Live::Unknown,
+                "apply agent ServiceAccount",
+            ),
+            apply_child_cached(
+                &ctx.applied,
+                &role_api,
+                &role,
+                Live::Unknown,
+                "apply agent Role",
+            ),
+            apply_child_cached(
+                &ctx.applied,
+                &binding_api,
+                &binding,
+                Live::Unknown,
+                "apply agent RoleBinding",
+            ),
+        );
+        a?;
+        b?;
+        c?;
     }
-    let kind = built.workload.kind();
-    let workload_name = built.workload.name().to_string();
+    let live = meta
+        .resource_version
+        .clone()
+        .map_or(Live::Absent, Live::Version);
     match built.workload {
-        AgentWorkload::Job(job) => {
+        AgentWorkload::Job(mut job) => {
             // A Job's pod template is immutable: apply it once, then leave it alone.
-            let exists = ctx.jobs.state().iter().any(|j| {
-                j.metadata.namespace.as_deref() == Some(namespace.as_str())
-                    && j.metadata.name.as_deref() == Some(workload_name.as_str())
-            });
             if !exists {
-                apply_child(
+                job.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(ANNOTATION_MODELS.to_string(), models_annotation);
+                let applied = apply_child_cached(
+                    &ctx.applied,
                     &Api::<Job>::namespaced(ctx.client.clone(), &namespace),
-                    &job,
+                    job.as_ref(),
+                    live,
                     "apply agent Job",
+                )
+                .await?;
+                if !applied {
+                    wait = Some(ABSENT_GRACE);
+                }
+            }
+        }
+        AgentWorkload::Deployment(mut deployment) => {
+            let annotations = deployment
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            // A running Deployment keeps the models it was started with until it is re-created.
+            let models = match &meta.bindings {
+                Some(pairs) => {
+                    bindings_annotation(pairs.iter().map(|(l, m)| (l.as_str(), m.as_str())))
+                }
+                None => models_annotation,
+            };
+            annotations.insert(ANNOTATION_MODELS.to_string(), models);
+            let digest = spec_digest(deployment.as_ref())?;
+            // Unchanged since it was applied (by this process or before a restart): nothing to do.
+            if meta.digest.as_deref() != Some(digest.as_str()) {
+                deployment
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(ANNOTATION_SPEC_DIGEST.to_string(), digest);
+                apply_child_cached(
+                    &ctx.applied,
+                    &Api::<Deployment>::namespaced(ctx.client.clone(), &namespace),
+                    deployment.as_ref(),
+                    live,
+                    "apply agent Deployment",
                 )
                 .await?;
             }
         }
-        AgentWorkload::Deployment(deployment) => {
-            apply_child(
-                &Api::<Deployment>::namespaced(ctx.client.clone(), &namespace),
-                &deployment,
-                "apply agent Deployment",
-            )
-            .await?;
-        }
     }
-    if !built.ignored_env.is_empty() {
+    if !built.ignored_env.is_empty() && !exists {
         ctx.event(
             &reference(node),
             EventType::Warning,
@@ -859,42 +1073,24 @@ async fn ensure_workload(
         )
         .await;
     }
-    Ok(Ok((kind, workload_name)))
+    Ok(Ok(wait))
 }
 
-async fn add_finalizer(api: &Api<AgentNode>, node: &AgentNode) -> Result<(), Error> {
-    let rv = node.resource_version().unwrap_or_default();
-    let patch = if node.metadata.finalizers.is_none() {
-        json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
-    } else {
-        json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
-    };
-    let patch: json_patch::Patch =
-        serde_json::from_value(patch).map_err(|source| Error::Serialization {
-            what: "finalizer patch",
-            source,
-        })?;
-    api.patch(
-        &node.name_any(),
-        &PatchParams::default(),
-        &Patch::Json::<()>(patch),
-    )
-    .await
-    .map_err(Error::kube("add the dissolve finalizer"))?;
-    Ok(())
+/// A digest of the desired object, recorded on it so an unchanged child is not re-applied, even
+/// after an operator restart.
+fn spec_digest<K: serde::Serialize>(obj: &K) -> Result<String, Error> {
+    let value = serde_json::to_value(obj).map_err(|source| Error::Serialization {
+        what: "agent workload",
+        source,
+    })?;
+    Ok(format!("{:016x}", digest_of(&value)))
 }
 
-/// Record the outcome in a `Dissolved` Event, free the placement slot, and let the node go.
-async fn finalize(ctx: &Context, api: &Api<AgentNode>, node: &AgentNode) -> Result<Action, Error> {
-    let Some(index) = node.finalizers().iter().position(|f| f == FINALIZER) else {
-        return Ok(Action::await_change());
-    };
+/// The outcome of a node, for the `Dissolved` Event.
+fn outcome_note(node: &AgentNode, how: &str) -> String {
     let status = node.status.clone().unwrap_or_default();
     let objective = status.objective.clone().unwrap_or_default();
-    // A node dissolved by its TTL reports the outcome it finished with.
-    let phase = match status.phase {
-        Some(NodePhase::Dissolving) if objective.met => "Succeeded".to_string(),
-        Some(NodePhase::Dissolving) => "Failed".to_string(),
+    let phase = match recorded_phase(&status) {
         Some(p) => format!("{p:?}"),
         None => "Pending".to_string(),
     };
@@ -911,33 +1107,94 @@ async fn finalize(ctx: &Context, api: &Api<AgentNode>, node: &AgentNode) -> Resu
     let observed = objective
         .observed
         .map_or("none".to_string(), |v| v.to_string());
-    let note = format!(
-        "dissolved after phase {phase}: objective met={}, observed={observed}; final coordinates {coordinates}",
+    format!(
+        "{how} after phase {phase}: objective met={}, observed={observed}; final coordinates {coordinates}",
         objective.met
-    );
-    ctx.event(
+    )
+}
+
+/// Write the `Dissolved` Event with the node's outcome; an error makes the reconcile retry it before
+/// the node may go.
+async fn record_dissolved(ctx: &Context, node: &AgentNode, uid: &str) -> Result<(), Error> {
+    ctx.publish(
         &reference(node),
         EventType::Normal,
         "Dissolved",
         "Dissolve",
-        note,
+        outcome_note(node, "dissolved"),
     )
-    .await;
+    .await
+    .map_err(Error::kube("record the Dissolved Event"))?;
+    ctx.dissolved.set(uid, Stage::Recorded);
+    Ok(())
+}
 
-    {
-        let mut guard = ctx
-            .placement
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        guard.written.remove(&node.uid().unwrap_or_default());
-        let slot = status.placement.as_ref().and_then(|p| {
-            let key = AnchorKey::from_str(p.anchor.as_deref()?).ok()?;
-            let slot = geometry::locate_slot(key.to_point().ok()?, point_of(p)?).ok()?;
-            Some((key, slot))
-        });
-        if let (Some(index), Some((key, slot))) = (guard.index.as_mut(), slot) {
-            index.remove(key, slot);
-        }
+/// Record the outcome in a `Dissolved` Event (retried until it is written), then delete the node
+/// (this exact object: a node re-created under the same name is not touched). Its children go with
+/// it through their owner references.
+async fn dissolve(ctx: &Context, api: &Api<AgentNode>, node: &AgentNode) -> Result<(), Error> {
+    let uid = node.uid().unwrap_or_default();
+    match ctx.dissolved.stage(&uid) {
+        // Deleted by this process already; the cache has not seen it go yet.
+        Some(Stage::Deleted) => return Ok(()),
+        Some(Stage::Recorded) => {}
+        None => record_dissolved(ctx, node, &uid).await?,
+    }
+    let params = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(uid.clone()),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&node.name_any(), &params).await {
+        // Deleted, already gone, or the name now belongs to another object.
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+        Err(err) => return Err(Error::kube("delete the dissolved AgentNode")(err)),
+    }
+    ctx.dissolved.set(&uid, Stage::Deleted);
+    Ok(())
+}
+
+/// The watch saw a node go. A node the operator dissolved has its `Dissolved` Event already; one
+/// deleted by someone else gets it now (best effort). This process's bookkeeping of it is dropped.
+pub fn on_deleted(ctx: &Arc<Context>, node: &AgentNode) {
+    let uid = node.uid().unwrap_or_default();
+    ctx.written.forget(&written_key(node));
+    let namespace = node.namespace().unwrap_or_default();
+    let name = node.name_any();
+    ctx.applied
+        .forget("Job", &namespace, &agent_workload_name(&name));
+    let identity = crate::workload::identity::identity_name(&name);
+    for kind in ["ServiceAccount", "Role", "RoleBinding"] {
+        ctx.applied.forget(kind, &namespace, &identity);
+    }
+    if ctx.dissolved.observed_deleted(&uid) {
+        return;
+    }
+    let reference = reference(node);
+    let note = outcome_note(node, "deleted");
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        ctx.event(&reference, EventType::Normal, "Dissolved", "Dissolve", note)
+            .await;
+    });
+}
+
+/// Nodes made by earlier versions carry the `hypersync.io/dissolve` finalizer: record the outcome and
+/// release them.
+async fn finalize_legacy(
+    ctx: &Context,
+    api: &Api<AgentNode>,
+    node: &AgentNode,
+) -> Result<Action, Error> {
+    let Some(index) = node.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(Action::await_change());
+    };
+    let uid = node.uid().unwrap_or_default();
+    if ctx.dissolved.stage(&uid).is_none() {
+        record_dissolved(ctx, node, &uid).await?;
     }
     let patch = json!([
         {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
@@ -954,6 +1211,6 @@ async fn finalize(ctx: &Context, api: &Api<AgentNode>, node: &AgentNode) -> Resu
         &Patch::Json::<()>(patch),
     )
     .await
-    .map_err(Error::kube("remove the dissolve finalizer"))?;
+    .map_err(Error::kube("remove the legacy dissolve finalizer"))?;
     Ok(Action::await_change())
 }

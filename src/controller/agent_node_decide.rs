@@ -10,6 +10,10 @@ use crate::api::agent_node::{AgentNodeSpec, Comparator, LifecycleMode, Metric, N
 /// How long a node waits for its models before the `ModelsReady` condition reports a timeout.
 pub const MODEL_READY_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How long after the agent's workload finished its last report still counts: the Job's completion
+/// and the agent's status report arrive on different watches, in either order.
+pub const REPORT_GRACE: Duration = Duration::from_secs(10);
+
 /// Default seconds an ephemeral node is kept after its objective is met.
 pub const DEFAULT_TTL_AFTER_MET: i64 = 30;
 /// Default seconds an ephemeral node is kept after it failed (for inspection).
@@ -70,6 +74,10 @@ pub struct Inputs<'a> {
     pub already_met: bool,
     pub provisioning_since: Option<Timestamp>,
     pub completion_time: Option<Timestamp>,
+    /// When the Job finished (its completion or failure time), if it did.
+    pub workload_finished_at: Option<Timestamp>,
+    /// `AgentReady=False` is on the node (a container problem was reported).
+    pub problem_reported: bool,
     pub now: Timestamp,
 }
 
@@ -89,6 +97,9 @@ pub struct Decision {
     pub conditions: Vec<(&'static str, bool, &'static str, String)>,
     /// Look again after this long even without events.
     pub requeue_after: Option<Duration>,
+    /// The decision ends the node on the strength of a report that may not have reached the cache:
+    /// confirm it from a fresh read of the node before acting.
+    pub confirm_fresh: bool,
 }
 
 fn lifecycle(spec: &AgentNodeSpec) -> (LifecycleMode, i64, i64) {
@@ -122,13 +133,8 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         dissolve: false,
         conditions: Vec::new(),
         requeue_after: None,
+        confirm_fresh: false,
     };
-
-    // Already being dissolved: delete again (idempotent) until the deletion is observed.
-    if i.phase == Some(NodePhase::Dissolving) && mode == LifecycleMode::Ephemeral {
-        d.dissolve = true;
-        return d;
-    }
     // Finished nodes: only the TTL remains (Persistent nodes are never dissolved and keep running).
     if matches!(
         i.phase,
@@ -261,7 +267,31 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                 "the agent's Job completed".into(),
             );
         }
+        (Workload::Completed, Some(m))
+            if i.workload_finished_at
+                .and_then(|at| until(at, REPORT_GRACE.as_secs() as i64, i.now))
+                .is_some() =>
+        {
+            // The agent may have reported just before it exited: wait for the report.
+            let wait = i
+                .workload_finished_at
+                .and_then(|at| until(at, REPORT_GRACE.as_secs() as i64, i.now))
+                .unwrap_or(REPORT_GRACE);
+            d.phase = NodePhase::Running;
+            d.requeue_after = Some(wait);
+            d.conditions.push((
+                "ObjectiveMet",
+                false,
+                "InProgress",
+                format!(
+                    "the agent finished; waiting up to {}s for its report of {}",
+                    REPORT_GRACE.as_secs(),
+                    m.name
+                ),
+            ));
+        }
         (Workload::Completed, Some(m)) => {
+            d.confirm_fresh = true;
             let seen = i.observed.map_or("nothing".to_string(), |v| v.to_string());
             finish(
                 &mut d,
@@ -281,37 +311,45 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             };
             finish(&mut d, NodePhase::Failed, reason, message.clone());
         }
-        (Workload::Running { ready, problem }, _) => {
+        (Workload::Running { problem, .. }, _) => {
             d.phase = NodePhase::Running;
+            // `AgentReady` speaks up when the agent's container fails, and says so again when the
+            // problem clears; a healthy start costs no status write of its own.
             match problem {
                 Some(p) => {
                     d.conditions
                         .push(("AgentReady", false, "AgentContainerError", p.clone()))
                 }
-                None => d.conditions.push((
+                None if i.problem_reported => d.conditions.push((
                     "AgentReady",
-                    *ready,
-                    if *ready {
-                        "AgentRunning"
-                    } else {
-                        "AgentStarting"
-                    },
-                    String::new(),
+                    true,
+                    "AgentRunning",
+                    "the agent's container runs".into(),
                 )),
+                None => {}
             }
-            d.conditions.push((
-                "ObjectiveMet",
-                false,
-                "InProgress",
-                match metric {
-                    Some(m) => format!("waiting for {} {:?} {}", m.name, m.comparator, m.target),
-                    None => "waiting for the agent's task to complete".into(),
-                },
-            ));
+            d.conditions.push(in_progress(metric));
         }
-        (Workload::Absent, _) => d.phase = NodePhase::Provisioning,
+        // The workload is created in this very step: the node is Running once this is written (no
+        // intermediate phase, no extra status write).
+        (Workload::Absent, _) => {
+            d.phase = NodePhase::Running;
+            d.conditions.push(in_progress(metric));
+        }
     }
     d
+}
+
+fn in_progress(metric: Option<&Metric>) -> (&'static str, bool, &'static str, String) {
+    (
+        "ObjectiveMet",
+        false,
+        "InProgress",
+        match metric {
+            Some(m) => format!("waiting for {} {:?} {}", m.name, m.comparator, m.target),
+            None => "waiting for the agent's task to complete".into(),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -347,6 +385,8 @@ mod tests {
             already_met: false,
             provisioning_since: Some(at(0)),
             completion_time: None,
+            workload_finished_at: None,
+            problem_reported: false,
             now: at(100),
         }
     }
@@ -459,7 +499,6 @@ mod tests {
         let d = decide(&after);
         assert_eq!((d.dissolve, d.phase), (true, NodePhase::Dissolving));
         // A reconcile that still sees the node (deletion not yet observed) keeps dissolving it.
-        after.phase = Some(NodePhase::Dissolving);
         let d = decide(&after);
         assert_eq!((d.dissolve, d.phase), (true, NodePhase::Dissolving));
     }
@@ -494,7 +533,49 @@ mod tests {
         i.observed = Some(3.0);
         let d = decide(&i);
         assert_eq!(d.phase, NodePhase::Failed);
+        assert!(d.confirm_fresh);
         assert_eq!(d.conditions.last().map(|c| c.2), Some("ObjectiveNotMet"));
+    }
+
+    #[test]
+    fn a_report_landing_after_the_job_finished_still_counts() {
+        let s = spec(METRIC);
+        // The Job completed at 95 and no report is seen yet: still Running, look again at 105.
+        let mut i = inputs(&s, NodePhase::Running, Models::Ready, Workload::Completed);
+        i.workload_finished_at = Some(at(95));
+        let d = decide(&i);
+        assert_eq!((d.phase, d.objective_met), (NodePhase::Running, false));
+        assert_eq!(d.requeue_after, Some(Duration::from_secs(5)));
+        assert!(!d.confirm_fresh);
+        // The report lands within the grace: Succeeded.
+        i.observed = Some(12.0);
+        let d = decide(&i);
+        assert_eq!((d.phase, d.objective_met), (NodePhase::Succeeded, true));
+        // No report by the end of the grace: Failed, to be confirmed from a fresh read.
+        i.observed = None;
+        i.now = at(106);
+        let d = decide(&i);
+        assert_eq!(d.phase, NodePhase::Failed);
+        assert!(d.confirm_fresh);
+    }
+
+    #[test]
+    fn a_healthy_agent_costs_no_agent_ready_condition_until_a_problem_clears() {
+        let s = spec("");
+        let running = Workload::Running {
+            ready: true,
+            problem: None,
+        };
+        let mut i = inputs(&s, NodePhase::Running, Models::Ready, running);
+        let d = decide(&i);
+        assert!(d.conditions.iter().all(|c| c.0 != "AgentReady"));
+        i.problem_reported = true;
+        let d = decide(&i);
+        assert!(
+            d.conditions
+                .iter()
+                .any(|c| c.0 == "AgentReady" && c.1 && c.2 == "AgentRunning")
+        );
     }
 
     #[test]

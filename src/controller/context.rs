@@ -1,21 +1,20 @@
 //! The Context shared by the three controllers: the client, reflector stores of every kind they read,
-//! metrics, the event recorder, per-object backoff and the placement index.
+//! the indexes, metrics, the event recorder, per-object backoff and what this process wrote.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::core::DeserializeGuard;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 
-use crate::api::agent_node::PlacementStatus;
+use super::index::Index;
 use crate::api::{AgentNode, AgentStack, ModelEntry};
-use crate::error::Backoff;
-use crate::geometry::AnchorIndex;
+use crate::error::{Backoff, ObjectKey};
 use crate::metrics::Metrics;
 
 /// Valid objects of a guarded store in one namespace (malformed objects are skipped here; their own
@@ -34,13 +33,85 @@ where
         .collect()
 }
 
-/// Placement bookkeeping of the AgentNode controller.
+/// Objects that already got their Warning Event for a reason, until they reconcile successfully.
 #[derive(Default)]
-pub struct PlacementState {
-    /// Occupied slots per anchor; built from the node store on first use.
-    pub index: Option<AnchorIndex>,
-    /// Placements written by this process, by node uid.
-    pub written: HashMap<String, PlacementStatus>,
+pub struct Warned(Mutex<HashMap<ObjectKey, &'static str>>);
+
+impl Warned {
+    /// Whether this is the first failure of `key` with `reason` (then remembered).
+    pub fn first(&self, key: &ObjectKey, reason: &'static str) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.insert(key.clone(), reason) != Some(reason)
+    }
+
+    /// Forget `key` (it reconciled successfully).
+    pub fn clear(&self, key: &ObjectKey) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+/// How far this process got in dissolving a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// The `Dissolved` Event is written.
+    Recorded,
+    /// The node is deleted.
+    Deleted,
+}
+
+/// Nodes (by uid) this process dissolved, so the `Dissolved` Event is written once per process
+/// even when the deletion is retried, the deletion is not repeated while a cache (or a watch that
+/// replays older events) still shows the node, and no second Event is written when the deletion is
+/// observed. The most recent [`Dissolved::KEEP`] deleted nodes are remembered after their deletion
+/// was observed; older ones are forgotten, so memory stays bounded.
+#[derive(Default)]
+pub struct Dissolved(Mutex<DissolvedInner>);
+
+#[derive(Default)]
+struct DissolvedInner {
+    stages: HashMap<String, Stage>,
+    observed: std::collections::VecDeque<String>,
+}
+
+impl Dissolved {
+    /// How many observed deletions are remembered.
+    pub const KEEP: usize = 50_000;
+
+    pub fn stage(&self, uid: &str) -> Option<Stage> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stages
+            .get(uid)
+            .copied()
+    }
+
+    pub fn set(&self, uid: &str, stage: Stage) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stages
+            .insert(uid.to_string(), stage);
+    }
+
+    /// The node's deletion was observed; whether this process had dissolved it.
+    pub fn observed_deleted(&self, uid: &str) -> bool {
+        let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !inner.stages.contains_key(uid) {
+            return false;
+        }
+        inner.stages.insert(uid.to_string(), Stage::Deleted);
+        inner.observed.push_back(uid.to_string());
+        while inner.observed.len() > Self::KEEP {
+            if let Some(old) = inner.observed.pop_front() {
+                inner.stages.remove(&old);
+            }
+        }
+        true
+    }
 }
 
 /// Shared state of the controllers.
@@ -52,14 +123,18 @@ pub struct Context {
     pub jobs: Store<Job>,
     pub deployments: Store<Deployment>,
     pub pods: Store<Pod>,
+    /// Indexes kept current by the watches (`index.rs`).
+    pub index: Arc<Index>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub backoff: Backoff,
-    /// Occupied placement slots, and the placements this process wrote (by node uid) so a reconcile
-    /// that reads a cache older than its own status write reuses the placement instead of placing twice.
-    pub placement: Mutex<PlacementState>,
+    pub warned: Warned,
     /// Children applied by this process, to skip re-applying unchanged ones.
     pub applied: super::status::AppliedCache,
+    /// Statuses written by this process, so a reconcile reading a cache older than its own write
+    /// does not write the same status again.
+    pub written: super::status::WrittenStatus,
+    pub dissolved: Dissolved,
 }
 
 impl Context {
@@ -67,12 +142,39 @@ impl Context {
         valid_in(&self.entries, namespace)
     }
 
-    pub fn stacks_in(&self, namespace: &str) -> Vec<AgentStack> {
-        valid_in(&self.stacks, namespace)
+    /// A valid object of a guarded store by key.
+    pub fn lookup<K>(
+        store: &Store<DeserializeGuard<K>>,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<DeserializeGuard<K>>>
+    where
+        K: Clone + Resource<DynamicType = ()> + 'static,
+        DeserializeGuard<K>: Resource<DynamicType = ()>,
+    {
+        store
+            .get(&ObjectRef::new(name).within(namespace))
+            .filter(|g| g.0.is_ok())
     }
 
-    pub fn nodes_in(&self, namespace: &str) -> Vec<AgentNode> {
-        valid_in(&self.nodes, namespace)
+    /// Publish an Event about `obj`, reporting a failure to the caller (for Events that must not be
+    /// lost, such as `Dissolved`).
+    pub async fn publish(
+        &self,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> Result<(), kube::Error> {
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(truncate(note, 1000)),
+            action: action.to_string(),
+            secondary: None,
+        };
+        self.recorder.publish(&ev, reference).await
     }
 
     /// Publish an Event about `obj`; failures to publish are logged, never fatal.
@@ -84,14 +186,7 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        let ev = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(truncate(note, 1000)),
-            action: action.to_string(),
-            secondary: None,
-        };
-        if let Err(err) = self.recorder.publish(&ev, reference).await {
+        if let Err(err) = self.publish(reference, type_, reason, action, note).await {
             tracing::warn!(%err, reason, "failed to publish event");
         }
     }

@@ -20,50 +20,18 @@ use serde_json::json;
 use super::context::{Context, reference};
 use super::model_entry_decide::{Observed, decide_local, provider_endpoint};
 use super::status::{Live, apply_child_cached, apply_status};
+use super::watch;
 use crate::api::CAPABILITY_LABEL_PREFIX;
-use crate::api::agent_node::{AgentNode, LifecycleMode, NodePhase};
 use crate::api::conditions::{condition, set_condition};
 use crate::api::model_entry::{ModelEntry, ModelEntryStatus, ModelPhase, ReplicaCounts};
 use crate::error::Error;
 use crate::workload::inference::{InferenceInput, build_inference, inference_name};
-use crate::workload::labels::{FIELD_MANAGER, LABEL_MODEL_ENTRY};
+use crate::workload::labels::FIELD_MANAGER;
 use crate::workload::network::build_network_policy;
 use crate::workload::owner_reference_to;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "modelentry";
-
-/// Whether a node currently needs its models: provisioning or running, or a Persistent node that
-/// met its objective and keeps running. Nodes being deleted need nothing.
-pub fn node_needs_models(node: &AgentNode) -> bool {
-    if node.metadata.deletion_timestamp.is_some() {
-        return false;
-    }
-    let persistent = node
-        .spec
-        .lifecycle
-        .as_ref()
-        .is_some_and(|l| l.mode == LifecycleMode::Persistent);
-    match node.status.as_ref().and_then(|s| s.phase) {
-        Some(NodePhase::Provisioning) | Some(NodePhase::Running) => true,
-        Some(NodePhase::Succeeded) => persistent,
-        _ => false,
-    }
-}
-
-/// Active AgentNodes bound to the entry (through `status.models`).
-pub fn demand(entry: &str, nodes: &[AgentNode]) -> i32 {
-    let count = nodes
-        .iter()
-        .filter(|n| node_needs_models(n))
-        .filter(|n| {
-            n.status
-                .as_ref()
-                .is_some_and(|s| s.models.iter().any(|m| m.model_entry == entry))
-        })
-        .count();
-    i32::try_from(count).unwrap_or(i32::MAX)
-}
 
 /// The capability labels an entry should carry.
 pub fn capability_labels(entry: &ModelEntry) -> BTreeMap<String, String> {
@@ -139,8 +107,9 @@ async fn reconcile_inner(
     let api: Api<ModelEntry> = Api::namespaced(ctx.client.clone(), &namespace);
     mirror_capability_labels(&api, entry).await?;
 
-    let nodes = ctx.nodes_in(&namespace);
-    let demand = demand(&name, &nodes);
+    // Demand: live nodes bound to this entry, counted by the index from the nodes' specs, their
+    // stacks' resolution and the operator's own workloads (never from a status an agent can write).
+    let demand = ctx.index.demand(&namespace, &name);
     let old = entry.status.clone().unwrap_or_default();
     let generation = entry.metadata.generation;
     let now = Timestamp::now();
@@ -183,18 +152,12 @@ async fn reconcile_inner(
             field: "uid",
         })?;
         let deployment_name = inference_name(&name);
-        let deployment = ctx.deployments.state().into_iter().find(|d| {
-            d.metadata.namespace.as_deref() == Some(namespace.as_str())
-                && d.metadata.name.as_deref() == Some(deployment_name.as_str())
-        });
+        let deployment = watch::get(&ctx.deployments, &(namespace.clone(), deployment_name));
         let pods: Vec<Arc<Pod>> = ctx
-            .pods
-            .state()
-            .into_iter()
-            .filter(|p| {
-                p.metadata.namespace.as_deref() == Some(namespace.as_str())
-                    && p.labels().get(LABEL_MODEL_ENTRY) == Some(&name)
-            })
+            .index
+            .pods_of_entry(&namespace, &name)
+            .iter()
+            .filter_map(|p| watch::get(&ctx.pods, &(namespace.clone(), p.clone())))
             .collect();
         let (unschedulable, failing) = pod_problems(&pods);
         let observed = Observed {
@@ -254,19 +217,7 @@ async fn reconcile_inner(
             "apply inference Service",
         )
         .await?;
-        let mut stacks: Vec<String> = ctx
-            .stacks_in(&namespace)
-            .iter()
-            .filter(|s| {
-                s.status.as_ref().is_some_and(|st| {
-                    st.bindings
-                        .iter()
-                        .any(|b| b.model_entry.as_deref() == Some(name.as_str()))
-                })
-            })
-            .map(|s| s.name_any())
-            .collect();
-        stacks.sort();
+        let stacks = ctx.index.stacks_bound_to(&namespace, &name);
         match build_network_policy(&input, &stacks) {
             Ok(policy) => {
                 apply_child_cached(

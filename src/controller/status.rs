@@ -69,6 +69,10 @@ pub enum Live {
     Version(String),
 }
 
+/// How long a child this process applied may be missing from the cache before it is applied again
+/// (the watch delivers it moments after the write).
+pub const ABSENT_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long an unchanged child of an uncached kind goes without being re-applied.
 pub const REAPPLY_AFTER: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -109,9 +113,17 @@ impl AppliedCache {
         applied.digest == digest
             && match live {
                 Live::Version(v) => applied.resource_version.as_deref() == Some(v.as_str()),
-                Live::Absent => false,
+                Live::Absent => applied.at.elapsed() < ABSENT_GRACE,
                 Live::Unknown => applied.at.elapsed() < REAPPLY_AFTER,
             }
+    }
+
+    /// Forget a child (its owner is gone).
+    pub fn forget(&self, kind: &str, namespace: &str, name: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&format!("{kind}/{namespace}/{name}"));
     }
 
     fn record(&self, key: String, digest: u64, resource_version: Option<String>) {
@@ -130,16 +142,17 @@ impl AppliedCache {
     }
 }
 
-/// [`apply_child`], skipped when the cache shows it would change nothing. Drift is still corrected:
-/// a child edited by someone else has a new resourceVersion (cached kinds), and uncached kinds are
-/// re-applied at least every [`REAPPLY_AFTER`].
+/// [`apply_child`], skipped when the cache shows it would change nothing (returns whether it applied).
+/// Drift is still corrected: a child edited by someone else has a new resourceVersion (cached kinds),
+/// and uncached kinds are re-applied at least every [`REAPPLY_AFTER`]. A cached child this process
+/// applied moments ago and the cache does not show yet is not applied again within [`ABSENT_GRACE`].
 pub async fn apply_child_cached<K>(
     cache: &AppliedCache,
     api: &Api<K>,
     obj: &K,
     live: Live,
     step: &'static str,
-) -> Result<(), Error>
+) -> Result<bool, Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
@@ -153,9 +166,60 @@ where
     let digest = hasher.finish();
     let key = AppliedCache::key(obj);
     if cache.is_current(&key, digest, &live) {
-        return Ok(());
+        return Ok(false);
     }
     let applied = apply_child(api, obj, step).await?;
     cache.record(key, digest, applied.meta().resource_version.clone());
-    Ok(())
+    Ok(true)
+}
+
+/// The resourceVersion the API server answered to the last status this process wrote per object, so
+/// a reconcile that reads a cache older than its own write does not decide (and write) again.
+#[derive(Default)]
+pub struct WrittenStatus(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+/// Digest of a JSON document.
+pub fn digest_of(value: &serde_json::Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
+impl WrittenStatus {
+    /// Whether the cached object (`cached_rv`) predates the last status this process wrote for
+    /// `key`: a plan made from it is stale, and its write would only repeat or undo that write. The
+    /// write's own watch event brings the reconcile back with a current cache.
+    pub fn cache_is_behind(&self, key: &str, cached_rv: Option<&str>) -> bool {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(written_rv) = map.get(key) else {
+            return false;
+        };
+        cached_rv
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|cached| cached < *written_rv)
+    }
+
+    /// Remember the resourceVersion a status write answered (an opaque value that is not a number
+    /// disables the check for that object).
+    pub fn record(&self, key: String, rv: Option<&str>) {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match rv.and_then(|v| v.parse::<u64>().ok()) {
+            Some(rv) => map.insert(key, rv),
+            None => map.remove(&key),
+        };
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
 }

@@ -36,6 +36,13 @@ pub const LABEL_MODEL_ENTRY: &str = "hypersync.io/model-entry";
 pub const LABEL_AGENT_NODE: &str = "hypersync.io/agent-node";
 /// The AgentStack an agent pod was spawned from; inference NetworkPolicies admit pods by this label.
 pub const LABEL_STACK: &str = "hypersync.io/stack";
+/// Annotation on an agent's Job or Deployment: the ModelEntries it was started with (comma-separated),
+/// so the models a running agent uses are read from the operator's own child, never from a status
+/// field the agent can write.
+pub const ANNOTATION_MODELS: &str = "hypersync.io/models";
+/// Annotation on a child the operator re-applies (a Persistent agent's Deployment): the digest of
+/// its desired state, so an unchanged child is not applied again, even after an operator restart.
+pub const ANNOTATION_SPEC_DIGEST: &str = "hypersync.io/spec-digest";
 
 /// Placement annotation: Euclidean radius in the Poincare disk.
 pub const ANNOTATION_R: &str = "hypersync.io/r";

@@ -19,6 +19,10 @@ use tokio::task::JoinHandle;
 
 pub const NS: &str = "default";
 
+/// The User-Agent of the operator these tests run, so kube-sim's counters tell its requests from the
+/// test's own.
+pub const OPERATOR_UA: &str = "hypersync-operator-under-test";
+
 /// A simulator with the CRDs installed.
 pub struct Cluster {
     pub sim: Sim,
@@ -125,7 +129,7 @@ impl Cluster {
             requeue_max: Duration::from_secs(30),
         };
         let (tx, rx) = oneshot::channel::<()>();
-        let client = self.client.clone();
+        let client = self.operator_client();
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = rx.await;
@@ -138,6 +142,37 @@ impl Cluster {
             stop: Some(tx),
             task,
         }
+    }
+
+    /// A client like the test's own, sending the operator's User-Agent.
+    pub fn operator_client(&self) -> Client {
+        let mut config = Config::new(self.sim.url().parse().expect("sim URL parses"));
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(OPERATOR_UA),
+        ));
+        Client::try_from(config).expect("client builds")
+    }
+
+    /// The requests the operator sent so far, as `"verb resource[/subresource]" -> count`.
+    pub async fn operator_requests(&self) -> std::collections::BTreeMap<String, u64> {
+        let stats = self.sim_json("/sim/stats").await;
+        let mut out = std::collections::BTreeMap::new();
+        for row in stats["requests"].as_array().into_iter().flatten() {
+            if row["userAgent"] != OPERATOR_UA {
+                continue;
+            }
+            let sub = row["subresource"].as_str().unwrap_or_default();
+            let key = format!(
+                "{} {}{}{}",
+                row["verb"].as_str().unwrap_or_default(),
+                row["resource"].as_str().unwrap_or_default(),
+                if sub.is_empty() { "" } else { "/" },
+                sub
+            );
+            *out.entry(key).or_default() += row["count"].as_u64().unwrap_or(0);
+        }
+        out
     }
 
     /// Apply a multi-document YAML manifest with server-side apply (like `kubectl apply --server-side`).

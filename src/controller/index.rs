@@ -1,0 +1,715 @@
+//! The indexes the watches keep current, so a reconcile reads what it needs in O(objects it
+//! affects) instead of scanning or cloning a namespace: nodes by stack, by pod label and by model
+//! (demand as counters), stacks by model, pods by node and by model, the occupied placement slots
+//! and a spatial index of placed nodes for neighbours.
+//!
+//! One writer: the watch pipeline (`controller::watch`) calls the `*_applied` / `*_deleted` methods
+//! after the reflector stores are updated; each returns the objects whose reconcile the change
+//! triggers. Every decision input comes from a field the agent cannot write (spec, the stack's
+//! resolution, the operator's own children) except `status.objective.observed`, which is the agent's
+//! report by design and only counts when it meets the spec's metric.
+
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+
+use super::agent_node_decide::metric_met;
+use crate::api::agent_node::{AgentNode, LifecycleMode, PlacementStatus};
+use crate::api::agent_stack::AgentStack;
+use crate::api::model_entry::ModelEntry;
+use crate::geometry::{self, AnchorIndex, AnchorKey, DiskPoint, PointIndex, Slot};
+use crate::workload::labels::{ANNOTATION_MODELS, LABEL_AGENT_NODE, LABEL_MODEL_ENTRY};
+use crate::workload::names::label_value;
+
+/// `(namespace, name)` of an object.
+pub type Key = (String, String);
+
+/// The key of an object with metadata.
+pub fn key_of<K: kube::Resource>(obj: &K) -> Key {
+    (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Reconciles a change asks for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Triggers {
+    pub nodes: Vec<Key>,
+    pub entries: Vec<Key>,
+    pub stacks: Vec<Key>,
+}
+
+impl Triggers {
+    fn entries_of(&mut self, namespace: &str, models: impl IntoIterator<Item = String>) {
+        self.entries
+            .extend(models.into_iter().map(|m| (namespace.to_string(), m)));
+    }
+}
+
+/// What the index keeps of a node.
+#[derive(Clone, Debug, Default)]
+struct NodeRec {
+    uid: String,
+    stack: String,
+    label: String,
+    persistent: bool,
+    deleting: bool,
+    /// The agent's report meets the spec's metric.
+    metric_met: bool,
+    /// Models this node currently counts towards (its demand contribution).
+    contribution: Vec<String>,
+    /// Where it sits in the geometry indexes.
+    slot: Option<(AnchorKey, Slot)>,
+    point: bool,
+}
+
+/// What the index keeps of a node's workload (Job or Deployment).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct WorkloadRec {
+    /// The models the workload was started with (its `hypersync.io/models` annotation).
+    models: Vec<String>,
+    /// A Job that completed or failed.
+    finished: bool,
+}
+
+/// A placement this process wrote but the cache may not show yet.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub uid: String,
+    pub placement: PlacementStatus,
+    pub neighbors: Vec<crate::api::agent_node::Neighbor>,
+}
+
+#[derive(Default)]
+struct Inner {
+    nodes: HashMap<Key, NodeRec>,
+    nodes_by_stack: HashMap<Key, BTreeSet<String>>,
+    node_by_label: HashMap<Key, String>,
+    workloads: HashMap<Key, WorkloadRec>,
+    pods_by_node_label: HashMap<Key, BTreeSet<String>>,
+    pods_by_model_label: HashMap<Key, BTreeSet<String>>,
+    pod_labels: HashMap<Key, (Option<String>, Option<String>)>,
+    entry_by_label: HashMap<Key, String>,
+    entry_fingerprints: HashMap<Key, u64>,
+    stack_models: HashMap<Key, Vec<String>>,
+    stacks_by_model: HashMap<Key, BTreeSet<String>>,
+    /// Owner of each Job and Deployment the operator made: a node or an entry.
+    owners: HashMap<(&'static str, Key), Key>,
+    demand: HashMap<Key, i32>,
+    anchors: AnchorIndex,
+    points: PointIndex<Key>,
+    written: HashMap<Key, Written>,
+}
+
+/// The indexes of one controller scope.
+#[derive(Default)]
+pub struct Index {
+    inner: Mutex<Inner>,
+}
+
+fn point_of(p: &PlacementStatus) -> Option<DiskPoint> {
+    DiskPoint::new(p.x, p.y).ok()
+}
+
+/// The occupied slot of a placement (semantic placements only).
+pub fn slot_of(p: &PlacementStatus) -> Option<(AnchorKey, Slot)> {
+    let key = AnchorKey::from_str(p.anchor.as_deref()?).ok()?;
+    let slot = geometry::locate_slot(key.to_point().ok()?, point_of(p)?).ok()?;
+    Some((key, slot))
+}
+
+/// The `(layer, model)` pairs a workload was started with, from its annotation
+/// (`layer=model,layer=model`).
+pub fn workload_bindings(
+    annotations: &std::collections::BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    annotations
+        .get(ANNOTATION_MODELS)
+        .map(|v| {
+            v.split(',')
+                .filter_map(|pair| {
+                    let (layer, model) = pair.split_once('=')?;
+                    (!model.is_empty()).then(|| (layer.to_string(), model.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The annotation value recording `(layer, model)` pairs.
+pub fn bindings_annotation<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    pairs
+        .into_iter()
+        .map(|(l, m)| format!("{l}={m}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The distinct models a workload was started with.
+pub fn workload_models(annotations: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let mut models: Vec<String> = workload_bindings(annotations)
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    models.sort();
+    models.dedup();
+    models
+}
+
+fn owner_node(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<String> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "AgentNode" && o.api_version.starts_with(crate::api::GROUP))
+        .map(|o| o.name.clone())
+}
+
+fn node_metric_met(node: &AgentNode) -> bool {
+    let metric = node.spec.objective.as_ref().and_then(|o| o.metric.as_ref());
+    let observed = node
+        .status
+        .as_ref()
+        .and_then(|s| s.objective.as_ref())
+        .and_then(|o| o.observed);
+    matches!((metric, observed), (Some(m), Some(v)) if metric_met(m, v))
+}
+
+impl Inner {
+    fn contribution(&self, key: &Key, rec: &NodeRec) -> Vec<String> {
+        if rec.deleting {
+            return Vec::new();
+        }
+        match self.workloads.get(key) {
+            Some(w) => {
+                if !rec.persistent && (w.finished || rec.metric_met) {
+                    Vec::new()
+                } else {
+                    w.models.clone()
+                }
+            }
+            None if rec.metric_met && !rec.persistent => Vec::new(),
+            None => self
+                .stack_models
+                .get(&(key.0.clone(), rec.stack.clone()))
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Recompute a node's demand contribution; the entries whose demand changed are triggered.
+    fn refresh_demand(&mut self, key: &Key, triggers: &mut Triggers) {
+        let Some(rec) = self.nodes.get(key) else {
+            return;
+        };
+        let new = self.contribution(key, rec);
+        if new == rec.contribution {
+            return;
+        }
+        let old = std::mem::replace(
+            &mut self.nodes.get_mut(key).expect("present").contribution,
+            new.clone(),
+        );
+        for m in &old {
+            let k = (key.0.clone(), m.clone());
+            if let Some(d) = self.demand.get_mut(&k) {
+                *d -= 1;
+                if *d <= 0 {
+                    self.demand.remove(&k);
+                }
+            }
+        }
+        for m in &new {
+            *self.demand.entry((key.0.clone(), m.clone())).or_default() += 1;
+        }
+        let changed: BTreeSet<String> = old
+            .iter()
+            .filter(|m| !new.contains(m))
+            .chain(new.iter().filter(|m| !old.contains(m)))
+            .cloned()
+            .collect();
+        triggers.entries_of(&key.0, changed);
+    }
+
+    fn unplace(&mut self, key: &Key) {
+        if let Some(rec) = self.nodes.get_mut(key) {
+            if let Some((anchor, slot)) = rec.slot.take() {
+                self.anchors.remove(anchor, slot);
+            }
+            if std::mem::take(&mut rec.point) {
+                self.points.remove(key);
+            }
+        }
+    }
+
+    fn place_rec(&mut self, key: &Key, p: &PlacementStatus) {
+        let Some(rec) = self.nodes.get_mut(key) else {
+            return;
+        };
+        if rec.slot.is_none()
+            && let Some((anchor, slot)) = slot_of(p)
+        {
+            let _ = self.anchors.insert(anchor, slot);
+            rec.slot = Some((anchor, slot));
+        }
+        if !rec.point
+            && let Some(point) = point_of(p)
+        {
+            self.points.insert(key.clone(), point);
+            rec.point = true;
+        }
+    }
+}
+
+impl Index {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    // ---- AgentNodes ----
+
+    /// A node was added or changed.
+    pub fn node_applied(&self, node: &AgentNode) -> Triggers {
+        let key = key_of(node);
+        let mut t = Triggers::default();
+        let mut inner = self.lock();
+        let uid = node.uid().unwrap_or_default();
+        if inner.nodes.get(&key).is_some_and(|r| r.uid != uid) {
+            // Same name, new object: forget the old one first.
+            drop(inner);
+            t = self.node_deleted(&key);
+            inner = self.lock();
+        }
+        let stack = node.spec.stack_ref.name.clone();
+        let previous = inner.nodes.get(&key).cloned();
+        if let Some(prev) = &previous
+            && prev.stack != stack
+            && let Some(set) = inner
+                .nodes_by_stack
+                .get_mut(&(key.0.clone(), prev.stack.clone()))
+        {
+            set.remove(&key.1);
+        }
+        let label = label_value(&key.1);
+        let rec = NodeRec {
+            uid,
+            stack: stack.clone(),
+            label: label.clone(),
+            persistent: node
+                .spec
+                .lifecycle
+                .as_ref()
+                .is_some_and(|l| l.mode == LifecycleMode::Persistent),
+            deleting: node.metadata.deletion_timestamp.is_some(),
+            metric_met: node_metric_met(node),
+            contribution: previous
+                .as_ref()
+                .map(|p| p.contribution.clone())
+                .unwrap_or_default(),
+            slot: previous.as_ref().and_then(|p| p.slot),
+            point: previous.as_ref().is_some_and(|p| p.point),
+        };
+        inner.nodes.insert(key.clone(), rec);
+        inner
+            .nodes_by_stack
+            .entry((key.0.clone(), stack))
+            .or_default()
+            .insert(key.1.clone());
+        inner
+            .node_by_label
+            .insert((key.0.clone(), label), key.1.clone());
+        if let Some(p) = node.status.as_ref().and_then(|s| s.placement.as_ref()) {
+            inner.place_rec(&key, p);
+        }
+        inner.refresh_demand(&key, &mut t);
+        t.nodes.push(key);
+        t
+    }
+
+    /// A node is gone: its slot, demand and bookkeeping go with it.
+    pub fn node_deleted(&self, key: &Key) -> Triggers {
+        let mut t = Triggers::default();
+        let mut inner = self.lock();
+        if let Some(rec) = inner.nodes.get_mut(key) {
+            rec.deleting = true;
+        }
+        inner.refresh_demand(key, &mut t);
+        inner.unplace(key);
+        inner.written.remove(key);
+        if let Some(rec) = inner.nodes.remove(key) {
+            if let Some(set) = inner.nodes_by_stack.get_mut(&(key.0.clone(), rec.stack)) {
+                set.remove(&key.1);
+            }
+            inner.node_by_label.remove(&(key.0.clone(), rec.label));
+        }
+        t
+    }
+
+    /// Node keys currently indexed (for relist reconciliation).
+    pub fn node_keys(&self) -> Vec<Key> {
+        self.lock().nodes.keys().cloned().collect()
+    }
+
+    // ---- Jobs and Deployments ----
+
+    /// An agent's Job or Deployment (`kind`), or an engine's Deployment, was added or changed.
+    fn workload_applied(
+        &self,
+        kind: &'static str,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        finished: bool,
+    ) -> Triggers {
+        let mut t = Triggers::default();
+        let namespace = meta.namespace.clone().unwrap_or_default();
+        let own = (namespace.clone(), meta.name.clone().unwrap_or_default());
+        let mut inner = self.lock();
+        if let Some(entry) = meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.kind == "ModelEntry")
+        {
+            let entry = (namespace.clone(), entry.name.clone());
+            inner.owners.insert((kind, own), entry.clone());
+            t.entries.push(entry);
+            return t;
+        }
+        let Some(node) = owner_node(meta) else {
+            return t;
+        };
+        let key = (namespace, node);
+        inner.owners.insert((kind, own), key.clone());
+        let rec = WorkloadRec {
+            models: meta
+                .annotations
+                .as_ref()
+                .map(workload_models)
+                .unwrap_or_default(),
+            finished,
+        };
+        if inner.workloads.get(&key) != Some(&rec) {
+            inner.workloads.insert(key.clone(), rec);
+            inner.refresh_demand(&key, &mut t);
+        }
+        t.nodes.push(key);
+        t
+    }
+
+    /// A Job or Deployment (`kind`, key) is gone: its owner looks again.
+    pub fn workload_deleted(&self, kind: &'static str, own: &Key) -> Triggers {
+        let mut t = Triggers::default();
+        let mut inner = self.lock();
+        let Some(owner) = inner.owners.remove(&(kind, own.clone())) else {
+            return t;
+        };
+        if inner.nodes.contains_key(&owner) || inner.workloads.contains_key(&owner) {
+            if inner.workloads.remove(&owner).is_some() {
+                inner.refresh_demand(&owner, &mut t);
+            }
+            t.nodes.push(owner);
+        } else {
+            t.entries.push(owner);
+        }
+        t
+    }
+
+    /// A Job was added or changed.
+    pub fn job_applied(&self, job: &Job) -> Triggers {
+        let finished = job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+            });
+        self.workload_applied("Job", &job.metadata, finished)
+    }
+
+    /// A Deployment was added or changed: an agent's (owned by a node) or an engine's.
+    pub fn deployment_applied(&self, deployment: &Deployment) -> Triggers {
+        self.workload_applied("Deployment", &deployment.metadata, false)
+    }
+
+    // ---- Pods ----
+
+    /// A pod was added or changed.
+    pub fn pod_applied(&self, pod: &Pod) -> Triggers {
+        let key = key_of(pod);
+        let labels = (
+            pod.labels().get(LABEL_AGENT_NODE).cloned(),
+            pod.labels().get(LABEL_MODEL_ENTRY).cloned(),
+        );
+        self.pod_labels_changed(key, Some(labels))
+    }
+
+    /// A pod is gone.
+    pub fn pod_deleted(&self, key: &Key) -> Triggers {
+        self.pod_labels_changed(key.clone(), None)
+    }
+
+    fn pod_labels_changed(
+        &self,
+        key: Key,
+        labels: Option<(Option<String>, Option<String>)>,
+    ) -> Triggers {
+        let mut t = Triggers::default();
+        let mut inner = self.lock();
+        let old = inner.pod_labels.remove(&key);
+        if let Some((old_node, old_model)) = &old {
+            if let Some(l) = old_node
+                && let Some(set) = inner
+                    .pods_by_node_label
+                    .get_mut(&(key.0.clone(), l.clone()))
+            {
+                set.remove(&key.1);
+            }
+            if let Some(l) = old_model
+                && let Some(set) = inner
+                    .pods_by_model_label
+                    .get_mut(&(key.0.clone(), l.clone()))
+            {
+                set.remove(&key.1);
+            }
+        }
+        if let Some((node_label, model_label)) = &labels {
+            if let Some(l) = node_label {
+                inner
+                    .pods_by_node_label
+                    .entry((key.0.clone(), l.clone()))
+                    .or_default()
+                    .insert(key.1.clone());
+            }
+            if let Some(l) = model_label {
+                inner
+                    .pods_by_model_label
+                    .entry((key.0.clone(), l.clone()))
+                    .or_default()
+                    .insert(key.1.clone());
+            }
+            inner
+                .pod_labels
+                .insert(key.clone(), (node_label.clone(), model_label.clone()));
+        }
+        let (node_label, model_label) = labels.or(old).unwrap_or_default();
+        if let Some(l) = node_label
+            && let Some(node) = inner.node_by_label.get(&(key.0.clone(), l))
+        {
+            t.nodes.push((key.0.clone(), node.clone()));
+        }
+        if let Some(l) = model_label
+            && let Some(entry) = inner.entry_by_label.get(&(key.0.clone(), l))
+        {
+            t.entries.push((key.0.clone(), entry.clone()));
+        }
+        t
+    }
+
+    /// Names of the agent pods of a node.
+    pub fn pods_of_node(&self, namespace: &str, node: &str) -> Vec<String> {
+        let inner = self.lock();
+        inner
+            .pods_by_node_label
+            .get(&(namespace.to_string(), label_value(node)))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Names of the engine pods of a model entry.
+    pub fn pods_of_entry(&self, namespace: &str, entry: &str) -> Vec<String> {
+        let inner = self.lock();
+        inner
+            .pods_by_model_label
+            .get(&(namespace.to_string(), label_value(entry)))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    // ---- AgentStacks ----
+
+    /// A stack was added or changed: nodes of the stack that have not started their workload see
+    /// its new resolution; entries whose set of bound stacks changed are triggered (NetworkPolicy).
+    pub fn stack_applied(&self, stack: &AgentStack) -> Triggers {
+        let key = key_of(stack);
+        let models: Vec<String> = {
+            let mut m: Vec<String> = stack
+                .status
+                .as_ref()
+                .map(|s| {
+                    s.bindings
+                        .iter()
+                        .filter_map(|b| b.model_entry.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            m.sort();
+            m.dedup();
+            m
+        };
+        self.stack_models_changed(&key, models)
+    }
+
+    /// A stack is gone.
+    pub fn stack_deleted(&self, key: &Key) -> Triggers {
+        self.stack_models_changed(key, Vec::new())
+    }
+
+    fn stack_models_changed(&self, key: &Key, models: Vec<String>) -> Triggers {
+        let mut t = Triggers::default();
+        let mut inner = self.lock();
+        let old = inner.stack_models.get(key).cloned().unwrap_or_default();
+        let nodes: Vec<String> = inner
+            .nodes_by_stack
+            .get(key)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        // Nodes without a workload read the stack's resolution (and wait on it when it is missing).
+        let waiting: Vec<Key> = nodes
+            .into_iter()
+            .map(|n| (key.0.clone(), n))
+            .filter(|k| !inner.workloads.contains_key(k))
+            .collect();
+        if old != models {
+            for m in &old {
+                if let Some(set) = inner.stacks_by_model.get_mut(&(key.0.clone(), m.clone())) {
+                    set.remove(&key.1);
+                }
+            }
+            for m in &models {
+                inner
+                    .stacks_by_model
+                    .entry((key.0.clone(), m.clone()))
+                    .or_default()
+                    .insert(key.1.clone());
+            }
+            let changed: BTreeSet<String> = old
+                .iter()
+                .filter(|m| !models.contains(m))
+                .chain(models.iter().filter(|m| !old.contains(m)))
+                .cloned()
+                .collect();
+            t.entries_of(&key.0, changed);
+            if models.is_empty() {
+                inner.stack_models.remove(key);
+            } else {
+                inner.stack_models.insert(key.clone(), models);
+            }
+            for k in &waiting {
+                inner.refresh_demand(k, &mut t);
+            }
+        }
+        t.nodes.extend(waiting);
+        t
+    }
+
+    /// Stacks whose resolution binds an entry.
+    pub fn stacks_bound_to(&self, namespace: &str, entry: &str) -> Vec<String> {
+        self.lock()
+            .stacks_by_model
+            .get(&(namespace.to_string(), entry.to_string()))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    // ---- ModelEntries ----
+
+    /// An entry was added or changed. When what stacks resolve against changed (spec, labels, phase,
+    /// endpoint), every stack of the namespace re-resolves and the nodes waiting on this entry look
+    /// again; a demand-only status change triggers nothing.
+    pub fn entry_applied(
+        &self,
+        entry: &ModelEntry,
+        stacks_in_namespace: impl FnOnce() -> Vec<Key>,
+    ) -> Triggers {
+        use std::hash::{Hash, Hasher};
+        let key = key_of(entry);
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        entry.metadata.generation.hash(&mut hasher);
+        entry.labels().hash(&mut hasher);
+        if let Some(s) = &entry.status {
+            format!("{:?}", s.phase).hash(&mut hasher);
+            s.endpoint.hash(&mut hasher);
+            s.served_model.hash(&mut hasher);
+        }
+        let fingerprint = hasher.finish();
+        let mut t = Triggers::default();
+        let mut inner = self.lock();
+        inner
+            .entry_by_label
+            .insert((key.0.clone(), label_value(&key.1)), key.1.clone());
+        if inner.entry_fingerprints.insert(key.clone(), fingerprint) == Some(fingerprint) {
+            return t;
+        }
+        t.nodes = inner.waiting_on(&key);
+        drop(inner);
+        t.stacks = stacks_in_namespace();
+        t
+    }
+
+    /// An entry is gone.
+    pub fn entry_deleted(&self, key: &Key, stacks_in_namespace: Vec<Key>) -> Triggers {
+        let mut inner = self.lock();
+        inner.entry_fingerprints.remove(key);
+        inner
+            .entry_by_label
+            .remove(&(key.0.clone(), label_value(&key.1)));
+        Triggers {
+            stacks: stacks_in_namespace,
+            nodes: inner.waiting_on(key),
+            entries: Vec::new(),
+        }
+    }
+
+    /// How many live nodes need the entry.
+    pub fn demand(&self, namespace: &str, entry: &str) -> i32 {
+        self.lock()
+            .demand
+            .get(&(namespace.to_string(), entry.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    // ---- Placement ----
+
+    /// Run `f` on the geometry indexes (placing a node takes a slot and a point atomically).
+    pub fn with_geometry<T>(&self, f: impl FnOnce(&mut AnchorIndex, &PointIndex<Key>) -> T) -> T {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        f(&mut inner.anchors, &inner.points)
+    }
+
+    /// Record a placement this process chose, so a reconcile that reads an older cache reuses it.
+    pub fn record_placement(&self, key: &Key, written: Written) {
+        let mut inner = self.lock();
+        let placement = written.placement.clone();
+        inner.written.insert(key.clone(), written);
+        inner.place_rec(key, &placement);
+    }
+
+    /// The placement this process chose for the node (same uid), if any.
+    pub fn written_placement(&self, key: &Key, uid: &str) -> Option<Written> {
+        self.lock()
+            .written
+            .get(key)
+            .filter(|w| w.uid == uid)
+            .cloned()
+    }
+}
+
+impl Inner {
+    /// Nodes without a workload whose stack binds the entry.
+    fn waiting_on(&self, entry: &Key) -> Vec<Key> {
+        let Some(stacks) = self.stacks_by_model.get(entry) else {
+            return Vec::new();
+        };
+        stacks
+            .iter()
+            .filter_map(|s| self.nodes_by_stack.get(&(entry.0.clone(), s.clone())))
+            .flatten()
+            .map(|n| (entry.0.clone(), n.clone()))
+            .filter(|k| !self.workloads.contains_key(k))
+            .collect()
+    }
+}
