@@ -78,9 +78,11 @@ fn api_status(e: kube::Error) -> kube::core::Status {
     }
 }
 
-fn not_api(e: kube::Error) {
+/// The client saw the connection close without an answer (not an error status, nor a body it
+/// could not read).
+fn connection_closed(e: kube::Error) {
     assert!(
-        !matches!(e, kube::Error::Api(_)),
+        matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_)),
         "expected a connection error, got {e:?}"
     );
 }
@@ -138,19 +140,19 @@ async fn dropped_and_hung_connections_with_and_without_the_write() {
     .await;
     // applied-drop: no answer, but the patch is in.
     let patch = Patch::Merge(json!({"data": {"k": "patched"}}));
-    not_api(
+    connection_closed(
         cms.patch("p", &PatchParams::default(), &patch)
             .await
             .unwrap_err(),
     );
     // drop: no answer and nothing written.
-    not_api(
+    connection_closed(
         cms.create(&PostParams::default(), &cm("never"))
             .await
             .unwrap_err(),
     );
     // hang: no answer until hang-for, then the connection closes.
-    not_api(cms.get("p").await.unwrap_err());
+    connection_closed(cms.get("p").await.unwrap_err());
     let list = cms.list(&Default::default()).await.expect("list");
     let p = list
         .items
@@ -164,9 +166,15 @@ async fn dropped_and_hung_connections_with_and_without_the_write() {
             .all(|o| o.metadata.name.as_deref() != Some("never"))
     );
     // applied-hang: the delete ran although the client never heard back.
-    not_api(cms.delete("p", &Default::default()).await.unwrap_err());
+    connection_closed(cms.delete("p", &Default::default()).await.unwrap_err());
     set_faults(&c, "off").await;
     assert_eq!(api_status(cms.get("p").await.unwrap_err()).code, 404);
+    // A hung request stays unanswered (here for up to 30s; the test stops waiting first).
+    set_faults(&c, "get{name=slow}=1:hang,hang-for=30s").await;
+    let pending = tokio::spawn(async move { cms.get("slow").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!pending.is_finished(), "a hung request got an answer");
+    pending.abort();
     sim.shutdown().await;
 }
 
