@@ -350,3 +350,60 @@ async fn watch_drop_closes_the_stream_and_only_the_aimed_one() {
     assert_eq!(faults["counters"]["byKind"]["watch-drop"], 1);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn faults_from_the_start_config_and_clear_errors_for_bad_specs() {
+    let err = Sim::start(SimConfig {
+        faults: Some("seed=1,get{agent=op}=1:500".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .err()
+    .expect("a bad spec is refused");
+    assert_eq!(
+        err.to_string(),
+        "failed to parse the faults setting: failed to parse fault item \"get{agent=op}=1:500\": \
+         unknown scope \"agent\" (expected ua, user, ns or name)"
+    );
+    let sim = Sim::start(SimConfig {
+        dataplane: false,
+        faults: Some("list/configmaps{ua=victim}=1:applied-504".into()),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("start sim");
+    let victim = client(&sim, "victim/1", None).await;
+    let other = client(&sim, "other/1", None).await;
+    let s = api_status(
+        Api::<ConfigMap>::namespaced(victim.clone(), "default")
+            .list(&Default::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(s.code, 504);
+    Api::<ConfigMap>::namespaced(other.clone(), "default")
+        .list(&Default::default())
+        .await
+        .expect("other client's list");
+    // A bad spec posted at runtime is a 400 naming the item, and the old spec stays.
+    let req = hyper::Request::post("/sim/faults")
+        .body(b"patch=0.5:418".to_vec())
+        .expect("request");
+    match other.request_text(req).await.unwrap_err() {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 400);
+            assert!(s.message.contains("\"patch=0.5:418\""), "{}", s.message);
+        }
+        e => panic!("expected a 400, got {e:?}"),
+    }
+    let now = get_json(&other, "/sim/faults").await;
+    assert_eq!(
+        now["spec"],
+        "seed=0,list/configmaps{ua=victim}=1:applied-504"
+    );
+    assert_eq!(
+        now["counters"]["byRule"]["list/configmaps{ua=victim}=1:applied-504"],
+        1
+    );
+    sim.shutdown().await;
+}
