@@ -3,8 +3,8 @@
 //! integration tests and benchmarks read them to count a controller's reads and writes.
 //!
 //! Recording is on every request path, so it allocates only for a combination not seen before: the
-//! key is hashed from the borrowed strings (FNV-1a) and looked up in a table of rows under one
-//! short lock.
+//! key is hashed from the borrowed strings (a word-at-a-time multiply-rotate hash) and looked up in
+//! a table of rows under one short lock.
 
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -68,7 +68,9 @@ pub struct RequestKey<'a> {
 
 impl RequestKey<'_> {
     fn hash(&self, verb: &'static str) -> u64 {
-        // FNV-1a over the fields, each ended by 0xff (never in UTF-8).
+        // Eight bytes at a time, each field ended by its length: cheap on the ~100 bytes of a key.
+        // The quality only spreads rows; equal hashes are told apart by comparing the strings.
+        let mix = |h: u64, x: u64| (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(26);
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for f in [
             verb,
@@ -78,10 +80,16 @@ impl RequestKey<'_> {
             self.user,
             self.user_agent,
         ] {
-            for b in f.bytes().chain([0xff]) {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
+            let mut chunks = f.as_bytes().chunks_exact(8);
+            for c in &mut chunks {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(c);
+                h = mix(h, u64::from_le_bytes(w));
             }
+            let mut last = [0u8; 8];
+            last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+            h = mix(h, u64::from_le_bytes(last));
+            h = mix(h, f.len() as u64);
         }
         h
     }
