@@ -1,5 +1,6 @@
 //! `kube-sim bench`: measures simple writes/s through the verb handlers, watch events/s delivered over
-//! HTTP to 10 concurrent watchers, and resident memory with many stored objects.
+//! HTTP to 10 concurrent watchers, resident memory with many stored objects, and the rate of request
+//! stats recording.
 
 use crate::server::handlers::WriteOpts;
 use crate::{Sim, SimConfig};
@@ -118,6 +119,67 @@ async fn http_writer(
     Ok(())
 }
 
+/// Records `per_thread` requests on each of `threads` threads into one [`Stats`], cycling through
+/// a mix of 240 (verb, resource, subresource, user, user agent) combinations; returns records/s.
+///
+/// [`Stats`]: crate::server::stats::Stats
+pub fn stats_record_rate(threads: usize, per_thread: usize) -> f64 {
+    use crate::server::stats::{RequestKey, Stats};
+    let verbs = ["get", "list", "watch", "create", "patch", "update"];
+    let resources = [
+        ("hypersync.io", "agentnodes"),
+        ("hypersync.io", "agentstacks"),
+        ("apps", "deployments"),
+        ("", "services"),
+        ("", "configmaps"),
+    ];
+    let clients = [
+        (
+            "system:serviceaccount:hypersync-system:hypersync-operator",
+            "hypersync-operator/0.1.0",
+        ),
+        (
+            "kubernetes-admin",
+            "kubectl/v1.33.1 (linux/amd64) kubernetes/8adc0f0",
+        ),
+        (
+            "system:serviceaccount:default:agent",
+            "hypersync-sandbox/agent",
+        ),
+        ("kubernetes-admin", "Helm/3.18.0"),
+    ];
+    let mut keys = Vec::new();
+    for v in verbs {
+        for (g, r) in resources {
+            for sub in ["", "status"] {
+                for (user, ua) in clients {
+                    keys.push(RequestKey {
+                        verb: v,
+                        group: g,
+                        resource: r,
+                        subresource: sub,
+                        user,
+                        user_agent: ua,
+                    });
+                }
+            }
+        }
+    }
+    let stats = Stats::default();
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (stats, keys) = (&stats, &keys);
+            s.spawn(move || {
+                for i in 0..per_thread {
+                    stats.record(&keys[(i * 7 + t) % keys.len()]);
+                }
+            });
+        }
+    });
+    (threads * per_thread) as f64 / t0.elapsed().as_secs_f64()
+}
+
 /// Runs the benchmark and returns a human-readable report.
 pub async fn run(objects: usize) -> Result<String, BenchError> {
     let sim = Sim::start(SimConfig {
@@ -233,10 +295,15 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
     let rss_after = rss_kib();
     let stored = st.store.total_objects();
     sim.shutdown().await;
+
+    // 4. Request stats recording, on every request path.
+    let stats_1 = stats_record_rate(1, 1_000_000);
+    let stats_4 = stats_record_rate(4, 250_000);
     Ok(format!(
         "writes: {writes} creates in-process at {write_rate:.0}/s; {http_writes} creates over HTTP (4 connections) at {http_rate:.0}/s\n\
          watch: {delivered} events delivered to 10 HTTP watchers in {watch_secs:.2}s = {watch_rate:.0} events/s\n\
-         memory: {stored} objects stored, RSS {rss_after} KiB (was {rss_before} KiB before loading; {:.2} KiB/object)",
+         memory: {stored} objects stored, RSS {rss_after} KiB (was {rss_before} KiB before loading; {:.2} KiB/object)\n\
+         stats: request recording at {stats_1:.0}/s on 1 thread, {stats_4:.0}/s on 4 threads (240 distinct keys)",
         (rss_after.saturating_sub(rss_before)) as f64 / stored.max(1) as f64
     ))
 }

@@ -25,7 +25,22 @@ struct Args {
     /// (`kubectl create token <serviceaccount>`); `sim-user:<name>[:<group>,...]` names a plain user.
     #[arg(long)]
     authorize: bool,
-    /// Fault injection spec.
+    /// Fault injection spec (also set at runtime by `POST /sim/faults`; `GET /sim/faults` shows it
+    /// with counters). Comma-separated items:
+    /// `seed=N|random`;
+    /// `VERB[TARGET]=RATE:FAULT` where VERB is get, list, watch, create, update, patch, delete,
+    /// deletecollection or *, and FAULT is 409|429|500|503|504 (answer that error, the verb does
+    /// not run), 410 (watch from a resourceVersion: ERROR event 410 Expired), drop (close the
+    /// connection, no answer), hang (answer nothing for hang-for, then close), applied-504 (run
+    /// the verb, then answer 504 Timeout), applied-drop (run the verb, then close the connection),
+    /// applied-hang (run the verb, answer nothing for hang-for, then close);
+    /// `watch-drop[TARGET]=RATE` (close watches, per event batch / bookmark tick);
+    /// `watch-gone[TARGET]=RATE` (same, after an ERROR event 410 Expired);
+    /// `latency=MIN[..MAX][@RATE]`; `retry-after=SECONDS` (with 429); `hang-for=DUR` (default 10s).
+    /// TARGET is `[/RESOURCE[/SUBRESOURCE]][{SCOPE;...}]` with SCOPE `ua=TEXT` (User-Agent contains),
+    /// `user=NAME` (username, `NAME*` a prefix), `ns=NAMESPACE`, `name=OBJECT`. RATE is in [0, 1];
+    /// durations take us, ms or s. Example:
+    /// `seed=7,get=0.05:500,patch/agentnodes/status=0.1:409,create{ua=hypersync-operator}=0.1:applied-504,watch-gone=0.01`
     #[arg(long)]
     faults: Option<String>,
     /// Log format: text or json.

@@ -3,7 +3,6 @@
 //! (client-go) do not send bearer tokens to a plain-http server. Requests that carry a token keep
 //! their own identity, so RBAC still applies to them.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -68,7 +67,7 @@ async fn serve(
     state: Arc<SimState>,
     auth: Arc<str>,
     req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, super::inject::Disconnected> {
     super::serve_request(state, req, Some(&auth)).await
 }
 

@@ -10,6 +10,7 @@ pub mod door;
 pub mod errors;
 pub mod handlers;
 pub mod http;
+pub mod inject;
 pub mod openapi;
 pub mod protobuf;
 pub mod registry;
@@ -26,7 +27,6 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response};
 use registry::{Registry, ResourceInfo};
 use serde_json::{Value, json};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -238,17 +238,18 @@ pub struct Req {
 async fn serve_one(
     state: Arc<SimState>,
     req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, inject::Disconnected> {
     serve_request(state, req, None).await
 }
 
 /// Serves one HTTP request: reads the body, decodes protobuf bodies to JSON, routes it. A request
-/// without credentials gets `default_authorization` (the admin door) when one is given.
+/// without credentials gets `default_authorization` (the admin door) when one is given. An injected
+/// dropped or hung connection is an error, on which hyper closes the connection without an answer.
 pub(crate) async fn serve_request(
     state: Arc<SimState>,
     req: Request<Incoming>,
     default_authorization: Option<&str>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, inject::Disconnected> {
     let mut authorization = header(&req, "authorization").to_string();
     if authorization.is_empty() {
         authorization = default_authorization.unwrap_or_default().to_string();
@@ -292,7 +293,7 @@ pub(crate) async fn serve_request(
         content_type,
         ..r
     };
-    Ok(state.route(r).await)
+    inject::finish(state.route(r).await).await
 }
 
 fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
@@ -320,18 +321,31 @@ impl SimState {
     /// Routes one request.
     pub async fn route(self: &Arc<Self>, r: Req) -> Response<Body> {
         let route = http::parse_path(&r.path);
-        if !matches!(route, Route::Resource(_)) {
-            // Non-resource requests (discovery, openapi, health) are counted by path.
-            let verb = r.method.as_str().to_ascii_lowercase();
-            self.stats.record(&verb, "", "", &r.path, &r.user_agent);
-        }
+        // Non-resource requests (discovery, openapi, health) are counted by path.
+        let record_path = |user: &str| {
+            if !matches!(route, Route::Resource(_)) {
+                let verb = r.method.as_str().to_ascii_lowercase();
+                self.stats.record(&stats::RequestKey {
+                    verb: &verb,
+                    subresource: &r.path,
+                    user,
+                    user_agent: &r.user_agent,
+                    ..Default::default()
+                });
+            }
+        };
         if matches!(route, Route::Version | Route::Health(_)) {
+            record_path("");
             return self.route_public(route, r);
         }
         let user = match self.authenticate(&r.authorization) {
             Ok(u) => u,
-            Err(e) => return error_response(&e),
+            Err(e) => {
+                record_path("");
+                return error_response(&e);
+            }
         };
+        record_path(&user.username);
         if let Route::Resource(p) = route {
             if let Some(l) = self.faults.latency() {
                 tokio::time::sleep(l).await;
@@ -415,35 +429,22 @@ impl SimState {
                     None => error_response(&ApiError::not_found_path()),
                 }
             }
-            Route::SimStats => json_response(200, &self.stats.to_json()),
+            Route::SimStats => json_response(
+                200,
+                &self
+                    .stats
+                    .to_json_filtered(&stats::StatsFilter::from_query(|k| {
+                        r.query.get(k).map(str::to_string)
+                    })),
+            ),
             Route::SimStatsReset => {
                 self.stats.reset();
                 json_response(200, &json!({"reset": true}))
             }
             Route::SimFaults => self.sim_faults(&r),
+            Route::SimFaultsReset => self.sim_faults_reset(),
             Route::NotFound => error_response(&ApiError::not_found_path()),
             Route::Resource(_) => error_response(&ApiError::not_found_path()),
-        }
-    }
-
-    fn sim_faults(&self, r: &Req) -> Response<Body> {
-        if r.method == Method::GET {
-            return json_response(200, &self.faults.config().to_json());
-        }
-        let body = String::from_utf8_lossy(&r.body).to_string();
-        let parsed = match serde_json::from_str::<Value>(&body) {
-            Ok(v) if v.is_object() => crate::faults::FaultConfig::from_json(&v),
-            Ok(Value::String(s)) => crate::faults::FaultConfig::parse(&s),
-            _ => crate::faults::FaultConfig::parse(body.trim()),
-        };
-        match parsed {
-            Ok(c) => {
-                self.faults.set(c);
-                json_response(200, &self.faults.config().to_json())
-            }
-            Err(e) => error_response(&ApiError::bad_request(format!(
-                "failed to parse faults: {e}"
-            ))),
         }
     }
 
@@ -476,13 +477,14 @@ impl SimState {
             (&Method::DELETE, false) => "deletecollection",
             _ => return error_response(&ApiError::method_not_allowed()),
         };
-        self.stats.record(
+        self.stats.record(&stats::RequestKey {
             verb,
-            &p.group,
-            &p.resource,
-            sub.unwrap_or(""),
-            &r.user_agent,
-        );
+            group: &p.group,
+            resource: &p.resource,
+            subresource: sub.unwrap_or(""),
+            user: &user.username,
+            user_agent: &r.user_agent,
+        });
         let attrs = crate::auth::Attributes::resource(
             verb,
             &p.group,
@@ -494,19 +496,11 @@ impl SimState {
         if let Err(e) = self.authorize(user, &attrs) {
             return error_response(&e);
         }
-        if let Some(code) = self.faults.decide_for(verb, &p.resource) {
-            let body = self
-                .faults
-                .status_body(code, &p.group, &p.resource, p.name.as_deref());
-            let mut resp = json_response(code, &body);
-            if code == 429
-                && let Ok(h) = hyper::header::HeaderValue::from_str(
-                    &self.faults.retry_after_seconds().to_string(),
-                )
-            {
-                resp.headers_mut().insert("retry-after", h);
-            }
-            return resp;
+        let fault = self.decide_fault(&p, verb, &r, &user.username);
+        if let Some(a) = fault
+            && (!a.runs_verb() || verb == "watch")
+        {
+            return self.fault_response(a, &p, &r);
         }
         if verb == "create"
             && ri.group == "authorization.k8s.io"
@@ -606,6 +600,13 @@ impl SimState {
                         };
                         q.0.insert("fieldSelector".into(), fs);
                     }
+                    let target = crate::faults::WatchTarget::from_info(&self.fault_info(
+                        &p,
+                        verb,
+                        &r,
+                        &user.username,
+                        "",
+                    ));
                     Ok(watch::serve_watch(
                         self.clone(),
                         ri.clone(),
@@ -613,6 +614,7 @@ impl SimState {
                         ns,
                         &q,
                         table.clone(),
+                        target,
                     ))
                 }
                 "create" => {
@@ -663,7 +665,11 @@ impl SimState {
                 _ => Err(ApiError::method_not_allowed()),
             }
         })();
-        result.unwrap_or_else(|e| error_response(&e))
+        let resp = result.unwrap_or_else(|e| error_response(&e));
+        match fault {
+            Some(a) => self.fault_after_verb(a, &p, resp),
+            None => resp,
+        }
     }
 
     fn patch_request(

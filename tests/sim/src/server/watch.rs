@@ -8,6 +8,7 @@ use super::errors::ApiError;
 use super::handlers::Selectors;
 use super::http::{Body, Query, error_response, stream_response};
 use super::registry::ResourceInfo;
+use crate::faults::{WatchFault, WatchTarget};
 use crate::store::{Event, EventType, StoreError, encode_watch_line};
 use bytes::{Bytes, BytesMut};
 use hyper::Response;
@@ -38,6 +39,8 @@ struct WatchStream {
     convert: bool,
     table: Option<String>,
     done: bool,
+    /// Who watches what, for `watch-drop` / `watch-gone` faults.
+    fault_target: WatchTarget,
 }
 
 impl WatchStream {
@@ -112,8 +115,29 @@ impl WatchStream {
         }
     }
 
+    /// An injected end of the stream: `Some(None)` closes it, `Some(Some(line))` sends a 410
+    /// `Expired` ERROR event and closes it after.
+    fn injected_end(&mut self) -> Option<Option<Bytes>> {
+        match self.state.faults.watch_event(&self.fault_target.info())? {
+            WatchFault::Drop => Some(None),
+            WatchFault::Gone => {
+                self.done = true;
+                self.pending.clear();
+                Some(Some(super::inject::expired_line(
+                    self.last_rv,
+                    self.state.store.current_rv(),
+                )))
+            }
+        }
+    }
+
     async fn next(&mut self) -> Option<Bytes> {
         loop {
+            if !self.pending.is_empty()
+                && let Some(end) = self.injected_end()
+            {
+                return end;
+            }
             if let Some(first) = self.pending.pop_front() {
                 if self.pending.is_empty() {
                     return Some(first);
@@ -146,8 +170,8 @@ impl WatchStream {
                             }
                         }
                         if !buf.is_empty() {
-                            if self.state.faults.drop_watch() {
-                                return None;
+                            if let Some(end) = self.injected_end() {
+                                return end;
                             }
                             return Some(buf.freeze());
                         }
@@ -157,6 +181,9 @@ impl WatchStream {
                 },
                 _ = tokio::time::sleep_until(bookmark_at), if self.bookmark_every.is_some() => {
                     self.next_bookmark = Instant::now() + self.bookmark_every.unwrap_or(Duration::from_secs(60));
+                    if let Some(end) = self.injected_end() {
+                        return end;
+                    }
                     return Some(self.bookmark(false));
                 }
                 _ = sleep_opt(deadline) => return None,
@@ -180,6 +207,7 @@ pub fn serve_watch(
     ns: Option<&str>,
     q: &Query,
     table: Option<String>,
+    fault_target: WatchTarget,
 ) -> Response<Body> {
     let sel = match Selectors::from_query(q) {
         Ok(s) => s,
@@ -240,6 +268,7 @@ pub fn serve_watch(
             convert,
             table,
             done: false,
+            fault_target,
         };
         for it in items.iter().filter(|o| ws.sel.matches(o)) {
             pending.push_back(ws.encode("ADDED", it));
@@ -251,8 +280,7 @@ pub fn serve_watch(
         let sub = match state.store.watch_from(&ri.table, from_rv) {
             Ok(s) => s,
             Err(StoreError::Expired { requested, oldest }) => {
-                let err = ApiError::gone(requested, oldest + 1);
-                let line = encode_watch_line("ERROR", &err.status());
+                let line = super::inject::expired_line(requested, oldest + 1);
                 return stream_response(futures::stream::iter([line]), "application/json");
             }
             Err(e) => return error_response(&ApiError::internal(e.to_string())),
@@ -273,6 +301,7 @@ pub fn serve_watch(
             convert,
             table,
             done: false,
+            fault_target,
         };
         let mut last = sub.start_rv;
         for ev in &sub.backlog {
