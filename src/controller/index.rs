@@ -713,3 +713,173 @@ impl Inner {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(name: &str, stack: &str, extra: serde_json::Value) -> AgentNode {
+        let mut v = json!({
+            "apiVersion": "hypersync.io/v1alpha1", "kind": "AgentNode",
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}")},
+            "spec": {"stackRef": {"name": stack},
+                     "objective": {"metric": {"name": "m", "comparator": "GreaterOrEqual", "target": 1}}},
+        });
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, val) in e {
+                o.insert(k.clone(), val.clone());
+            }
+        }
+        serde_json::from_value(v).expect("node")
+    }
+
+    fn stack(name: &str, models: &[&str]) -> AgentStack {
+        let bindings: Vec<_> = models
+            .iter()
+            .map(|m| json!({"layer": "cognitive", "modelEntry": m, "reason": "Bound"}))
+            .collect();
+        serde_json::from_value(json!({
+            "apiVersion": "hypersync.io/v1alpha1", "kind": "AgentStack",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"layers": {"cognitive": {"modelRef": {"name": "x"}}}},
+            "status": {"phase": "Resolved", "bindings": bindings},
+        }))
+        .expect("stack")
+    }
+
+    fn job(node: &str, models: &str, complete: bool) -> Job {
+        let conditions = if complete {
+            json!([{"type": "Complete", "status": "True"}])
+        } else {
+            json!([])
+        };
+        serde_json::from_value(json!({
+            "metadata": {"name": node, "namespace": "ns",
+                "annotations": {ANNOTATION_MODELS: models},
+                "ownerReferences": [{"apiVersion": "hypersync.io/v1alpha1", "kind": "AgentNode",
+                    "name": node, "uid": format!("uid-{node}")}]},
+            "status": {"conditions": conditions},
+        }))
+        .expect("job")
+    }
+
+    fn key(name: &str) -> Key {
+        ("ns".to_string(), name.to_string())
+    }
+
+    #[test]
+    fn demand_follows_the_stack_then_the_workload_then_the_outcome() {
+        let index = Index::default();
+        index.stack_applied(&stack("s", &["a"]));
+        let t = index.node_applied(&node("n", "s", json!({})));
+        assert_eq!(t.entries, vec![key("a")]);
+        assert_eq!(index.demand("ns", "a"), 1);
+        // The workload was started with model b (the stack re-resolved meanwhile): b counts.
+        let t = index.job_applied(&job("n", "cognitive=b", false));
+        assert_eq!(index.demand("ns", "a"), 0);
+        assert_eq!(index.demand("ns", "b"), 1);
+        assert!(t.entries.contains(&key("a")) && t.entries.contains(&key("b")));
+        // A stack change no longer moves a node whose workload runs.
+        let t = index.stack_applied(&stack("s", &["c"]));
+        assert!(t.nodes.is_empty(), "{t:?}");
+        assert_eq!(index.demand("ns", "b"), 1);
+        // The Job finished: the node needs nothing any more.
+        index.job_applied(&job("n", "cognitive=b", true));
+        assert_eq!(index.demand("ns", "b"), 0);
+        index.node_deleted(&key("n"));
+        assert_eq!(index.demand("ns", "b"), 0);
+    }
+
+    #[test]
+    fn a_met_objective_or_a_deletion_releases_demand() {
+        let index = Index::default();
+        index.stack_applied(&stack("s", &["a"]));
+        index.node_applied(&node("n", "s", json!({})));
+        index.node_applied(&node("m", "s", json!({})));
+        assert_eq!(index.demand("ns", "a"), 2);
+        index.node_applied(&node(
+            "n",
+            "s",
+            json!({"status": {"objective": {"observed": 5.0}}}),
+        ));
+        assert_eq!(index.demand("ns", "a"), 1);
+        let t = index.node_deleted(&key("m"));
+        assert_eq!(t.entries, vec![key("a")]);
+        assert_eq!(index.demand("ns", "a"), 0);
+    }
+
+    #[test]
+    fn a_forged_model_list_in_status_counts_for_nothing() {
+        let index = Index::default();
+        index.stack_applied(&stack("s", &["a"]));
+        index.node_applied(&node(
+            "n",
+            "s",
+            json!({"status": {"models": [{"layer": "x", "modelEntry": "gpu-hog"}]}}),
+        ));
+        assert_eq!(index.demand("ns", "gpu-hog"), 0);
+        assert_eq!(index.demand("ns", "a"), 1);
+    }
+
+    #[test]
+    fn a_stack_change_reaches_only_its_nodes_without_a_workload() {
+        let index = Index::default();
+        index.node_applied(&node("waiting", "s", json!({})));
+        index.node_applied(&node("running", "s", json!({})));
+        index.node_applied(&node("other", "t", json!({})));
+        index.job_applied(&job("running", "cognitive=a", false));
+        let mut t = index.stack_applied(&stack("s", &["a"]));
+        assert_eq!(t.nodes, vec![key("waiting")]);
+        t.entries.dedup();
+        assert_eq!(t.entries, vec![key("a")]);
+        assert_eq!(index.stacks_bound_to("ns", "a"), vec!["s".to_string()]);
+    }
+
+    #[test]
+    fn pods_of_long_named_nodes_find_their_node() {
+        let index = Index::default();
+        let long = "a".repeat(253);
+        index.node_applied(&node(&long, "s", json!({})));
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns",
+                "labels": {LABEL_AGENT_NODE: label_value(&long)}},
+        }))
+        .expect("pod");
+        let t = index.pod_applied(&pod);
+        assert_eq!(t.nodes, vec![key(&long)]);
+        assert_eq!(index.pods_of_node("ns", &long), vec!["p".to_string()]);
+        let t = index.pod_deleted(&key("p"));
+        assert_eq!(t.nodes, vec![key(&long)]);
+        assert!(index.pods_of_node("ns", &long).is_empty());
+    }
+
+    #[test]
+    fn a_demand_only_entry_change_triggers_no_stack() {
+        let index = Index::default();
+        let entry = |demand: i32, phase: &str| -> ModelEntry {
+            serde_json::from_value(json!({
+                "apiVersion": "hypersync.io/v1alpha1", "kind": "ModelEntry",
+                "metadata": {"name": "a", "namespace": "ns", "generation": 1},
+                "spec": {"type": "LLM", "source": {"remote": {"provider": "OpenAI", "model": "m"}}},
+                "status": {"phase": phase, "demand": demand},
+            }))
+            .expect("entry")
+        };
+        let stacks = || vec![key("s")];
+        assert_eq!(
+            index.entry_applied(&entry(0, "Ready"), stacks).stacks,
+            vec![key("s")]
+        );
+        assert!(
+            index
+                .entry_applied(&entry(5, "Ready"), stacks)
+                .stacks
+                .is_empty()
+        );
+        assert_eq!(
+            index.entry_applied(&entry(5, "Degraded"), stacks).stacks,
+            vec![key("s")]
+        );
+    }
+}
