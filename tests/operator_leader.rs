@@ -319,3 +319,73 @@ async fn the_successor_starts_only_after_the_stopping_leaders_controllers_return
     stop_and_join(stop_b, b, "replica-b").await;
     assert_eq!(holder(&leases).await, None, "released on shutdown");
 }
+
+/// A leader that finds another holder in its Lease (it missed its term) cancels its controllers at
+/// once, without waiting for their in-flight work, and stops with `LostLeadership` so a restart
+/// rejoins the election.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lease_cancels_its_controllers_and_exits() {
+    let cluster = Cluster::start().await;
+    let timeline = Timeline::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controllers = draining_controllers("replica-a", Duration::from_secs(30), &timeline);
+    let operator = Operator::start(
+        cluster.kube_config(),
+        operator_config(Some(leader_election("replica-a"))),
+    )
+    .await
+    .expect("operator starts");
+    let metrics = operator.metrics();
+    let run = tokio::spawn(operator.run_with(
+        async move {
+            let _ = stopped.await;
+        },
+        controllers,
+    ));
+    when(&cluster, &timeline, "replica-a", "started").await;
+    assert!(metrics.encode().contains("hypersync_controllers_running 1"));
+
+    // Another replica takes the Lease over (as after a partition): a valid term in its name.
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), NS);
+    let mut lease = leases
+        .get("hypersync-operator-leader")
+        .await
+        .expect("lease");
+    let spec = lease.spec.get_or_insert_with(Default::default);
+    spec.holder_identity = Some("replica-z".into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    spec.lease_duration_seconds = Some(3600);
+    leases
+        .replace("hypersync-operator-leader", &PostParams::default(), &lease)
+        .await
+        .expect("takeover");
+
+    let result = tokio::time::timeout(Duration::from_secs(15), run)
+        .await
+        .expect("replica-a stops without waiting for its 30 s drain")
+        .expect("replica-a task");
+    assert!(
+        matches!(
+            result,
+            Err(hypersync_operator::operator::RunError::LostLeadership)
+        ),
+        "{result:?}"
+    );
+    assert!(
+        !timeline
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|(_, e, _)| *e == "returned"),
+        "the controllers were cancelled, not drained"
+    );
+    assert!(metrics.encode().contains("hypersync_controllers_running 0"));
+    assert_eq!(
+        holder(&leases).await.as_deref(),
+        Some("replica-z"),
+        "the Lease of another holder is left alone"
+    );
+    drop(stop);
+}
