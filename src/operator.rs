@@ -29,6 +29,8 @@ pub enum RunError {
     Lifeline(#[source] LifelineError),
     #[error("lost leadership; stopping so a restart rejoins the election")]
     LostLeadership,
+    #[error("failed to take part in leader election: the election ended unexpectedly")]
+    ElectionEnded,
 }
 
 /// The readiness component that waits for the controllers' caches (or for standing by).
@@ -160,7 +162,7 @@ impl Operator {
 
     /// Waits for leadership (if elected), runs the controllers until `shutdown` resolves or
     /// leadership is lost, stops them, and only once they have returned releases the Lease and
-    /// stops the HTTP server. On shutdown in-flight reconciles may finish (at most
+    /// stops the HTTP server. On shutdown the controllers may finish in-flight reconciles (at most
     /// `--drain-timeout-seconds`, and only while the Lease is still held); on lost leadership they
     /// are cancelled at once, since another replica may take over.
     pub async fn run(
@@ -212,8 +214,14 @@ impl Operator {
                 _ = changed(stop.wait_for(|s| *s)) => false,
             };
             if !leading {
-                // Never led (or the election ended): nothing to stop before releasing.
-                return lifeline.finish().await.map_err(RunError::Lifeline);
+                // Never led: nothing to stop before releasing.
+                let requested = *stop_rx.borrow();
+                lifeline.finish().await.map_err(RunError::Lifeline)?;
+                return if requested {
+                    Ok(())
+                } else {
+                    Err(RunError::ElectionEnded)
+                };
             }
             tracing::info!("leading");
         } else {

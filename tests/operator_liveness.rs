@@ -117,9 +117,12 @@ fn a_saturated_controller_runtime_keeps_the_lease_and_answers_probes() {
         let started = Instant::now();
         let mut renewals = Vec::new();
         let mut worst_queueing = Duration::ZERO;
+        let mut slowest_probe = Duration::ZERO;
         while started.elapsed() < Duration::from_secs(60) {
             let tick = Instant::now();
+            let asked = Instant::now();
             let health = probe(addr, "/healthz").await;
+            slowest_probe = slowest_probe.max(asked.elapsed());
             assert_eq!(
                 health.as_ref().map(|(status, _)| *status),
                 Some(200),
@@ -148,7 +151,7 @@ fn a_saturated_controller_runtime_keeps_the_lease_and_answers_probes() {
         }
         renewals.dedup();
         eprintln!(
-            "under load: {} distinct renewals seen in 60 s; a task on the controllers' runtime waited up to {worst_queueing:?} to run",
+            "under load: {} distinct renewals seen in 60 s; /healthz answered within {slowest_probe:?}; a task on the controllers' runtime waited up to {worst_queueing:?} to run",
             renewals.len()
         );
         assert!(
