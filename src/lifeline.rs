@@ -232,3 +232,54 @@ async fn monitor(liveness: Liveness, metrics: Metrics, heartbeat: &'static str) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Readiness;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn status(addr: SocketAddr, path: &str) -> Option<u16> {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).await.ok()?;
+        raw.split(' ').nth(1)?.parse().ok()
+    }
+
+    #[tokio::test]
+    async fn serves_from_its_own_thread_until_finished() {
+        let liveness = Liveness::new(Duration::from_secs(30));
+        let state = http::State {
+            metrics: Metrics::new(),
+            readiness: Readiness::new(&["caches"]),
+            liveness: liveness.clone(),
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let lifeline = Lifeline::start(Setup {
+            listener,
+            state,
+            heartbeat: "controllers",
+            election: None,
+        })
+        .await
+        .expect("starts");
+        assert!(lifeline.leader().is_none(), "no election");
+        let addr = lifeline.addr();
+        let _heartbeat = liveness.register("controllers");
+        // This test's runtime blocks (joining a thread that probes): the lifeline answers anyway,
+        // from its own thread.
+        let blocked = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(status(addr, "/healthz"))
+        });
+        assert_eq!(blocked.join().expect("probe thread"), Some(200));
+        assert_eq!(status(addr, "/readyz").await, Some(503));
+        lifeline.finish().await.expect("finishes");
+        assert_eq!(status(addr, "/healthz").await, None, "still serving");
+    }
+}
