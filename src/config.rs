@@ -106,6 +106,26 @@ pub struct Args {
         value_name = "SECONDS"
     )]
     pub requeue_max_seconds: u64,
+
+    /// `/healthz` fails once the controllers' async runtime has not run its heartbeat task for this
+    /// long (a wedged runtime, not mere load: under load the heartbeat is late by seconds at most).
+    #[arg(
+        long,
+        env = "HYPERSYNC_LIVENESS_STALL_SECONDS",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
+    pub liveness_stall_seconds: u64,
+
+    /// On shutdown, how long in-flight reconciles may run before they are cancelled; the leader
+    /// Lease is released only after the controllers have stopped.
+    #[arg(
+        long,
+        env = "HYPERSYNC_DRAIN_TIMEOUT_SECONDS",
+        default_value_t = 20,
+        value_name = "SECONDS"
+    )]
+    pub drain_timeout_seconds: u64,
 }
 
 /// A flag has a value that cannot work. The message names the flag.
@@ -135,6 +155,11 @@ pub struct OperatorConfig {
     pub leader_election: Option<LeaderElectionConfig>,
     /// Cap of the per-object requeue backoff.
     pub requeue_max: Duration,
+    /// How long the controllers' runtime may go without running its heartbeat before `/healthz`
+    /// fails.
+    pub liveness_stall: Duration,
+    /// How long in-flight reconciles may run after shutdown is requested before they are cancelled.
+    pub drain_timeout: Duration,
 }
 
 /// Where and as whom to take part in leader election.
@@ -171,6 +196,8 @@ impl Args {
             retry_period_seconds,
             identity,
             requeue_max_seconds,
+            liveness_stall_seconds,
+            drain_timeout_seconds,
         } = self;
 
         let mut namespaces: Vec<String> = namespaces
@@ -194,6 +221,12 @@ impl Args {
 
         if requeue_max_seconds == 0 {
             return Err(invalid("requeue-max-seconds", "must be at least 1"));
+        }
+        if liveness_stall_seconds == 0 {
+            return Err(invalid("liveness-stall-seconds", "must be at least 1"));
+        }
+        if drain_timeout_seconds == 0 {
+            return Err(invalid("drain-timeout-seconds", "must be at least 1"));
         }
 
         let leader_election = if leader_election {
@@ -219,6 +252,8 @@ impl Args {
             http_addr,
             leader_election,
             requeue_max: Duration::from_secs(requeue_max_seconds),
+            liveness_stall: Duration::from_secs(liveness_stall_seconds),
+            drain_timeout: Duration::from_secs(drain_timeout_seconds),
         })
     }
 }
@@ -392,6 +427,8 @@ mod tests {
         assert_eq!(cfg.log_level, "info");
         assert_eq!(cfg.http_addr, "0.0.0.0:8080".parse().expect("addr"));
         assert_eq!(cfg.requeue_max, Duration::from_secs(300));
+        assert_eq!(cfg.liveness_stall, Duration::from_secs(60));
+        assert_eq!(cfg.drain_timeout, Duration::from_secs(20));
         let le = cfg.leader_election.expect("leader election on by default");
         assert_eq!(le.namespace, "ops");
         assert_eq!(le.lease_name, "hypersync-operator-leader");
@@ -443,6 +480,10 @@ mod tests {
                 "me",
                 "--requeue-max-seconds",
                 "60",
+                "--liveness-stall-seconds",
+                "90",
+                "--drain-timeout-seconds",
+                "25",
             ],
             &[],
         )
@@ -451,6 +492,8 @@ mod tests {
         assert_eq!(cfg.log_format, LogFormat::Json);
         assert_eq!(cfg.http_addr.port(), 9000);
         assert_eq!(cfg.requeue_max, Duration::from_secs(60));
+        assert_eq!(cfg.liveness_stall, Duration::from_secs(90));
+        assert_eq!(cfg.drain_timeout, Duration::from_secs(25));
         let le = cfg.leader_election.expect("on");
         assert_eq!(
             (
@@ -493,7 +536,7 @@ mod tests {
             );
             count += 1;
         }
-        assert_eq!(count, 12);
+        assert_eq!(count, 14);
     }
 
     fn error_of(argv: &[&str]) -> ConfigError {
@@ -509,6 +552,8 @@ mod tests {
             (&["--namespaces", "Team_A"], "namespaces"),
             (&["--log-level", "info,[[["], "log-level"),
             (&["--requeue-max-seconds", "0"], "requeue-max-seconds"),
+            (&["--liveness-stall-seconds", "0"], "liveness-stall-seconds"),
+            (&["--drain-timeout-seconds", "0"], "drain-timeout-seconds"),
             (&["--retry-period-seconds", "0"], "retry-period-seconds"),
             (&["--renew-deadline-seconds", "2"], "renew-deadline-seconds"),
             (

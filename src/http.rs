@@ -1,5 +1,7 @@
 //! The operator's HTTP server on one port: `/healthz` (liveness from heartbeats), `/readyz`
-//! (readiness once the caches have synced) and `/metrics` (Prometheus text format).
+//! (readiness once the caches have synced) and `/metrics` (Prometheus text format). Answers come
+//! from shared state without I/O, so they take microseconds; the operator serves them from its
+//! lifeline thread (`lifeline.rs`), away from reconcile load.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -148,6 +150,12 @@ impl Liveness {
     /// else each stale loop with the age of its last beat.
     pub fn check(&self) -> Result<(), Vec<(&'static str, Duration)>> {
         self.check_at(Instant::now())
+    }
+
+    /// How long ago `name` last beat (`None` if it is not registered).
+    pub fn age(&self, name: &str) -> Option<Duration> {
+        let beats = self.beats.lock().unwrap_or_else(PoisonError::into_inner);
+        beats.get(name).map(|at| at.elapsed())
     }
 
     fn check_at(&self, now: Instant) -> Result<(), Vec<(&'static str, Duration)>> {

@@ -9,8 +9,10 @@
 //! its Lease can expire (`lease_duration > renew_deadline`). A candidate takes over from another
 //! holder only after it has also watched the Lease go unrenewed for a full lease duration on its
 //! own monotonic clock, so clock skew between replicas cannot make two of them lead at once.
-//! On shutdown the leader clears `holderIdentity`, letting a successor take over at its next retry
-//! instead of after expiry.
+//! When its `shutdown` future resolves the leader clears `holderIdentity`, letting a successor take
+//! over at its next retry instead of after expiry; the operator resolves it only once its
+//! controllers have stopped (see `operator.rs`), and runs the loop on its own thread and kube
+//! `Client` (see `lifeline.rs`) so reconcile load cannot delay a renewal.
 
 use std::future::Future;
 use std::time::Duration;
@@ -310,9 +312,20 @@ impl LeaderElector {
     /// should run only while it is `true`. Pass a `shutdown` that resolves after the controllers
     /// have stopped, so the Lease is released only when nothing reconciles any more.
     pub fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> LeaderHandle {
-        let (tx, rx) = watch::channel(false);
+        let (tx, _) = watch::channel(false);
+        self.run_publishing(tx, shutdown)
+    }
+
+    /// Like [`LeaderElector::run`], publishing on `tx` (whose receivers may live on another
+    /// runtime or thread).
+    pub fn run_publishing(
+        self,
+        tx: watch::Sender<bool>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> LeaderHandle {
+        let leader = tx.subscribe();
         let task = tokio::spawn(self.run_loop(tx, shutdown));
-        LeaderHandle { leader: rx, task }
+        LeaderHandle { leader, task }
     }
 
     async fn run_loop(self, tx: watch::Sender<bool>, shutdown: impl Future<Output = ()>) {

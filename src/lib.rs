@@ -7,6 +7,7 @@ pub mod error;
 pub mod geometry;
 pub mod http;
 pub mod leader;
+pub mod lifeline;
 pub mod metrics;
 pub mod operator;
 pub mod telemetry;

@@ -78,8 +78,8 @@ fn run_operator(args: hypersync_operator::config::Args) -> Result<(), Box<dyn st
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let client = kube::Client::try_default().await?;
-        hypersync_operator::operator::run(client, config, shutdown_signal()).await?;
+        let kube_config = kube::Config::infer().await?;
+        hypersync_operator::operator::run(kube_config, config, shutdown_signal()).await?;
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }

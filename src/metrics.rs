@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::api::agent_node::NodePhase;
@@ -79,6 +79,8 @@ pub struct Metrics {
     modelentries: IntGaugeVec,
     models_ready: IntGauge,
     leader: IntGauge,
+    controllers_running: IntGauge,
+    runtime_stall_seconds: Gauge,
     watch_events_total: IntCounterVec,
     transient_errors_total: IntCounterVec,
 }
@@ -157,6 +159,16 @@ impl Metrics {
             "1 while this replica holds the leader Lease, else 0.",
         )
         .map_err(err("leader"))?;
+        let controllers_running = IntGauge::new(
+            "controllers_running",
+            "1 while this replica's controllers run (from leadership until they have stopped), else 0.",
+        )
+        .map_err(err("controllers_running"))?;
+        let runtime_stall_seconds = Gauge::new(
+            "controller_runtime_stall_seconds",
+            "Seconds since the controllers' async runtime last ran its heartbeat task (about 0 when healthy; /healthz fails above --liveness-stall-seconds).",
+        )
+        .map_err(err("controller_runtime_stall_seconds"))?;
         let watch_events_total = IntCounterVec::new(
             Opts::new(
                 "watch_events_total",
@@ -176,7 +188,7 @@ impl Metrics {
         )
         .map_err(err("transient_errors_total"))?;
 
-        let collectors: [(&'static str, Box<dyn prometheus::core::Collector>); 9] = [
+        let collectors: [(&'static str, Box<dyn prometheus::core::Collector>); 11] = [
             ("reconcile_total", Box::new(reconcile_total.clone())),
             (
                 "reconcile_errors_total",
@@ -190,6 +202,11 @@ impl Metrics {
             ("modelentries", Box::new(modelentries.clone())),
             ("models_ready", Box::new(models_ready.clone())),
             ("leader", Box::new(leader.clone())),
+            ("controllers_running", Box::new(controllers_running.clone())),
+            (
+                "controller_runtime_stall_seconds",
+                Box::new(runtime_stall_seconds.clone()),
+            ),
             ("watch_events_total", Box::new(watch_events_total.clone())),
             (
                 "transient_errors_total",
@@ -209,6 +226,8 @@ impl Metrics {
             modelentries,
             models_ready,
             leader,
+            controllers_running,
+            runtime_stall_seconds,
             watch_events_total,
             transient_errors_total,
         };
@@ -263,6 +282,16 @@ impl Metrics {
     /// Sets whether this replica is the leader.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+    }
+
+    /// Sets whether this replica's controllers are running.
+    pub fn set_controllers_running(&self, running: bool) {
+        self.controllers_running.set(i64::from(running));
+    }
+
+    /// Sets how long ago the controllers' runtime last ran its heartbeat task.
+    pub fn set_runtime_stall(&self, stall: std::time::Duration) {
+        self.runtime_stall_seconds.set(stall.as_secs_f64());
     }
 
     /// Sets `hypersync_agentnodes{phase}` from the phases of all AgentNodes (`None` = no status
@@ -421,6 +450,8 @@ mod tests {
             "hypersync_modelentries",
             "hypersync_models_ready",
             "hypersync_leader",
+            "hypersync_controllers_running",
+            "hypersync_controller_runtime_stall_seconds",
             "hypersync_watch_events_total",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");

@@ -170,18 +170,24 @@ fn helm() -> std::path::PathBuf {
 }
 
 fn helm_template(args: &[&str]) -> Vec<Value> {
+    match helm_template_result(args) {
+        Ok(docs) => docs,
+        Err(stderr) => panic!("helm template failed: {stderr}"),
+    }
+}
+
+/// `helm template` of the chart: the documents, or helm's error output.
+fn helm_template_result(args: &[&str]) -> Result<Vec<Value>, String> {
     let out = Command::new(helm())
         .args(["template", "hypersync", CHART, "-n", "hypersync-system"])
         .args(args)
         .current_dir(root())
         .output()
         .expect("failed to run helm");
-    assert!(
-        out.status.success(),
-        "helm template failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    yaml_docs(&String::from_utf8(out.stdout).unwrap())
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(yaml_docs(&String::from_utf8(out.stdout).unwrap()))
 }
 
 #[test]
@@ -494,6 +500,73 @@ fn operator_deployments_are_hardened_and_use_real_flags() {
     assert_hardened(find(&rendered, "Deployment", "")[0], "chart");
 }
 
+/// The value of the env var `name` of the operator container.
+fn env_value<'a>(deployment: &'a Value, name: &str) -> Option<&'a str> {
+    container(deployment)["env"]
+        .as_sequence()?
+        .iter()
+        .find(|e| e["name"] == name)?["value"]
+        .as_str()
+}
+
+/// Helm and kustomize run the operator with the same probes, liveness rule and shutdown budget, and
+/// the pod's grace period leaves room for the drain and the Lease release after it.
+#[test]
+fn probes_and_shutdown_budget_agree_between_chart_and_kustomize() {
+    let docs = yaml_docs(&read("manifests/operator/deployment.yaml"));
+    let rendered = helm_template(&[]);
+    let deployments = [
+        ("manifests/operator/deployment.yaml", &docs[0]),
+        ("chart", find(&rendered, "Deployment", "")[0]),
+    ];
+    for (what, deployment) in deployments {
+        let grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{what}: terminationGracePeriodSeconds"));
+        let drain: u64 = env_value(deployment, "HYPERSYNC_DRAIN_TIMEOUT_SECONDS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{what}: HYPERSYNC_DRAIN_TIMEOUT_SECONDS"));
+        assert!(
+            grace >= drain + 5,
+            "{what}: terminationGracePeriodSeconds {grace} leaves no room after a {drain} s drain"
+        );
+        assert!(
+            env_value(deployment, "HYPERSYNC_LIVENESS_STALL_SECONDS").is_some(),
+            "{what}: HYPERSYNC_LIVENESS_STALL_SECONDS"
+        );
+    }
+    let [(_, kustomize), (_, chart)] = deployments;
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(
+            container(kustomize)[probe],
+            container(chart)[probe],
+            "{probe} differs between kustomize and the chart"
+        );
+    }
+    assert_eq!(
+        kustomize["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        chart["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        "terminationGracePeriodSeconds"
+    );
+    for name in [
+        "HYPERSYNC_LIVENESS_STALL_SECONDS",
+        "HYPERSYNC_DRAIN_TIMEOUT_SECONDS",
+    ] {
+        assert_eq!(env_value(kustomize, name), env_value(chart, name), "{name}");
+    }
+    // The chart refuses a grace period too short for its drain.
+    let refused = helm_template_result(&[
+        "--set",
+        "drainTimeoutSeconds=40",
+        "--set",
+        "terminationGracePeriodSeconds=30",
+    ]);
+    assert!(
+        refused.is_err_and(|e| e.contains("terminationGracePeriodSeconds must be at least")),
+        "the chart accepted a grace period shorter than the drain"
+    );
+}
+
 mod support;
 
 /// The seed story under RBAC: kube-sim with `--authorize`, the operator authenticated as the chart's
@@ -528,12 +601,14 @@ async fn seed_story_runs_with_exactly_the_chart_rbac() {
     })
     .await
     .expect("kube-sim starts");
-    let client_as = |token: &str| {
+    let config_as = |token: &str| {
         let mut config = Config::new(sim.url().parse().expect("sim URL parses"));
         config.auth_info.token = Some(token.to_string().into());
-        Client::try_from(config).expect("client builds")
+        config
     };
+    let client_as = |token: &str| Client::try_from(config_as(token)).expect("client builds");
     let admin = client_as("sim-admin");
+    let operator_config = config_as(&format!("sim-sa:{OP_NS}:{SA}"));
     let operator_client = client_as(&format!("sim-sa:{OP_NS}:{SA}"));
     let agent_client = client_as(&format!("sim-sa:{}:security-analyst-agent", support::NS));
     let cluster = support::Cluster {
@@ -648,13 +723,15 @@ async fn seed_story_runs_with_exactly_the_chart_rbac() {
             },
         }),
         requeue_max: Duration::from_secs(5),
+        liveness_stall: Duration::from_secs(60),
+        drain_timeout: Duration::from_secs(20),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        if let Err(err) = hypersync_operator::operator::run(operator_client, config, shutdown).await
+        if let Err(err) = hypersync_operator::operator::run(operator_config, config, shutdown).await
         {
             eprintln!("operator stopped with an error: {err}");
         }

@@ -2,6 +2,8 @@
 //! real operator running in-process, and helpers to wait for what a user would see with kubectl.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -104,54 +106,37 @@ impl Cluster {
 
     /// Run the real operator taking part in leader election as `identity`.
     pub fn elected_operator(&self, identity: &str) -> Operator {
-        self.operator_with(Some(hypersync_operator::config::LeaderElectionConfig {
-            namespace: NS.to_string(),
-            lease_name: "hypersync-operator-leader".to_string(),
-            identity: identity.to_string(),
-            timings: hypersync_operator::leader::LeaseTimings {
-                lease_duration: Duration::from_secs(4),
-                renew_deadline: Duration::from_secs(3),
-                retry_period: Duration::from_millis(500),
-            },
-        }))
+        self.operator_with(Some(leader_election(identity)))
     }
 
     fn operator_with(
         &self,
         leader_election: Option<hypersync_operator::config::LeaderElectionConfig>,
     ) -> Operator {
-        let config = OperatorConfig {
-            namespaces: Vec::new(),
-            log_format: LogFormat::Text,
-            log_level: "info".to_string(),
-            http_addr: "127.0.0.1:0".parse().expect("address parses"),
-            leader_election,
-            requeue_max: Duration::from_secs(30),
-        };
-        let (tx, rx) = oneshot::channel::<()>();
-        let client = self.operator_client();
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = rx.await;
-            };
-            if let Err(err) = hypersync_operator::operator::run(client, config, shutdown).await {
-                eprintln!("operator stopped with an error: {err}");
-            }
-        });
-        Operator {
-            stop: Some(tx),
-            task,
-        }
+        run_operator(
+            self.operator_kube_config(),
+            operator_config(leader_election),
+        )
     }
 
-    /// A client like the test's own, sending the operator's User-Agent.
-    pub fn operator_client(&self) -> Client {
-        let mut config = Config::new(self.sim.url().parse().expect("sim URL parses"));
+    /// A kube config for this simulator (plain HTTP, no credentials).
+    pub fn kube_config(&self) -> Config {
+        Config::new(self.sim.url().parse().expect("sim URL parses"))
+    }
+
+    /// The operator's kube config: like the test's own, sending the operator's User-Agent.
+    pub fn operator_kube_config(&self) -> Config {
+        let mut config = self.kube_config();
         config.headers.push((
             http::header::USER_AGENT,
             http::HeaderValue::from_static(OPERATOR_UA),
         ));
-        Client::try_from(config).expect("client builds")
+        config
+    }
+
+    /// A client like the test's own, sending the operator's User-Agent.
+    pub fn operator_client(&self) -> Client {
+        Client::try_from(self.operator_kube_config()).expect("client builds")
     }
 
     /// The requests the operator sent so far, as `"verb resource[/subresource]" -> count`.
@@ -269,6 +254,69 @@ impl Cluster {
             .request::<Value>(req)
             .await
             .expect("sim endpoint answers")
+    }
+}
+
+/// Leader election as `identity` on the Lease `hypersync-operator-leader` of the test namespace, with
+/// short timings (4 s lease, 3 s renew deadline, 500 ms retry).
+pub fn leader_election(identity: &str) -> hypersync_operator::config::LeaderElectionConfig {
+    hypersync_operator::config::LeaderElectionConfig {
+        namespace: NS.to_string(),
+        lease_name: "hypersync-operator-leader".to_string(),
+        identity: identity.to_string(),
+        timings: hypersync_operator::leader::LeaseTimings {
+            lease_duration: Duration::from_secs(4),
+            renew_deadline: Duration::from_secs(3),
+            retry_period: Duration::from_millis(500),
+        },
+    }
+}
+
+/// The operator's settings in tests: all namespaces, HTTP on a free loopback port.
+pub fn operator_config(
+    leader_election: Option<hypersync_operator::config::LeaderElectionConfig>,
+) -> OperatorConfig {
+    OperatorConfig {
+        namespaces: Vec::new(),
+        log_format: LogFormat::Text,
+        log_level: "info".to_string(),
+        http_addr: "127.0.0.1:0".parse().expect("address parses"),
+        leader_election,
+        requeue_max: Duration::from_secs(30),
+        liveness_stall: Duration::from_secs(60),
+        drain_timeout: Duration::from_secs(20),
+    }
+}
+
+/// Requests the shutdown of an operator run with [`hypersync_operator::operator::Operator`] and
+/// waits (at most 30 s) for it to stop without error.
+pub async fn stop_and_join(
+    stop: oneshot::Sender<()>,
+    run: JoinHandle<Result<(), hypersync_operator::operator::RunError>>,
+    who: &str,
+) {
+    let _ = stop.send(());
+    let result = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .unwrap_or_else(|_| panic!("{who} did not stop within 30 s"))
+        .unwrap_or_else(|e| panic!("{who}'s task failed: {e}"));
+    assert!(result.is_ok(), "{who} stopped with {result:?}");
+}
+
+/// Runs the real operator on the current runtime until [`Operator::stop`].
+pub fn run_operator(kube_config: Config, config: OperatorConfig) -> Operator {
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        if let Err(err) = hypersync_operator::operator::run(kube_config, config, shutdown).await {
+            eprintln!("operator stopped with an error: {err}");
+        }
+    });
+    Operator {
+        stop: Some(tx),
+        task,
     }
 }
 
