@@ -1,6 +1,8 @@
-//! The generated CRDs and JSON Schemas against the checked-in files (drift), the samples (must pass),
-//! and the invalid corpus in tests/fixtures/invalid (each must fail for its stated reason), using the
-//! JSON Schemas (jsonschema crate) and the CRDs' CEL rules (kube-cel) as the API server would.
+//! The generated CRDs and JSON Schemas against the checked-in files (drift), the samples and the
+//! valid edge cases in tests/fixtures/valid (must pass), and the invalid corpus in
+//! tests/fixtures/invalid (each must fail for its stated reason), using the JSON Schemas (jsonschema
+//! crate) and the CRDs' CEL rules (kube-cel) as the API server would — and then through kube-sim's
+//! API: every invalid fixture is refused with the field-named message, every valid one is created.
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +51,20 @@ fn generated_files_match_the_code() {
     );
 }
 
+/// The OpenAPI schema of a CRD's (only) version, as JSON.
+fn openapi_schema(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Value {
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("CRD has a schema"),
+    )
+    .expect("openapi schema is JSON")
+}
+
 /// Validates manifests the way the API server would: the JSON Schema (types, enums, ranges, required,
 /// unknown fields) and then the CRD's CEL rules, with `old` for transition rules.
 struct ManifestValidator {
@@ -65,15 +81,7 @@ impl ManifestValidator {
             .map(|(crd, (_, schema_text))| {
                 let schema: Value = serde_json::from_str(&schema_text).expect("schema is JSON");
                 let validator = jsonschema::validator_for(&schema).expect("schema compiles");
-                let openapi = serde_json::to_value(
-                    crd.spec.versions[0]
-                        .schema
-                        .as_ref()
-                        .and_then(|s| s.open_api_v3_schema.as_ref())
-                        .expect("CRD has a schema"),
-                )
-                .expect("openapi schema is JSON");
-                (crd.spec.names.kind.clone(), validator, openapi)
+                (crd.spec.names.kind.clone(), validator, openapi_schema(&crd))
             })
             .collect();
         Self {
@@ -204,4 +212,369 @@ fn every_invalid_fixture_fails_for_its_stated_reason() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_valid_edge_case_passes() {
+    let validator = ManifestValidator::new();
+    let files = yaml_files(&root().join("tests/fixtures/valid"));
+    assert!(files.len() >= 5, "only {} valid edge cases", files.len());
+    for file in &files {
+        for doc in yaml_documents(file) {
+            let errors = validator.errors(&doc, None);
+            assert!(
+                errors.is_empty(),
+                "{} is invalid:\n  {}",
+                file.display(),
+                errors.join("\n  ")
+            );
+        }
+    }
+}
+
+/// The apiserver refuses a CRD whose rule's estimated cost, times how many times the rule can run
+/// (the product of `maxItems`/`maxProperties` of the lists and maps above it), exceeds its budget;
+/// kubernetes-validate does not estimate costs. The estimator's unbounded sizes come from the 3 MiB
+/// request limit, so this checks the bounds it needs: every list or map holding a node with rules,
+/// and every list or map a rule iterates, is bounded; every string a rule reads has a maxLength
+/// (int-or-string values are sized by the request limit: they only appear in bounded maps).
+#[test]
+fn every_cel_rule_sits_on_bounded_nodes() {
+    fn walk(s: &Value, at: &str, unbounded_above: Option<&str>, problems: &mut Vec<String>) {
+        let is_list = s.get("type") == Some(&Value::String("array".into()));
+        let is_map = s.get("additionalProperties").is_some_and(Value::is_object);
+        let bounded = if is_list {
+            s.get("maxItems").is_some()
+        } else if is_map {
+            s.get("maxProperties").is_some()
+        } else {
+            true
+        };
+        if let Some(rules) = s.get("x-kubernetes-validations").and_then(Value::as_array) {
+            if let Some(list) = unbounded_above {
+                problems.push(format!("{at}: rules below the unbounded {list}"));
+            }
+            let is_string = s.get("type") == Some(&Value::String("string".into()));
+            if is_string && s.get("maxLength").is_none() {
+                problems.push(format!("{at}: a string read by a rule has no maxLength"));
+            }
+            let iterates = rules.iter().any(|r| {
+                let rule = r["rule"].as_str().unwrap_or_default();
+                [".all(", ".exists(", ".exists_one(", ".map(", ".filter("]
+                    .iter()
+                    .any(|m| rule.contains(m))
+            });
+            if iterates && !bounded {
+                problems.push(format!("{at}: a rule iterates an unbounded list or map"));
+            }
+            if iterates && is_list {
+                let items = &s["items"];
+                if items.get("type") == Some(&Value::String("string".into()))
+                    && items.get("maxLength").is_none()
+                {
+                    problems.push(format!("{at}: a rule reads items without maxLength"));
+                }
+            }
+        }
+        let below = if bounded { unbounded_above } else { Some(at) };
+        if let Some(props) = s.get("properties").and_then(Value::as_object) {
+            for (k, child) in props {
+                walk(child, &format!("{at}.{k}"), below, problems);
+            }
+        }
+        for key in ["items", "additionalProperties"] {
+            if let Some(child) = s.get(key).filter(|c| c.is_object()) {
+                walk(child, &format!("{at}[]"), below, problems);
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for crd in generate::crds() {
+        walk(
+            &openapi_schema(&crd),
+            &crd.spec.names.kind,
+            None,
+            &mut problems,
+        );
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// What the apiserver answers for a fixture's `# expect:` line: the status code, the field a
+/// `details.causes` entry names, and text that entry's message (or the status message) contains.
+#[derive(Debug)]
+struct ApiExpectation {
+    code: u16,
+    field: Option<String>,
+    message: String,
+}
+
+/// `/spec/layers/action/tools/0/kind` -> `spec.layers.action.tools[0].kind`.
+fn dotted(pointer: &str) -> String {
+    let mut out = String::new();
+    for segment in pointer.trim_start_matches('/').split('/') {
+        if segment.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+/// The fixtures state CEL failures as `field: message` (the apiserver's field path and the rule's
+/// message) and OpenAPI failures as the JSON Schema error at a JSON pointer; the apiserver words the
+/// latter differently but names the same field.
+fn api_expectation(expect: &str) -> ApiExpectation {
+    let (at, message) = expect.split_once(": ").expect("`field: message`");
+    if !at.starts_with('/') {
+        return ApiExpectation {
+            code: 422,
+            field: Some(at.to_string()),
+            message: message.to_string(),
+        };
+    }
+    let field = dotted(at);
+    if let Some(rest) = message.strip_prefix("Additional properties are not allowed ('") {
+        let name = rest.split('\'').next().unwrap_or_default();
+        return ApiExpectation {
+            code: 400,
+            field: None,
+            message: format!("unknown field \"{field}.{name}\""),
+        };
+    }
+    if let Some(name) = message
+        .strip_suffix("\" is a required property")
+        .and_then(|m| m.strip_prefix('"'))
+    {
+        return ApiExpectation {
+            code: 422,
+            field: Some(format!("{field}.{name}")),
+            message: "Required value".into(),
+        };
+    }
+    ApiExpectation {
+        code: 422,
+        field: Some(field),
+        message: String::new(),
+    }
+}
+
+mod through_kube_sim {
+    use super::*;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, DynamicObject, PostParams};
+    use kube::{Client, Config};
+    use kube_sim::{Sim, SimConfig};
+
+    const NAMESPACE: &str = "default";
+
+    async fn cluster_with_crds() -> (Sim, Client) {
+        let sim = Sim::start(SimConfig {
+            dataplane: false,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("start kube-sim");
+        let client =
+            Client::try_from(Config::new(sim.url().parse().expect("url"))).expect("client");
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for file in yaml_files(&root().join("crds")) {
+            for doc in yaml_documents(&file) {
+                let crd: CustomResourceDefinition =
+                    serde_json::from_value(doc).expect("a CustomResourceDefinition");
+                crds.create(&PostParams::default(), &crd)
+                    .await
+                    .unwrap_or_else(|e| panic!("{} is refused: {e}", file.display()));
+            }
+        }
+        (sim, client)
+    }
+
+    fn plural(kind: &str) -> &'static str {
+        match kind {
+            "ModelEntry" => "modelentries",
+            "AgentStack" => "agentstacks",
+            "AgentNode" => "agentnodes",
+            other => panic!("unknown kind {other}"),
+        }
+    }
+
+    /// POST (create) or PUT (update) with `fieldValidation=Strict`, as `kubectl apply` sends it.
+    async fn send(
+        client: &Client,
+        obj: &Value,
+        update: bool,
+    ) -> Result<DynamicObject, kube::Error> {
+        let kind = obj["kind"].as_str().unwrap_or_default();
+        let collection = format!(
+            "/apis/hypersync.io/v1alpha1/namespaces/{NAMESPACE}/{}",
+            plural(kind)
+        );
+        let body = serde_json::to_vec(obj).expect("JSON");
+        let request = if update {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            http::Request::put(format!("{collection}/{name}?fieldValidation=Strict"))
+        } else {
+            http::Request::post(format!("{collection}?fieldValidation=Strict"))
+        }
+        .header("content-type", "application/json")
+        .body(body)
+        .expect("request");
+        client.request::<DynamicObject>(request).await
+    }
+
+    fn check_refusal(
+        what: &str,
+        result: Result<DynamicObject, kube::Error>,
+        want: &ApiExpectation,
+    ) -> Option<String> {
+        let status = match result {
+            Ok(_) => return Some(format!("{what}: accepted, expected {want:?}")),
+            Err(kube::Error::Api(status)) => status,
+            Err(other) => return Some(format!("{what}: {other}")),
+        };
+        let causes = status
+            .details
+            .as_ref()
+            .map(|d| d.causes.clone())
+            .unwrap_or_default();
+        let named = match &want.field {
+            Some(field) => causes
+                .iter()
+                .any(|c| c.field == *field && c.message.contains(&want.message)),
+            None => status.message.contains(&want.message),
+        };
+        if status.code != want.code || !named {
+            return Some(format!(
+                "{what}: expected {want:?}, got {} {:?} causes {:?}",
+                status.code,
+                status.message,
+                causes
+                    .iter()
+                    .map(|c| format!("{}: {}", c.field, c.message))
+                    .collect::<Vec<_>>()
+            ));
+        }
+        None
+    }
+
+    #[tokio::test]
+    async fn the_api_refuses_every_invalid_fixture_and_admits_every_valid_one() {
+        let (_sim, client) = cluster_with_crds().await;
+        let mut failures = Vec::new();
+        let files = yaml_files(&root().join("tests/fixtures/invalid"));
+        for (i, file) in files.iter().enumerate() {
+            let text = std::fs::read_to_string(file).expect("fixture readable");
+            let expect = text
+                .lines()
+                .find_map(|l| l.strip_prefix("# expect: "))
+                .expect("`# expect:` line");
+            let want = api_expectation(expect);
+            let mut docs = yaml_documents(file);
+            // Distinct names, so a stored object of one fixture never meets another.
+            let name = format!("fixture-{i}");
+            for doc in &mut docs {
+                if doc["metadata"]["name"].as_str() != Some("Bad_Node") {
+                    doc["metadata"]["name"] = Value::String(name.clone());
+                }
+            }
+            let what = file.file_name().unwrap_or_default().to_string_lossy();
+            let result = match docs.as_slice() {
+                [new] => send(&client, new, false).await,
+                [old, new] => {
+                    let stored = send(&client, old, false)
+                        .await
+                        .unwrap_or_else(|e| panic!("{what}: the stored object is refused: {e}"));
+                    let mut new = new.clone();
+                    new["metadata"]["resourceVersion"] =
+                        serde_json::to_value(stored.metadata.resource_version).expect("JSON");
+                    send(&client, &new, true).await
+                }
+                _ => panic!("{what}: one or two documents"),
+            };
+            failures.extend(check_refusal(&what, result, &want));
+        }
+        for file in yaml_files(&root().join("tests/fixtures/valid")) {
+            for doc in yaml_documents(&file) {
+                if let Err(e) = send(&client, &doc, false).await {
+                    failures.push(format!("{}: refused: {e}", file.display()));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    fn stack_with_tool_url(name: &str, url: &str) -> Value {
+        serde_json::json!({
+            "apiVersion": "hypersync.io/v1alpha1", "kind": "AgentStack",
+            "metadata": {"name": name},
+            "spec": {"layers": {"cognitive": {"modelRef": {"name": "gpt-4o"}},
+                "action": {"tools": [{"name": "t", "kind": "MCP", "url": url}]}}}
+        })
+    }
+
+    fn remote_model(name: &str, endpoint: &str) -> Value {
+        serde_json::json!({
+            "apiVersion": "hypersync.io/v1alpha1", "kind": "ModelEntry",
+            "metadata": {"name": name},
+            "spec": {"type": "LLM", "source": {"remote": {"provider": "Custom", "endpoint": endpoint, "model": "m"}}}
+        })
+    }
+
+    /// URLs whose meaning depends on the parser: the apiserver evaluates `url()` with Go's net/url,
+    /// where `https:///v1` has no host and `http://localhost:8080/mcp` has scheme `http` (a WHATWG
+    /// parser, as in kube-cel, reads host `v1` for the first and loses the scheme of the second).
+    #[tokio::test]
+    async fn url_rules_follow_go_url_parsing() {
+        let (_sim, client) = cluster_with_crds().await;
+        let endpoint_message = "endpoint must be an https:// URL with a host";
+        let tool_message = "url must be an absolute http:// or https:// URL with a host";
+        let mut refusals: Vec<(&str, Value, &str, &str)> = Vec::new();
+        for (i, endpoint) in ["https:///v1", "https://@/v1", "https://?x=1"]
+            .into_iter()
+            .enumerate()
+        {
+            let obj = remote_model(&format!("endpoint-{i}"), endpoint);
+            refusals.push((
+                endpoint,
+                obj,
+                "spec.source.remote.endpoint",
+                endpoint_message,
+            ));
+        }
+        for (i, url) in ["https:///mcp", "mcp.tools.svc:8080", "ws://tools.svc/mcp"]
+            .into_iter()
+            .enumerate()
+        {
+            let obj = stack_with_tool_url(&format!("tool-{i}"), url);
+            refusals.push((url, obj, "spec.layers.action.tools[0].url", tool_message));
+        }
+        let mut failures = Vec::new();
+        for (what, obj, field, message) in refusals {
+            let want = ApiExpectation {
+                code: 422,
+                field: Some(field.into()),
+                message: message.into(),
+            };
+            failures.extend(check_refusal(what, send(&client, &obj, false).await, &want));
+        }
+        for (i, url) in [
+            "http://localhost:8080/mcp",
+            "https://[::1]:8443/mcp",
+            "HTTP://Tools.SVC/mcp",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let obj = stack_with_tool_url(&format!("tool-ok-{i}"), url);
+            if let Err(e) = send(&client, &obj, false).await {
+                failures.push(format!("{url}: refused: {e}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
 }

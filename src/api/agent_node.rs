@@ -99,10 +99,15 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 16384))]
     pub description: Option<String>,
-    /// Semantic tags: they choose the node's angle in the disk (shared tags, nearby angles).
+    /// Semantic tags, lowercase DNS labels: they choose the node's angle in the disk (shared tags,
+    /// nearby angles).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
-    #[x_kube(merge_strategy = ListMerge::Set)]
+    #[x_kube(
+        merge_strategy = ListMerge::Set,
+        validation = Rule::new("self.all(t, t.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))")
+            .message("tags must be lowercase DNS labels: a-z, 0-9 and '-', starting and ending with a letter or digit")
+    )]
     pub tags: Vec<String>,
     /// Free-form inputs handed to the agent as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]

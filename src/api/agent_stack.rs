@@ -168,12 +168,15 @@ pub enum VectorStoreKind {
 }
 
 /// A vector store endpoint.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VectorStore {
     pub kind: VectorStoreKind,
-    /// URL of the store.
+    /// URL of the store: absolute, with a scheme and a host (`http://qdrant.db.svc:6333`,
+    /// `postgres://pg.db.svc:5432/vectors`, `redis://redis.db.svc:6379`).
     #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() != '' && url(self).getHostname() != ''")
+        .message("url must be an absolute URL with a scheme and a host, e.g. http://qdrant.db.svc:6333"))]
     pub url: String,
     /// Credentials, handed to the agent as a `secretKeyRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,9 +232,10 @@ pub struct Tool {
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("tool name must be a lowercase DNS label"))]
     pub name: String,
     pub kind: ToolKind,
-    /// Where the tool is served.
+    /// Where the tool is served: an absolute http:// or https:// URL with a host.
     #[schemars(length(min = 1, max = 2048))]
-    #[x_kube(validation = Rule::new("isURL(self)").message("url must be an absolute URL"))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''")
+        .message("url must be an absolute http:// or https:// URL with a host, e.g. https://tools.example.com/mcp"))]
     pub url: String,
     /// Credentials, handed to the agent as a `secretKeyRef`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -167,6 +167,7 @@ pub struct LocalSource {
     pub gpu: Option<GpuRequest>,
     /// CPU and memory of the engine container (GPUs go in `gpu`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::common::bounded_resources")]
     pub resources: Option<ResourceRequirements>,
     /// A PersistentVolumeClaim for model weights, reused across restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,19 +198,26 @@ pub struct LocalSource {
 }
 
 /// GPUs requested by each engine replica.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GpuRequest {
     /// GPUs per replica (0 to 64); vLLM's tensor parallelism follows it.
     #[schemars(range(min = 0, max = 64))]
     pub count: i32,
-    /// Extended resource name of the GPU.
+    /// Extended resource name of the GPU: a domain-prefixed name such as `nvidia.com/gpu` or
+    /// `amd.com/gpu` (outside `kubernetes.io`).
     #[serde(default = "default_gpu_resource")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(
+        "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && !self.contains('kubernetes.io/')"
+    ).message("resourceName must be an extended resource name with a domain prefix, such as nvidia.com/gpu"))]
     pub resource_name: String,
-    /// GPU product (the node label `nvidia.com/gpu.product`), e.g. `NVIDIA-A100-SXM4-80GB`.
+    /// GPU product (the node label `nvidia.com/gpu.product`), e.g. `NVIDIA-A100-SXM4-80GB`: a label
+    /// value, since it becomes a node selector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$')")
+        .message("product must be a label value: letters, digits, '-', '_' and '.', starting and ending with a letter or digit"))]
     pub product: Option<String>,
 }
 
@@ -218,10 +226,12 @@ fn default_gpu_resource() -> String {
 }
 
 /// A PVC holding model weights so restarts do not download them again.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CacheSpec {
-    /// Size of the claim, e.g. `100Gi`.
+    /// Size of the claim, e.g. `100Gi`: a positive quantity.
+    #[x_kube(validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).sign() == 1")
+        .message("size must be a positive quantity such as 100Gi"))]
     pub size: Quantity,
     /// StorageClass of the claim; the cluster default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -282,10 +292,12 @@ pub enum Provider {
 pub struct RemoteSource {
     /// The provider.
     pub provider: Provider,
-    /// Base URL of the provider API (https only); defaults to the provider's public endpoint.
+    /// Base URL of the provider API (https only, with a host); defaults to the provider's public endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 9, max = 2048))]
-    #[x_kube(validation = Rule::new("self.startsWith('https://') && isURL(self)").message("endpoint must be an https:// URL"))]
+    #[x_kube(validation = Rule::new(
+        "self.startsWith('https://') && isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''"
+    ).message("endpoint must be an https:// URL with a host, e.g. https://api.example.com/v1"))]
     pub endpoint: Option<String>,
     /// Model name at the provider, e.g. `gpt-4o`.
     #[schemars(length(min = 1, max = 512))]

@@ -1,8 +1,10 @@
-//! `x-kubernetes-validations` CEL rules: compiled per schema node through kube-cel, evaluated with the
-//! apiserver's field paths, `oldSelf` correlation, ratcheting, message/messageExpression, fieldPath and reason.
+//! `x-kubernetes-validations` CEL rules: compiled per schema node through kube-cel, evaluated in the
+//! apiserver's environment (`cel_env`) with its field paths, `oldSelf` correlation, ratcheting,
+//! message/messageExpression, fieldPath and reason.
 
+use super::cel_env::{self, Outcome};
 use super::errors::{BadValue, FieldError, FieldErrorKind};
-use kube_cel::{CompiledSchema, ErrorKind};
+use kube_cel::CompiledSchema;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -24,6 +26,8 @@ struct RuleMeta {
 #[derive(Debug)]
 struct CelNode {
     compiled: CompiledSchema,
+    /// The node's schema (children without rules), to convert values as the apiserver does.
+    schema: Value,
     rules: Vec<RuleMeta>,
 }
 
@@ -86,7 +90,14 @@ impl CelRules {
                     transition,
                 });
             }
-            self.nodes.insert(ptr.clone(), CelNode { compiled, rules });
+            self.nodes.insert(
+                ptr.clone(),
+                CelNode {
+                    compiled,
+                    schema: node_schema,
+                    rules,
+                },
+            );
         }
         if let Some(props) = s.get("properties").and_then(Value::as_object) {
             for (k, ps) in props {
@@ -210,17 +221,17 @@ fn evaluate(
     path: &str,
     errs: &mut Vec<FieldError>,
 ) {
-    let Err(failures) = kube_cel::validate_compiled(&node.compiled, v, old) else {
-        return;
-    };
+    let failures = cel_env::evaluate(&node.compiled.validations, &node.schema, v, old);
     // Ratcheting: an unchanged value does not fail non-transition rules.
     let unchanged = old.is_some_and(|o| o == v);
-    for f in failures.iter() {
-        let meta = node.rules.iter().find(|r| r.rule == f.rule);
-        if unchanged && !meta.is_some_and(|m| m.transition) {
+    for (index, outcome) in failures {
+        let Some(m) = node.rules.get(index) else {
+            continue;
+        };
+        if unchanged && !m.transition {
             continue;
         }
-        let field = match meta.and_then(|m| m.field_path.as_deref()) {
+        let field = match m.field_path.as_deref() {
             Some(fp) => {
                 let fp = fp.strip_prefix('.').unwrap_or(fp);
                 if path.is_empty() {
@@ -238,32 +249,28 @@ fn evaluate(
             }
         };
         let bad = BadValue::Json(Value::String(node_type.to_string()));
-        let err = match (&f.kind, meta) {
-            (ErrorKind::ValidationFailure, Some(m)) => {
-                let fallback = match m
-                    .message
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                {
+        let static_message = m
+            .message
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty());
+        let err = match outcome {
+            Outcome::False { message_expression } => {
+                let fallback = match static_message {
                     Some(msg) => msg.to_string(),
                     None => format!("failed rule: {}", m.rule.trim()),
                 };
-                let message = if m.has_message_expression {
-                    let kube_cel_fallback = m
-                        .message
-                        .clone()
-                        .unwrap_or_else(|| format!("failed rule: {}", m.rule));
-                    if f.message.trim().is_empty()
-                        || f.message.contains('\n')
-                        || f.message == kube_cel_fallback
+                // The apiserver falls back to `message` when messageExpression is empty, spans
+                // lines or fails.
+                let message = match message_expression {
+                    Some(msg)
+                        if m.has_message_expression
+                            && !msg.trim().is_empty()
+                            && !msg.contains('\n') =>
                     {
-                        fallback
-                    } else {
-                        f.message.clone()
+                        msg
                     }
-                } else {
-                    fallback
+                    _ => fallback,
                 };
                 let kind = m
                     .reason
@@ -291,27 +298,13 @@ fn evaluate(
                     },
                 }
             }
-            (ErrorKind::EvaluationError, Some(m)) => {
+            Outcome::Error(e) => {
                 // apiserver: "<cel error> evaluating rule: <message or rule>"
-                let cause = std::error::Error::source(f)
-                    .map(
-                        |e| match e.downcast_ref::<kube_cel::cel::ExecutionError>() {
-                            Some(kube_cel::cel::ExecutionError::NoSuchKey(k)) => {
-                                format!("no such key: {k}")
-                            }
-                            _ => lower_first(&e.to_string()),
-                        },
-                    )
-                    .unwrap_or_else(|| f.message.clone());
-                let rule_text = match m
-                    .message
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                {
-                    Some(msg) => msg.to_string(),
-                    None => m.rule.trim().to_string(),
+                let cause = match &e {
+                    kube_cel::cel::ExecutionError::NoSuchKey(k) => format!("no such key: {k}"),
+                    other => lower_first(&other.to_string()),
                 };
+                let rule_text = static_message.unwrap_or_else(|| m.rule.trim());
                 FieldError {
                     field,
                     kind: FieldErrorKind::Invalid,
@@ -319,10 +312,10 @@ fn evaluate(
                     value: bad,
                 }
             }
-            _ => FieldError {
+            Outcome::NotBool => FieldError {
                 field,
                 kind: FieldErrorKind::Invalid,
-                message: f.message.clone(),
+                message: format!("rule \"{}\" did not evaluate to bool", m.rule),
                 value: bad,
             },
         };

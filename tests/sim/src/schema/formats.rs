@@ -78,21 +78,10 @@ fn is_email(s: &str) -> bool {
     }
 }
 
-/// Go `url.ParseRequestURI`: an absolute URI (`scheme:...`) or an absolute path.
+/// Go `url.ParseRequestURI`: an absolute URI (`scheme:...`) or an absolute path, parsed as the
+/// CEL URL library parses it.
 fn is_request_uri(s: &str) -> bool {
-    if s.starts_with('/') {
-        return !s.contains(char::is_whitespace);
-    }
-    match s.split_once(':') {
-        Some((scheme, rest)) => {
-            let mut chars = scheme.chars();
-            chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-                && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-                && !rest.is_empty()
-                && !s.contains(char::is_whitespace)
-        }
-        None => false,
-    }
+    super::cel_urls::parse_request_uri(s).is_ok()
 }
 
 fn is_mac(s: &str) -> bool {

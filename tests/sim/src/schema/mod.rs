@@ -11,6 +11,8 @@
 //! version. Tables: `table_version_from_accept`, `columns_for`, `IncludeObject::from_param`, `to_table`.
 
 mod cel;
+mod cel_env;
+mod cel_urls;
 pub mod crd;
 pub mod errors;
 pub mod formats;
