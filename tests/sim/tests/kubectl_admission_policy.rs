@@ -150,7 +150,8 @@ fn kubectl_is_told_which_field_of_an_invalid_policy_is_wrong() {
         .kubectl_stdin(&["apply", "-f", "-"], &bad)
         .expect_err("a policy whose CEL does not compile");
     assert!(
-        err.contains("ValidatingAdmissionPolicy.admissionregistration.k8s.io \"max-replicas\" is invalid: spec.validations[0].expression: Invalid value: \"variables.replicas <= (\": compilation failed"),
+        // kubectl prints a 422 as "The <Kind> <name> is invalid: <causes>".
+        err.contains("The ValidatingAdmissionPolicy \"max-replicas\" is invalid: spec.validations[0].expression: Invalid value: \"variables.replicas <= (\": compilation failed"),
         "{err}"
     );
     let err = c

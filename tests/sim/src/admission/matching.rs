@@ -39,7 +39,8 @@ pub struct RequestAttrs {
     pub namespaced: bool,
 }
 
-fn strings(v: Option<&Value>) -> Vec<&str> {
+/// The strings of a JSON array (others skipped); empty when absent.
+pub(super) fn strings(v: Option<&Value>) -> Vec<&str> {
     v.and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()

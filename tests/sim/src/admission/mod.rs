@@ -194,16 +194,6 @@ fn run_policy(
     Ok(Some(failures))
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The parameter objects a binding selects; `Ok(None)` when none exist and the binding allows that.
 fn binding_params(
     src: &dyn PolicySource,
@@ -324,18 +314,18 @@ pub fn evaluate(src: &dyn PolicySource, input: &Input) -> Verdict {
                 }],
                 Err(_) => continue,
             };
-            let actions = strings(b["spec"].get("validationActions"));
+            let actions = matching::strings(b["spec"].get("validationActions"));
             for f in failures {
-                if actions.iter().any(|a| a == "Warn") {
+                if actions.contains(&"Warn") {
                     verdict.warnings.push(format!(
                         "Validation failed for ValidatingAdmissionPolicy '{}' with binding '{bname}': {}",
                         p.name, f.message
                     ));
                 }
-                if actions.iter().any(|a| a == "Audit") {
+                if actions.contains(&"Audit") {
                     tracing::info!(policy = %p.name, binding = %bname, message = %f.message, "validation failed (Audit)");
                 }
-                if actions.iter().any(|a| a == "Deny") && verdict.denied.is_none() {
+                if actions.contains(&"Deny") && verdict.denied.is_none() {
                     verdict.denied = Some(Denial {
                         message: format!(
                             "ValidatingAdmissionPolicy '{}' with binding '{bname}' denied request: {}",
