@@ -474,6 +474,9 @@ impl SimState {
         let Some(user) = user else {
             return Ok(Vec::new());
         };
+        if self.policies().is_empty() {
+            return Ok(Vec::new());
+        }
         let store_obj = object.or(old_object);
         let name = store_obj
             .map(crate::store::obj_name)
