@@ -752,8 +752,27 @@ async fn seed_story_runs_with_exactly_the_chart_rbac() {
         )
         .await;
 
-    // The agent reports with the identity the operator created for it (per-node Role).
+    // The agent reports with the identity the operator created for it (per-node Role); the chart's
+    // ValidatingAdmissionPolicy keeps it to its objective.
     let agent: Api<AgentNode> = Api::namespaced(agent_client, support::NS);
+    match agent
+        .patch_status(
+            "security-analyst",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+        )
+        .await
+    {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403, "{e:?}");
+            assert!(
+                e.message.contains("ValidatingAdmissionPolicy 'hypersync-operator-agent-status' with binding 'hypersync-operator-agent-status' denied request"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("the chart's policy let the agent set its phase: {other:?}"),
+    }
     agent
         .patch_status(
             "security-analyst",
