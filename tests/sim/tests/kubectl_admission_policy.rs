@@ -1,7 +1,7 @@
 //! The real kubectl against kube-sim's ValidatingAdmissionPolicy support: the kinds are discoverable
 //! and `kubectl apply` creates them, a bound policy refuses a create and a patch with the apiserver's
 //! message, `Warn` bindings come back as kubectl warnings, and an invalid policy is refused naming
-//! the field.
+//! the field; `kubectl apply -k manifests/operator` installs the project's agent-status policy.
 
 #[path = "fixtures/client_harness.rs"]
 mod harness;
@@ -158,4 +158,39 @@ fn kubectl_is_told_which_field_of_an_invalid_policy_is_wrong() {
         .kubectl_stdin(&["apply", "-f", "-"], &binding("[Deny, Warn]", "{}"))
         .expect_err("a binding with Deny and Warn");
     assert!(err.contains("spec.validationActions"), "{err}");
+}
+
+#[test]
+fn kubectl_apply_k_manifests_operator_installs_the_agent_status_policy() {
+    let c = Cluster::start();
+    let operator = harness::workspace_root().join("manifests/operator");
+    let dir = operator.to_str().expect("utf-8 path");
+    let out = c
+        .kubectl(&["apply", "-k", dir])
+        .expect_ok("kubectl apply -k manifests/operator");
+    for created in [
+        "validatingadmissionpolicy.admissionregistration.k8s.io/hypersync-operator-agent-status created",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/hypersync-operator-agent-status created",
+    ] {
+        assert!(out.contains(created), "{out}");
+    }
+    let policy = c.get_json(&[
+        "validatingadmissionpolicy",
+        "hypersync-operator-agent-status",
+    ]);
+    assert_eq!(
+        policy["spec"]["matchConstraints"]["resourceRules"][0]["resources"][0],
+        "agentnodes/status"
+    );
+    assert!(
+        policy["metadata"].get("namespace").is_none(),
+        "cluster-scoped: {policy}"
+    );
+    let out = c
+        .kubectl(&["apply", "-k", dir])
+        .expect_ok("kubectl apply -k manifests/operator again");
+    assert!(
+        out.contains("validatingadmissionpolicy.admissionregistration.k8s.io/hypersync-operator-agent-status unchanged"),
+        "{out}"
+    );
 }
