@@ -233,10 +233,15 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
     let rss_after = rss_kib();
     let stored = st.store.total_objects();
     sim.shutdown().await;
+    let admission =
+        crate::admission::bench::measure(5_000).map_err(|message| BenchError::Step {
+            what: "measure admission",
+            message,
+        })?;
     Ok(format!(
         "writes: {writes} creates in-process at {write_rate:.0}/s; {http_writes} creates over HTTP (4 connections) at {http_rate:.0}/s\n\
          watch: {delivered} events delivered to 10 HTTP watchers in {watch_secs:.2}s = {watch_rate:.0} events/s\n\
-         memory: {stored} objects stored, RSS {rss_after} KiB (was {rss_before} KiB before loading; {:.2} KiB/object)",
+         memory: {stored} objects stored, RSS {rss_after} KiB (was {rss_before} KiB before loading; {:.2} KiB/object)\n{admission}",
         (rss_after.saturating_sub(rss_before)) as f64 / stored.max(1) as f64
     ))
 }

@@ -8,6 +8,7 @@
 //! calls `SimState::admit` from the verbs. Not modelled: `auditAnnotations` (kube-sim keeps no audit
 //! log; `Audit` actions are logged), the `authorizer` variable, type checking warnings in status.
 
+pub mod bench;
 pub mod cel;
 pub mod matching;
 pub mod policy;
