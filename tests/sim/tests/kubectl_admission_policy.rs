@@ -194,3 +194,51 @@ fn kubectl_apply_k_manifests_operator_installs_the_agent_status_policy() {
         "{out}"
     );
 }
+
+#[test]
+fn deletes_are_admitted_with_the_old_object() {
+    let c = Cluster::start();
+    let policy = r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: keep-protected
+spec:
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [""]
+        apiVersions: ["v1"]
+        operations: ["DELETE"]
+        resources: ["configmaps"]
+  validations:
+    - expression: "object == null && request.operation == 'DELETE' && !(has(oldObject.metadata.labels) && 'protected' in oldObject.metadata.labels)"
+      message: "protected ConfigMaps stay"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: keep-protected
+spec:
+  policyName: keep-protected
+  validationActions: [Deny]
+"#;
+    c.kubectl_stdin(&["apply", "-f", "-"], policy)
+        .expect_ok("kubectl apply policy");
+    for name in ["kept", "free"] {
+        c.kubectl(&["create", "configmap", name, "--from-literal=a=b"])
+            .expect_ok("kubectl create configmap");
+    }
+    c.kubectl(&["label", "configmap", "kept", "protected=yes"])
+        .expect_ok("kubectl label");
+    let err = c
+        .kubectl(&["delete", "configmap", "kept"])
+        .expect_err("deleting a protected ConfigMap");
+    assert!(
+        // A 422 without a field, as kubectl prints it (and as the Kubernetes documentation shows).
+        err.contains("The configmaps \"kept\" is invalid: : ValidatingAdmissionPolicy 'keep-protected' with binding 'keep-protected' denied request: protected ConfigMaps stay"),
+        "{err}"
+    );
+    c.kubectl(&["get", "configmap", "kept"])
+        .expect_ok("the protected ConfigMap is still there");
+    c.kubectl(&["delete", "configmap", "free"])
+        .expect_ok("deleting an unprotected ConfigMap");
+}
