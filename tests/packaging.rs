@@ -1,6 +1,7 @@
 //! Packaging checks: the chart's and kustomize's CRD copies match crds/, the chart and the kustomize
 //! manifests hold the same RBAC, that RBAC is least privilege and used by the code, the operator can
-//! grant the per-agent Roles it creates, and the Deployment is hardened and configured with real flags.
+//! grant the per-agent Roles it creates, the Deployment is hardened and configured with real flags, and
+//! the chart and kustomize ship the same agent-status ValidatingAdmissionPolicy.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -226,6 +227,84 @@ fn rendered_chart_rbac_equals_kustomize_rbac() {
         .find(|e| e["name"] == "HYPERSYNC_NAMESPACES")
         .expect("HYPERSYNC_NAMESPACES");
     assert_eq!(ns_env["value"], "team-a,team-b");
+}
+
+/// The agent-status policy's spec as the chart ships it.
+fn chart_policy_spec() -> Value {
+    serde_yaml::from_str(&read(&format!("{CHART}/files/agent-status-policy.yaml")))
+        .expect("the chart's policy spec parses")
+}
+
+#[test]
+fn kustomize_policy_equals_chart_policy() {
+    let docs = yaml_docs(&read("manifests/operator/agent-status-policy.yaml"));
+    let policy = find(&docs, "ValidatingAdmissionPolicy", "agent-status");
+    assert_eq!(
+        policy.len(),
+        1,
+        "one policy in manifests/operator/agent-status-policy.yaml"
+    );
+    assert_eq!(
+        policy[0]["spec"],
+        chart_policy_spec(),
+        "manifests/operator/agent-status-policy.yaml differs from {CHART}/files/agent-status-policy.yaml"
+    );
+    let binding = find(&docs, "ValidatingAdmissionPolicyBinding", "agent-status");
+    assert_eq!(binding.len(), 1);
+    assert_eq!(
+        binding[0]["spec"]["policyName"],
+        policy[0]["metadata"]["name"]
+    );
+    assert_eq!(
+        binding[0]["spec"]["validationActions"],
+        serde_yaml::from_str::<Value>("[Deny]").unwrap()
+    );
+    let kustomization = read("manifests/operator/kustomization.yaml");
+    assert!(
+        kustomization.contains("- agent-status-policy.yaml"),
+        "manifests/operator/kustomization.yaml does not list agent-status-policy.yaml"
+    );
+}
+
+#[test]
+fn rendered_chart_ships_the_agent_status_policy() {
+    let default = helm_template(&[]);
+    let policy = find(&default, "ValidatingAdmissionPolicy", "-agent-status");
+    assert_eq!(policy.len(), 1, "the chart renders the policy by default");
+    assert_eq!(policy[0]["spec"], chart_policy_spec());
+    let binding = find(
+        &default,
+        "ValidatingAdmissionPolicyBinding",
+        "-agent-status",
+    );
+    assert_eq!(binding.len(), 1);
+    assert_eq!(
+        binding[0]["spec"]["policyName"],
+        policy[0]["metadata"]["name"]
+    );
+    assert!(
+        binding[0]["spec"].get("matchResources").is_none(),
+        "all namespaces watched: the binding applies everywhere"
+    );
+
+    // Namespaced mode: the binding applies only in the watched namespaces.
+    let namespaced = helm_template(&["--set", "watchNamespaces={team-a,team-b}"]);
+    let binding = find(
+        &namespaced,
+        "ValidatingAdmissionPolicyBinding",
+        "-agent-status",
+    );
+    let expr = &binding[0]["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0];
+    assert_eq!(expr["key"], "kubernetes.io/metadata.name");
+    assert_eq!(expr["operator"], "In");
+    assert_eq!(
+        expr["values"],
+        serde_yaml::from_str::<Value>("[team-a, team-b]").unwrap()
+    );
+
+    let disabled = helm_template(&["--set", "admissionPolicy.enabled=false"]);
+    assert!(find(&disabled, "ValidatingAdmissionPolicy", "").is_empty());
+    assert!(find(&disabled, "ValidatingAdmissionPolicyBinding", "").is_empty());
 }
 
 fn g(group: &str, resource: &str, verbs: &[&str]) -> Vec<Grant> {
@@ -750,8 +829,27 @@ async fn seed_story_runs_with_exactly_the_chart_rbac() {
         )
         .await;
 
-    // The agent reports with the identity the operator created for it (per-node Role).
+    // The agent reports with the identity the operator created for it (per-node Role); the chart's
+    // ValidatingAdmissionPolicy keeps it to its objective.
     let agent: Api<AgentNode> = Api::namespaced(agent_client, support::NS);
+    match agent
+        .patch_status(
+            "security-analyst",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+        )
+        .await
+    {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 403, "{e:?}");
+            assert!(
+                e.message.contains("ValidatingAdmissionPolicy 'hypersync-operator-agent-status' with binding 'hypersync-operator-agent-status' denied request"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("the chart's policy let the agent set its phase: {other:?}"),
+    }
     agent
         .patch_status(
             "security-analyst",

@@ -299,11 +299,16 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
     // 4. Request stats recording, on every request path.
     let stats_1 = stats_record_rate(1, 1_000_000);
     let stats_4 = stats_record_rate(4, 250_000);
+    let admission =
+        crate::admission::bench::measure(5_000).map_err(|message| BenchError::Step {
+            what: "measure admission",
+            message,
+        })?;
     Ok(format!(
         "writes: {writes} creates in-process at {write_rate:.0}/s; {http_writes} creates over HTTP (4 connections) at {http_rate:.0}/s\n\
          watch: {delivered} events delivered to 10 HTTP watchers in {watch_secs:.2}s = {watch_rate:.0} events/s\n\
          memory: {stored} objects stored, RSS {rss_after} KiB (was {rss_before} KiB before loading; {:.2} KiB/object)\n\
-         stats: request recording at {stats_1:.0}/s on 1 thread, {stats_4:.0}/s on 4 threads (240 distinct keys)",
+         stats: request recording at {stats_1:.0}/s on 1 thread, {stats_4:.0}/s on 4 threads (240 distinct keys)\n{admission}",
         (rss_after.saturating_sub(rss_before)) as f64 / stored.max(1) as f64
     ))
 }

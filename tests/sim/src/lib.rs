@@ -1,5 +1,6 @@
 //! kube-sim: a Kubernetes API simulator served over HTTP on loopback, for tests, benchmarks and the sandbox.
 
+pub mod admission;
 pub mod auth;
 pub mod bench;
 pub mod dataplane;

@@ -38,6 +38,8 @@ pub struct WriteOpts {
     pub dry_run: bool,
     pub validation: FieldValidation,
     pub force: bool,
+    /// Who asks, for admission; `None` for kube-sim's own writes, which are not admitted.
+    pub user: Option<crate::auth::UserInfo>,
 }
 
 impl WriteOpts {
@@ -47,6 +49,7 @@ impl WriteOpts {
             dry_run: false,
             validation: FieldValidation::Ignore,
             force: false,
+            user: None,
         }
     }
 
@@ -79,6 +82,7 @@ impl WriteOpts {
             dry_run,
             validation,
             force: q.flag("force"),
+            user: None,
         })
     }
 }
@@ -132,6 +136,8 @@ pub struct DeleteOpts {
     pub grace_period: Option<i64>,
     pub preconditions: Preconditions,
     pub dry_run: bool,
+    /// Who asks, for admission; `None` for kube-sim's own deletions.
+    pub user: Option<crate::auth::UserInfo>,
 }
 
 impl DeleteOpts {
@@ -728,7 +734,18 @@ impl SimState {
             _ => {}
         }
         self.default_on_create(ri, version, None, &mut obj);
-        let warnings = self.run_schema(ri, version, &mut obj, None, opts)?;
+        crate::admission::prepare_definition(&ri.table, &mut obj)?;
+        let mut warnings = self.run_schema(ri, version, &mut obj, None, opts)?;
+        warnings.extend(self.admit(
+            ri,
+            version,
+            crate::admission::Operation::Create,
+            None,
+            Some(&obj),
+            None,
+            opts.user.as_ref(),
+            opts.dry_run,
+        )?);
         let now = now_rfc3339();
         let hints = self.hints(ri, version);
         deps::track_update(None, &mut obj, &opts.manager, None, &hints, &now);
@@ -967,7 +984,18 @@ impl SimState {
                 new["status"] = s.clone();
             }
         }
-        let warnings = self.run_schema(ri, version, &mut new, Some(old), opts)?;
+        crate::admission::prepare_definition(&ri.table, &mut new)?;
+        let mut warnings = self.run_schema(ri, version, &mut new, Some(old), opts)?;
+        warnings.extend(self.admit(
+            ri,
+            version,
+            crate::admission::Operation::Update,
+            sub,
+            Some(&new),
+            Some(old),
+            opts.user.as_ref(),
+            opts.dry_run,
+        )?);
         if ri.tracks_generation {
             let old_gen = meta(old)
                 .and_then(|m| m.get("generation"))
@@ -1443,6 +1471,16 @@ impl SimState {
                     ),
                 ));
             }
+            self.admit(
+                ri,
+                version,
+                crate::admission::Operation::Delete,
+                None,
+                None,
+                Some(&old),
+                opts.user.as_ref(),
+                opts.dry_run,
+            )?;
             let mut fins = finalizers(&old);
             let before = fins.clone();
             match opts.propagation.as_deref() {

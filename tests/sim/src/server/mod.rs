@@ -233,6 +233,26 @@ pub struct Req {
     pub content_type: String,
     pub authorization: String,
     pub body: Bytes,
+    /// The authenticated user, set once authentication passed (admission sees it).
+    pub user: Option<crate::auth::UserInfo>,
+}
+
+impl WriteOpts {
+    /// Write options from a request's query, user agent and user.
+    fn for_request(r: &Req) -> Result<Self, ApiError> {
+        let mut o = Self::from_query(&r.query, &r.user_agent)?;
+        o.user = r.user.clone();
+        Ok(o)
+    }
+}
+
+impl DeleteOpts {
+    /// Delete options from a request's query, body and user.
+    fn for_request(r: &Req) -> Result<Self, ApiError> {
+        let mut o = Self::parse(&r.query, &r.body)?;
+        o.user = r.user.clone();
+        Ok(o)
+    }
 }
 
 async fn serve_one(
@@ -263,6 +283,7 @@ pub(crate) async fn serve_request(
         content_type: header(&req, "content-type").to_string(),
         authorization,
         body: Bytes::new(),
+        user: None,
     };
     let body = match req.into_body().collect().await {
         Ok(c) => c.to_bytes(),
@@ -350,6 +371,10 @@ impl SimState {
             if let Some(l) = self.faults.latency() {
                 tokio::time::sleep(l).await;
             }
+            let r = Req {
+                user: Some(user.clone()),
+                ..r
+            };
             return self.route_resource(p, r, &user);
         }
         let attrs = crate::auth::Attributes::non_resource("get", &r.path);
@@ -618,7 +643,7 @@ impl SimState {
                     ))
                 }
                 "create" => {
-                    let opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+                    let opts = WriteOpts::for_request(&r)?;
                     let body = parse_body(&r.body, false)?;
                     let out = self.create_obj(&ri, v, ns, body, &opts)?;
                     Ok(with_warnings(
@@ -627,7 +652,7 @@ impl SimState {
                     ))
                 }
                 "update" => {
-                    let opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+                    let opts = WriteOpts::for_request(&r)?;
                     let body = parse_body(&r.body, false)?;
                     let out = self.update_obj(
                         &ri,
@@ -652,13 +677,13 @@ impl SimState {
                     ))
                 }
                 "delete" => {
-                    let opts = DeleteOpts::parse(&r.query, &r.body)?;
+                    let opts = DeleteOpts::for_request(&r)?;
                     let (code, o) =
                         self.delete_obj(&ri, v, ns, p.name.as_deref().unwrap_or(""), &opts)?;
                     Ok(json_response(code, &o))
                 }
                 "deletecollection" => {
-                    let opts = DeleteOpts::parse(&r.query, &r.body)?;
+                    let opts = DeleteOpts::for_request(&r)?;
                     let l = self.delete_collection(&ri, v, ns, &r.query, &opts)?;
                     Ok(json_response(200, &l))
                 }
@@ -683,7 +708,7 @@ impl SimState {
     ) -> Result<handlers::WriteOutcome, ApiError> {
         let ptype = PatchType::from_content_type(&r.content_type)
             .ok_or_else(ApiError::unsupported_patch)?;
-        let mut opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+        let mut opts = WriteOpts::for_request(r)?;
         if ptype == PatchType::Apply && r.query.get("fieldManager").is_none() {
             return Err(ApiError::bad_request(
                 "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
@@ -720,7 +745,7 @@ impl SimState {
                 Ok(json_response(200, &self.get_obj(ri, v, ns, name)?))
             }
             ("status", "update") if ri.status_sub(v) => {
-                let opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+                let opts = WriteOpts::for_request(r)?;
                 let out = self.update_obj(
                     ri,
                     v,
@@ -746,7 +771,7 @@ impl SimState {
                 Ok(json_response(200, &self.get_scale(ri, v, ns, name)?))
             }
             ("scale", "update") if ri.scale(v).is_some() => {
-                let opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+                let opts = WriteOpts::for_request(r)?;
                 let out =
                     self.update_scale(ri, v, ns, name, None, &parse_body(&r.body, false)?, &opts)?;
                 Ok(json_response(out.code, &out.object))
@@ -756,7 +781,7 @@ impl SimState {
                 Ok(json_response(out.code, &out.object))
             }
             ("finalize", "update") if ri.extra_subs.contains(&"finalize") => {
-                let opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+                let opts = WriteOpts::for_request(r)?;
                 let out = self.update_obj(
                     ri,
                     v,
@@ -794,7 +819,7 @@ impl SimState {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
-                let opts = WriteOpts::from_query(&r.query, &r.user_agent)?;
+                let opts = WriteOpts::for_request(r)?;
                 let patch = json!({"spec": {"nodeName": node}});
                 self.patch_obj(ri, v, ns, name, PatchType::Merge, &patch, None, &opts)?;
                 Ok(json_response(

@@ -402,6 +402,27 @@ fn builtins() -> Vec<Builtin> {
         .status()
         .generation(),
         b(
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingadmissionpolicies",
+            "ValidatingAdmissionPolicy",
+            false,
+            NONE,
+            &["api-extensions"],
+        )
+        .status()
+        .generation(),
+        b(
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingadmissionpolicybindings",
+            "ValidatingAdmissionPolicyBinding",
+            false,
+            NONE,
+            &["api-extensions"],
+        )
+        .generation(),
+        b(
             "events.k8s.io",
             "v1",
             "events",
