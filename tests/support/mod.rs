@@ -19,6 +19,17 @@ use tokio::task::JoinHandle;
 
 pub const NS: &str = "default";
 
+/// A kube-rs configuration for the simulator: its URL, its CA as the only trusted root, and a
+/// bearer token when given (`sim-admin`, `sim-sa:<ns>:<name>`, a TokenRequest token).
+pub fn client_config(sim: &Sim, token: Option<&str>) -> Config {
+    let mut config = Config::new(sim.url().parse().expect("sim URL parses"));
+    config.root_cert = sim.ca_der().map(|ca| vec![ca.to_vec()]);
+    if let Some(t) = token {
+        config.auth_info.token = Some(t.to_string().into());
+    }
+    config
+}
+
 /// A simulator with the CRDs installed.
 pub struct Cluster {
     pub sim: Sim,
@@ -54,8 +65,7 @@ impl Cluster {
         })
         .await
         .expect("kube-sim starts");
-        let config = Config::new(sim.url().parse().expect("sim URL parses"));
-        let client = Client::try_from(config).expect("client builds");
+        let client = Client::try_from(client_config(&sim, None)).expect("client builds");
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         for crd in generate::crds() {
             let name = crd.metadata.name.clone().expect("CRD has a name");
