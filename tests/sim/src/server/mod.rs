@@ -10,6 +10,7 @@ pub mod errors;
 pub mod handlers;
 pub mod http;
 pub mod openapi;
+pub mod openapi_pb;
 pub mod protobuf;
 pub mod registry;
 pub mod reviews;
@@ -513,6 +514,10 @@ impl SimState {
             }
             return resp;
         }
+        // Verbs a resource does not serve (the create-only reviews) are not routed.
+        if sub.is_none() && !ri.verbs.contains(&verb) {
+            return error_response(&ApiError::method_not_allowed());
+        }
         if verb == "create"
             && sub.is_none()
             && let Some(answer) = self.review(&ri, p.namespace.as_deref(), user, &r.body)
@@ -916,17 +921,13 @@ impl Sim {
     }
 
     /// A kubeconfig kubectl, Helm and kube-rs use as is: the server URL, the CA as
-    /// `certificate-authority-data`, and with `authorize` the static admin token `sim-admin`
-    /// (member of `system:masters`); other identities use `sim-sa:<namespace>:<serviceaccount>` or
-    /// a TokenRequest token as bearer token (`kubectl --token ...`, or [`Sim::kubeconfig_yaml_as`]).
+    /// `certificate-authority-data`, and the static admin token `sim-admin` (member of
+    /// `system:masters`; without `authorize` every request is the admin anyway, but kubectl prompts
+    /// for a password when an HTTPS kubeconfig has no credentials). Other identities use
+    /// `sim-sa:<namespace>:<serviceaccount>` or a TokenRequest token as bearer token
+    /// (`kubectl --token ...`, or [`kubeconfig_yaml`] with [`Sim::ca_pem`]).
     pub fn kubeconfig_yaml(&self) -> String {
-        let token = self.state.config.authorize.then_some("sim-admin");
-        kubeconfig_yaml(&self.url(), self.ca_pem(), token)
-    }
-
-    /// A kubeconfig like [`Sim::kubeconfig_yaml`] whose user carries the bearer token `token`.
-    pub fn kubeconfig_yaml_as(&self, token: &str) -> String {
-        kubeconfig_yaml(&self.url(), self.ca_pem(), Some(token))
+        kubeconfig_yaml(&self.url(), self.ca_pem(), Some("sim-admin"))
     }
 
     pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
