@@ -178,4 +178,59 @@ mod tests {
         );
         server.abort();
     }
+
+    /// The simulator serves HTTPS with its CA in the kubeconfig by default, plain HTTP on request.
+    #[tokio::test]
+    async fn sim_serves_https_by_default_and_http_when_asked() {
+        let sim = crate::Sim::start(crate::SimConfig {
+            dataplane: false,
+            ..Default::default()
+        })
+        .await
+        .expect("sim");
+        assert!(sim.url().starts_with("https://127.0.0.1:"));
+        let kc = sim.kubeconfig_yaml();
+        assert!(kc.contains("certificate-authority-data: "), "{kc}");
+        assert!(kc.contains("token: sim-admin"), "{kc}");
+        // A plain-HTTP request to the HTTPS port gets no HTTP answer.
+        let mut tcp = tokio::net::TcpStream::connect(sim.addr())
+            .await
+            .expect("tcp");
+        tcp.write_all(b"GET /version HTTP/1.0\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = Vec::new();
+        let _ = tcp.read_to_end(&mut buf).await;
+        assert!(
+            !buf.starts_with(b"HTTP/"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+        sim.shutdown().await;
+
+        let sim = crate::Sim::start(crate::SimConfig {
+            dataplane: false,
+            insecure_http: true,
+            ..Default::default()
+        })
+        .await
+        .expect("sim");
+        assert!(sim.url().starts_with("http://127.0.0.1:"));
+        assert!(sim.ca_pem().is_none());
+        assert!(!sim.kubeconfig_yaml().contains("certificate-authority-data"));
+        let mut tcp = tokio::net::TcpStream::connect(sim.addr())
+            .await
+            .expect("tcp");
+        tcp.write_all(b"GET /version HTTP/1.0\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = Vec::new();
+        tcp.read_to_end(&mut buf).await.expect("read");
+        assert!(
+            buf.starts_with(b"HTTP/1.0 200"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
+        sim.shutdown().await;
+    }
 }
