@@ -13,8 +13,9 @@
 //! reviews with both or neither attribute kinds, a SAR without user or groups, or an LSAR whose
 //! namespaces disagree.
 
+use super::rbac::{self, strings};
 use super::token::{Authenticated, ISSUER};
-use super::{Attributes, RbacSource, UserInfo, rbac};
+use super::{Attributes, RbacSource, UserInfo};
 use serde_json::{Map, Value, json};
 
 /// Why a review was refused.
@@ -32,17 +33,6 @@ pub enum ReviewError {
 /// which is also what TokenRequest issues tokens for by default).
 pub fn api_audiences() -> Vec<String> {
     vec![ISSUER.to_string()]
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Returns the review with `apiVersion`/`kind` set, `metadata` kept (empty if absent), and `status`.
@@ -359,53 +349,36 @@ mod tests {
         assert_eq!(out["status"]["allowed"], true);
     }
 
+    /// A SubjectAccessReview created by the admin.
+    fn sar(review: &Value) -> Result<Value, ReviewError> {
+        access_review(
+            &src(),
+            AccessReviewKind::Subject,
+            &UserInfo::admin(),
+            review,
+            None,
+        )
+    }
+
     #[test]
     fn subject_access_review_evaluates_spec_user_not_the_requester() {
         let review =
             json!({"spec": {"user": "alice", "resourceAttributes": ra("get", "", "pods")}});
-        let out = access_review(
-            &src(),
-            AccessReviewKind::Subject,
-            &UserInfo::admin(),
-            &review,
-            None,
-        )
-        .unwrap();
+        let out = sar(&review).unwrap();
         assert_eq!(out["status"]["allowed"], true);
         assert_eq!(
             out["status"]["reason"],
             "RBAC: allowed by RoleBinding \"getters/ns\" of Role \"pod-getter\" to User \"alice\""
         );
         let review = json!({"spec": {"user": "bob", "groups": ["devs"], "resourceAttributes": ra("get", "", "pods")}});
-        let out = access_review(
-            &src(),
-            AccessReviewKind::Subject,
-            &UserInfo::admin(),
-            &review,
-            None,
-        )
-        .unwrap();
+        let out = sar(&review).unwrap();
         assert_eq!(out["status"]["allowed"], false);
-        let err = access_review(
-            &src(),
-            AccessReviewKind::Subject,
-            &UserInfo::admin(),
-            &json!({"spec": {"resourceAttributes": ra("get", "", "pods")}}),
-            None,
-        )
-        .unwrap_err();
+        let err = sar(&json!({"spec": {"resourceAttributes": ra("get", "", "pods")}})).unwrap_err();
         assert!(
             matches!(&err, ReviewError::Invalid(m) if m.contains("spec.user") && m.contains("at least one of user or group")),
             "{err:?}"
         );
-        let err = access_review(
-            &src(),
-            AccessReviewKind::Subject,
-            &UserInfo::admin(),
-            &json!({"spec": {"user": "alice"}}),
-            None,
-        )
-        .unwrap_err();
+        let err = sar(&json!({"spec": {"user": "alice"}})).unwrap_err();
         assert!(
             matches!(&err, ReviewError::Invalid(m) if m.contains("exactly one of nonResourceAttributes or resourceAttributes")),
             "{err:?}"

@@ -143,6 +143,14 @@ fn parameter(p: &Value) -> Msg {
     item
 }
 
+/// The `parameters` list of an operation or path item.
+fn parameters(v: &Value) -> impl Iterator<Item = &Value> {
+    v.get("parameters")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
 fn operation(op: &Value) -> Msg {
     let mut m = Msg::default();
     m.strs(1, op.get("tags"));
@@ -151,12 +159,7 @@ fn operation(op: &Value) -> Msg {
     m.str(5, s(op, "operationId"));
     m.strs(6, op.get("produces"));
     m.strs(7, op.get("consumes"));
-    for p in op
-        .get("parameters")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for p in parameters(op) {
         m.msg(8, parameter(p));
     }
     m.strs(10, op.get("schemes"));
@@ -202,12 +205,7 @@ pub fn v2_document(doc: &Value) -> Vec<u8> {
                 pi.msg(field, operation(op));
             }
         }
-        for p in item
-            .get("parameters")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for p in parameters(item) {
             pi.msg(9, parameter(p));
         }
         vendor_extensions(&mut pi, 10, item);

@@ -179,6 +179,17 @@ mod tests {
         server.abort();
     }
 
+    /// What a plain-HTTP `GET /version` reads back (whatever arrives before the server closes).
+    async fn plain_get_version(addr: std::net::SocketAddr) -> Vec<u8> {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+        tcp.write_all(b"GET /version HTTP/1.0\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = Vec::new();
+        let _ = tcp.read_to_end(&mut buf).await;
+        buf
+    }
+
     /// The simulator serves HTTPS with its CA in the kubeconfig by default, plain HTTP on request.
     #[tokio::test]
     async fn sim_serves_https_by_default_and_http_when_asked() {
@@ -193,14 +204,7 @@ mod tests {
         assert!(kc.contains("certificate-authority-data: "), "{kc}");
         assert!(kc.contains("token: sim-admin"), "{kc}");
         // A plain-HTTP request to the HTTPS port gets no HTTP answer.
-        let mut tcp = tokio::net::TcpStream::connect(sim.addr())
-            .await
-            .expect("tcp");
-        tcp.write_all(b"GET /version HTTP/1.0\r\n\r\n")
-            .await
-            .expect("write");
-        let mut buf = Vec::new();
-        let _ = tcp.read_to_end(&mut buf).await;
+        let buf = plain_get_version(sim.addr()).await;
         assert!(
             !buf.starts_with(b"HTTP/"),
             "{}",
@@ -218,14 +222,7 @@ mod tests {
         assert!(sim.url().starts_with("http://127.0.0.1:"));
         assert!(sim.ca_pem().is_none());
         assert!(!sim.kubeconfig_yaml().contains("certificate-authority-data"));
-        let mut tcp = tokio::net::TcpStream::connect(sim.addr())
-            .await
-            .expect("tcp");
-        tcp.write_all(b"GET /version HTTP/1.0\r\n\r\n")
-            .await
-            .expect("write");
-        let mut buf = Vec::new();
-        tcp.read_to_end(&mut buf).await.expect("read");
+        let buf = plain_get_version(sim.addr()).await;
         assert!(
             buf.starts_with(b"HTTP/1.0 200"),
             "{}",
