@@ -379,8 +379,9 @@ mod through_kube_sim {
         })
         .await
         .expect("start kube-sim");
-        let client =
-            Client::try_from(Config::new(sim.url().parse().expect("url"))).expect("client");
+        let mut config = Config::new(sim.url().parse().expect("url"));
+        config.root_cert = sim.ca_der().map(|ca| vec![ca.to_vec()]);
+        let client = Client::try_from(config).expect("client");
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         for file in yaml_files(&root().join("crds")) {
             for doc in yaml_documents(&file) {

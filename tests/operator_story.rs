@@ -271,8 +271,8 @@ async fn seed_story_from_registration_to_release() {
 
 /// A client acting as the agent: the node's ServiceAccount token in kube-sim's static scheme.
 async fn agent_client(cluster: &Cluster) -> Api<AgentNode> {
-    let mut config = kube::Config::new(cluster.sim.url().parse().expect("url"));
-    config.auth_info.token = Some("sim-sa:default:security-analyst-agent".to_string().into());
+    let config =
+        support::client_config(&cluster.sim, Some("sim-sa:default:security-analyst-agent"));
     let client = kube::Client::try_from(config).expect("agent client");
     Api::namespaced(client, NS)
 }

@@ -666,7 +666,7 @@ async fn seed_story_runs_with_exactly_the_chart_rbac() {
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::api::{Patch, PatchParams};
-    use kube::{Api, Client, Config};
+    use kube::{Api, Client};
     use kube_sim::{Sim, SimConfig};
     use serde_json::json;
 
@@ -680,11 +680,7 @@ async fn seed_story_runs_with_exactly_the_chart_rbac() {
     })
     .await
     .expect("kube-sim starts");
-    let config_as = |token: &str| {
-        let mut config = Config::new(sim.url().parse().expect("sim URL parses"));
-        config.auth_info.token = Some(token.to_string().into());
-        config
-    };
+    let config_as = |token: &str| support::client_config(&sim, Some(token));
     let client_as = |token: &str| Client::try_from(config_as(token)).expect("client builds");
     let admin = client_as("sim-admin");
     let operator_config = config_as(&format!("sim-sa:{OP_NS}:{SA}"));
@@ -719,19 +715,16 @@ async fn seed_story_runs_with_exactly_the_chart_rbac() {
             })
             .await;
     }
-    // As the cluster admin, through kube-sim's admin door (client-go sends no bearer token over plain
-    // HTTP): `helm install --wait` of the chart, which creates the namespace, the ServiceAccount, the
-    // RBAC and the operator Deployment (its pods are simulated, so --wait sees it become available).
-    let door = kube_sim::server::door::Door::start(cluster.sim.state().clone(), "sim-admin")
-        .await
-        .expect("admin door starts");
+    // As the cluster admin, with the kubeconfig kube-sim writes (HTTPS with its CA, the admin
+    // token): `helm install --wait` of the chart, which creates the namespace, the ServiceAccount,
+    // the RBAC and the operator Deployment (its pods are simulated, so --wait sees it become
+    // available).
     let home = tempfile::tempdir().expect("temporary HOME for helm");
     let kubeconfig = home.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        kube_sim::kubeconfig_yaml(&door.url(), Some("sim-admin")),
-    )
-    .expect("kubeconfig written");
+    cluster
+        .sim
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig written");
     let helm_home = home.path().to_path_buf();
     let install = tokio::task::spawn_blocking(move || {
         Command::new(helm())

@@ -82,6 +82,7 @@ struct Setup {
 impl Setup {
     fn client_as(&self, token: &str) -> Client {
         let mut config = Config::new(self.sim.url().parse().expect("sim URL parses"));
+        config.root_cert = self.sim.ca_der().map(|ca| vec![ca.to_vec()]);
         config.auth_info.token = Some(token.to_string().into());
         Client::try_from(config).expect("client builds")
     }
@@ -148,6 +149,7 @@ async fn start() -> Setup {
     .await
     .expect("kube-sim starts");
     let mut config = Config::new(sim.url().parse().expect("sim URL parses"));
+    config.root_cert = sim.ca_der().map(|ca| vec![ca.to_vec()]);
     config.auth_info.token = Some("sim-admin".to_string().into());
     let admin = Client::try_from(config).expect("client builds");
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());

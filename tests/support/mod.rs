@@ -25,6 +25,17 @@ pub const NS: &str = "default";
 /// test's own.
 pub const OPERATOR_UA: &str = "hypersync-operator-under-test";
 
+/// A kube-rs configuration for the simulator: its URL, its CA as the only trusted root, and a
+/// bearer token when given (`sim-admin`, `sim-sa:<ns>:<name>`, a TokenRequest token).
+pub fn client_config(sim: &Sim, token: Option<&str>) -> Config {
+    let mut config = Config::new(sim.url().parse().expect("sim URL parses"));
+    config.root_cert = sim.ca_der().map(|ca| vec![ca.to_vec()]);
+    if let Some(t) = token {
+        config.auth_info.token = Some(t.to_string().into());
+    }
+    config
+}
+
 /// A simulator with the CRDs installed.
 pub struct Cluster {
     pub sim: Sim,
@@ -60,8 +71,7 @@ impl Cluster {
         })
         .await
         .expect("kube-sim starts");
-        let config = Config::new(sim.url().parse().expect("sim URL parses"));
-        let client = Client::try_from(config).expect("client builds");
+        let client = Client::try_from(client_config(&sim, None)).expect("client builds");
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         for crd in generate::crds() {
             let name = crd.metadata.name.clone().expect("CRD has a name");
@@ -119,9 +129,9 @@ impl Cluster {
         )
     }
 
-    /// A kube config for this simulator (plain HTTP, no credentials).
+    /// A kube config for this simulator (its CA trusted, no credentials).
     pub fn kube_config(&self) -> Config {
-        Config::new(self.sim.url().parse().expect("sim URL parses"))
+        client_config(&self.sim, None)
     }
 
     /// The operator's kube config: like the test's own, sending the operator's User-Agent.

@@ -69,8 +69,6 @@ enum SandboxError {
         #[source]
         source: std::io::Error,
     },
-    #[error("failed to start the admin front door")]
-    Door(#[source] std::io::Error),
     #[error("failed to render the manifests")]
     Kustomize(#[from] kustomize::KustomizeError),
     #[error("failed to build a client: {0}")]
@@ -158,7 +156,6 @@ async fn main() -> ExitCode {
 #[derive(Default)]
 struct Sandbox {
     sim: Option<kube_sim::Sim>,
-    door: Option<kube_sim::server::door::Door>,
     operator: Option<Operator>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -172,7 +169,6 @@ impl Sandbox {
             let how = op.stop(Duration::from_secs(10)).await;
             clock.say(&format!("operator {how}"));
         }
-        self.door = None;
         if let Some(sim) = self.sim.take() {
             sim.shutdown().await;
             clock.say("kube-sim stopped");
@@ -189,13 +185,10 @@ impl Sandbox {
         })
         .await?;
         let url = sim.url();
+        let ca = sim.ca_pem().map(str::to_string);
+        let admin_kubeconfig = sim.kubeconfig_yaml();
         let state = sim.state().clone();
         self.sim = Some(sim);
-        let door = kube_sim::server::door::Door::start(state.clone(), "sim-admin")
-            .await
-            .map_err(SandboxError::Door)?;
-        let door_url = door.url();
-        self.door = Some(door);
         std::fs::create_dir_all(&args.state_dir).map_err(|source| SandboxError::Write {
             path: args.state_dir.clone(),
             source,
@@ -207,16 +200,12 @@ impl Sandbox {
             source,
         })?;
         let kubeconfig = args.state_dir.join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            kube_sim::kubeconfig_yaml(&door_url, Some("sim-admin")),
-        )
-        .map_err(|source| SandboxError::Write {
+        std::fs::write(&kubeconfig, &admin_kubeconfig).map_err(|source| SandboxError::Write {
             path: kubeconfig.clone(),
             source,
         })?;
         clock.say(&format!(
-            "kube-sim serving {url}  (nodes {}; tokens required), admin door {door_url}",
+            "kube-sim serving {url}  (nodes {}; tokens required; the kubeconfig has the CA and the admin token)",
             args.nodes
         ));
         clock.say(&format!(
@@ -224,7 +213,13 @@ impl Sandbox {
             absolute(&kubeconfig).display()
         ));
 
-        let admin = client(&url, "sim-admin", &format!("{USER_AGENT}/narrator")).await?;
+        let admin = client(
+            &url,
+            ca.as_deref(),
+            "sim-admin",
+            &format!("{USER_AGENT}/narrator"),
+        )
+        .await?;
         install_crds(&admin, clock).await?;
 
         let log = args.state_dir.join("operator.log");
@@ -311,7 +306,7 @@ impl Sandbox {
                         match action {
                             Action::StartAgent => {
                                 let sa = format!("{node_name}-agent");
-                                let agent = client(&url, &format!("sim-sa:{node_ns}:{sa}"), &format!("{USER_AGENT}/agent")).await?;
+                                let agent = client(&url, ca.as_deref(), &format!("sim-sa:{node_ns}:{sa}"), &format!("{USER_AGENT}/agent")).await?;
                                 let ar = kinds.get("AgentNode").map(|(ar, _)| ar.clone());
                                 if let Some(ar) = ar {
                                     self.tasks.push(tokio::spawn(play_agent(agent, ar, node_ns.clone(), node_name.clone(), sa, clock)));
@@ -477,8 +472,14 @@ struct OperatorRequests {
     by_target: Vec<(String, u64)>,
 }
 
-async fn client(url: &str, token: &str, user_agent: &str) -> Result<Client, SandboxError> {
-    let kc = Kubeconfig::from_yaml(&kube_sim::kubeconfig_yaml(url, Some(token)))
+/// A client of kube-sim at `url` (verifying it with the CA `ca_pem`) with a bearer token.
+async fn client(
+    url: &str,
+    ca_pem: Option<&str>,
+    token: &str,
+    user_agent: &str,
+) -> Result<Client, SandboxError> {
+    let kc = Kubeconfig::from_yaml(&kube_sim::kubeconfig_yaml(url, ca_pem, Some(token)))
         .map_err(|e| SandboxError::ClientConfig(e.to_string()))?;
     let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await

@@ -1,12 +1,13 @@
-//! `kube-sim bench`: measures simple writes/s through the verb handlers, watch events/s delivered over
-//! HTTP to 10 concurrent watchers, resident memory with many stored objects, and the rate of request
-//! stats recording.
+//! `kube-sim bench`: measures simple writes/s through the verb handlers and over HTTPS (plain HTTP
+//! with `--insecure-http`), watch events/s delivered to 10 concurrent HTTPS watchers, resident memory
+//! with many stored objects, the rate of request stats recording, and admission cost.
 
 use crate::server::handlers::WriteOpts;
 use crate::{Sim, SimConfig};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Errors running the benchmark.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +38,37 @@ fn cm(i: usize) -> serde_json::Value {
         "data": {"key": format!("value-{i}")}})
 }
 
-async fn watcher(
+/// A client connection: TCP, or TLS over TCP.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+/// Where and how the bench's clients connect.
+#[derive(Clone)]
+struct Target {
     addr: std::net::SocketAddr,
-    rv: u64,
-    expect: usize,
-) -> Result<usize, std::io::Error> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    /// Trusting the simulator's CA; `None` for plain HTTP.
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Target {
+    async fn connect(&self) -> Result<Box<dyn Conn>, std::io::Error> {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        match &self.tls {
+            None => Ok(Box::new(tcp)),
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::IpAddress(self.addr.ip().into());
+                let s = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await?;
+                Ok(Box::new(s))
+            }
+        }
+    }
+}
+
+async fn watcher(target: Target, rv: u64, expect: usize) -> Result<usize, std::io::Error> {
+    let mut s = target.connect().await?;
     let req = format!(
         "GET /api/v1/namespaces/bench/configmaps?watch=true&resourceVersion={rv} HTTP/1.1\r\nHost: bench\r\nUser-Agent: kube-sim-bench\r\n\r\n"
     );
@@ -67,13 +93,8 @@ async fn watcher(
 }
 
 /// POSTs `count` ConfigMaps over one keep-alive HTTP/1.1 connection, checking each answer is 201.
-async fn http_writer(
-    addr: std::net::SocketAddr,
-    start: usize,
-    count: usize,
-) -> Result<(), std::io::Error> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.set_nodelay(true)?;
+async fn http_writer(target: Target, start: usize, count: usize) -> Result<(), std::io::Error> {
+    let mut s = target.connect().await?;
     let mut buf: Vec<u8> = Vec::new();
     let mut tmp = vec![0u8; 16 * 1024];
     for i in start..start + count {
@@ -180,13 +201,33 @@ pub fn stats_record_rate(threads: usize, per_thread: usize) -> f64 {
     (threads * per_thread) as f64 / t0.elapsed().as_secs_f64()
 }
 
-/// Runs the benchmark and returns a human-readable report.
+/// Runs the benchmark over HTTPS and returns a human-readable report.
 pub async fn run(objects: usize) -> Result<String, BenchError> {
+    run_over(objects, false).await
+}
+
+/// Runs the benchmark, its clients talking HTTPS (plain HTTP with `insecure_http`).
+pub async fn run_over(objects: usize, insecure_http: bool) -> Result<String, BenchError> {
     let sim = Sim::start(SimConfig {
         dataplane: false,
+        insecure_http,
         ..SimConfig::default()
     })
     .await?;
+    let tls = match sim.tls() {
+        Some(t) => Some(Arc::new(t.client_config().map_err(|e| {
+            BenchError::Step {
+                what: "configure TLS",
+                message: e.to_string(),
+            }
+        })?)),
+        None => None,
+    };
+    let target = Target {
+        addr: sim.addr(),
+        tls,
+    };
+    let scheme = if insecure_http { "HTTP" } else { "HTTPS" };
     let st = sim.state().clone();
     let ns_ri = st
         .registry_read()
@@ -228,12 +269,12 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
     }
     let write_rate = writes as f64 / t0.elapsed().as_secs_f64();
 
-    // 1b. The same through HTTP: 4 keep-alive connections POSTing JSON.
+    // 1b. The same through HTTP(S): 4 keep-alive connections POSTing JSON.
     let http_writes = 4 * 2_500;
     let t0 = Instant::now();
     let mut hs = Vec::new();
     for c in 0..4 {
-        hs.push(tokio::spawn(http_writer(sim.addr(), c * 2_500, 2_500)));
+        hs.push(tokio::spawn(http_writer(target.clone(), c * 2_500, 2_500)));
     }
     for h in hs {
         h.await.map_err(|e| BenchError::Step {
@@ -248,7 +289,7 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
     let events = 20_000usize;
     let mut handles = Vec::new();
     for _ in 0..10 {
-        handles.push(tokio::spawn(watcher(sim.addr(), start_rv, events)));
+        handles.push(tokio::spawn(watcher(target.clone(), start_rv, events)));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t1 = Instant::now();
@@ -305,8 +346,8 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
             message,
         })?;
     Ok(format!(
-        "writes: {writes} creates in-process at {write_rate:.0}/s; {http_writes} creates over HTTP (4 connections) at {http_rate:.0}/s\n\
-         watch: {delivered} events delivered to 10 HTTP watchers in {watch_secs:.2}s = {watch_rate:.0} events/s\n\
+        "writes: {writes} creates in-process at {write_rate:.0}/s; {http_writes} creates over {scheme} (4 connections) at {http_rate:.0}/s\n\
+         watch: {delivered} events delivered to 10 {scheme} watchers in {watch_secs:.2}s = {watch_rate:.0} events/s\n\
          memory: {stored} objects stored, RSS {rss_after} KiB (was {rss_before} KiB before loading; {:.2} KiB/object)\n\
          stats: request recording at {stats_1:.0}/s on 1 thread, {stats_4:.0}/s on 4 threads (240 distinct keys)\n{admission}",
         (rss_after.saturating_sub(rss_before)) as f64 / stored.max(1) as f64

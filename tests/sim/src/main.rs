@@ -1,5 +1,6 @@
-//! The `kube-sim` binary: serves the simulated Kubernetes API on loopback, writes a kubeconfig for
-//! kubectl/Helm/kube-rs, and stops cleanly on SIGTERM/SIGINT; `kube-sim bench` measures the store.
+//! The `kube-sim` binary: serves the simulated Kubernetes API over HTTPS on loopback (CA generated
+//! at start), writes a kubeconfig for kubectl/Helm/kube-rs with that CA, and stops cleanly on
+//! SIGTERM/SIGINT; `kube-sim bench` measures the store.
 
 use clap::{Parser, Subcommand};
 use kube_sim::{Sim, SimConfig};
@@ -12,9 +13,14 @@ struct Args {
     /// Port on 127.0.0.1 (0 picks a free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
-    /// Where to write a kubeconfig pointing at the simulator.
+    /// Where to write a kubeconfig pointing at the simulator (with its CA as
+    /// certificate-authority-data).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Serve plain HTTP instead of HTTPS. kubectl and Helm send no bearer token to a plain-HTTP
+    /// server, so `--authorize` then only admits kube-rs clients.
+    #[arg(long)]
+    insecure_http: bool,
     /// Simulated nodes, e.g. `gpu-a100=2x8,cpu=2`.
     #[arg(long)]
     nodes: Option<String>,
@@ -22,7 +28,9 @@ struct Args {
     /// 401 (except /healthz, /readyz, /livez, /version). The written kubeconfig uses the static admin
     /// token `sim-admin`; to act as a service account use the bearer token `sim-sa:<namespace>:<name>`
     /// (e.g. `kubectl --token sim-sa:default:operator get pods`) or one from the TokenRequest API
-    /// (`kubectl create token <serviceaccount>`); `sim-user:<name>[:<group>,...]` names a plain user.
+    /// (`kubectl --token "$(kubectl create token <serviceaccount>)" ...`);
+    /// `sim-user:<name>[:<group>,...]` names a plain user. Impersonation (`kubectl --as`) is
+    /// authorized with the `impersonate` verb like the real apiserver.
     #[arg(long)]
     authorize: bool,
     /// Fault injection spec (also set at runtime by `POST /sim/faults`; `GET /sim/faults` shows it
@@ -104,7 +112,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     init_logs(&args.log_format);
     if let Some(Command::Bench { objects }) = args.command {
-        return match kube_sim::bench::run(objects).await {
+        return match kube_sim::bench::run_over(objects, args.insecure_http).await {
             Ok(report) => {
                 println!("{report}");
                 ExitCode::SUCCESS
@@ -121,6 +129,7 @@ async fn main() -> ExitCode {
         faults: args.faults.clone(),
         port: args.port,
         bookmark_interval: std::time::Duration::from_secs(args.bookmark_seconds.max(1)),
+        insecure_http: args.insecure_http,
         ..SimConfig::default()
     };
     let sim = match Sim::start(config).await {

@@ -15,7 +15,8 @@ async fn start() -> (Sim, Client) {
     })
     .await
     .expect("start sim");
-    let config = Config::new(sim.url().parse().expect("url"));
+    let mut config = Config::new(sim.url().parse().expect("url"));
+    config.root_cert = sim.ca_der().map(|ca| vec![ca.to_vec()]);
     let client = Client::try_from(config).expect("client");
     (sim, client)
 }

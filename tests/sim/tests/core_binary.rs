@@ -33,7 +33,7 @@ async fn binary_writes_kubeconfig_and_stops_on_sigterm() {
         .strip_prefix("kube-sim listening on ")
         .expect("banner")
         .to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
     let kubeconfig = Kubeconfig::read_from(&kc).unwrap();
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())

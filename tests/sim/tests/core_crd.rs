@@ -24,6 +24,7 @@ async fn start(authorize: bool) -> Sim {
 
 fn client_for(sim: &Sim, token: Option<&str>) -> Client {
     let mut config = Config::new(sim.url().parse().expect("url"));
+    config.root_cert = sim.ca_der().map(|ca| vec![ca.to_vec()]);
     if let Some(t) = token {
         config.auth_info.token = Some(t.to_string().into());
     }

@@ -26,7 +26,8 @@ async fn start(authorize: bool) -> Sim {
 /// A client with this user agent (and bearer token), without kube-rs's retries of 429/503/504 so
 /// each injected fault reaches the test as is.
 async fn client(sim: &Sim, user_agent: &str, token: Option<&str>) -> Client {
-    let kc = Kubeconfig::from_yaml(&kube_sim::kubeconfig_yaml(&sim.url(), token)).expect("yaml");
+    let kc = Kubeconfig::from_yaml(&kube_sim::kubeconfig_yaml(&sim.url(), sim.ca_pem(), token))
+        .expect("yaml");
     let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .expect("config");

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 async fn start(cfg: SimConfig) -> (Sim, Client) {
     let sim = Sim::start(cfg).await.expect("start sim");
-    let config = Config::new(sim.url().parse().expect("url"));
+    let mut config = Config::new(sim.url().parse().expect("url"));
+    config.root_cert = sim.ca_der().map(|ca| vec![ca.to_vec()]);
     (sim, Client::try_from(config).expect("client"))
 }
 

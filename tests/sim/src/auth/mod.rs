@@ -7,20 +7,27 @@
 //! - [`rbac`]: [`authorize`], evaluated like the real RBAC authorizer (cluster role bindings, role
 //!   bindings that may reference ClusterRoles, aggregated ClusterRoles resolved at authorization
 //!   time, the default discovery roles for `system:authenticated`, `system:masters` bypass).
+//! - [`review`]: TokenReview and (Self/Local)SubjectAccessReview evaluation: create-only, never
+//!   stored, answered with the authenticator's and RBAC's verdict.
+//! - [`impersonation`]: `Impersonate-*` headers (`kubectl --as`), authorized with the
+//!   `impersonate` verb.
 //! - [`status`]: the metav1 Status bodies for 401 and 403.
 //!
 //! No escalation check is made: a token holder allowed to create Roles/bindings may grant
 //! permissions it does not hold itself (the real apiserver refuses that unless the user has the
 //! `escalate` / `bind` verbs). Tests of the operator's own RBAC are unaffected.
 
+pub mod impersonation;
 pub mod rbac;
+pub mod review;
 pub mod status;
 pub mod token;
 
 pub use rbac::{
-    aggregated_rules, authorize, default_cluster_role_bindings, default_cluster_roles,
-    self_subject_access_review,
+    Decision, aggregated_rules, authorize, decide, default_cluster_role_bindings,
+    default_cluster_roles,
 };
+pub use review::{AccessReviewKind, ReviewError, access_review, token_review};
 pub use status::{forbidden_status, unauthorized_status};
 pub use token::{Authenticated, ServiceAccountRef, TokenError, TokenIssuer};
 

@@ -1,5 +1,5 @@
-//! RBAC authorization like the apiserver's RBAC authorizer, the forbidden message, the default
-//! discovery roles and SelfSubjectAccessReview evaluation.
+//! RBAC authorization like the apiserver's RBAC authorizer (with the reason it gives), the
+//! forbidden message and the default discovery roles.
 //!
 //! Evaluation (as `rbac.authorizer.VisitRulesFor`): every ClusterRoleBinding whose subjects match
 //! the user grants its ClusterRole's rules everywhere; when the request is namespaced, every
@@ -33,7 +33,8 @@ struct Rule {
     non_resource_urls: Vec<String>,
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
+/// The strings of a JSON array (non-strings skipped; empty when absent).
+pub(super) fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -121,11 +122,33 @@ fn subject_matches(subject: &Value, user: &UserInfo, binding_ns: &str) -> bool {
     }
 }
 
-fn binding_applies(binding: &Value, user: &UserInfo, binding_ns: &str) -> bool {
+/// The first subject of the binding that denotes the user.
+fn matching_subject<'a>(
+    binding: &'a Value,
+    user: &UserInfo,
+    binding_ns: &str,
+) -> Option<&'a Value> {
     binding
         .get("subjects")
-        .and_then(Value::as_array)
-        .is_some_and(|subs| subs.iter().any(|s| subject_matches(s, user, binding_ns)))
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|s| subject_matches(s, user, binding_ns))
+}
+
+/// A subject as the RBAC authorizer names it in reasons: `User "x"`, `Group "g"`,
+/// `ServiceAccount "name/namespace"`.
+fn describe_subject(subject: &Value, binding_ns: &str) -> String {
+    let kind = subject.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = subject.get("name").and_then(Value::as_str).unwrap_or("");
+    if kind == "ServiceAccount" {
+        let ns = subject
+            .get("namespace")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(binding_ns);
+        return format!("{kind} {:?}", format!("{name}/{ns}"));
+    }
+    format!("{kind} {name:?}")
 }
 
 /// ClusterRoles by name: the source's, plus defaults it does not override.
@@ -198,14 +221,42 @@ pub fn aggregated_rules(src: &dyn RbacSource, cluster_role: &str) -> Option<Vec<
     ClusterRoles::load(src).rules(cluster_role)
 }
 
+/// An authorization decision with the reason the RBAC authorizer gives (what SubjectAccessReviews
+/// report in `status.reason`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Allowed: `RBAC: allowed by ClusterRoleBinding "b" of ClusterRole "r" to Group "g"` (empty
+    /// for `system:masters`, allowed before RBAC). Denied: empty, or `RBAC: ...` naming bindings
+    /// whose roles are missing.
+    pub reason: String,
+}
+
 /// Authorizes the request. `Err` carries the full 403 message, e.g.
 /// `deployments.apps is forbidden: User "system:serviceaccount:ns:sa" cannot list resource
 /// "deployments" in API group "apps" in the namespace "ns"`; when a matching binding references a
 /// missing role the RBAC reason is appended (`: RBAC: clusterrole.rbac.authorization.k8s.io "x"
 /// not found`) as upstream does.
 pub fn authorize(src: &dyn RbacSource, user: &UserInfo, attrs: &Attributes) -> Result<(), String> {
-    if user.groups.iter().any(|g| g == GROUP_MASTERS) {
+    let d = decide(src, user, attrs);
+    if d.allowed {
         return Ok(());
+    }
+    let msg = forbidden_message(user, attrs);
+    if d.reason.is_empty() {
+        Err(msg)
+    } else {
+        Err(format!("{msg}: {}", d.reason))
+    }
+}
+
+/// Evaluates the request against RBAC (see the module doc) and says why.
+pub fn decide(src: &dyn RbacSource, user: &UserInfo, attrs: &Attributes) -> Decision {
+    if user.groups.iter().any(|g| g == GROUP_MASTERS) {
+        return Decision {
+            allowed: true,
+            reason: String::new(),
+        };
     }
     let roles = ClusterRoles::load(src);
     let mut errors: Vec<String> = Vec::new();
@@ -219,9 +270,9 @@ pub fn authorize(src: &dyn RbacSource, user: &UserInfo, attrs: &Attributes) -> R
             .filter(|b| !overridden.contains(name_of(b))),
     );
     for b in &crbs {
-        if !binding_applies(b, user, "") {
+        let Some(subject) = matching_subject(b, user, "") else {
             continue;
-        }
+        };
         let role_name = b
             .pointer("/roleRef/name")
             .and_then(Value::as_str)
@@ -235,7 +286,16 @@ pub fn authorize(src: &dyn RbacSource, user: &UserInfo, attrs: &Attributes) -> R
             continue;
         }
         match roles.rules(role_name) {
-            Some(rules) if allowed_by(&rules) => return Ok(()),
+            Some(rules) if allowed_by(&rules) => {
+                return Decision {
+                    allowed: true,
+                    reason: format!(
+                        "RBAC: allowed by ClusterRoleBinding {:?} of ClusterRole {role_name:?} to {}",
+                        name_of(b),
+                        describe_subject(subject, "")
+                    ),
+                };
+            }
             Some(_) => {}
             None => errors.push(format!("clusterrole.{RBAC_GROUP} {role_name:?} not found")),
         }
@@ -244,9 +304,9 @@ pub fn authorize(src: &dyn RbacSource, user: &UserInfo, attrs: &Attributes) -> R
     if let Some(ns) = attrs.namespace.as_deref().filter(|n| !n.is_empty()) {
         let mut ns_roles: Option<Vec<Value>> = None;
         for b in src.role_bindings(ns) {
-            if !binding_applies(&b, user, ns) {
+            let Some(subject) = matching_subject(&b, user, ns) else {
                 continue;
-            }
+            };
             let role_name = b
                 .pointer("/roleRef/name")
                 .and_then(Value::as_str)
@@ -283,21 +343,27 @@ pub fn authorize(src: &dyn RbacSource, user: &UserInfo, attrs: &Attributes) -> R
                 }
             };
             if allowed_by(&rules) {
-                return Ok(());
+                return Decision {
+                    allowed: true,
+                    reason: format!(
+                        "RBAC: allowed by RoleBinding {:?} of {kind} {role_name:?} to {}",
+                        format!("{}/{ns}", name_of(&b)),
+                        describe_subject(subject, ns)
+                    ),
+                };
             }
         }
     }
 
-    let mut msg = forbidden_message(user, attrs);
-    if !errors.is_empty() {
-        let reason = if errors.len() == 1 {
-            errors.remove(0)
-        } else {
-            format!("[{}]", errors.join(", "))
-        };
-        msg = format!("{msg}: RBAC: {reason}");
+    let reason = match errors.len() {
+        0 => String::new(),
+        1 => format!("RBAC: {}", errors.remove(0)),
+        _ => format!("RBAC: [{}]", errors.join(", ")),
+    };
+    Decision {
+        allowed: false,
+        reason,
     }
-    Err(msg)
 }
 
 /// The apiserver's 403 message without an authorizer reason.
@@ -392,6 +458,13 @@ pub fn default_cluster_roles() -> Vec<Value> {
             }]),
         ),
         cluster_role(
+            "system:auth-delegator",
+            json!([
+                {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+                {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}
+            ]),
+        ),
+        cluster_role(
             "system:basic-user",
             json!([
                 {"apiGroups": ["authorization.k8s.io"],
@@ -425,49 +498,6 @@ pub fn default_cluster_role_bindings() -> Vec<Value> {
             &[super::GROUP_AUTHENTICATED],
         ),
     ]
-}
-
-/// Evaluates a SelfSubjectAccessReview (`authorization.k8s.io/v1`) for `user` and returns it with
-/// `status.allowed` (and `status.reason` / `status.denied: false` as upstream RBAC reports).
-pub fn self_subject_access_review(src: &dyn RbacSource, user: &UserInfo, review: &Value) -> Value {
-    let spec = review.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let attrs = if let Some(ra) = spec.get("resourceAttributes").filter(|v| v.is_object()) {
-        Attributes {
-            verb: s(ra, "verb"),
-            api_group: s(ra, "group"),
-            resource: s(ra, "resource"),
-            subresource: Some(s(ra, "subresource")).filter(|x| !x.is_empty()),
-            namespace: Some(s(ra, "namespace")).filter(|x| !x.is_empty()),
-            name: Some(s(ra, "name")).filter(|x| !x.is_empty()),
-            path: None,
-        }
-    } else {
-        let nr = spec
-            .get("nonResourceAttributes")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        Attributes::non_resource(&s(&nr, "verb"), &s(&nr, "path"))
-    };
-    let status = match authorize(src, user, &attrs) {
-        Ok(()) => json!({"allowed": true}),
-        Err(_) => json!({"allowed": false}),
-    };
-    let mut out = review.clone();
-    if let Some(o) = out.as_object_mut() {
-        o.insert(
-            "apiVersion".into(),
-            Value::String("authorization.k8s.io/v1".into()),
-        );
-        o.insert(
-            "kind".into(),
-            Value::String("SelfSubjectAccessReview".into()),
-        );
-        o.entry("metadata").or_insert_with(|| json!({}));
-        o.insert("spec".into(), spec);
-        o.insert("status".into(), status);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -894,35 +924,5 @@ mod tests {
             ..Src::default()
         };
         assert!(authorize(&src, &sa(), &Attributes::non_resource("get", "/apis")).is_err());
-    }
-
-    #[test]
-    fn self_subject_access_review_evaluates() {
-        let src = Src {
-            cluster_roles: vec![crole(
-                "r",
-                json!([{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list"]}]),
-            )],
-            cluster_role_bindings: vec![crb("b", "r", sa_subject())],
-            ..Src::default()
-        };
-        let review = |verb: &str| {
-            json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                   "spec": {"resourceAttributes": {"verb": verb, "group": "apps",
-                            "resource": "deployments", "namespace": "ns"}}})
-        };
-        assert_eq!(
-            self_subject_access_review(&src, &sa(), &review("list"))["status"]["allowed"],
-            true
-        );
-        assert_eq!(
-            self_subject_access_review(&src, &sa(), &review("delete"))["status"]["allowed"],
-            false
-        );
-        let nr = json!({"spec": {"nonResourceAttributes": {"verb": "get", "path": "/version"}}});
-        assert_eq!(
-            self_subject_access_review(&src, &sa(), &nr)["status"]["allowed"],
-            true
-        );
     }
 }

@@ -74,6 +74,8 @@ pub struct Authenticated {
     pub service_account: Option<ServiceAccountRef>,
     /// Expiry of issued tokens.
     pub expires: Option<DateTime<Utc>>,
+    /// The `aud` claim of issued tokens; empty for static tokens (valid for any audience).
+    pub audiences: Vec<String>,
 }
 
 /// Issues and verifies bearer tokens.
@@ -225,6 +227,7 @@ impl TokenIssuer {
                 user: UserInfo::admin(),
                 service_account: None,
                 expires: None,
+                audiences: Vec::new(),
             });
         }
         if let Some(rest) = token.strip_prefix(STATIC_SA_PREFIX) {
@@ -240,6 +243,7 @@ impl TokenIssuer {
                     uid: None,
                 }),
                 expires: None,
+                audiences: Vec::new(),
             });
         }
         if let Some(rest) = token.strip_prefix(STATIC_USER_PREFIX) {
@@ -262,6 +266,7 @@ impl TokenIssuer {
                 },
                 service_account: None,
                 expires: None,
+                audiences: Vec::new(),
             });
         }
         self.verify_jwt(token, now)
@@ -298,6 +303,15 @@ impl TokenIssuer {
                 uid,
             }),
             expires: Utc.timestamp_opt(exp, 0).single(),
+            audiences: match claims.get("aud") {
+                Some(Value::String(a)) => vec![a.clone()],
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+                _ => Vec::new(),
+            },
         })
     }
 }

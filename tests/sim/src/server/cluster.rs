@@ -198,19 +198,44 @@ impl SimState {
         if token.is_empty() {
             return Err(ApiError::from_status(auth::unauthorized_status()));
         }
-        let Some(a) = self.tokens.authenticate_at(token, chrono::Utc::now()) else {
-            return Err(ApiError::from_status(auth::unauthorized_status()));
-        };
+        self.authenticate_token(token)
+            .map(|a| a.user)
+            .ok_or_else(|| ApiError::from_status(auth::unauthorized_status()))
+    }
+
+    /// Authenticates a bearer token now (requests and TokenReviews): static tokens, and issued
+    /// tokens while valid and while their service account lives on with the same uid.
+    pub fn authenticate_token(&self, token: &str) -> Option<auth::Authenticated> {
+        let a = self.tokens.authenticate_at(token, chrono::Utc::now())?;
         // Issued tokens die with their service account.
         if let Some(sa) = &a.service_account
             && let Some(uid) = &sa.uid
         {
             let live = self.store.get("/serviceaccounts", &sa.namespace, &sa.name);
             if live.is_none_or(|o| crate::store::uid_of(&o) != uid) {
-                return Err(ApiError::from_status(auth::unauthorized_status()));
+                return None;
             }
         }
-        Ok(a.user)
+        Some(a)
+    }
+
+    /// Applies `Impersonate-*` headers: the requester must be allowed to `impersonate` each part
+    /// (403 otherwise; skipped without `--authorize`, like every check); the request then runs as
+    /// the impersonated user.
+    pub fn impersonate(
+        &self,
+        user: UserInfo,
+        imp: &auth::impersonation::Impersonation,
+    ) -> Result<UserInfo, ApiError> {
+        if imp.is_empty() {
+            return Ok(user);
+        }
+        let checks = imp.checks().map_err(ApiError::bad_request)?;
+        for attrs in &checks {
+            self.authorize(&user, attrs)?;
+        }
+        imp.user()
+            .ok_or_else(|| ApiError::bad_request("impersonation without a user"))
     }
 
     /// RBAC check; 403 with the real message when denied.

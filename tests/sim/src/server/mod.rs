@@ -6,15 +6,17 @@ pub mod cluster;
 pub mod controllers;
 pub mod deps;
 pub mod discovery;
-pub mod door;
 pub mod errors;
 pub mod handlers;
 pub mod http;
 pub mod inject;
 pub mod openapi;
+pub mod openapi_pb;
 pub mod protobuf;
 pub mod registry;
+pub mod reviews;
 pub mod stats;
+pub mod tls;
 pub mod watch;
 
 use crate::store::Store;
@@ -52,6 +54,9 @@ pub struct SimConfig {
     pub dataplane: bool,
     /// How long after a namespace's DELETE its contents start being removed.
     pub namespace_cleanup_delay: Duration,
+    /// Serve plain HTTP instead of HTTPS. kubectl and Helm (client-go) send no bearer token to a
+    /// plain-HTTP server (kube-rs does), so with `authorize` only kube-rs clients get in.
+    pub insecure_http: bool,
 }
 
 impl Default for SimConfig {
@@ -65,6 +70,7 @@ impl Default for SimConfig {
             history: crate::store::DEFAULT_HISTORY,
             dataplane: true,
             namespace_cleanup_delay: Duration::from_millis(500),
+            insecure_http: false,
         }
     }
 }
@@ -80,6 +86,8 @@ pub enum SimError {
     },
     #[error("failed to parse the {what} setting: {message}")]
     Config { what: &'static str, message: String },
+    #[error("failed to set up HTTPS")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Everything a request handler needs.
@@ -232,6 +240,8 @@ pub struct Req {
     pub accept: String,
     pub content_type: String,
     pub authorization: String,
+    /// `Impersonate-*` headers (`kubectl --as`).
+    pub impersonation: crate::auth::impersonation::Impersonation,
     pub body: Bytes,
     /// The authenticated user, set once authentication passed (admission sees it).
     pub user: Option<crate::auth::UserInfo>,
@@ -255,25 +265,12 @@ impl DeleteOpts {
     }
 }
 
+/// Serves one HTTP request: reads the body, decodes protobuf bodies to JSON, routes it.
 async fn serve_one(
     state: Arc<SimState>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, inject::Disconnected> {
-    serve_request(state, req, None).await
-}
-
-/// Serves one HTTP request: reads the body, decodes protobuf bodies to JSON, routes it. A request
-/// without credentials gets `default_authorization` (the admin door) when one is given. An injected
-/// dropped or hung connection is an error, on which hyper closes the connection without an answer.
-pub(crate) async fn serve_request(
-    state: Arc<SimState>,
-    req: Request<Incoming>,
-    default_authorization: Option<&str>,
-) -> Result<Response<Body>, inject::Disconnected> {
-    let mut authorization = header(&req, "authorization").to_string();
-    if authorization.is_empty() {
-        authorization = default_authorization.unwrap_or_default().to_string();
-    }
+    let authorization = header(&req, "authorization").to_string();
     let r = Req {
         method: req.method().clone(),
         path: req.uri().path().to_string(),
@@ -282,6 +279,11 @@ pub(crate) async fn serve_request(
         accept: header(&req, "accept").to_string(),
         content_type: header(&req, "content-type").to_string(),
         authorization,
+        impersonation: crate::auth::impersonation::Impersonation::from_headers(
+            req.headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+        ),
         body: Bytes::new(),
         user: None,
     };
@@ -359,7 +361,10 @@ impl SimState {
             record_path("");
             return self.route_public(route, r);
         }
-        let user = match self.authenticate(&r.authorization) {
+        let user = match self
+            .authenticate(&r.authorization)
+            .and_then(|u| self.impersonate(u, &r.impersonation))
+        {
             Ok(u) => u,
             Err(e) => {
                 record_path("");
@@ -527,28 +532,18 @@ impl SimState {
         {
             return self.fault_response(a, &p, &r);
         }
-        if verb == "create"
-            && ri.group == "authorization.k8s.io"
-            && ri.plural == "selfsubjectaccessreviews"
-        {
-            return match parse_body(&r.body, false) {
-                Ok(b) => json_response(
-                    201,
-                    &crate::auth::self_subject_access_review(&**self, user, &b),
-                ),
-                Err(e) => error_response(&e),
-            };
+        // Verbs a resource does not serve (the create-only reviews) are not routed.
+        if sub.is_none() && !ri.verbs.contains(&verb) {
+            return error_response(&ApiError::method_not_allowed());
         }
         if verb == "create"
-            && ri.group == "authentication.k8s.io"
-            && ri.plural == "selfsubjectreviews"
+            && sub.is_none()
+            && let Some(answer) = self.review(&ri, p.namespace.as_deref(), user, &r.body)
         {
-            return json_response(
-                201,
-                &json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
-                "metadata": {"creationTimestamp": null},
-                "status": {"userInfo": {"username": user.username, "groups": user.groups}}}),
-            );
+            return match answer {
+                Ok(v) => json_response(201, &v),
+                Err(e) => error_response(&e),
+            };
         }
         let v = p.version.as_str();
         let ns = p.namespace.as_deref();
@@ -874,6 +869,7 @@ fn ns_of(p: &ResourcePath) -> Option<&str> {
 pub struct Sim {
     addr: SocketAddr,
     state: Arc<SimState>,
+    tls: Option<tls::TlsMaterial>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -897,23 +893,53 @@ impl Sim {
             None => Vec::new(),
         };
         let dataplane = config.dataplane;
+        let tls = if config.insecure_http {
+            None
+        } else {
+            Some(tls::TlsMaterial::generate()?)
+        };
         let state = SimState::new(config)?;
         if let Ok(mut a) = state.addr.write() {
             *a = Some(addr);
         }
         let mut tasks = vec![
             tokio::spawn(controllers::run(state.clone())),
-            tokio::spawn(accept_loop(listener, state.clone())),
+            tokio::spawn(accept_loop(
+                listener,
+                state.clone(),
+                tls.as_ref().map(tls::TlsMaterial::acceptor),
+            )),
         ];
         if dataplane {
             tasks.push(tokio::spawn(cluster::run_dataplane(state.clone(), nodes)));
         }
-        Ok(Sim { addr, state, tasks })
+        Ok(Sim {
+            addr,
+            state,
+            tls,
+            tasks,
+        })
     }
 
-    /// `http://127.0.0.1:<port>`
+    /// `https://127.0.0.1:<port>` (`http://` with `insecure_http`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA certificate (PEM) the serving certificate is signed by; `None` with `insecure_http`.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(tls::TlsMaterial::ca_pem)
+    }
+
+    /// The CA certificate (DER), e.g. for kube-rs `Config::root_cert`; `None` with `insecure_http`.
+    pub fn ca_der(&self) -> Option<&[u8]> {
+        self.tls.as_ref().map(tls::TlsMaterial::ca_der)
+    }
+
+    /// The TLS material (CA, serving configuration); `None` with `insecure_http`.
+    pub fn tls(&self) -> Option<&tls::TlsMaterial> {
+        self.tls.as_ref()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -924,12 +950,14 @@ impl Sim {
         &self.state
     }
 
-    /// A kubeconfig kubectl, Helm and kube-rs use as is. With `authorize` the user carries the
-    /// static admin token `sim-admin` (member of `system:masters`); other identities use
-    /// `sim-sa:<namespace>:<serviceaccount>` or a TokenRequest token as bearer token.
+    /// A kubeconfig kubectl, Helm and kube-rs use as is: the server URL, the CA as
+    /// `certificate-authority-data`, and the static admin token `sim-admin` (member of
+    /// `system:masters`; without `authorize` every request is the admin anyway, but kubectl prompts
+    /// for a password when an HTTPS kubeconfig has no credentials). Other identities use
+    /// `sim-sa:<namespace>:<serviceaccount>` or a TokenRequest token as bearer token
+    /// (`kubectl --token ...`, or [`kubeconfig_yaml`] with [`Sim::ca_pem`]).
     pub fn kubeconfig_yaml(&self) -> String {
-        let token = self.state.config.authorize.then_some("sim-admin");
-        kubeconfig_yaml(&self.url(), token)
+        kubeconfig_yaml(&self.url(), self.ca_pem(), Some("sim-admin"))
     }
 
     pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
@@ -947,18 +975,33 @@ impl Sim {
     }
 }
 
-/// Kubeconfig text for a server URL, optionally with a bearer token for the user.
-pub fn kubeconfig_yaml(url: &str, token: Option<&str>) -> String {
+/// Kubeconfig text for a server URL, with the CA certificate (PEM) clients verify the server with,
+/// and optionally a bearer token for the user.
+pub fn kubeconfig_yaml(url: &str, ca_pem: Option<&str>, token: Option<&str>) -> String {
+    use base64::Engine as _;
     let user = match token {
         Some(t) => format!("  user:\n    token: {t}\n"),
         None => "  user: {}\n".to_string(),
     };
+    let ca = ca_pem
+        .map(|pem| {
+            format!(
+                "    certificate-authority-data: {}\n",
+                base64::engine::general_purpose::STANDARD.encode(pem)
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-sim\n  cluster:\n    server: {url}\ncontexts:\n- name: kube-sim\n  context:\n    cluster: kube-sim\n    user: kube-sim-admin\n    namespace: default\ncurrent-context: kube-sim\npreferences: {{}}\nusers:\n- name: kube-sim-admin\n{user}"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-sim\n  cluster:\n{ca}    server: {url}\ncontexts:\n- name: kube-sim\n  context:\n    cluster: kube-sim\n    user: kube-sim-admin\n    namespace: default\ncurrent-context: kube-sim\npreferences: {{}}\nusers:\n- name: kube-sim-admin\n{user}"
     )
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<SimState>) {
+/// Accepts connections; with an acceptor, each is a TLS connection (handshake in its own task).
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<SimState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -966,10 +1009,20 @@ async fn accept_loop(listener: TcpListener, state: Arc<SimState>) {
                 let Ok((stream, _)) = acc else { continue };
                 let _ = stream.set_nodelay(true);
                 let st = state.clone();
+                let tls = tls.clone();
                 conns.spawn(async move {
                     let svc = hyper::service::service_fn(move |req| serve_one(st.clone(), req));
                     let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                    match tls {
+                        Some(acceptor) => {
+                            // A failed handshake (client distrusts the CA, plain HTTP) just closes.
+                            let Ok(stream) = acceptor.accept(stream).await else { return };
+                            let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                        }
+                        None => {
+                            let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                        }
+                    }
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}

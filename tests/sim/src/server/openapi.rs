@@ -14,8 +14,9 @@
 //! and whether it can compute a strategic merge patch from the v3 document (built-ins only; CRDs list
 //! no `application/strategic-merge-patch+json`, so kubectl sends a JSON merge patch for them).
 //!
-//! The v2 document is served as JSON only: client-go asks for `/openapi/v2` in protobuf form only, and
-//! gets `406 Not Acceptable` here; kubectl and Helm then use the v3 documents (see tests/sim/CLIENT-NOTES.md).
+//! The v2 document is served as JSON, and in protobuf to requests preferring it (client-go's
+//! `OpenAPISchema()` asks for protobuf only): paths and operations without definitions, see
+//! `openapi_pb`. kubectl and Helm use the v3 documents otherwise (see tests/sim/CLIENT-NOTES.md).
 
 use std::any::TypeId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -1515,6 +1516,8 @@ struct CacheState {
     /// Serialized group-version documents by input hash; entries survive changes elsewhere.
     v3: BTreeMap<String, Bytes>,
     v2: Option<Bytes>,
+    /// The v2 document in protobuf (`super::openapi_pb`).
+    v2_pb: Option<Bytes>,
 }
 
 /// Generates the documents lazily and caches them: the index on each change of the served resources or
@@ -1556,6 +1559,21 @@ impl OpenApiResponse {
     }
 }
 
+/// Whether an `Accept` header prefers the v2 document in protobuf (what client-go asks for): the
+/// protobuf type comes before any JSON type in the list.
+fn accepts_v2_protobuf(accept: &str) -> bool {
+    for part in accept.split(',') {
+        let media = part.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case(OPENAPI_V2_PROTOBUF) {
+            return true;
+        }
+        if accepts_json(Some(media)) {
+            return false;
+        }
+    }
+    false
+}
+
 /// Whether an `Accept` header admits JSON (absent, `*/*`, `application/*`, `application/json`).
 fn accepts_json(accept: Option<&str>) -> bool {
     let Some(accept) = accept else {
@@ -1582,8 +1600,9 @@ impl OpenApiCache {
 
     /// Answers `GET /openapi/v2`, `/openapi/v3` and `/openapi/v3/<gv>` for the given served built-ins and
     /// registered CRD objects (`path` without the query string, `query` the raw query string, possibly empty).
-    /// Returns `None` for paths outside `/openapi/`. A request that does not accept JSON (client-go asks for
-    /// v2 in protobuf only) gets `406 Not Acceptable`.
+    /// Returns `None` for paths outside `/openapi/`. v2 is served in protobuf to requests asking for it
+    /// (client-go's `OpenAPISchema()`), see `openapi_pb`; other requests that do not accept JSON get
+    /// `406 Not Acceptable`.
     pub fn respond(
         &self,
         builtins: &[ServedResource],
@@ -1601,7 +1620,8 @@ impl OpenApiCache {
                 &format!("the server could not find the requested resource ({path})"),
             ));
         }
-        if !accepts_json(accept) {
+        let v2_protobuf = rest == "v2" && accept.is_some_and(accepts_v2_protobuf);
+        if !v2_protobuf && !accepts_json(accept) {
             return Some(OpenApiResponse::status(
                 406,
                 "NotAcceptable",
@@ -1630,11 +1650,29 @@ impl OpenApiCache {
                 hashes,
                 v3,
                 v2: None,
+                v2_pb: None,
             });
         }
         let state = guard.as_mut()?;
         if rest == "v3" {
             return Some(OpenApiResponse::json(200, state.index.clone()));
+        }
+        if v2_protobuf {
+            let body = match &state.v2_pb {
+                Some(b) => b.clone(),
+                None => {
+                    let model = build_model(&state.builtins, &state.crds);
+                    let b = Bytes::from(super::openapi_pb::v2_document(&v2_document(&model)));
+                    state.v2_pb = Some(b.clone());
+                    b
+                }
+            };
+            let mut r = OpenApiResponse::json(200, body.clone());
+            // The response names the type with a dot: Go's mime parser refuses the `@` form.
+            r.content_type = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+            r.headers
+                .push(("ETag", format!("\"{}\"", hex_upper(&Sha256::digest(&body)))));
+            return Some(r);
         }
         if rest == "v2" {
             let body = match &state.v2 {
@@ -2036,17 +2074,30 @@ mod tests {
     }
 
     #[test]
-    fn respond_serves_json_and_refuses_protobuf_only() {
+    fn respond_serves_json_and_v2_protobuf() {
         let cache = OpenApiCache::new();
+        let r = get(&cache, &[], "/openapi/v2", Some(OPENAPI_V2_PROTOBUF));
         assert_eq!(
-            get(&cache, &[], "/openapi/v2", Some(OPENAPI_V2_PROTOBUF)).status,
+            (r.status, r.content_type),
+            (
+                200,
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+            )
+        );
+        assert_eq!(&r.body[..5], b"\x0a\x032.0", "Document.swagger first");
+        assert_eq!(
+            get(&cache, &[], "/openapi/v2", Some("application/yaml")).status,
+            406
+        );
+        assert_eq!(
+            get(&cache, &[], "/openapi/v3", Some(OPENAPI_V2_PROTOBUF)).status,
             406
         );
         let r = get(
             &cache,
             &[],
             "/openapi/v2",
-            Some(&format!("{OPENAPI_V2_PROTOBUF}, application/json")),
+            Some(&format!("application/json, {OPENAPI_V2_PROTOBUF}")),
         );
         assert_eq!(r.status, 200);
         assert_eq!(r.content_type, "application/json");

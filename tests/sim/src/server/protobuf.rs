@@ -300,6 +300,9 @@ const TOKEN_REQUEST: &[Spec] = &[
     STATUS,
 ];
 
+/// `SelfSubjectReview`: only metadata; the status (field 2) is the server's answer.
+const SELF_SUBJECT_REVIEW: &[Spec] = &[META, (2, "status", Kind::Ignore)];
+
 const TOKEN_REVIEW: &[Spec] = &[
     META,
     (
@@ -680,6 +683,7 @@ fn layout(api_version: &str, kind: &str) -> Option<&'static [Spec]> {
         (_, "DeleteOptions") => DELETE_OPTIONS,
         ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
         ("authentication.k8s.io/v1", "TokenReview") => TOKEN_REVIEW,
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => SELF_SUBJECT_REVIEW,
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => SELF_SUBJECT_ACCESS_REVIEW,
         ("authorization.k8s.io/v1", "SubjectAccessReview" | "LocalSubjectAccessReview") => {
             SUBJECT_ACCESS_REVIEW

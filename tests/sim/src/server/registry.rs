@@ -480,6 +480,16 @@ fn builtins() -> Vec<Builtin> {
         )
         .verbs(CREATE_ONLY),
         b(
+            "authorization.k8s.io",
+            "v1",
+            "localsubjectaccessreviews",
+            "LocalSubjectAccessReview",
+            true,
+            NONE,
+            NONE,
+        )
+        .verbs(CREATE_ONLY),
+        b(
             "authentication.k8s.io",
             "v1",
             "tokenreviews",
