@@ -59,6 +59,10 @@ struct Args {
     /// Report the agents' objectives as the admin instead of each node's ServiceAccount token.
     #[arg(long)]
     agents_as_admin: bool,
+    /// An extra flag for `hypersync-operator run` (repeatable), e.g.
+    /// `--operator-arg=--leader-election=false`.
+    #[arg(long = "operator-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    operator_args: Vec<String>,
     /// The operator binary.
     #[arg(long, default_value = "target/release/hypersync-operator")]
     operator: PathBuf,
@@ -186,6 +190,7 @@ impl Bench {
                 "own ServiceAccount token".into()
             },
             load_average_start: load_average(),
+            operator_args: args.operator_args.clone(),
             ..Report::default()
         };
         Bench {
@@ -303,11 +308,12 @@ impl Bench {
         }
 
         self.phase = "start the operator";
+        let extra: Vec<&str> = self.args.operator_args.iter().map(String::as_str).collect();
         let op = Process::spawn_operator(
             &self.args.operator,
             &kubeconfig,
             &state_dir.join("operator.log"),
-            &[],
+            &extra,
         )?;
         let pid = op.pid;
         self.operator
@@ -315,7 +321,8 @@ impl Bench {
             .wait_ready(Duration::from_secs(60))
             .await?;
         self.say(&format!(
-            "operator ready (pid {pid}, leader election on, log {})",
+            "operator ready (pid {pid}, flags [{}], log {})",
+            extra.join(" "),
             state_dir.join("operator.log").display()
         ));
 

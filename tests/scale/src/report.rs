@@ -83,6 +83,8 @@ pub struct Report {
     pub timeout_seconds: u64,
     /// `"own ServiceAccount token"` or `"admin"`.
     pub agents_as: String,
+    /// Extra flags given to `hypersync-operator run`.
+    pub operator_args: Vec<String>,
     /// `"complete"`, or what stopped the run.
     pub outcome: String,
     pub load_average_start: Option<[f64; 3]>,
@@ -160,8 +162,12 @@ impl Report {
         let n = self.nodes;
         let _ = writeln!(
             o,
-            "hypersync-scale: {n} AgentNodes, concurrency {}, ttl {}s, agents as {} — {}",
-            self.concurrency, self.ttl_seconds, self.agents_as, self.outcome
+            "hypersync-scale: {n} AgentNodes, concurrency {}, ttl {}s, agents as {}, operator flags [{}] — {}",
+            self.concurrency,
+            self.ttl_seconds,
+            self.agents_as,
+            self.operator_args.join(" "),
+            self.outcome
         );
         let _ = writeln!(
             o,
