@@ -145,27 +145,58 @@ pub async fn get_json(client: &Client, path: &str) -> Result<Value, ClientError>
     })
 }
 
-/// How many objects the collection `path` holds (matching `selector` when given): one page of
-/// one item plus `remainingItemCount`.
+fn with_selector(path: &str, selector: Option<&str>, limit: Option<u32>) -> String {
+    let mut query = Vec::new();
+    if let Some(l) = limit {
+        query.push(format!("limit={l}"));
+    }
+    if let Some(s) = selector {
+        query.push(format!("labelSelector={s}"));
+    }
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
+}
+
+fn items(list: &Value) -> u64 {
+    list.get("items")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len) as u64
+}
+
+/// Whether the collection `path` holds any object (matching `selector` when given): one page of
+/// one item.
+pub async fn any(client: &Client, path: &str, selector: Option<&str>) -> Result<bool, ClientError> {
+    let list = get_json(client, &with_selector(path, selector, Some(1))).await?;
+    Ok(items(&list) > 0)
+}
+
+/// How many objects the collection `path` holds (matching `selector` when given): one page of one
+/// item plus `remainingItemCount`, or the whole list where the server leaves that out (as the
+/// apiserver does for a label selector).
 pub async fn count(
     client: &Client,
     path: &str,
     selector: Option<&str>,
 ) -> Result<u64, ClientError> {
-    let query = match selector {
-        Some(s) => format!("{path}?limit=1&labelSelector={s}"),
-        None => format!("{path}?limit=1"),
-    };
-    let list = get_json(client, &query).await?;
-    let items = list
-        .get("items")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len) as u64;
-    let remaining = list
+    let page = get_json(client, &with_selector(path, selector, Some(1))).await?;
+    if let Some(remaining) = page
         .pointer("/metadata/remainingItemCount")
         .and_then(Value::as_u64)
-        .unwrap_or(0);
-    Ok(items + remaining)
+    {
+        return Ok(items(&page) + remaining);
+    }
+    let more = page
+        .pointer("/metadata/continue")
+        .and_then(Value::as_str)
+        .is_some_and(|c| !c.is_empty());
+    if !more {
+        return Ok(items(&page));
+    }
+    let all = get_json(client, &with_selector(path, selector, None)).await?;
+    Ok(items(&all))
 }
 
 /// kube-sim's request counters now.

@@ -12,7 +12,6 @@ mod stats;
 mod timeline;
 mod watch;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -651,20 +650,21 @@ impl Bench {
     ) -> Result<(), BenchError> {
         let mut last_progress = Instant::now();
         loop {
-            let mut left = BTreeMap::new();
-            for (name, path) in collections {
-                left.insert(
-                    name.to_string(),
-                    client::count(self.admin()?, path, selector).await?,
-                );
+            let mut any = false;
+            for (_, path) in collections {
+                any |= client::any(self.admin()?, path, selector).await?;
             }
-            if left.values().all(|c| *c == 0) {
+            if !any {
                 return Ok(());
             }
             self.check_alive()?;
             if last_progress.elapsed() >= Duration::from_secs(10) {
                 last_progress = Instant::now();
-                let left: Vec<String> = left.iter().map(|(k, c)| format!("{k} {c}")).collect();
+                let mut left = Vec::new();
+                for (name, path) in collections {
+                    let c = client::count(self.admin()?, path, selector).await?;
+                    left.push(format!("{name} {c}"));
+                }
                 self.say(&format!(
                     "{}; left: {}",
                     self.progress_line(),
@@ -786,7 +786,12 @@ impl Bench {
                     .zip(self.report.children_collected_seconds),
             )
             .map(|(s, (_, secs))| Throughput::new(end.since(s).operator().writes, secs));
+        let overall_writes = self
+            .first_create
+            .map(|t| Throughput::new(calls.writes, self.now() - t));
         OperatorCalls {
+            overall_ratio_to_ceiling: of_ceiling(&overall_writes),
+            overall_writes,
             writes_per_node: calls.writes as f64 / n,
             reads_per_node: calls.reads as f64 / n,
             ramp_ratio_to_ceiling: of_ceiling(&ramp_writes),

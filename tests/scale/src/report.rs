@@ -52,6 +52,9 @@ pub struct OperatorCalls {
     pub calls: Calls,
     pub writes_per_node: f64,
     pub reads_per_node: f64,
+    /// Operator writes/s from the first create to the end of the run, and its share of the ceiling.
+    pub overall_writes: Option<Throughput>,
+    pub overall_ratio_to_ceiling: Option<f64>,
     /// Operator writes/s from the first create to all Running, and its share of the ceiling.
     pub ramp_writes: Option<Throughput>,
     pub ramp_ratio_to_ceiling: Option<f64>,
@@ -287,7 +290,9 @@ impl Report {
             }
             let _ = writeln!(
                 o,
-                "  operator write rate  to Running {} ({}); teardown {} ({})",
+                "  operator write rate  whole run {} ({}); to Running {} ({}); teardown {} ({})",
+                rate(&op.overall_writes),
+                ratio(op.overall_ratio_to_ceiling),
                 rate(&op.ramp_writes),
                 ratio(op.ramp_ratio_to_ceiling),
                 rate(&op.teardown_writes),
