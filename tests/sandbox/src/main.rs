@@ -5,7 +5,6 @@
 
 mod kustomize;
 mod narrate;
-mod process;
 mod story;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -23,8 +22,8 @@ use kube::{Client, Config};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use hypersync_sandbox::process::{self, Operator};
 use narrate::Kind;
-use process::Operator;
 use story::{Action, Milestone, Story};
 
 /// User agent of the sandbox's own clients; every other request to kube-sim is the operator's

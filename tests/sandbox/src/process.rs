@@ -1,5 +1,6 @@
-//! The operator as a child process: spawning it against the sandbox kubeconfig with its log in a
-//! file, waiting for `/readyz`, reading its peak memory (VmHWM), and stopping it with SIGTERM.
+//! Child processes serving `/readyz` (the operator, or kube-sim for `hypersync-scale`): spawning
+//! them with their log in a file, waiting for `/readyz`, reading their peak memory (VmHWM), and
+//! stopping them with SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,20 +10,18 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-/// Why the operator could not be started or stopped.
+/// Why a child process could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    #[error(
-        "failed to find the operator binary {0} (run `cargo build -p hypersync-operator` first)"
-    )]
-    Missing(PathBuf),
+    #[error("failed to find the binary {0} (build it first, e.g. `cargo build -p {1}`)")]
+    Missing(PathBuf, &'static str),
     #[error("failed to start {path}")]
     Spawn {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("failed to open the operator log {path}")]
+    #[error("failed to open the log {path}")]
     Log {
         path: PathBuf,
         #[source]
@@ -30,31 +29,66 @@ pub enum ProcessError {
     },
     #[error("failed to find a free port")]
     Port(#[source] std::io::Error),
-    #[error("failed to see the operator ready within {0:?} (exit status: {1})")]
-    NotReady(Duration, String),
+    #[error("failed to see {0} ready within {1:?} (exit status: {2})")]
+    NotReady(String, Duration, String),
 }
 
-/// A free loopback address for the operator's HTTP server.
+/// A free loopback address for a child's HTTP server.
 pub fn free_addr() -> Result<SocketAddr, ProcessError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(ProcessError::Port)?;
     l.local_addr().map_err(ProcessError::Port)
 }
 
-/// The running operator.
-pub struct Operator {
+/// A running child process that serves `/readyz` on `http_addr`.
+pub struct Process {
     child: Child,
     pub pid: u32,
     pub http_addr: SocketAddr,
+    name: String,
 }
 
-impl Operator {
+/// The operator as a child process.
+pub type Operator = Process;
+
+impl Process {
     /// `<bin> run --leader-election=false --http-addr <addr>` with `KUBECONFIG=<kubeconfig>`,
     /// stdout and stderr written to `log` (truncated).
     pub fn spawn(bin: &Path, kubeconfig: &Path, log: &Path) -> Result<Operator, ProcessError> {
-        if !bin.is_file() {
-            return Err(ProcessError::Missing(bin.to_path_buf()));
-        }
+        Self::spawn_operator(bin, kubeconfig, log, &["--leader-election=false"])
+    }
+
+    /// `<bin> run --http-addr <free loopback addr> <extra...>` with `KUBECONFIG=<kubeconfig>`.
+    pub fn spawn_operator(
+        bin: &Path,
+        kubeconfig: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<Operator, ProcessError> {
         let http_addr = free_addr()?;
+        let mut args = vec![
+            "run".to_string(),
+            "--http-addr".to_string(),
+            http_addr.to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let env = [("KUBECONFIG", kubeconfig.as_os_str())];
+        Self::spawn_command(bin, "hypersync-operator", &args, &env, log, http_addr)
+    }
+
+    /// `<bin> <args>` with `env` added, stdout and stderr written to `log` (truncated); it is
+    /// expected to serve `/readyz` on `http_addr`. `package` names the cargo package that builds
+    /// `bin`, for the message when it is missing.
+    pub fn spawn_command(
+        bin: &Path,
+        package: &'static str,
+        args: &[String],
+        env: &[(&str, &std::ffi::OsStr)],
+        log: &Path,
+        http_addr: SocketAddr,
+    ) -> Result<Process, ProcessError> {
+        if !bin.is_file() {
+            return Err(ProcessError::Missing(bin.to_path_buf(), package));
+        }
         let log_err = |source| ProcessError::Log {
             path: log.to_path_buf(),
             source,
@@ -63,13 +97,8 @@ impl Operator {
         let stdout = std::fs::File::create(log).map_err(log_err)?;
         let stderr = stdout.try_clone().map_err(log_err)?;
         let child = Command::new(bin)
-            .args([
-                "run",
-                "--leader-election=false",
-                "--http-addr",
-                &http_addr.to_string(),
-            ])
-            .env("KUBECONFIG", kubeconfig)
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -80,10 +109,15 @@ impl Operator {
                 source,
             })?;
         let pid = child.id().unwrap_or(0);
-        Ok(Operator {
+        let name = bin
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| bin.display().to_string());
+        Ok(Process {
             child,
             pid,
             http_addr,
+            name,
         })
     }
 
@@ -92,13 +126,21 @@ impl Operator {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(ProcessError::NotReady(timeout, status.to_string()));
+                return Err(ProcessError::NotReady(
+                    self.name.clone(),
+                    timeout,
+                    status.to_string(),
+                ));
             }
             if http_status(self.http_addr, "/readyz").await == Some(200) {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(ProcessError::NotReady(timeout, "still running".into()));
+                return Err(ProcessError::NotReady(
+                    self.name.clone(),
+                    timeout,
+                    "still running".into(),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -199,6 +241,9 @@ mod tests {
         )
         .err()
         .expect("error");
-        assert!(matches!(err, ProcessError::Missing(_)));
+        assert!(matches!(
+            err,
+            ProcessError::Missing(_, "hypersync-operator")
+        ));
     }
 }
