@@ -36,12 +36,15 @@ pub async fn admin(kubeconfig: &Path, role: &str) -> Result<Client, ClientError>
     build(config, role)
 }
 
-/// A client without credentials: each request brings its own `Authorization` (the agents).
-pub fn anonymous(url: &str, role: &str) -> Result<Client, ClientError> {
-    let uri = url
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| ClientError::Config(e.to_string()))?;
-    build(Config::new(uri), role)
+/// A client without credentials (it trusts kube-sim's CA from the kubeconfig): each request brings
+/// its own `Authorization` (the agents).
+pub async fn anonymous(kubeconfig: &Path, role: &str) -> Result<Client, ClientError> {
+    let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| ClientError::Config(e.to_string()))?;
+    let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| ClientError::Config(e.to_string()))?;
+    config.auth_info = Default::default();
+    build(config, role)
 }
 
 fn build(mut config: Config, role: &str) -> Result<Client, ClientError> {

@@ -392,7 +392,7 @@ impl Bench {
 
         self.phase = "play the agents";
         self.first_report = Some(self.now());
-        let reports = self.play_agents(&url).await?;
+        let reports = self.play_agents(&kubeconfig).await?;
         self.say(&format!(
             "{} agents reported their objective met in {:.1}s = {:.0}/s ({} failed)",
             reports.count, reports.seconds, reports.per_second, self.report.report_errors
@@ -560,12 +560,15 @@ impl Bench {
 
     /// Each node's agent reports `status.objective.observed` at the target (a merge patch on the
     /// status subresource), as the node's ServiceAccount unless `--agents-as-admin`.
-    async fn play_agents(&mut self, url: &str) -> Result<Throughput, BenchError> {
+    async fn play_agents(
+        &mut self,
+        kubeconfig: &std::path::Path,
+    ) -> Result<Throughput, BenchError> {
         let as_admin = self.args.agents_as_admin;
         let agent = if as_admin {
             self.admin()?.clone()
         } else {
-            client::anonymous(url, "agent")?
+            client::anonymous(kubeconfig, "agent").await?
         };
         let patch = scenario::objective_met();
         let t0 = Instant::now();
