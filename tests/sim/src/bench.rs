@@ -1,5 +1,8 @@
 //! `kube-sim bench`: measures simple writes/s through the verb handlers, watch events/s delivered over
-//! HTTP to 10 concurrent watchers, and resident memory with many stored objects.
+//! HTTP to 10 concurrent watchers, gets/s of stored objects, and resident memory with many stored
+//! objects; `--mix agents` measures writes/s and memory with the realistic object mix of `mix`.
+
+pub mod mix;
 
 use crate::server::handlers::WriteOpts;
 use crate::{Sim, SimConfig};
@@ -232,11 +235,66 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
     }
     let rss_after = rss_kib();
     let stored = st.store.total_objects();
+
+    // 4. Reads: gets of stored objects through the verb handler, spread over the whole table.
+    let reads = 100_000usize;
+    let t2 = Instant::now();
+    for i in 0..reads {
+        let name = format!("cm-{}", (i * 7919) % objects.max(1));
+        st.get_obj(&cm_ri, "v1", Some("bench"), &name)
+            .map_err(|e| BenchError::Step {
+                what: "get",
+                message: e.message,
+            })?;
+    }
+    let read_rate = reads as f64 / t2.elapsed().as_secs_f64();
     sim.shutdown().await;
     Ok(format!(
         "writes: {writes} creates in-process at {write_rate:.0}/s; {http_writes} creates over HTTP (4 connections) at {http_rate:.0}/s\n\
          watch: {delivered} events delivered to 10 HTTP watchers in {watch_secs:.2}s = {watch_rate:.0} events/s\n\
-         memory: {stored} objects stored, RSS {rss_after} KiB (was {rss_before} KiB before loading; {:.2} KiB/object)",
-        (rss_after.saturating_sub(rss_before)) as f64 / stored.max(1) as f64
+         reads: {reads} gets in-process at {read_rate:.0}/s\n\
+         {}",
+        memory_line(stored, rss_before, rss_after)
+    ))
+}
+
+/// The memory figure: RSS growth over the stored objects, in bytes per object.
+fn memory_line(stored: usize, rss_before: u64, rss_after: u64) -> String {
+    let per_object = rss_after.saturating_sub(rss_before) as f64 * 1024.0 / stored.max(1) as f64;
+    format!(
+        "memory: {stored} objects stored, RSS {rss_after} KiB (was {rss_before} KiB before loading) = {per_object:.0} bytes/object ({:.2} KiB/object)",
+        per_object / 1024.0
+    )
+}
+
+/// `--mix agents`: stores `objects` objects of the realistic mix (see `mix`), reporting writes/s
+/// (every create, apply, patch and status update counts) and memory.
+pub async fn run_agents(objects: usize) -> Result<String, BenchError> {
+    let sim = Sim::start(SimConfig {
+        dataplane: false,
+        ..SimConfig::default()
+    })
+    .await?;
+    let st = sim.state().clone();
+    let m = mix::Mix::setup(&st)?;
+    let rss_before = rss_kib();
+    let stored_before = st.store.total_objects();
+    let nodes = objects.div_ceil(mix::OBJECTS_PER_NODE).max(1);
+    let rv_before = st.store.current_rv();
+    let t0 = Instant::now();
+    for i in 0..nodes {
+        m.create_node(&st, i)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let writes = st.store.current_rv() - rv_before;
+    let rss_after = rss_kib();
+    let stored = st.store.total_objects() - stored_before;
+    sim.shutdown().await;
+    Ok(format!(
+        "mix: {nodes} AgentNodes with their ServiceAccount, Role, RoleBinding, Job and Pod (namespace {}), \
+         {writes} writes in {secs:.1}s = {:.0} writes/s\n{}",
+        mix::NAMESPACE,
+        writes as f64 / secs,
+        memory_line(stored, rss_before, rss_after)
     ))
 }
