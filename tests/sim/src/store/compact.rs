@@ -6,6 +6,10 @@
 //! measurements), so old versions are decoded on demand. JSON round-trips a `Value` exactly (key
 //! order, integers vs floats), so a decoded object equals the one stored.
 //!
+//! Turning a version cold (serializing it unless a watcher already did, and freeing the decoded
+//! form) happens on one background thread, off the writers' path; when its queue is full the writer
+//! does it inline, so the decoded versions waiting stay bounded.
+//!
 //! A handler reads an object and then writes it back; the read of a cold object decodes it, and the
 //! store's write needs that same object as the event's `prev`. A small per-thread ring of the objects
 //! decoded last, keyed by (store, resourceVersion), gives the write the reader's copy instead of a
@@ -15,10 +19,40 @@ use bytes::Bytes;
 use serde_json::Value;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::Event;
 
 /// Writes whose objects stay decoded (the newest events of the history window).
 pub(super) const HOT_EVENTS: usize = 1024;
+
+/// Events waiting for the background thread to cool them (each holds a decoded object).
+const QUEUE: usize = 1024;
+
+/// Cools an event's object on the background thread (inline when its queue is full).
+pub(super) fn cool_later(ev: Arc<Event>) {
+    static TX: OnceLock<Option<SyncSender<Arc<Event>>>> = OnceLock::new();
+    let tx = TX.get_or_init(|| {
+        let (tx, rx) = sync_channel::<Arc<Event>>(QUEUE);
+        std::thread::Builder::new()
+            .name("kube-sim-compact".into())
+            .spawn(move || {
+                for ev in rx {
+                    ev.cool();
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    match tx {
+        Some(tx) => match tx.try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(ev) | TrySendError::Disconnected(ev)) => ev.cool(),
+        },
+        None => ev.cool(),
+    }
+}
 
 /// One written state of one object.
 #[derive(Debug)]

@@ -127,18 +127,25 @@ impl Event {
 
 /// Serializes one watch event line.
 pub fn encode_watch_line(etype: &str, object: &Value) -> Bytes {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(WIRE_PREFIX);
-    out.extend_from_slice(etype.as_bytes());
-    out.extend_from_slice(WIRE_OBJECT);
-    // Writing a Value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, object);
-    out.extend_from_slice(WIRE_SUFFIX);
-    // The line may outlive the event as the object's compact form: no spare capacity.
-    if out.capacity() - out.len() > out.len() / 8 {
-        out.shrink_to_fit();
+    thread_local! {
+        static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    Bytes::from(out)
+    LINE.with(|line| {
+        let mut out = line.borrow_mut();
+        out.clear();
+        out.extend_from_slice(WIRE_PREFIX);
+        out.extend_from_slice(etype.as_bytes());
+        out.extend_from_slice(WIRE_OBJECT);
+        // Writing a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, object);
+        out.extend_from_slice(WIRE_SUFFIX);
+        // An exact-size copy: the line may outlive its event as the object's compact form.
+        let bytes = Bytes::copy_from_slice(&out);
+        if out.capacity() > 1 << 20 {
+            *out = Vec::new();
+        }
+        bytes
+    })
 }
 
 const WIRE_PREFIX: &[u8] = b"{\"type\":\"";
@@ -292,6 +299,19 @@ impl Store {
             .map(|e| e.object(self.id))
     }
 
+    /// An owned copy of an object, for a reader that changes it (a served response): a cold object
+    /// is decoded straight into it, with no second copy.
+    pub fn get_owned(&self, table: &str, namespace: &str, name: &str) -> Option<Value> {
+        let key = object_key(namespace, name);
+        let version = self
+            .read()
+            .tables
+            .get(table)
+            .and_then(|t| t.objects.get(&key))
+            .map(|e| e.version.clone())?;
+        Some(Arc::unwrap_or_clone(version.value()))
+    }
+
     /// Looks an object up by uid; returns (table, key, object).
     pub fn get_by_uid(&self, uid: &str) -> Option<(Arc<str>, String, Arc<Value>)> {
         let inner = self.read();
@@ -425,17 +445,23 @@ impl Store {
         set_rv(&mut obj, rv);
         let obj = Arc::new(obj);
         let version = Version::hot(obj.clone());
-        index_remove(inner, &key, table, &old);
-        if let Some(t) = inner.tables.get_mut(table) {
-            t.objects.insert(
-                key.clone(),
-                Entry {
-                    rv,
-                    version: version.clone(),
-                },
-            );
+        let reindex = uid_of(&old) != uid_of(&obj) || !owner_uids(&old).eq(owner_uids(&obj));
+        if reindex {
+            index_remove(inner, &key, table, &old);
         }
-        index_add(inner, table, &key, &obj);
+        if let Some(e) = inner
+            .tables
+            .get_mut(table)
+            .and_then(|t| t.objects.get_mut(&key))
+        {
+            *e = Entry {
+                rv,
+                version: version.clone(),
+            };
+        }
+        if reindex {
+            index_add(inner, table, &key, &obj);
+        }
         self.commit(
             inner,
             rv,
@@ -696,7 +722,7 @@ impl Store {
         inner.history.push_back(ev.clone());
         let hot = compact::HOT_EVENTS.min(inner.history_cap);
         if let Some(i) = inner.history.len().checked_sub(hot + 1) {
-            inner.history[i].cool();
+            compact::cool_later(inner.history[i].clone());
         }
         // No receivers is fine.
         let _ = self.tx.send(ev);

@@ -336,6 +336,11 @@ fn only_the_newest_writes_stay_decoded_and_old_events_replay_unchanged() {
         s.create(&tb, "ns", cm("ns", &format!("c{i:05}"), "x"))
             .unwrap();
     }
+    // Cooling happens on the background thread.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !is_cold(&s, &tb, "ns", "c00000") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert!(is_cold(&s, &tb, "ns", "first"));
     assert!(is_cold(&s, &tb, "ns", "c00000"));
     assert!(!is_cold(&s, &tb, "ns", "c00001"));
