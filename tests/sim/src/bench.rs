@@ -160,6 +160,7 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
     // 1. Simple writes: creates through the verb handlers (validation, metadata, store, event).
     let writes = 20_000.min(objects.max(1));
     let t0 = Instant::now();
+    let c0 = cpu_secs();
     for i in 0..writes {
         st.create_obj(&cm_ri, "v1", Some("bench"), cm(i), &opts)
             .map_err(|e| BenchError::Step {
@@ -168,10 +169,12 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
             })?;
     }
     let write_rate = writes as f64 / t0.elapsed().as_secs_f64();
+    let write_cpu = cpu_micros(c0, writes);
 
     // 1b. The same through HTTP: 4 keep-alive connections POSTing JSON.
     let http_writes = 4 * 2_500;
     let t0 = Instant::now();
+    let c0 = cpu_secs();
     let mut hs = Vec::new();
     for c in 0..4 {
         hs.push(tokio::spawn(http_writer(sim.addr(), c * 2_500, 2_500)));
@@ -183,6 +186,7 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
         })??;
     }
     let http_rate = http_writes as f64 / t0.elapsed().as_secs_f64();
+    let http_cpu = cpu_micros(c0, http_writes);
 
     // 2. Watch fan-out: 10 HTTP watchers from the current rv, then updates.
     let start_rv = st.store.current_rv();
@@ -193,6 +197,7 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t1 = Instant::now();
+    let c1 = cpu_secs();
     let st2 = st.clone();
     let cm2 = cm_ri.clone();
     let writer = tokio::task::spawn_blocking(move || {
@@ -224,6 +229,7 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
     }
     let watch_secs = t1.elapsed().as_secs_f64();
     let watch_rate = delivered as f64 / watch_secs;
+    let watch_cpu = cpu_micros(c1, delivered);
 
     // 3. Memory with `objects` stored objects.
     for i in writes..objects {
@@ -239,6 +245,7 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
     // 4. Reads: gets of stored objects through the verb handler, spread over the whole table.
     let reads = 100_000usize;
     let t2 = Instant::now();
+    let c2 = cpu_secs();
     for i in 0..reads {
         let name = format!("cm-{}", (i * 7919) % objects.max(1));
         st.get_obj(&cm_ri, "v1", Some("bench"), &name)
@@ -248,14 +255,36 @@ pub async fn run(objects: usize) -> Result<String, BenchError> {
             })?;
     }
     let read_rate = reads as f64 / t2.elapsed().as_secs_f64();
+    let read_cpu = cpu_micros(c2, reads);
     sim.shutdown().await;
     Ok(format!(
-        "writes: {writes} creates in-process at {write_rate:.0}/s; {http_writes} creates over HTTP (4 connections) at {http_rate:.0}/s\n\
-         watch: {delivered} events delivered to 10 HTTP watchers in {watch_secs:.2}s = {watch_rate:.0} events/s\n\
-         reads: {reads} gets in-process at {read_rate:.0}/s\n\
+        "writes: {writes} creates in-process at {write_rate:.0}/s ({write_cpu:.1} us CPU each); {http_writes} creates over HTTP (4 connections) at {http_rate:.0}/s ({http_cpu:.1} us CPU each)\n\
+         watch: {delivered} events delivered to 10 HTTP watchers in {watch_secs:.2}s = {watch_rate:.0} events/s ({watch_cpu:.1} us CPU each)\n\
+         reads: {reads} gets in-process at {read_rate:.0}/s ({read_cpu:.1} us CPU each)\n\
          {}",
         memory_line(stored, rss_before, rss_after)
     ))
+}
+
+/// CPU time of the whole process (every thread, user and system) in seconds, from /proc/self/stat
+/// (0 where unavailable). Under a loaded machine it varies far less than wall-clock rates.
+pub fn cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name: state is the 3rd field, utime the 14th, stime the 15th.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            // /proc reports clock ticks of USER_HZ, 100 on Linux.
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// CPU microseconds per operation since `start` (from `cpu_secs`).
+fn cpu_micros(start: f64, ops: usize) -> f64 {
+    (cpu_secs() - start) * 1e6 / ops.max(1) as f64
 }
 
 /// The memory figure: RSS growth over the stored objects, in bytes per object.

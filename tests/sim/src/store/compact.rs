@@ -7,8 +7,9 @@
 //! order, integers vs floats), so a decoded object equals the one stored.
 //!
 //! Turning a version cold (serializing it unless a watcher already did, and freeing the decoded
-//! form) happens on one background thread, off the writers' path; when its queue is full the writer
-//! does it inline, so the decoded versions waiting stay bounded.
+//! form) happens on one background thread, off the writers' path, handed over in batches of `BATCH`
+//! events (one wake-up per batch); when its queue is full the writer does it inline, so the decoded
+//! versions waiting stay bounded.
 //!
 //! A handler reads an object and then writes it back; the read of a cold object decodes it, and the
 //! store's write needs that same object as the event's `prev`. A small per-thread ring of the objects
@@ -27,31 +28,35 @@ use super::Event;
 /// Writes whose objects stay decoded (the newest events of the history window).
 pub(super) const HOT_EVENTS: usize = 1024;
 
-/// Events waiting for the background thread to cool them (each holds a decoded object).
-const QUEUE: usize = 1024;
+/// Events handed to the background thread at once (one wake-up per batch).
+pub(super) const BATCH: usize = 64;
 
-/// Cools an event's object on the background thread (inline when its queue is full).
-pub(super) fn cool_later(ev: Arc<Event>) {
-    static TX: OnceLock<Option<SyncSender<Arc<Event>>>> = OnceLock::new();
+/// Batches waiting for the background thread (each event holds a decoded object).
+const QUEUE: usize = 16;
+
+/// Cools a batch of events' objects on the background thread (inline when its queue is full).
+pub(super) fn cool_later(batch: Vec<Arc<Event>>) {
+    static TX: OnceLock<Option<SyncSender<Vec<Arc<Event>>>>> = OnceLock::new();
     let tx = TX.get_or_init(|| {
-        let (tx, rx) = sync_channel::<Arc<Event>>(QUEUE);
+        let (tx, rx) = sync_channel::<Vec<Arc<Event>>>(QUEUE);
         std::thread::Builder::new()
             .name("kube-sim-compact".into())
             .spawn(move || {
-                for ev in rx {
-                    ev.cool();
+                for batch in rx {
+                    batch.iter().for_each(|ev| ev.cool());
                 }
             })
             .ok()
             .map(|_| tx)
     });
-    match tx {
-        Some(tx) => match tx.try_send(ev) {
-            Ok(()) => {}
-            Err(TrySendError::Full(ev) | TrySendError::Disconnected(ev)) => ev.cool(),
+    let inline = match tx {
+        Some(tx) => match tx.try_send(batch) {
+            Ok(()) => return,
+            Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) => b,
         },
-        None => ev.cool(),
-    }
+        None => batch,
+    };
+    inline.iter().for_each(|ev| ev.cool());
 }
 
 /// One written state of one object.

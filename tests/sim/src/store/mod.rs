@@ -192,6 +192,8 @@ struct Inner {
     uids: HashMap<String, (Arc<str>, String)>,
     /// owner uid -> dependents (table, key)
     dependents: HashMap<String, HashSet<(Arc<str>, String)>>,
+    /// Events past the hot window, waiting to be handed to the compactor as a batch.
+    to_cool: Vec<Arc<Event>>,
 }
 
 /// Result of one list page.
@@ -267,6 +269,7 @@ impl Store {
                 compacted: 0,
                 uids: HashMap::new(),
                 dependents: HashMap::new(),
+                to_cool: Vec::new(),
             }),
             tx,
         }
@@ -722,7 +725,11 @@ impl Store {
         inner.history.push_back(ev.clone());
         let hot = compact::HOT_EVENTS.min(inner.history_cap);
         if let Some(i) = inner.history.len().checked_sub(hot + 1) {
-            compact::cool_later(inner.history[i].clone());
+            let ev = inner.history[i].clone();
+            inner.to_cool.push(ev);
+            if inner.to_cool.len() >= compact::BATCH {
+                compact::cool_later(std::mem::take(&mut inner.to_cool));
+            }
         }
         // No receivers is fine.
         let _ = self.tx.send(ev);
