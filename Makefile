@@ -34,10 +34,13 @@ crds:
 	$(MAKE) chart-crds
 
 ## Benchmarks (release builds): geometry placement among 1k/10k/100k nodes; kube-sim writes/s,
-## watch events/s to 10 watchers and memory with 100,000 objects.
+## watch events/s to 10 watchers, gets/s and memory with 110,000 ConfigMaps, then writes/s and
+## memory with 30,000 objects of the operator's mix (AgentNodes, ServiceAccounts, Roles,
+## RoleBindings, Jobs, Pods).
 bench:
 	$(CARGO) bench --bench placement
 	$(CARGO) run --release --quiet -p kube-sim -- bench
+	$(CARGO) run --release --quiet -p kube-sim -- bench --mix agents --objects 30000
 
 ## The operator at scale (release builds): NODES AgentNodes at once on kube-sim, played to dissolution;
 ## prints time to Running and to dissolved, operator calls per node, memory, kube-sim's write ceiling.

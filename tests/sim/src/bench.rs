@@ -1,6 +1,9 @@
 //! `kube-sim bench`: measures simple writes/s through the verb handlers and over HTTPS (plain HTTP
-//! with `--insecure-http`), watch events/s delivered to 10 concurrent HTTPS watchers, resident memory
-//! with many stored objects, the rate of request stats recording, and admission cost.
+//! with `--insecure-http`), watch events/s delivered to 10 concurrent HTTPS watchers, gets/s of stored
+//! objects, resident memory with many stored objects, the rate of request stats recording, and
+//! admission cost; `--mix agents` measures writes/s and memory with the realistic object mix of `mix`.
+
+pub mod mix;
 
 use crate::server::handlers::WriteOpts;
 use crate::{Sim, SimConfig};
@@ -260,6 +263,7 @@ pub async fn run_over(objects: usize, insecure_http: bool) -> Result<String, Ben
     // 1. Simple writes: creates through the verb handlers (validation, metadata, store, event).
     let writes = 20_000.min(objects.max(1));
     let t0 = Instant::now();
+    let c0 = cpu_secs();
     for i in 0..writes {
         st.create_obj(&cm_ri, "v1", Some("bench"), cm(i), &opts)
             .map_err(|e| BenchError::Step {
@@ -268,10 +272,12 @@ pub async fn run_over(objects: usize, insecure_http: bool) -> Result<String, Ben
             })?;
     }
     let write_rate = writes as f64 / t0.elapsed().as_secs_f64();
+    let write_cpu = cpu_micros(c0, writes);
 
     // 1b. The same through HTTP(S): 4 keep-alive connections POSTing JSON.
     let http_writes = 4 * 2_500;
     let t0 = Instant::now();
+    let c0 = cpu_secs();
     let mut hs = Vec::new();
     for c in 0..4 {
         hs.push(tokio::spawn(http_writer(target.clone(), c * 2_500, 2_500)));
@@ -283,6 +289,7 @@ pub async fn run_over(objects: usize, insecure_http: bool) -> Result<String, Ben
         })??;
     }
     let http_rate = http_writes as f64 / t0.elapsed().as_secs_f64();
+    let http_cpu = cpu_micros(c0, http_writes);
 
     // 2. Watch fan-out: 10 HTTP watchers from the current rv, then updates.
     let start_rv = st.store.current_rv();
@@ -293,6 +300,7 @@ pub async fn run_over(objects: usize, insecure_http: bool) -> Result<String, Ben
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t1 = Instant::now();
+    let c1 = cpu_secs();
     let st2 = st.clone();
     let cm2 = cm_ri.clone();
     let writer = tokio::task::spawn_blocking(move || {
@@ -324,6 +332,7 @@ pub async fn run_over(objects: usize, insecure_http: bool) -> Result<String, Ben
     }
     let watch_secs = t1.elapsed().as_secs_f64();
     let watch_rate = delivered as f64 / watch_secs;
+    let watch_cpu = cpu_micros(c1, delivered);
 
     // 3. Memory with `objects` stored objects.
     for i in writes..objects {
@@ -335,6 +344,21 @@ pub async fn run_over(objects: usize, insecure_http: bool) -> Result<String, Ben
     }
     let rss_after = rss_kib();
     let stored = st.store.total_objects();
+
+    // 4. Reads: gets of stored objects through the verb handler, spread over the whole table.
+    let reads = 100_000usize;
+    let t2 = Instant::now();
+    let c2 = cpu_secs();
+    for i in 0..reads {
+        let name = format!("cm-{}", (i * 7919) % objects.max(1));
+        st.get_obj(&cm_ri, "v1", Some("bench"), &name)
+            .map_err(|e| BenchError::Step {
+                what: "get",
+                message: e.message,
+            })?;
+    }
+    let read_rate = reads as f64 / t2.elapsed().as_secs_f64();
+    let read_cpu = cpu_micros(c2, reads);
     sim.shutdown().await;
 
     // 4. Request stats recording, on every request path.
@@ -346,10 +370,73 @@ pub async fn run_over(objects: usize, insecure_http: bool) -> Result<String, Ben
             message,
         })?;
     Ok(format!(
-        "writes: {writes} creates in-process at {write_rate:.0}/s; {http_writes} creates over {scheme} (4 connections) at {http_rate:.0}/s\n\
-         watch: {delivered} events delivered to 10 {scheme} watchers in {watch_secs:.2}s = {watch_rate:.0} events/s\n\
-         memory: {stored} objects stored, RSS {rss_after} KiB (was {rss_before} KiB before loading; {:.2} KiB/object)\n\
+        "writes: {writes} creates in-process at {write_rate:.0}/s ({write_cpu:.1} us CPU each); {http_writes} creates over {scheme} (4 connections) at {http_rate:.0}/s ({http_cpu:.1} us CPU each)\n\
+         watch: {delivered} events delivered to 10 {scheme} watchers in {watch_secs:.2}s = {watch_rate:.0} events/s ({watch_cpu:.1} us CPU each)\n\
+         reads: {reads} gets in-process at {read_rate:.0}/s ({read_cpu:.1} us CPU each)\n\
+         {}\n\
          stats: request recording at {stats_1:.0}/s on 1 thread, {stats_4:.0}/s on 4 threads (240 distinct keys)\n{admission}",
-        (rss_after.saturating_sub(rss_before)) as f64 / stored.max(1) as f64
+        memory_line(stored, rss_before, rss_after)
+    ))
+}
+
+/// CPU time of the whole process (every thread, user and system) in seconds, from /proc/self/stat
+/// (0 where unavailable). Under a loaded machine it varies far less than wall-clock rates.
+pub fn cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name: state is the 3rd field, utime the 14th, stime the 15th.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            // /proc reports clock ticks of USER_HZ, 100 on Linux.
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+/// CPU microseconds per operation since `start` (from `cpu_secs`).
+fn cpu_micros(start: f64, ops: usize) -> f64 {
+    (cpu_secs() - start) * 1e6 / ops.max(1) as f64
+}
+
+/// The memory figure: RSS growth over the stored objects, in bytes per object.
+fn memory_line(stored: usize, rss_before: u64, rss_after: u64) -> String {
+    let per_object = rss_after.saturating_sub(rss_before) as f64 * 1024.0 / stored.max(1) as f64;
+    format!(
+        "memory: {stored} objects stored, RSS {rss_after} KiB (was {rss_before} KiB before loading) = {per_object:.0} bytes/object ({:.2} KiB/object)",
+        per_object / 1024.0
+    )
+}
+
+/// `--mix agents`: stores `objects` objects of the realistic mix (see `mix`), reporting writes/s
+/// (every create, apply, patch and status update counts) and memory.
+pub async fn run_agents(objects: usize) -> Result<String, BenchError> {
+    let sim = Sim::start(SimConfig {
+        dataplane: false,
+        ..SimConfig::default()
+    })
+    .await?;
+    let st = sim.state().clone();
+    let m = mix::Mix::setup(&st)?;
+    let rss_before = rss_kib();
+    let stored_before = st.store.total_objects();
+    let nodes = objects.div_ceil(mix::OBJECTS_PER_NODE).max(1);
+    let rv_before = st.store.current_rv();
+    let t0 = Instant::now();
+    for i in 0..nodes {
+        m.create_node(&st, i)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let writes = st.store.current_rv() - rv_before;
+    let rss_after = rss_kib();
+    let stored = st.store.total_objects() - stored_before;
+    sim.shutdown().await;
+    Ok(format!(
+        "mix: {nodes} AgentNodes with their ServiceAccount, Role, RoleBinding, Job and Pod (namespace {}), \
+         {writes} writes in {secs:.1}s = {:.0} writes/s\n{}",
+        mix::NAMESPACE,
+        writes as f64 / secs,
+        memory_line(stored, rss_before, rss_after)
     ))
 }

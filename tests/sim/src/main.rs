@@ -68,7 +68,17 @@ enum Command {
         /// Objects to store for the memory figure.
         #[arg(long, default_value_t = 100_000)]
         objects: usize,
+        /// What to store: ConfigMaps (writes, watch, reads and memory) or the realistic mix of
+        /// AgentNodes with their ServiceAccount, Role, RoleBinding, Job and Pod (writes and memory).
+        #[arg(long, value_enum, default_value_t = BenchMix::Configmaps)]
+        mix: BenchMix,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BenchMix {
+    Configmaps,
+    Agents,
 }
 
 fn init_logs(format: &str) {
@@ -111,8 +121,12 @@ async fn shutdown_signal() {
 async fn main() -> ExitCode {
     let args = Args::parse();
     init_logs(&args.log_format);
-    if let Some(Command::Bench { objects }) = args.command {
-        return match kube_sim::bench::run_over(objects, args.insecure_http).await {
+    if let Some(Command::Bench { objects, mix }) = args.command {
+        let report = match mix {
+            BenchMix::Configmaps => kube_sim::bench::run_over(objects, args.insecure_http).await,
+            BenchMix::Agents => kube_sim::bench::run_agents(objects).await,
+        };
+        return match report {
             Ok(report) => {
                 println!("{report}");
                 ExitCode::SUCCESS

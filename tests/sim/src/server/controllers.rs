@@ -286,7 +286,7 @@ impl SimState {
 
     /// Reacts to one committed change.
     pub fn controllers_handle(&self, ev: &Event) {
-        let obj = &ev.object;
+        let obj = &ev.object();
         let table = &*ev.table;
         let ns = obj_namespace(obj).to_string();
         let name = obj_name(obj).to_string();

@@ -500,11 +500,12 @@ impl SimState {
         ns: Option<&str>,
         name: &str,
     ) -> Result<Value, ApiError> {
-        let o = self
+        let mut o = self
             .store
-            .get(&ri.table, self.ns_of(ri, ns), name)
+            .get_owned(&ri.table, self.ns_of(ri, ns), name)
             .ok_or_else(|| ApiError::not_found(&ri.group, &ri.plural, name))?;
-        Ok(self.to_served(ri, version, &o))
+        self.to_served_in_place(ri, version, &mut o);
+        Ok(o)
     }
 
     /// A list page as `<Kind>List`.
@@ -562,10 +563,15 @@ impl SimState {
                 list_meta.insert("remainingItemCount".into(), json!(page.remaining));
             }
         }
+        // Cold objects come freshly decoded (not shared): served without another copy.
         let items: Vec<Value> = page
             .items
-            .iter()
-            .map(|o| self.to_served(ri, version, o))
+            .into_iter()
+            .map(|o| {
+                let mut o = Arc::unwrap_or_clone(o);
+                self.to_served_in_place(ri, version, &mut o);
+                o
+            })
             .collect();
         let list = json!({
             "apiVersion": ri.api_version(version),

@@ -75,8 +75,14 @@ impl WatchStream {
         {
             return None;
         }
-        let now_m = self.sel.matches(&ev.object);
-        let prev_m = ev.prev.as_ref().map(|p| self.sel.matches(p));
+        // Without selectors every object matches: no need to decode a cold event's objects.
+        let all = self.sel.is_empty();
+        let now_m = all || self.sel.matches(&ev.object());
+        let prev_m = if all {
+            ev.has_prev().then_some(true)
+        } else {
+            ev.prev().map(|p| self.sel.matches(&p))
+        };
         let etype = match ev.etype {
             EventType::Added if now_m => "ADDED",
             EventType::Added => return None,
@@ -92,7 +98,7 @@ impl WatchStream {
         if etype == ev.etype.as_str() && !self.convert && self.table.is_none() {
             return Some(ev.wire());
         }
-        Some(self.encode(etype, &ev.object))
+        Some(self.encode(etype, &ev.object()))
     }
 
     fn bookmark(&self, initial_end: bool) -> Bytes {

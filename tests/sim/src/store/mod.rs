@@ -1,8 +1,10 @@
 //! The object store: one global resourceVersion counter, objects keyed by (table, namespace, name),
 //! the watch event history window with fan-out to watchers, snapshot lists with `limit`/`continue`,
 //! and the owner-uid index the garbage collector reads. Pure: no HTTP, no async except the broadcast
-//! receiver handed to watchers.
+//! receiver handed to watchers. Objects written longer ago than the last `compact::HOT_EVENTS`
+//! writes are kept as compact JSON and decoded on demand (see `compact`).
 
+mod compact;
 mod meta;
 
 pub use meta::{
@@ -11,6 +13,7 @@ pub use meta::{
 };
 
 use bytes::Bytes;
+pub use compact::Version;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -57,7 +60,8 @@ impl EventType {
 }
 
 /// One committed change. The wire bytes (`{"type":...,"object":...}\n`) are serialized at most once
-/// and shared by every watcher that can use them unchanged.
+/// and shared by every watcher that can use them unchanged. The object (and `prev`) are decoded
+/// while the event is among the newest writes and decoded on demand after (see `compact`).
 #[derive(Debug)]
 pub struct Event {
     pub rv: u64,
@@ -65,9 +69,9 @@ pub struct Event {
     pub table: Arc<str>,
     /// `namespace/name` ("" namespace for cluster-scoped objects).
     pub key: String,
-    pub object: Arc<Value>,
+    object: Arc<Version>,
     /// The object before this change (for MODIFIED and DELETED).
-    pub prev: Option<Arc<Value>>,
+    prev: Option<Arc<Version>>,
     wire: OnceLock<Bytes>,
 }
 
@@ -77,29 +81,99 @@ impl Event {
         self.key.split_once('/').map(|(ns, _)| ns).unwrap_or("")
     }
 
+    /// The object as written by this change (for DELETED: as deleted, with the deletion's rv).
+    pub fn object(&self) -> Arc<Value> {
+        self.object.value()
+    }
+
+    /// The object before this change (for MODIFIED and DELETED).
+    pub fn prev(&self) -> Option<Arc<Value>> {
+        self.prev.as_ref().map(|p| p.value())
+    }
+
+    /// Whether the change has a previous state (MODIFIED and DELETED), without decoding it.
+    pub fn has_prev(&self) -> bool {
+        self.prev.is_some()
+    }
+
     /// The serialized watch line, computed once.
     pub fn wire(&self) -> Bytes {
         self.wire
-            .get_or_init(|| encode_watch_line(self.etype.as_str(), &self.object))
+            .get_or_init(|| match self.object.cold_json() {
+                Some(json) => {
+                    let etype = self.etype.as_str().as_bytes();
+                    let mut out = Vec::with_capacity(wire_len(etype, json.len()));
+                    out.extend_from_slice(WIRE_PREFIX);
+                    out.extend_from_slice(etype);
+                    out.extend_from_slice(WIRE_OBJECT);
+                    out.extend_from_slice(&json);
+                    out.extend_from_slice(WIRE_SUFFIX);
+                    Bytes::from(out)
+                }
+                None => encode_watch_line(self.etype.as_str(), &self.object.value()),
+            })
             .clone()
+    }
+
+    /// Turns the event's object cold, reusing the wire line's bytes when already serialized.
+    fn cool(&self) {
+        let json = self.wire.get().map(|wire| {
+            let start = wire_len(self.etype.as_str().as_bytes(), 0) - WIRE_SUFFIX.len();
+            wire.slice(start..wire.len() - WIRE_SUFFIX.len())
+        });
+        self.object.cool(json);
     }
 }
 
 /// Serializes one watch event line.
 pub fn encode_watch_line(etype: &str, object: &Value) -> Bytes {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(etype.as_bytes());
-    out.extend_from_slice(b"\",\"object\":");
-    // Writing a Value into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, object);
-    out.extend_from_slice(b"}\n");
-    Bytes::from(out)
+    thread_local! {
+        static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    LINE.with(|line| {
+        let mut out = line.borrow_mut();
+        out.clear();
+        out.extend_from_slice(WIRE_PREFIX);
+        out.extend_from_slice(etype.as_bytes());
+        out.extend_from_slice(WIRE_OBJECT);
+        // Writing a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, object);
+        out.extend_from_slice(WIRE_SUFFIX);
+        // An exact-size copy: the line may outlive its event as the object's compact form.
+        let bytes = Bytes::copy_from_slice(&out);
+        if out.capacity() > 1 << 20 {
+            *out = Vec::new();
+        }
+        bytes
+    })
+}
+
+const WIRE_PREFIX: &[u8] = b"{\"type\":\"";
+const WIRE_OBJECT: &[u8] = b"\",\"object\":";
+const WIRE_SUFFIX: &[u8] = b"}\n";
+
+/// Length of a watch line around an object of `json_len` bytes.
+fn wire_len(etype: &[u8], json_len: usize) -> usize {
+    WIRE_PREFIX.len() + etype.len() + WIRE_OBJECT.len() + json_len + WIRE_SUFFIX.len()
 }
 
 #[derive(Debug, Clone)]
 struct Entry {
-    obj: Arc<Value>,
+    /// The object's resourceVersion (the rv of its latest write).
+    rv: u64,
+    version: Arc<Version>,
+}
+
+impl Entry {
+    /// The object for a read that may be followed by a write from this thread.
+    fn object(&self, store: u64) -> Arc<Value> {
+        self.version.value_for_write(store, self.rv)
+    }
+
+    /// The object for a scan (lists).
+    fn scanned(&self) -> Arc<Value> {
+        self.version.value()
+    }
 }
 
 #[derive(Default)]
@@ -118,6 +192,8 @@ struct Inner {
     uids: HashMap<String, (Arc<str>, String)>,
     /// owner uid -> dependents (table, key)
     dependents: HashMap<String, HashSet<(Arc<str>, String)>>,
+    /// Events past the hot window, waiting to be handed to the compactor as a batch.
+    to_cool: Vec<Arc<Event>>,
 }
 
 /// Result of one list page.
@@ -159,6 +235,8 @@ pub struct Preconditions {
 
 /// The store. Cheap to share behind an `Arc`.
 pub struct Store {
+    /// Process-unique id (keys the per-thread ring of decoded objects).
+    id: u64,
     inner: RwLock<Inner>,
     tx: broadcast::Sender<Arc<Event>>,
 }
@@ -182,6 +260,7 @@ impl Store {
     pub fn new(history_cap: usize) -> Self {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
         Store {
+            id: compact::next_store_id(),
             inner: RwLock::new(Inner {
                 rv: 1,
                 tables: HashMap::new(),
@@ -190,6 +269,7 @@ impl Store {
                 compacted: 0,
                 uids: HashMap::new(),
                 dependents: HashMap::new(),
+                to_cool: Vec::new(),
             }),
             tx,
         }
@@ -219,14 +299,27 @@ impl Store {
             .tables
             .get(table)
             .and_then(|t| t.objects.get(&key))
-            .map(|e| e.obj.clone())
+            .map(|e| e.object(self.id))
+    }
+
+    /// An owned copy of an object, for a reader that changes it (a served response): a cold object
+    /// is decoded straight into it, with no second copy.
+    pub fn get_owned(&self, table: &str, namespace: &str, name: &str) -> Option<Value> {
+        let key = object_key(namespace, name);
+        let version = self
+            .read()
+            .tables
+            .get(table)
+            .and_then(|t| t.objects.get(&key))
+            .map(|e| e.version.clone())?;
+        Some(Arc::unwrap_or_clone(version.value()))
     }
 
     /// Looks an object up by uid; returns (table, key, object).
     pub fn get_by_uid(&self, uid: &str) -> Option<(Arc<str>, String, Arc<Value>)> {
         let inner = self.read();
         let (table, key) = inner.uids.get(uid)?;
-        let obj = inner.tables.get(table)?.objects.get(key)?.obj.clone();
+        let obj = inner.tables.get(table)?.objects.get(key)?.object(self.id);
         Some((table.clone(), key.clone(), obj))
     }
 
@@ -242,7 +335,7 @@ impl Store {
         };
         set.iter()
             .filter_map(|(t, k)| {
-                let obj = inner.tables.get(t)?.objects.get(k)?.obj.clone();
+                let obj = inner.tables.get(t)?.objects.get(k)?.object(self.id);
                 Some((t.clone(), obj))
             })
             .collect()
@@ -312,9 +405,16 @@ impl Store {
         let rv = inner.rv;
         set_rv(&mut obj, rv);
         let obj = Arc::new(obj);
-        t.objects.insert(key.clone(), Entry { obj: obj.clone() });
+        let version = Version::hot(obj.clone());
+        t.objects.insert(
+            key.clone(),
+            Entry {
+                rv,
+                version: version.clone(),
+            },
+        );
         index_add(inner, table, &key, &obj);
-        self.commit(inner, rv, EventType::Added, table, key, obj.clone(), None);
+        self.commit(inner, rv, EventType::Added, table, key, version, None);
         Ok(obj)
     }
 
@@ -331,34 +431,48 @@ impl Store {
         let key = object_key(namespace, name);
         let mut inner = self.write();
         let inner = &mut *inner;
-        let old = inner
+        let entry = inner
             .tables
             .get(table)
             .and_then(|t| t.objects.get(&key))
-            .map(|e| e.obj.clone())
             .ok_or(StoreError::NotFound)?;
         if let Some(exp) = expected_rv
-            && rv_of(&old) != exp
+            && entry.rv != exp
         {
             return Err(StoreError::Conflict);
         }
+        let old = entry.object(self.id);
+        let old_version = entry.version.clone();
         inner.rv += 1;
         let rv = inner.rv;
         set_rv(&mut obj, rv);
         let obj = Arc::new(obj);
-        index_remove(inner, &key, table, &old);
-        if let Some(t) = inner.tables.get_mut(table) {
-            t.objects.insert(key.clone(), Entry { obj: obj.clone() });
+        let version = Version::hot(obj.clone());
+        let reindex = uid_of(&old) != uid_of(&obj) || !owner_uids(&old).eq(owner_uids(&obj));
+        if reindex {
+            index_remove(inner, &key, table, &old);
         }
-        index_add(inner, table, &key, &obj);
+        if let Some(e) = inner
+            .tables
+            .get_mut(table)
+            .and_then(|t| t.objects.get_mut(&key))
+        {
+            *e = Entry {
+                rv,
+                version: version.clone(),
+            };
+        }
+        if reindex {
+            index_add(inner, table, &key, &obj);
+        }
         self.commit(
             inner,
             rv,
             EventType::Modified,
             table,
             key,
-            obj.clone(),
-            Some(old.clone()),
+            version,
+            Some(old_version),
         );
         Ok((old, obj))
     }
@@ -374,11 +488,11 @@ impl Store {
         let key = object_key(namespace, name);
         let mut inner = self.write();
         let inner = &mut *inner;
-        let old = inner
+        let (old, old_version) = inner
             .tables
             .get(table)
             .and_then(|t| t.objects.get(&key))
-            .map(|e| e.obj.clone())
+            .map(|e| (e.object(self.id), e.version.clone()))
             .ok_or(StoreError::NotFound)?;
         if let Some(uid) = &pre.uid {
             let actual = uid_of(&old);
@@ -411,8 +525,8 @@ impl Store {
             EventType::Deleted,
             table,
             key,
-            gone.clone(),
-            Some(old),
+            Version::hot(gone.clone()),
+            Some(old_version),
         );
         Ok(gone)
     }
@@ -449,7 +563,7 @@ impl Store {
                 }
                 let before = match ev.etype {
                     EventType::Added => None,
-                    EventType::Modified | EventType::Deleted => ev.prev.clone(),
+                    EventType::Modified | EventType::Deleted => ev.prev(),
                 };
                 overlay.insert(ev.key.clone(), before);
             }
@@ -485,7 +599,7 @@ impl Store {
                 (None, None) => None,
                 (Some((lk, _)), Some((ok, _))) => {
                     if lk.as_str() < ok.as_str() {
-                        live.next().map(|(k, e)| (k.clone(), Some(e.obj.clone())))
+                        live.next().map(|(k, e)| (k.clone(), Some(e.scanned())))
                     } else {
                         if lk.as_str() == ok.as_str() {
                             live.next();
@@ -493,7 +607,7 @@ impl Store {
                         over.next()
                     }
                 }
-                (Some(_), None) => live.next().map(|(k, e)| (k.clone(), Some(e.obj.clone()))),
+                (Some(_), None) => live.next().map(|(k, e)| (k.clone(), Some(e.scanned()))),
                 (None, Some(_)) => over.next(),
             };
             let Some((key, obj)) = next else { break };
@@ -563,7 +677,7 @@ impl Store {
                 t.objects
                     .iter()
                     .filter(|(k, _)| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
-                    .map(|(_, e)| e.obj.clone())
+                    .map(|(_, e)| e.scanned())
                     .collect()
             })
             .unwrap_or_default();
@@ -590,8 +704,8 @@ impl Store {
         etype: EventType,
         table: &Arc<str>,
         key: String,
-        object: Arc<Value>,
-        prev: Option<Arc<Value>>,
+        object: Arc<Version>,
+        prev: Option<Arc<Version>>,
     ) {
         let ev = Arc::new(Event {
             rv,
@@ -606,8 +720,17 @@ impl Store {
             && let Some(old) = inner.history.pop_front()
         {
             inner.compacted = old.rv;
+            old.cool();
         }
         inner.history.push_back(ev.clone());
+        let hot = compact::HOT_EVENTS.min(inner.history_cap);
+        if let Some(i) = inner.history.len().checked_sub(hot + 1) {
+            let ev = inner.history[i].clone();
+            inner.to_cool.push(ev);
+            if inner.to_cool.len() >= compact::BATCH {
+                compact::cool_later(std::mem::take(&mut inner.to_cool));
+            }
+        }
         // No receivers is fine.
         let _ = self.tx.send(ev);
     }

@@ -136,7 +136,7 @@ fn watch_backlog_is_filtered_by_table_and_starts_after_rv() {
     s.create(&a, "ns", cm("ns", "z", "1")).unwrap();
     let sub = s.watch_from(&a, Some(rv_of(&x))).unwrap();
     assert_eq!(sub.backlog.len(), 1);
-    assert_eq!(obj_name(&sub.backlog[0].object), "z");
+    assert_eq!(obj_name(&sub.backlog[0].object()), "z");
     let line = sub.backlog[0].wire();
     let parsed: Value = serde_json::from_slice(&line).unwrap();
     assert_eq!(parsed["type"], "ADDED");
@@ -181,4 +181,182 @@ fn delete_preconditions_are_checked() {
         resource_version: None,
     };
     assert!(s.delete(&tb, "ns", "a", &pre).is_ok());
+}
+
+/// The stored version of an object, for tests of the compact form.
+fn version(s: &Store, table: &str, ns: &str, name: &str) -> Arc<Version> {
+    s.read().tables[table].objects[&object_key(ns, name)]
+        .version
+        .clone()
+}
+
+fn is_cold(s: &Store, table: &str, ns: &str, name: &str) -> bool {
+    version(s, table, ns, name).is_cold()
+}
+
+/// An object whose JSON form is easy to get wrong: key order that is not sorted, integers and
+/// floats of every kind, escapes and non-ASCII text.
+fn awkward(name: &str) -> Value {
+    json!({"kind": "ConfigMap", "apiVersion": "v1",
+        "metadata": {"namespace": "ns", "name": name, "labels": {"z": "1", "a": "2"}},
+        "data": {"zeta": "tab\there \"quoted\" \\ back", "alpha": "héllo ✓ \u{1F600}", "ctl": "\u{0001}"},
+        "numbers": [0, -1, 10.0, -0.0, 0.1, 1e300, 2.5e-300, u64::MAX, i64::MIN, 12345678901234567_i64],
+        "nested": {"empty": {}, "list": [], "null": null, "t": true, "f": false}})
+}
+
+#[test]
+fn objects_leaving_the_history_window_are_kept_compact_and_read_back_unchanged() {
+    let s = Store::new(2);
+    let tb = t("/configmaps");
+    let a = s.create(&tb, "ns", awkward("a")).unwrap();
+    assert!(
+        !is_cold(&s, &tb, "ns", "a"),
+        "a's event is still in the window"
+    );
+    s.create(&tb, "ns", cm("ns", "b", "1")).unwrap();
+    s.create(&tb, "ns", cm("ns", "c", "1")).unwrap();
+    assert!(is_cold(&s, &tb, "ns", "a"), "a's event left the window");
+    assert!(!is_cold(&s, &tb, "ns", "c"));
+    let back = s.get(&tb, "ns", "a").unwrap();
+    assert_eq!(*back, *a);
+    // Same key order and number forms: the serialization is byte for byte the same.
+    assert_eq!(
+        serde_json::to_string(&*back).unwrap(),
+        serde_json::to_string(&*a).unwrap()
+    );
+    let listed = s
+        .list(&tb, Some("ns"), &ListOptions::default(), &|_| true)
+        .unwrap();
+    assert_eq!(*listed.items[0], *a);
+    let (items, _) = s.list_and_subscribe(&tb, None);
+    assert_eq!(*items[0], *a);
+}
+
+#[test]
+fn cold_bytes_reuse_the_wire_line_a_watcher_serialized() {
+    let s = Store::new(1);
+    let tb = t("/configmaps");
+    let mut rx = s.subscribe_all();
+    let a = s.create(&tb, "ns", awkward("a")).unwrap();
+    let line = rx.try_recv().unwrap().wire();
+    s.create(&tb, "ns", cm("ns", "b", "1")).unwrap();
+    let bytes = version(&s, &tb, "ns", "a").cold_json().expect("a is cold");
+    assert_eq!(&*bytes, serde_json::to_vec(&*a).unwrap().as_slice());
+    // The same allocation as the line: a slice of it.
+    let range = line.as_ptr() as usize..line.as_ptr() as usize + line.len();
+    assert!(range.contains(&(bytes.as_ptr() as usize)));
+    assert_eq!(*s.get(&tb, "ns", "a").unwrap(), *a);
+}
+
+#[test]
+fn cold_objects_update_delete_and_index_like_hot_ones() {
+    let s = Store::new(1);
+    let tb = t("/configmaps");
+    let mut owner = cm("ns", "owner", "1");
+    owner["metadata"]["uid"] = json!("u-owner");
+    s.create(&tb, "ns", owner).unwrap();
+    let mut dep = cm("ns", "dep", "1");
+    dep["metadata"]["uid"] = json!("u-dep");
+    dep["metadata"]["ownerReferences"] =
+        json!([{"uid":"u-owner","name":"owner","kind":"ConfigMap","apiVersion":"v1"}]);
+    let dep = s.create(&tb, "ns", dep).unwrap();
+    s.create(&tb, "ns", cm("ns", "other", "1")).unwrap();
+    assert!(is_cold(&s, &tb, "ns", "owner") && is_cold(&s, &tb, "ns", "dep"));
+    let deps = s.dependents_of("u-owner");
+    assert_eq!(deps.len(), 1);
+    assert_eq!(*deps[0].1, *dep);
+    let (_, _, by_uid) = s.get_by_uid("u-dep").unwrap();
+    assert_eq!(*by_uid, *dep);
+    // A stale resourceVersion conflicts; the right one updates and the event's prev is the old object.
+    let rv = rv_of(&dep);
+    let mut rx = s.subscribe_all();
+    assert_eq!(
+        s.update(&tb, "ns", "dep", cm("ns", "dep", "2"), Some(rv - 1))
+            .unwrap_err(),
+        StoreError::Conflict
+    );
+    let (old, new) = s
+        .update(&tb, "ns", "dep", cm("ns", "dep", "2"), Some(rv))
+        .unwrap();
+    assert_eq!(*old, *dep);
+    assert_eq!(new["data"]["v"], "2");
+    let ev = rx.try_recv().unwrap();
+    assert_eq!(*ev.prev().unwrap(), *dep);
+    // The update dropped the owner reference: the index follows.
+    assert!(s.dependents_of("u-owner").is_empty());
+    // Delete preconditions read the cold object.
+    s.create(&tb, "ns", cm("ns", "x", "1")).unwrap();
+    assert!(is_cold(&s, &tb, "ns", "owner"));
+    let pre = Preconditions {
+        uid: Some("wrong".into()),
+        resource_version: None,
+    };
+    assert!(matches!(
+        s.delete(&tb, "ns", "owner", &pre),
+        Err(StoreError::Precondition(_))
+    ));
+    let pre = Preconditions {
+        uid: Some("u-owner".into()),
+        resource_version: None,
+    };
+    let gone = s.delete(&tb, "ns", "owner", &pre).unwrap();
+    assert_eq!(gone["data"]["v"], "1");
+    assert!(!s.uid_exists("u-owner"));
+}
+
+#[test]
+fn snapshot_lists_see_cold_objects_as_they_were() {
+    let s = Store::new(4);
+    let tb = t("/configmaps");
+    for i in 0..6 {
+        s.create(&tb, "ns", cm("ns", &format!("c{i}"), "old"))
+            .unwrap();
+    }
+    assert!(is_cold(&s, &tb, "ns", "c0"));
+    let at = s.current_rv();
+    s.update(&tb, "ns", "c0", cm("ns", "c0", "new"), None)
+        .unwrap();
+    let opts = ListOptions {
+        snapshot: Some(at),
+        ..Default::default()
+    };
+    let page = s.list(&tb, None, &opts, &|_| true).unwrap();
+    assert_eq!(page.items.len(), 6);
+    assert_eq!(page.items[0]["data"]["v"], "old");
+    assert_eq!(s.get(&tb, "ns", "c0").unwrap()["data"]["v"], "new");
+}
+
+#[test]
+fn only_the_newest_writes_stay_decoded_and_old_events_replay_unchanged() {
+    let s = Store::new(10_000);
+    let tb = t("/configmaps");
+    let first = s.create(&tb, "ns", awkward("first")).unwrap();
+    let n = compact::HOT_EVENTS + compact::BATCH;
+    for i in 0..n {
+        s.create(&tb, "ns", cm("ns", &format!("c{i:05}"), "x"))
+            .unwrap();
+    }
+    // Cooling happens on the background thread.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !is_cold(&s, &tb, "ns", "c00000") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(is_cold(&s, &tb, "ns", "first"));
+    assert!(is_cold(&s, &tb, "ns", "c00000"));
+    // The newest HOT_EVENTS writes stay decoded.
+    assert!(!is_cold(&s, &tb, "ns", &format!("c{:05}", compact::BATCH)));
+    assert!(!is_cold(&s, &tb, "ns", &format!("c{:05}", n - 1)));
+    // A watch resuming before `first` replays it from the compact form, wire line included.
+    let sub = s.watch_from(&tb, Some(rv_of(&first) - 1)).unwrap();
+    assert_eq!(sub.backlog.len(), n + 1);
+    assert_eq!(*sub.backlog[0].object(), *first);
+    let line: Value = serde_json::from_slice(&sub.backlog[0].wire()).unwrap();
+    assert_eq!(line["type"], "ADDED");
+    assert_eq!(line["object"], *first);
+    // An update of a cold object: its event's prev is the cold object, decoded.
+    s.update(&tb, "ns", "first", cm("ns", "first", "y"), None)
+        .unwrap();
+    let sub = s.watch_from(&tb, Some(s.current_rv() - 1)).unwrap();
+    assert!(sub.backlog[0].has_prev());
+    assert_eq!(*sub.backlog[0].prev().unwrap(), *first);
 }
