@@ -96,6 +96,8 @@ enum BenchError {
     },
     #[error("failed to {0}: {1} exited ({2}); see its log in the state dir")]
     Exited(&'static str, &'static str, String),
+    #[error("failed to {what}: {message}")]
+    Step { what: &'static str, message: String },
 }
 
 /// The run's state: children, clients, the timeline and what has been measured so far.
@@ -275,14 +277,20 @@ impl Bench {
             &state_dir.join("kube-sim.log"),
             addr,
         )?;
-        let sim = self.sim.insert(sim);
-        sim.wait_ready(Duration::from_secs(30)).await?;
-        // kube-sim writes the kubeconfig right after it starts listening.
+        self.sim = Some(sim);
+        // kube-sim (HTTPS) writes the kubeconfig, with its CA, right after it starts listening.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !kubeconfig.is_file() {
+            if Instant::now() > deadline {
+                return Err(BenchError::Step {
+                    what: "wait for kube-sim's kubeconfig",
+                    message: "not written within 30 s".into(),
+                });
+            }
             self.check_alive()?;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let url = format!("http://{addr}");
+        let url = format!("https://{addr}");
         self.say(&format!(
             "kube-sim serving {url} (pid {}, --authorize, nodes {sim_nodes})",
             self.sim.as_ref().map_or(0, |s| s.pid)
