@@ -53,7 +53,7 @@ bench-scale:
 	target/release/hypersync-scale --nodes $(NODES) --timeout $(SCALE_TIMEOUT) $(SCALE_ARGS)
 
 ## The same run with 20 nodes on debug builds (about 25 s), exiting non-zero if it does not complete.
-## Not in `make test` yet: on today's operator some nodes stay Dissolving (finalizer never removed).
+## Not in `make test`: tests/operator_scale.rs covers the same ground in-process, with assertions.
 bench-scale-smoke:
 	$(CARGO) build -p hypersync-operator -p kube-sim -p hypersync-scale
 	target/debug/hypersync-scale --nodes 20 --ceiling-writes 200 --settle 3 --ttl 1 --timeout 120 \
