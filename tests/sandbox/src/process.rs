@@ -1,5 +1,6 @@
 //! The operator as a child process: spawning it against the sandbox kubeconfig with its log in a
-//! file, waiting for `/readyz`, reading its peak memory (VmHWM), and stopping it with SIGTERM.
+//! file, waiting for `/readyz`, reading its peak memory (VmHWM), and stopping it with SIGTERM (or
+//! SIGKILL, for `hypersync-chaos`, which includes this file).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,22 @@ impl Operator {
     /// `<bin> run --leader-election=false --http-addr <addr>` with `KUBECONFIG=<kubeconfig>`,
     /// stdout and stderr written to `log` (truncated).
     pub fn spawn(bin: &Path, kubeconfig: &Path, log: &Path) -> Result<Operator, ProcessError> {
+        Operator::spawn_with(
+            bin,
+            kubeconfig,
+            log,
+            &["--leader-election=false".to_string()],
+        )
+    }
+
+    /// `<bin> run --http-addr <addr> <extra...>` with `KUBECONFIG=<kubeconfig>`, stdout and stderr
+    /// written to `log` (truncated).
+    pub fn spawn_with(
+        bin: &Path,
+        kubeconfig: &Path,
+        log: &Path,
+        extra: &[String],
+    ) -> Result<Operator, ProcessError> {
         if !bin.is_file() {
             return Err(ProcessError::Missing(bin.to_path_buf()));
         }
@@ -63,12 +80,8 @@ impl Operator {
         let stdout = std::fs::File::create(log).map_err(log_err)?;
         let stderr = stdout.try_clone().map_err(log_err)?;
         let child = Command::new(bin)
-            .args([
-                "run",
-                "--leader-election=false",
-                "--http-addr",
-                &http_addr.to_string(),
-            ])
+            .args(["run", "--http-addr", &http_addr.to_string()])
+            .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -119,6 +132,15 @@ impl Operator {
             proc_status_kib(&status, "VmHWM")?,
             proc_status_kib(&status, "VmRSS")?,
         ))
+    }
+
+    /// SIGKILL (no chance to clean up, as when a node dies), waiting for the exit.
+    #[allow(dead_code)] // hypersync-chaos's; the sandbox stops the operator with SIGTERM
+    pub async fn kill(mut self) -> String {
+        match self.child.kill().await {
+            Ok(()) => "killed (SIGKILL)".to_string(),
+            Err(err) => format!("failed to kill it: {err}"),
+        }
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within `grace`. Returns how it ended.
