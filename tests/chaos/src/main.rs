@@ -236,16 +236,11 @@ async fn run(args: &Args, clock: Clock) -> Result<bool, ChaosError> {
     // Faults only from here: the setup above is the cluster admin's, and never faulted anyway.
     set_faults(&admin, &faults).await?;
 
-    let node_ar = kinds
-        .get("AgentNode")
-        .map(|(ar, _)| ar.clone())
-        .unwrap_or_else(|| {
-            ApiResource::from_gvk(&GroupVersionKind::gvk(
-                "hypersync.io",
-                "v1alpha1",
-                "AgentNode",
-            ))
-        });
+    let node_gvk = GroupVersionKind::gvk("hypersync.io", "v1alpha1", "AgentNode");
+    let (node_ar, _) = kube::discovery::pinned_kind(&admin, &node_gvk)
+        .await
+        .map_err(kube_err("discover AgentNode"))?;
+    kinds.insert("AgentNode".to_string(), (node_ar.clone(), true));
 
     // The driver's watch: start agents once a node runs, remember each node's last state at deletion.
     let deleted: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
@@ -659,7 +654,7 @@ async fn ephemeral_left(
 ) -> Option<usize> {
     let (ar, _) = kinds.get("AgentNode")?;
     let api: Api<DynamicObject> = Api::namespaced_with(admin.clone(), NS, ar);
-    let names = api.list_metadata(&ListParams::default()).await.ok()?;
+    let names = api.list(&ListParams::default()).await.ok()?;
     let ephemeral: std::collections::HashSet<&str> = planned
         .iter()
         .filter(|p| p.kind != NodeKind::Persistent)
