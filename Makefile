@@ -4,7 +4,7 @@ TOOLS := .tools/bin
 K8S_VERSION := 1.33.0
 
 .PHONY: all build test unit-test crds bench bench-scale bench-scale-smoke fmt fmt-check lint tools validate-crds clean sandbox sandbox-smoke \
-	chart-crds helm-lint validate-manifests docker-build e2e-kind
+	chart-crds helm-lint validate-manifests docker-build e2e-kind chaos chaos-smoke
 
 all: build
 
@@ -12,7 +12,7 @@ build:
 	$(CARGO) build --workspace
 
 ## Every check CI runs: formatting, clippy, the CRDs against Kubernetes 1.33, and all tests.
-test: fmt-check lint validate-crds helm-lint validate-manifests unit-test sandbox-smoke
+test: fmt-check lint validate-crds helm-lint validate-manifests unit-test sandbox-smoke chaos-smoke
 
 unit-test:
 	$(CARGO) test --workspace
@@ -26,6 +26,19 @@ sandbox:
 sandbox-smoke:
 	$(CARGO) build -p hypersync-operator -p hypersync-sandbox
 	target/debug/hypersync-sandbox --exit-when-done
+
+## The operator (release build) under fault injection and 5 SIGKILLs with 2,000 AgentNodes on kube-sim,
+## then its invariants checked (see README "Reliability"); replay a failure with CHAOS_ARGS='--seed N'.
+CHAOS_ARGS ?=
+chaos:
+	$(CARGO) build --release -p hypersync-operator -p hypersync-chaos
+	target/release/hypersync-chaos --operator target/release/hypersync-operator $(CHAOS_ARGS)
+
+## The short form in `make test`: 200 nodes, 2 kills, debug builds (the ones `make test` builds anyway).
+chaos-smoke:
+	$(CARGO) build -p hypersync-operator -p hypersync-chaos
+	target/debug/hypersync-chaos --operator target/debug/hypersync-operator --nodes 200 --kills 2 \
+		--timeout 120 --state-dir target/chaos-smoke $(CHAOS_ARGS)
 
 ## Regenerate crds/ and schemas/ from src/api (never edit them by hand).
 crds:

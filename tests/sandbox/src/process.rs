@@ -1,6 +1,6 @@
 //! Child processes serving `/readyz` (the operator, or kube-sim for `hypersync-scale`): spawning
 //! them with their log in a file, waiting for `/readyz`, reading their peak memory (VmHWM), and
-//! stopping them with SIGTERM.
+//! stopping them with SIGTERM (or SIGKILL, for `hypersync-chaos`, which includes this file).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -161,6 +161,27 @@ impl Process {
             proc_status_kib(&status, "VmHWM")?,
             proc_status_kib(&status, "VmRSS")?,
         ))
+    }
+
+    /// [`Process::spawn_operator`] with owned arguments (`hypersync-chaos`).
+    #[allow(dead_code)] // hypersync-chaos's, which includes this file
+    pub fn spawn_with(
+        bin: &Path,
+        kubeconfig: &Path,
+        log: &Path,
+        extra: &[String],
+    ) -> Result<Operator, ProcessError> {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        Self::spawn_operator(bin, kubeconfig, log, &extra)
+    }
+
+    /// SIGKILL (no chance to clean up, as when a node dies), waiting for the exit.
+    #[allow(dead_code)] // hypersync-chaos's; the sandbox stops the operator with SIGTERM
+    pub async fn kill(mut self) -> String {
+        match self.child.kill().await {
+            Ok(()) => "killed (SIGKILL)".to_string(),
+            Err(err) => format!("failed to kill it: {err}"),
+        }
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within `grace`. Returns how it ended.
