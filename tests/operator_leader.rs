@@ -99,7 +99,8 @@ async fn only_the_leader_reconciles_and_a_successor_takes_over() {
 /// server sees the successor's first request after the old leader's last one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_real_controllers_the_successor_starts_after_the_old_leaders_last_write() {
-    let cluster = Cluster::start().await;
+    // The recording proxies speak plain HTTP.
+    let cluster = Cluster::start_plain_http().await;
     let proxy_a = Proxy::start(&cluster.sim.url()).await;
     let proxy_b = Proxy::start(&cluster.sim.url()).await;
     let a = run_operator(

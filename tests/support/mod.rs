@@ -65,12 +65,25 @@ impl Cluster {
     }
 
     pub async fn start_with(nodes: &str) -> Cluster {
-        let sim = Sim::start(SimConfig {
+        Self::start_config(SimConfig {
             nodes: Some(nodes.to_string()),
             ..SimConfig::default()
         })
         .await
-        .expect("kube-sim starts");
+    }
+
+    /// The default nodes, served over plain HTTP (for tests that put a recording proxy in front).
+    pub async fn start_plain_http() -> Cluster {
+        Self::start_config(SimConfig {
+            nodes: Some("gpu-a100=2x8,cpu=2".to_string()),
+            insecure_http: true,
+            ..SimConfig::default()
+        })
+        .await
+    }
+
+    async fn start_config(config: SimConfig) -> Cluster {
+        let sim = Sim::start(config).await.expect("kube-sim starts");
         let client = Client::try_from(client_config(&sim, None)).expect("client builds");
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         for crd in generate::crds() {
