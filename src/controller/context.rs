@@ -9,7 +9,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::core::DeserializeGuard;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
 
 use super::index::Index;
@@ -152,9 +152,7 @@ impl Context {
         K: Clone + Resource<DynamicType = ()> + 'static,
         DeserializeGuard<K>: Resource<DynamicType = ()>,
     {
-        store
-            .get(&ObjectRef::new(name).within(namespace))
-            .filter(|g| g.0.is_ok())
+        super::watch::get(store, &(namespace.to_string(), name.to_string())).filter(|g| g.0.is_ok())
     }
 
     /// Publish an Event about `obj`, reporting a failure to the caller (for Events that must not be

@@ -347,11 +347,6 @@ impl Index {
         t
     }
 
-    /// Node keys currently indexed (for relist reconciliation).
-    pub fn node_keys(&self) -> Vec<Key> {
-        self.lock().nodes.keys().cloned().collect()
-    }
-
     // ---- Jobs and Deployments ----
 
     /// An agent's Job or Deployment (`kind`), or an engine's Deployment, was added or changed.

@@ -60,8 +60,8 @@ pub trait Handler<K>: Send + 'static {
     fn deleted(&mut self, key: &Key, obj: Option<&K>) -> Triggers;
 }
 
-/// Drop what no controller reads, so the caches stay small: every object's `managedFields`, plus
-/// what `also` removes.
+/// Drop every object's `managedFields`, which no controller reads (each pipeline's `trim` drops the
+/// rest of what its kind does not need).
 pub fn strip<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
 }
