@@ -10,5 +10,6 @@ pub mod leader;
 pub mod lifeline;
 pub mod metrics;
 pub mod operator;
+pub mod plugin;
 pub mod telemetry;
 pub mod workload;

@@ -7,8 +7,10 @@
 //!   [`MIN_SEPARATION`] using an [`AnchorIndex`] of occupied [`Slot`]s.
 //! - [`k_nearest`]: nearest neighbours by hyperbolic distance (a scan, the
 //!   reference); [`PointIndex`]: the same answer from an index of the points.
+//! - [`geodesic`]: the arc (or diameter) through two points, for drawing the disk.
 
 mod error;
+mod geodesic;
 mod index;
 mod neighbors;
 mod placement;
@@ -17,6 +19,7 @@ mod point_index;
 pub mod rings;
 
 pub use error::GeometryError;
+pub use geodesic::{Geodesic, geodesic, tier_ring_radius};
 pub use index::{AnchorIndex, AnchorKey};
 pub use neighbors::{Neighbor, k_nearest};
 pub use placement::{

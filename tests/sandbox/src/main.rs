@@ -286,6 +286,8 @@ impl Sandbox {
         let mut node_requests: Option<Value> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         let mut op_exit: Option<String> = None;
+        // The disk while the agent runs (the story ends with the node dissolved).
+        let mut disk: Option<String> = None;
         while !story.complete() {
             tokio::select! {
                 Some(obs) = rx.recv() => {
@@ -304,6 +306,7 @@ impl Sandbox {
                     for action in story.observe(obs.kind, &obs.obj, obs.deleted, clock.secs()) {
                         match action {
                             Action::StartAgent => {
+                                disk = Some(draw_disk(&admin, &node_ns).await?);
                                 let sa = format!("{node_name}-agent");
                                 let agent = client(&url, ca.as_deref(), &format!("sim-sa:{node_ns}:{sa}"), &format!("{USER_AGENT}/agent")).await?;
                                 let ar = kinds.get("AgentNode").map(|(ar, _)| ar.clone());
@@ -398,6 +401,17 @@ impl Sandbox {
             .map(|(t, c)| format!("{t} {c}"))
             .collect();
         println!("    by resource: {}", top.join(", "));
+        if let Some(svg) = disk {
+            let path = args.state_dir.join("disk.svg");
+            std::fs::write(&path, svg).map_err(|source| SandboxError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            println!(
+                "  the Poincaré disk while the agent ran: {} (now: kubectl hypersync disk > disk.svg)",
+                path.display()
+            );
+        }
         match memory {
             Some((hwm, rss)) => println!(
                 "  operator peak memory (VmHWM of pid {pid}): {:.1} MiB (resident now {:.1} MiB)",
@@ -408,6 +422,23 @@ impl Sandbox {
         }
         Ok(())
     }
+}
+
+/// The Poincaré disk of `namespace` as `kubectl hypersync disk` draws it.
+async fn draw_disk(client: &Client, namespace: &str) -> Result<String, SandboxError> {
+    use hypersync_operator::plugin::{cli, disk};
+    let nodes: Api<hypersync_operator::api::AgentNode> = Api::namespaced(client.clone(), namespace);
+    let list = nodes
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(kube_err("list AgentNodes for the disk"))?;
+    let options = disk::DiskOptions {
+        scope: format!("namespace {namespace}"),
+        generated_at: cli::timestamp_text(None)
+            .map_err(|e| SandboxError::ClientConfig(e.to_string()))?,
+        max_labels: disk::DEFAULT_MAX_LABELS,
+    };
+    Ok(disk::render(&list.items, &options))
 }
 
 /// Hyperbolic distance between two points of the disk given as (r, theta degrees).
