@@ -291,6 +291,12 @@ fn draw_anchors(
             // A node sits there and is drawn as itself; mark it as an anchor with a ring.
             if let Ok(p) = key.to_point() {
                 let (x, y) = to_screen(p.x(), p.y());
+                boxes.push(Box2 {
+                    x0: x - 10.0,
+                    y0: y - 10.0,
+                    x1: x + 10.0,
+                    y1: y + 10.0,
+                });
                 let _ = writeln!(
                     svg,
                     r##"<circle class="anchor-ring" cx="{}" cy="{}" r="9" fill="none" stroke="#c62828" stroke-width="1.2"/>"##,

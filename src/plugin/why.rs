@@ -282,10 +282,13 @@ fn walk_model(
         model_state(phase)
     ));
     let ready = matches!(phase, Some(ModelPhase::Ready));
+    // The model's own Ready condition, unless it only repeats the scheduler's message the pods
+    // below show.
     if let Some(c) = st
         .into_iter()
         .flat_map(|s| s.conditions.iter())
         .find(|c| c.type_ == "Ready" && c.status != "True")
+        .filter(|c| c.reason != "Unschedulable" || facts.pods.is_empty())
     {
         lines.push(format!(
             "      Ready={} ({}): {}",
