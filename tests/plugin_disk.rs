@@ -604,3 +604,91 @@ fn output_does_not_depend_on_list_order() {
     later.generated_at = "2026-01-01T00:00:01Z".into();
     assert_ne!(a, render(&nodes, &later), "the timestamp is in the title");
 }
+
+#[test]
+fn all_namespaces_prefix_labels_and_keep_parents_apart() {
+    let mut index = AnchorIndex::new();
+    let point = |n: &AgentNode| {
+        let p = n
+            .status
+            .as_ref()
+            .and_then(|s| s.placement.as_ref())
+            .expect("placed");
+        DiskPoint::new(p.x, p.y).expect("point")
+    };
+    let lead_a = placed_node(
+        &mut index,
+        "lead",
+        None,
+        &["triage"],
+        Autonomy::Strict,
+        "Running",
+        None,
+    );
+    let mut lead_b = placed_node(
+        &mut index,
+        "lead",
+        None,
+        &["search"],
+        Autonomy::Strict,
+        "Running",
+        None,
+    );
+    lead_b.metadata.namespace = Some("team-b".into());
+    let mut worker = placed_node(
+        &mut index,
+        "worker",
+        Some(point(&lead_b)),
+        &["coding"],
+        Autonomy::Loose,
+        "Pending",
+        Some("lead"),
+    );
+    worker.metadata.namespace = Some("team-b".into());
+    let mut opts = options();
+    opts.scope = "all namespaces".into();
+    let svg = render(&[lead_a.clone(), lead_b.clone(), worker], &opts);
+    for label in ["default/lead", "team-b/lead", "team-b/worker"] {
+        assert!(svg.contains(&format!(">{label}</text>")), "{label}");
+    }
+    assert!(svg.contains("HyperSync · Poincaré disk · all namespaces"));
+    // The worker's parent is the lead of its own namespace.
+    let doc = roxmltree::Document::parse(&svg).expect("parses");
+    let path = doc
+        .descendants()
+        .find(|n| n.attribute("class") == Some("geodesic to-parent"))
+        .expect("parent geodesic");
+    let Drawn::Arc { to, .. } = parse_path(path.attribute("d").expect("d")) else {
+        panic!("an arc");
+    };
+    let want = hypersync_operator::plugin::disk::to_screen(point(&lead_b).x(), point(&lead_b).y());
+    let other = hypersync_operator::plugin::disk::to_screen(point(&lead_a).x(), point(&lead_a).y());
+    assert!((to.0 - want.0).abs() < 1e-3 && (to.1 - want.1).abs() < 1e-3);
+    assert!((to.0 - other.0).abs() > 1.0 || (to.1 - other.1).abs() > 1.0);
+}
+
+#[test]
+fn ten_thousand_nodes_still_draw_every_node_counted() {
+    let nodes = crowd(10_000);
+    let start = std::time::Instant::now();
+    let svg = render(&nodes, &options());
+    // Printed for the curious (`--nocapture`), not asserted: timings belong in benchmarks.
+    eprintln!(
+        "rendered 10,000 nodes in {:?} ({} bytes)",
+        start.elapsed(),
+        svg.len()
+    );
+    check_geometry(&svg, &nodes);
+    assert!(svg.contains("10,000 AgentNodes placed"));
+    // Labels can be asked for anyway: every node then gets its dot and its name.
+    let mut all = options();
+    all.max_labels = 10_000;
+    let start = std::time::Instant::now();
+    let labelled = render(&nodes, &all);
+    eprintln!(
+        "rendered 10,000 labelled nodes in {:?} ({} bytes)",
+        start.elapsed(),
+        labelled.len()
+    );
+    assert_eq!(labelled.matches("class=\"node-label\"").count(), 10_000);
+}

@@ -370,11 +370,62 @@ impl Box2 {
     }
 }
 
+/// The boxes already taken on screen, bucketed in a grid so a lookup costs about the same with
+/// 10 labels as with 10,000 (`--max-labels` may be raised that far).
+struct Taken {
+    cells: BTreeMap<(i32, i32), Vec<usize>>,
+    boxes: Vec<Box2>,
+}
+
+const GRID_PX: f64 = 40.0;
+
+impl Taken {
+    fn new(boxes: Vec<Box2>) -> Self {
+        let mut t = Taken {
+            cells: BTreeMap::new(),
+            boxes: Vec::new(),
+        };
+        for b in boxes {
+            t.push(b);
+        }
+        t
+    }
+
+    fn cells_of(b: &Box2) -> impl Iterator<Item = (i32, i32)> {
+        let (cx0, cx1) = (
+            (b.x0 / GRID_PX).floor() as i32,
+            (b.x1 / GRID_PX).floor() as i32,
+        );
+        let (cy0, cy1) = (
+            (b.y0 / GRID_PX).floor() as i32,
+            (b.y1 / GRID_PX).floor() as i32,
+        );
+        (cx0..=cx1).flat_map(move |x| (cy0..=cy1).map(move |y| (x, y)))
+    }
+
+    fn push(&mut self, b: Box2) {
+        let i = self.boxes.len();
+        self.boxes.push(b);
+        for c in Self::cells_of(&b) {
+            self.cells.entry(c).or_default().push(i);
+        }
+    }
+
+    fn overlaps(&self, b: &Box2) -> bool {
+        Self::cells_of(b).any(|c| {
+            self.cells
+                .get(&c)
+                .is_some_and(|v| v.iter().any(|&i| self.boxes[i].overlaps(b)))
+        })
+    }
+}
+
 const LABEL_FONT: f64 = 11.0;
 /// Approximate advance of one character at [`LABEL_FONT`] (sans-serif, mostly lowercase).
 const CHAR_WIDTH: f64 = 6.2;
 
-fn draw_nodes(svg: &mut String, placed: &[&SceneNode], multi_ns: bool, mut taken: Vec<Box2>) {
+fn draw_nodes(svg: &mut String, placed: &[&SceneNode], multi_ns: bool, reserved: Vec<Box2>) {
+    let mut taken = Taken::new(reserved);
     svg.push_str("<g id=\"nodes\">\n");
     let dot = 5.0;
     for n in placed {
@@ -447,7 +498,7 @@ fn draw_nodes(svg: &mut String, placed: &[&SceneNode], multi_ns: bool, mut taken
                 if b.x0 < 0.0 || b.x1 > WIDTH - 260.0 || b.y0 < 70.0 || b.y1 > HEIGHT {
                     continue;
                 }
-                if !taken.iter().any(|t| t.overlaps(&b)) {
+                if !taken.overlaps(&b) {
                     spot = Some(b);
                     break 'search;
                 }
