@@ -229,6 +229,16 @@ async fn plugin_commands_against_kube_sim() {
     assert!(!one.stdout.contains("orphan"), "{}", one.stdout);
     assert!(one.stdout.contains("└─ helper"), "{}", one.stdout);
 
+    let missing = plugin(&kubeconfig, &["tree", "nope", "-A"]).await;
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing
+            .stderr
+            .contains("agentnode nope not found in any namespace"),
+        "{}",
+        missing.stderr
+    );
+
     // models: the registry, with GPUs, phase and endpoint.
     let models = plugin(&kubeconfig, &["models"]).await;
     assert_eq!(models.code, 0, "{}", models.stderr);

@@ -91,8 +91,10 @@ pub enum PluginError {
         #[source]
         source: kube::Error,
     },
-    #[error("agentnode {name} not found in namespace {namespace}")]
-    NodeNotFound { name: String, namespace: String },
+    #[error("failed to {what}: {message}")]
+    Denied { what: String, message: String },
+    #[error("agentnode {name} not found in {scope}")]
+    NodeNotFound { name: String, scope: String },
     #[error("--timestamp {value:?} is not an RFC 3339 time such as 2026-01-01T00:00:00Z")]
     Timestamp { value: String },
     #[error("SOURCE_DATE_EPOCH {value:?} is not a number of seconds")]
@@ -221,7 +223,10 @@ pub async fn run(cli: &Cli, target: &Target) -> Result<Output, PluginError> {
                         .iter()
                         .find(|x| x.metadata.name.as_deref() == Some(n.as_str()))
                         .and_then(|x| x.metadata.namespace.as_deref())
-                        .unwrap_or("");
+                        .ok_or_else(|| PluginError::NodeNotFound {
+                            name: n.clone(),
+                            scope: "any namespace".to_string(),
+                        })?;
                     Some((ns, n.as_str()))
                 }
                 (None, _) => None,
@@ -304,13 +309,13 @@ pub async fn why_input(client: &Client, ns: &str, node: &str) -> Result<WhyInput
         Lookup::NotFound => {
             return Err(PluginError::NodeNotFound {
                 name: node.to_string(),
-                namespace: ns.to_string(),
+                scope: format!("namespace {ns}"),
             });
         }
-        Lookup::Failed(msg) => {
-            return Err(PluginError::Api {
+        Lookup::Failed(message) => {
+            return Err(PluginError::Denied {
                 what: format!("get agentnode {node}"),
-                source: kube::Error::Service(msg.into()),
+                message,
             });
         }
     };
