@@ -763,6 +763,7 @@ async fn reconcile_inner(
         // write's watch event queues this node again) instead of deciding twice.
         return Ok(Action::await_change());
     }
+    super::prune::node_workload(ctx, node, lifecycle_mode(node)).await?;
     let (snap, meta) = read(ctx, node);
     let planned = plan(node, &snap);
     if planned.confirm_fresh {
