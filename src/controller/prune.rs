@@ -68,6 +68,18 @@ impl ChildKind {
         }
     }
 
+    /// The Event action of its deletion (the Event recorder folds Events of one reason and action
+    /// into a series, so each kind gets its own).
+    fn delete_action(self) -> &'static str {
+        match self {
+            ChildKind::Deployment => "DeleteDeployment",
+            ChildKind::Service => "DeleteService",
+            ChildKind::NetworkPolicy => "DeleteNetworkPolicy",
+            ChildKind::PersistentVolumeClaim => "DeletePersistentVolumeClaim",
+            ChildKind::Job => "DeleteJob",
+        }
+    }
+
     fn delete_step(self) -> &'static str {
         match self {
             ChildKind::Deployment => "delete an unwanted Deployment",
@@ -327,7 +339,7 @@ where
                 &reference(owner),
                 EventType::Normal,
                 REASON,
-                "Prune",
+                child.kind.delete_action(),
                 format!(
                     "deleted {} {}: {}",
                     child.kind.as_str(),
