@@ -145,6 +145,25 @@ async fn local_to_remote_deletes_the_engine_and_keeps_the_weight_cache() {
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(deletions(&cluster, "ModelEntry", "coder").await, expected);
+    // What finding them cost: the uncached kinds were listed once per spec change (a reconcile that
+    // ran before the cache showed its own status write may list once more), never per reconcile.
+    let requests = cluster.operator_requests().await;
+    let count = |k: &str| requests.get(k).copied().unwrap_or(0);
+    eprintln!(
+        "operator requests after local -> remote: {:?}",
+        requests
+            .iter()
+            .filter(|(k, _)| k.starts_with("list ") || k.starts_with("delete "))
+            .collect::<Vec<_>>()
+    );
+    for kind in ["services", "networkpolicies"] {
+        assert!(
+            (1..=2).contains(&count(&format!("list {kind}"))),
+            "{requests:#?}"
+        );
+        assert_eq!(count(&format!("delete {kind}")), 1, "{requests:#?}");
+    }
+    assert_eq!(count("list persistentvolumeclaims"), 0, "{requests:#?}");
 
     // Back to local: the engine comes back at once (nothing believes it is still applied), on the
     // same cache.

@@ -254,7 +254,7 @@ pub async fn entry_children(ctx: &Context, entry: &ModelEntry) -> Result<(), Err
 }
 
 /// Delete the workload of the other kind than `node`'s lifecycle asks for (both kinds are watched:
-/// two store lookups, no request unless there is something to delete).
+/// one store lookup, no request unless there is something to delete).
 pub async fn node_workload(
     ctx: &Context,
     node: &AgentNode,
@@ -285,7 +285,7 @@ async fn find(
     spec_changed: bool,
 ) -> Result<Vec<Child>, Error> {
     let key = (namespace.to_string(), name.to_string());
-    let params = ListParams::default().labels(&wanted.label_selector());
+    let params = || ListParams::default().labels(&wanted.label_selector());
     match kind {
         ChildKind::Deployment => Ok(watch::get(&ctx.deployments, &key)
             .and_then(|d| Child::of(kind, &d.metadata))
@@ -298,15 +298,15 @@ async fn find(
         _ if !spec_changed => Ok(Vec::new()),
         ChildKind::Service => {
             let step = "list the owner's Services";
-            list_as::<Service>(ctx, namespace, kind, &params, step).await
+            list_as::<Service>(ctx, namespace, kind, &params(), step).await
         }
         ChildKind::NetworkPolicy => {
             let step = "list the owner's NetworkPolicies";
-            list_as::<NetworkPolicy>(ctx, namespace, kind, &params, step).await
+            list_as::<NetworkPolicy>(ctx, namespace, kind, &params(), step).await
         }
         ChildKind::PersistentVolumeClaim => {
             let step = "list the owner's PersistentVolumeClaims";
-            list_as::<PersistentVolumeClaim>(ctx, namespace, kind, &params, step).await
+            list_as::<PersistentVolumeClaim>(ctx, namespace, kind, &params(), step).await
         }
     }
 }
