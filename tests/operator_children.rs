@@ -250,6 +250,13 @@ async fn a_node_that_becomes_persistent_loses_its_job() {
         })
         .await;
     assert!(uid_of::<Job>(&cluster, "worker").await.is_none(), "{job}");
+    // The status names the workload the node runs now.
+    cluster
+        .wait_for("status.workload is the Deployment", WAIT, || async {
+            let w = nodes.get("worker").await.ok()?.status?.workload?;
+            (w.kind == "Deployment" && w.name == "worker").then_some(())
+        })
+        .await;
     operator.stop().await;
 }
 
