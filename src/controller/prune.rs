@@ -13,9 +13,9 @@
 //!   owner could have given them, on every reconcile (a hash lookup).
 //! - Kinds it does not watch (Services, NetworkPolicies, PVCs) are found with one label-selected,
 //!   metadata-only LIST per kind the plan no longer wants, and only when the entry's
-//!   `metadata.generation` differs from its `status.observedGeneration` (the spec changed since the
-//!   last reconcile that completed). The prune runs before the status is written, so a failed LIST
-//!   or DELETE is retried with the generation still unobserved.
+//!   `metadata.generation` differs from its `status.observedGeneration` and is not 1 (the spec
+//!   changed since the last reconcile that completed; [`spec_changed`]). The prune runs before the
+//!   status is written, so a failed LIST or DELETE is retried with the generation still unobserved.
 //!
 //! Kept on purpose: a remote entry keeps the weight-cache PVC its local source had (switching back
 //! reuses the downloaded weights); it still goes with the entry through its ownerReference.
@@ -235,6 +235,13 @@ pub fn node_wants(name: &str, uid: &str, mode: LifecycleMode) -> Wanted {
     }
 }
 
+/// Whether a spec change may have made a child unwanted since the children last matched the spec:
+/// the generation is not the one status records as observed, and it is not the first (a spec never
+/// changed since its creation is the only plan there ever was; a new entry costs no LIST).
+pub fn spec_changed(generation: Option<i64>, observed: Option<i64>) -> bool {
+    generation != observed && generation != Some(1)
+}
+
 /// Delete what `entry`'s plan no longer contains. The Deployment is checked in its store every time;
 /// Services, NetworkPolicies and PVCs are listed (by label) only when the generation is unobserved.
 pub async fn entry_children(ctx: &Context, entry: &ModelEntry) -> Result<(), Error> {
@@ -243,8 +250,8 @@ pub async fn entry_children(ctx: &Context, entry: &ModelEntry) -> Result<(), Err
     };
     let name = entry.name_any();
     let wanted = entry_wants(&name, &uid, &entry.spec);
-    let spec_changed =
-        entry.status.as_ref().and_then(|s| s.observed_generation) != entry.metadata.generation;
+    let observed = entry.status.as_ref().and_then(|s| s.observed_generation);
+    let spec_changed = spec_changed(entry.metadata.generation, observed);
     let engine = inference_name(&name);
     let mut found = Vec::new();
     for kind in wanted.kinds_to_check(&ENTRY_KINDS) {
@@ -561,6 +568,19 @@ mod tests {
         assert_eq!(c.controller_uid.as_deref(), Some("u1"));
         assert!(!c.deleting);
         assert!(Child::of(ChildKind::Service, &ObjectMeta::default()).is_none());
+    }
+
+    #[test]
+    fn uncached_kinds_are_listed_only_after_a_spec_change() {
+        // Created and never changed: nothing can be unwanted, even before the first status.
+        assert!(!spec_changed(Some(1), None));
+        // Changed and not yet reconciled to completion.
+        assert!(spec_changed(Some(2), Some(1)));
+        assert!(spec_changed(Some(3), None));
+        // Observed: the prune for this generation is done.
+        assert!(!spec_changed(Some(2), Some(2)));
+        // No generation at all: decide conservatively.
+        assert!(spec_changed(None, Some(1)));
     }
 
     #[test]
