@@ -405,6 +405,38 @@ fn expected_grants() -> Vec<(Vec<Grant>, Evidence)> {
             ],
         ),
         (
+            [
+                g("apps", "deployments", &["delete"]),
+                g("batch", "jobs", &["delete"]),
+                g("", "services", &["delete"]),
+                g("", "persistentvolumeclaims", &["delete"]),
+                g("networking.k8s.io", "networkpolicies", &["delete"]),
+            ]
+            .concat(),
+            &[
+                ("controller/prune.rs", "delete_as::<Deployment>"),
+                ("controller/prune.rs", "delete_as::<Job>"),
+                ("controller/prune.rs", "delete_as::<Service>"),
+                ("controller/prune.rs", "delete_as::<PersistentVolumeClaim>"),
+                ("controller/prune.rs", "delete_as::<NetworkPolicy>"),
+                ("controller/prune.rs", "api.delete(&child.name, &params)"),
+            ],
+        ),
+        (
+            [
+                g("", "services", &["list"]),
+                g("", "persistentvolumeclaims", &["list"]),
+                g("networking.k8s.io", "networkpolicies", &["list"]),
+            ]
+            .concat(),
+            &[
+                ("controller/prune.rs", "list_as::<Service>"),
+                ("controller/prune.rs", "list_as::<PersistentVolumeClaim>"),
+                ("controller/prune.rs", "list_as::<NetworkPolicy>"),
+                ("controller/prune.rs", ".list_metadata(params)"),
+            ],
+        ),
+        (
             g("", "pods", &["list", "watch"]),
             &[("controller/mod.rs", "api_for::<Pod>")],
         ),

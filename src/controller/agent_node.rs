@@ -661,17 +661,21 @@ pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
         && stack_ok
         && placed
         && (snap.workload == Workload::Absent || lifecycle_mode(node) == LifecycleMode::Persistent);
-    if out.run_workload && status.workload.is_none() {
+    let kind = match lifecycle_mode(node) {
+        LifecycleMode::Ephemeral => "Job",
+        LifecycleMode::Persistent => "Deployment",
+    };
+    // A node given `lifecycle.mode: Persistent` after it started: its Job gives way to a Deployment.
+    let other_kind = status.workload.as_ref().is_some_and(|w| w.kind != kind);
+    if out.run_workload && (status.workload.is_none() || other_kind) {
         let name = agent_workload_name(&node.name_any());
-        let kind = match lifecycle_mode(node) {
-            LifecycleMode::Ephemeral => "Job",
-            LifecycleMode::Persistent => "Deployment",
-        };
         status.workload = Some(WorkloadRef {
             kind: kind.to_string(),
             name,
         });
-        status.start_time = Some(Time(now));
+        if !other_kind {
+            status.start_time = Some(Time(now));
+        }
     }
 
     // 3. Status and the Events a user would miss: problems (once per transition), waiting for
@@ -763,6 +767,7 @@ async fn reconcile_inner(
         // write's watch event queues this node again) instead of deciding twice.
         return Ok(Action::await_change());
     }
+    super::prune::node_workload(ctx, node, lifecycle_mode(node)).await?;
     let (snap, meta) = read(ctx, node);
     let planned = plan(node, &snap);
     if planned.confirm_fresh {

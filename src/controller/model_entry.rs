@@ -304,6 +304,8 @@ async fn reconcile_inner(
         ));
     }
     status.conditions = conditions;
+    // What the plan no longer contains goes before the generation is recorded as observed.
+    super::prune::entry_children(ctx, entry).await?;
     apply_status(&api, &name, entry.status.as_ref(), &status).await?;
     for (type_, reason, note) in events {
         ctx.event(&reference(entry), type_, reason, "Reconcile", note)
