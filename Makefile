@@ -40,9 +40,10 @@ chaos-smoke:
 	target/debug/hypersync-chaos --operator target/debug/hypersync-operator --nodes 200 --kills 2 \
 		--timeout 120 --state-dir target/chaos-smoke $(CHAOS_ARGS)
 
-## Regenerate crds/ and schemas/ from src/api (never edit them by hand).
+## Regenerate crds/, schemas/, the hypersync-crds chart templates and the CRD copies from src/api (never edit them by hand).
 crds:
 	$(CARGO) run --quiet -- crd --out-dir crds
+	$(CARGO) run --quiet -- crd --out-dir charts/hypersync-crds/templates --helm-templates
 	$(CARGO) run --quiet -- schema --out-dir schemas
 	$(MAKE) chart-crds
 
@@ -109,6 +110,7 @@ helm-lint:
 	bash tools/install-helm.sh
 	$(HELM) lint --strict $(CHART)
 	$(HELM) lint --strict $(CHART) $(NAMESPACED_VALUES)
+	$(HELM) lint --strict charts/hypersync-crds
 
 ## The rendered chart (default, namespaced, ServiceMonitor on) and the kustomize manifests against Kubernetes 1.33.
 validate-manifests:
@@ -119,8 +121,9 @@ validate-manifests:
 	$(HELM) template hypersync $(CHART) -n hypersync-system $(NAMESPACED_VALUES) > target/packaging/chart-namespaced.yaml
 	$(HELM) template hypersync $(CHART) -n hypersync-system --set metrics.serviceMonitor.enabled=true \
 		--show-only templates/servicemonitor.yaml > target/packaging/chart-servicemonitor.yaml
+	$(HELM) template hypersync-crds charts/hypersync-crds > target/packaging/chart-crds.yaml
 	$(TOOLS)/kubernetes-validate --strict --quiet -k $(K8S_VERSION) \
-		target/packaging/chart-default.yaml target/packaging/chart-namespaced.yaml
+		target/packaging/chart-default.yaml target/packaging/chart-namespaced.yaml target/packaging/chart-crds.yaml
 	$(TOOLS)/kubernetes-validate --strict --quiet -k $(K8S_VERSION) manifests/crds/[a-z]*s.yaml \
 		manifests/operator/namespace.yaml manifests/operator/serviceaccount.yaml manifests/operator/rbac.yaml \
 		manifests/operator/deployment.yaml manifests/operator/service.yaml \

@@ -44,6 +44,10 @@ fn generated_files_match_the_code() {
         "schemas",
         generate::schema_files().expect("schemas generate"),
     ));
+    problems.extend(check_drift(
+        generate::CRD_CHART_TEMPLATES,
+        generate::crd_chart_templates().expect("CRD chart templates generate"),
+    ));
     assert!(
         problems.is_empty(),
         "generated files drifted from src/api — run `make crds` and commit the result:\n  {}",

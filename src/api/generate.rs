@@ -20,6 +20,8 @@ pub enum GenerateError {
     Json(#[source] serde_json::Error),
     #[error("the CRD {0} has no openAPIV3Schema")]
     MissingSchema(String),
+    #[error("the CRD {0} contains `{{{{`, which Helm would read as a template")]
+    TemplateSyntax(String),
 }
 
 /// The CRDs of every kind, in a stable order.
@@ -79,6 +81,37 @@ pub fn crd_files() -> Result<Vec<(String, String)>, GenerateError> {
         .into_iter()
         .map(|crd| {
             let yaml = to_yaml(&crd)?;
+            Ok((
+                format!("{}.yaml", crd.spec.names.plural),
+                format!("{GENERATED_HEADER}{yaml}"),
+            ))
+        })
+        .collect()
+}
+
+/// Helm's annotation that keeps a resource when its release is uninstalled (or when a later chart
+/// version no longer renders it).
+pub const HELM_KEEP: (&str, &str) = ("helm.sh/resource-policy", "keep");
+
+/// Where the `hypersync-crds` chart keeps its templates, relative to the repository root.
+pub const CRD_CHART_TEMPLATES: &str = "charts/hypersync-crds/templates";
+
+/// Templates of the `hypersync-crds` chart: the CRDs as Helm templates (Helm installs *and upgrades*
+/// templates, unlike a chart's `crds/`), annotated `helm.sh/resource-policy: keep` so that
+/// uninstalling the chart never deletes the CRDs and with them every custom resource.
+pub fn crd_chart_templates() -> Result<Vec<(String, String)>, GenerateError> {
+    crds()
+        .into_iter()
+        .map(|mut crd| {
+            crd.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(HELM_KEEP.0.to_string(), HELM_KEEP.1.to_string());
+            let yaml = to_yaml(&crd)?;
+            // Helm would read `{{` as template syntax.
+            if yaml.contains("{{") {
+                return Err(GenerateError::TemplateSyntax(crd.spec.names.plural.clone()));
+            }
             Ok((
                 format!("{}.yaml", crd.spec.names.plural),
                 format!("{GENERATED_HEADER}{yaml}"),

@@ -14,6 +14,7 @@ pub mod context;
 pub mod index;
 pub mod model_entry;
 pub mod model_entry_decide;
+pub mod ready;
 pub mod resolve;
 pub mod status;
 pub mod watch;

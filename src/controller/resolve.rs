@@ -33,6 +33,12 @@ pub struct Resolution {
     pub reason: &'static str,
     /// Human message naming the layers that are not resolved or degraded.
     pub message: String,
+    /// Every layer is bound to an available entry (from its primary target or a fallback).
+    pub all_available: bool,
+    /// A layer is short of an available entry while a candidate has no status for its current spec
+    /// yet (the operator has not reconciled it since it started or since the entry changed): the
+    /// outcome is provisional.
+    pub settling: bool,
 }
 
 /// The layer bindings of a stack in a stable order: `cognitive`, `embedding`, `reranker`, `perception-<i>`.
@@ -173,10 +179,21 @@ fn targets(binding: &ModelBinding) -> Vec<Target<'_>> {
 enum Outcome {
     /// An available entry from the primary target.
     Primary,
-    /// An available entry from a fallback, or an unavailable one.
+    /// An available entry from a fallback.
     Degraded,
+    /// An unavailable entry from the primary target (`settling`: some candidate has no current
+    /// status yet).
+    Unavailable { settling: bool },
     /// No entry at all.
     Unresolved,
+}
+
+/// The entry's status does not describe its current spec yet.
+fn is_settling(entry: &ModelEntry) -> bool {
+    match &entry.status {
+        None => true,
+        Some(status) => status.observed_generation < entry.metadata.generation,
+    }
 }
 
 fn resolve_binding(
@@ -225,7 +242,10 @@ fn resolve_binding(
             "{} is not Ready (phase {phase}) and no fallback is available",
             name_of(entry)
         );
-        return (bound(entry, reason), Outcome::Degraded);
+        let settling = targets
+            .iter()
+            .any(|t| candidates(*t, entries).into_iter().any(is_settling));
+        return (bound(entry, reason), Outcome::Unavailable { settling });
     }
     let tried: Vec<String> = targets.iter().map(|t| describe(*t)).collect();
     let reason = match primary {
@@ -247,12 +267,20 @@ pub fn resolve(spec: &AgentStackSpec, entries: &[ModelEntry]) -> Resolution {
     let mut bindings = Vec::new();
     let mut unresolved = Vec::new();
     let mut degraded = Vec::new();
+    let (mut all_available, mut settling) = (true, false);
     for (layer, binding) in layer_bindings(spec) {
         let (resolved, outcome) = resolve_binding(&layer, binding, entries);
         match outcome {
             Outcome::Primary => {}
             Outcome::Degraded => degraded.push(format!("{layer}: {}", resolved.reason)),
-            Outcome::Unresolved => unresolved.push(format!("{layer}: {}", resolved.reason)),
+            Outcome::Unavailable { settling: s } => {
+                (all_available, settling) = (false, settling || s);
+                degraded.push(format!("{layer}: {}", resolved.reason));
+            }
+            Outcome::Unresolved => {
+                all_available = false;
+                unresolved.push(format!("{layer}: {}", resolved.reason));
+            }
         }
         bindings.push(resolved);
     }
@@ -276,6 +304,8 @@ pub fn resolve(spec: &AgentStackSpec, entries: &[ModelEntry]) -> Resolution {
         bindings,
         reason,
         message,
+        all_available,
+        settling,
     }
 }
 
