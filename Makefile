@@ -140,7 +140,8 @@ validate-manifests:
 
 ## The operator image (multi-stage, static musl binary on distroless). Needs Docker (not available here).
 docker-build:
-	docker build --build-arg RUST_VERSION=1.89 -t $(IMAGE) .
+	docker build --build-arg RUST_VERSION=1.89 \
+		--build-arg GIT_SHA=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) -t $(IMAGE) .
 
 ## The kind end-to-end story (needs Docker and kind; see tests/e2e/README.md).
 e2e-kind:

@@ -82,15 +82,27 @@ async fn columns(dir: &Path, kind: &str, name: &str) -> std::collections::BTreeM
     let mut lines = out.lines();
     let header = lines.next().expect("a header line");
     let row = lines.next().expect("a row");
-    // Columns are separated by at least two spaces (values here contain single spaces at most).
-    let split = |l: &str| {
-        l.split("  ")
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(String::from)
-            .collect::<Vec<_>>()
+    // kubectl aligns each column under its header (an empty cell is blank).
+    let starts: Vec<usize> = header
+        .char_indices()
+        .filter(|&(i, c)| c != ' ' && (i == 0 || header.as_bytes()[i - 1] == b' '))
+        .map(|(i, _)| i)
+        .collect();
+    let cell = |l: &str, from: usize, to: Option<usize>| {
+        let to = to.unwrap_or(l.len()).min(l.len());
+        l.get(from.min(to)..to)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     };
-    split(header).into_iter().zip(split(row)).collect()
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &from)| {
+            let to = starts.get(i + 1).copied();
+            (cell(header, from, to), cell(row, from, to))
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,6 +217,16 @@ async fn kubectl_wait_for_ready_works_on_every_kind() {
         placement.r.to_string(),
         "r is exact in status"
     );
+
+    // The stack was resolved before its models had any status (all were applied at once): that
+    // provisional outcome raised no Warning (reason WaitingForModelStatus, Ready Unknown).
+    let warnings: Vec<_> = cluster
+        .events_for("AgentStack", "security-analyst")
+        .await
+        .into_iter()
+        .filter(|(type_, _, _)| type_ == "Warning")
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
 
     operator.stop().await;
 }

@@ -1100,6 +1100,13 @@ fn helm_test_hook_checks_readyz_through_the_service() {
     let pod = pod[0];
     assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
     let service = find(&docs, "Service", "-metrics")[0];
+    // The Service must not select the test Pod itself.
+    let labels = pod["metadata"]["labels"].as_mapping().expect("labels");
+    let selector = service["spec"]["selector"].as_mapping().expect("selector");
+    assert!(
+        !selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+        "the Service selects the test Pod"
+    );
     let url = format!(
         "http://{}.hypersync-system.svc:9090/readyz",
         service["metadata"]["name"].as_str().expect("service name")

@@ -139,8 +139,9 @@ pub fn model_entry(phase: ModelPhase, reason: &str, message: &str) -> Readiness 
 }
 
 /// An AgentStack is Ready when every layer is bound to an available model, from its primary target
-/// or a fallback (phase Resolved, or Degraded with `all_available`). While a bound model has no
-/// status for its current spec yet (`settling`) the outcome is not known: Progressing. Otherwise a
+/// or a fallback (phase Resolved, or Degraded with `all_available`). While a layer is off its primary
+/// target and a model it could bind has no status for its current spec yet (`settling`) the outcome
+/// is provisional: Progressing. Otherwise a
 /// layer without a model, or bound to one that is not available, is not ready (the stack is
 /// resolved again whenever a ModelEntry changes).
 pub fn agent_stack(
@@ -152,8 +153,8 @@ pub fn agent_stack(
 ) -> Readiness {
     match phase {
         StackPhase::Resolved => ready(reason, message),
-        StackPhase::Degraded if all_available => ready(reason, message),
         _ if settling => progressing(WAITING_FOR_MODEL_STATUS, message),
+        StackPhase::Degraded if all_available => ready(reason, message),
         StackPhase::Degraded | StackPhase::Unresolved => not_ready(reason, message),
     }
 }
@@ -309,6 +310,10 @@ mod tests {
         assert!(matches!(
             s(StackPhase::Degraded, true, false),
             Readiness::Ready { .. }
+        ));
+        assert!(matches!(
+            s(StackPhase::Degraded, true, true),
+            Readiness::Progressing { .. }
         ));
         assert!(matches!(
             s(StackPhase::Degraded, false, false),

@@ -35,9 +35,9 @@ pub struct Resolution {
     pub message: String,
     /// Every layer is bound to an available entry (from its primary target or a fallback).
     pub all_available: bool,
-    /// A layer is short of an available entry while a candidate has no status for its current spec
-    /// yet (the operator has not reconciled it since it started or since the entry changed): the
-    /// outcome is provisional.
+    /// A layer is not on an available entry of its primary target while a candidate has no status
+    /// for its current spec yet (the operator has not reconciled it since it started or since the
+    /// entry changed): the outcome is provisional.
     pub settling: bool,
 }
 
@@ -179,8 +179,9 @@ fn targets(binding: &ModelBinding) -> Vec<Target<'_>> {
 enum Outcome {
     /// An available entry from the primary target.
     Primary,
-    /// An available entry from a fallback.
-    Degraded,
+    /// An available entry from a fallback (`settling`: a candidate of an earlier target has no
+    /// current status yet, so it may well be available).
+    Degraded { settling: bool },
     /// An unavailable entry from the primary target (`settling`: some candidate has no current
     /// status yet).
     Unavailable { settling: bool },
@@ -225,7 +226,11 @@ fn resolve_binding(
             let outcome = if i == 0 {
                 Outcome::Primary
             } else {
-                Outcome::Degraded
+                Outcome::Degraded {
+                    settling: targets[..i]
+                        .iter()
+                        .any(|t| candidates(*t, entries).into_iter().any(is_settling)),
+                }
             };
             return (bound(entry, via), outcome);
         }
@@ -272,7 +277,10 @@ pub fn resolve(spec: &AgentStackSpec, entries: &[ModelEntry]) -> Resolution {
         let (resolved, outcome) = resolve_binding(&layer, binding, entries);
         match outcome {
             Outcome::Primary => {}
-            Outcome::Degraded => degraded.push(format!("{layer}: {}", resolved.reason)),
+            Outcome::Degraded { settling: s } => {
+                settling |= s;
+                degraded.push(format!("{layer}: {}", resolved.reason));
+            }
             Outcome::Unavailable { settling: s } => {
                 (all_available, settling) = (false, settling || s);
                 degraded.push(format!("{layer}: {}", resolved.reason));
@@ -452,6 +460,61 @@ mod tests {
             r.message.starts_with("cognitive: fallback[0]"),
             "{}",
             r.message
+        );
+    }
+
+    #[test]
+    fn availability_and_settling_are_told_apart() {
+        let s = stack("  layers:\n    cognitive: {modelRef: {name: deepseek-coder-33b}}\n");
+        // Moments after a start: the entry has no status yet; the outcome is provisional.
+        let mut fresh = local("deepseek-coder-33b", "coding", None);
+        fresh.metadata.generation = Some(1);
+        let r = resolve(&s, std::slice::from_ref(&fresh));
+        assert_eq!(
+            (r.phase, r.all_available, r.settling),
+            (StackPhase::Degraded, false, true)
+        );
+        // Reconciled for its current spec and failed: settled, and not available.
+        let mut failed = local("deepseek-coder-33b", "coding", Some(ModelPhase::Failed));
+        failed.metadata.generation = Some(1);
+        failed.status.as_mut().expect("status").observed_generation = Some(1);
+        let r = resolve(&s, std::slice::from_ref(&failed));
+        assert_eq!(
+            (r.phase, r.all_available, r.settling),
+            (StackPhase::Degraded, false, false)
+        );
+        // Its spec changed since: settling again.
+        failed.metadata.generation = Some(2);
+        assert!(resolve(&s, std::slice::from_ref(&failed)).settling);
+        // A fallback in use is degraded but available.
+        let r = resolve(
+            &seed_stack(),
+            &[
+                remote("gpt-4o", "chat", Some(ModelPhase::Ready)),
+                local(
+                    "deepseek-coder-33b",
+                    "coding, security",
+                    Some(ModelPhase::Failed),
+                ),
+                embedding(Some(ModelPhase::Ready)),
+            ],
+        );
+        assert_eq!(
+            (r.phase, r.all_available, r.settling),
+            (StackPhase::Degraded, true, false)
+        );
+        // The fallback chosen while the primary has no status yet: provisional too.
+        let r = resolve(
+            &seed_stack(),
+            &[
+                remote("gpt-4o", "chat", Some(ModelPhase::Ready)),
+                local("deepseek-coder-33b", "coding, security", None),
+                embedding(Some(ModelPhase::Ready)),
+            ],
+        );
+        assert_eq!(
+            (r.phase, r.all_available, r.settling),
+            (StackPhase::Degraded, true, true)
         );
     }
 
