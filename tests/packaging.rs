@@ -951,7 +951,8 @@ async fn crd_chart_upgrade_adds_a_field() {
                 removed.is_some(),
                 "the current CRD has status.placement.display"
             );
-            text = serde_yaml::to_string(&crd).expect("CRD serializes");
+            // As JSON (valid YAML with every key quoted: Helm's YAML 1.1 reads a plain `y` as true).
+            text = serde_json::to_string_pretty(&crd).expect("CRD serializes");
         }
         fs::write(old_chart.join("templates").join(name), text).expect("write template");
     }
