@@ -129,7 +129,8 @@ validate-manifests:
 		manifests/operator/deployment.yaml manifests/operator/service.yaml \
 		manifests/operator/agent-status-policy.yaml
 	$(TOOLS)/yamllint --strict -d '{extends: relaxed, rules: {line-length: {max: 120}}}' manifests/gitops manifests/operator manifests/crds/kustomization.yaml \
-		tests/e2e/kind-config.yaml tests/e2e/samples $(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/files
+		tests/e2e/kind-config.yaml tests/e2e/samples $(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/files \
+		charts/hypersync-crds/Chart.yaml charts/hypersync-crds/values.yaml
 	@if command -v kubectl >/dev/null 2>&1; then \
 		kubectl kustomize manifests/crds > target/packaging/kustomize-crds.yaml && \
 		kubectl kustomize manifests/operator > target/packaging/kustomize-operator.yaml && \
