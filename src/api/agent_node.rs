@@ -283,7 +283,8 @@ pub struct PlacementStatus {
     pub display: Option<PlacementDisplay>,
 }
 
-/// A placement rounded for display: `r` to 4 decimals, `thetaDegrees` to 1.
+/// A placement rounded for display: `r` to 4 decimals (at most 0.9999), `thetaDegrees` to 1 (in
+/// [0, 360)).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlacementDisplay {
@@ -294,8 +295,10 @@ pub struct PlacementDisplay {
 impl PlacementDisplay {
     pub fn of(r: f64, theta_degrees: f64) -> Self {
         let theta = format!("{theta_degrees:.1}");
+        let r = format!("{r:.4}");
         PlacementDisplay {
-            r: format!("{r:.4}"),
+            // r < 1 always: a point near the boundary reads 0.9999, never 1.0000.
+            r: if r == "1.0000" { "0.9999".into() } else { r },
             // 359.96 rounds to 360.0, which is 0.0 on the circle.
             theta_degrees: if theta == "360.0" {
                 "0.0".into()
@@ -379,4 +382,20 @@ pub struct AgentNodeStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PlacementDisplay;
+
+    #[test]
+    fn display_rounds_r_to_4_and_theta_to_1_decimal() {
+        let d = PlacementDisplay::of(0.586239702897837, 123.456789);
+        assert_eq!(
+            (d.r.as_str(), d.theta_degrees.as_str()),
+            ("0.5862", "123.5")
+        );
+        let d = PlacementDisplay::of(0.99999, 359.96);
+        assert_eq!((d.r.as_str(), d.theta_degrees.as_str()), ("0.9999", "0.0"));
+    }
 }

@@ -608,6 +608,11 @@ pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
                 status.placement = Some(p.clone());
                 status.neighbors = w.neighbors.clone();
             }
+            // Placements written before the rounded display existed get it, in the one write that
+            // also adds Ready to such a node after an upgrade.
+            if let Some(p) = status.placement.as_mut().filter(|p| p.display.is_none()) {
+                p.display = Some(PlacementDisplay::of(p.r, p.theta_degrees));
+            }
             set(
                 &mut status,
                 "Placed",
