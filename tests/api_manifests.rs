@@ -114,12 +114,9 @@ impl ManifestValidator {
 fn yaml_documents(path: &Path) -> Vec<Value> {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| {
-            let value: serde_yaml::Value = serde::Deserialize::deserialize(doc)
-                .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
-            serde_json::to_value(value).expect("YAML maps to JSON")
-        })
+    serde_saphyr::from_multiple::<Value>(&text)
+        .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+        .into_iter()
         .filter(|v| !v.is_null())
         .collect()
 }

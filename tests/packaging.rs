@@ -10,7 +10,7 @@ use std::process::Command;
 
 use hypersync_operator::workload::identity::build_role;
 use hypersync_operator::workload::owner_reference;
-use serde_yaml::Value;
+use serde_json::Value;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,9 +23,9 @@ fn read(rel: &str) -> String {
 }
 
 fn yaml_docs(text: &str) -> Vec<Value> {
-    use serde::Deserialize;
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| Value::deserialize(d).expect("failed to parse YAML document"))
+    serde_saphyr::from_multiple::<Value>(text)
+        .expect("failed to parse YAML documents")
+        .into_iter()
         .filter(|v| !v.is_null())
         .collect()
 }
@@ -63,7 +63,7 @@ fn crd_copies_match_generated_crds() {
     // The kustomization lists exactly those files.
     let kustomization = &yaml_docs(&read("manifests/crds/kustomization.yaml"))[0];
     let listed: BTreeSet<&str> = kustomization["resources"]
-        .as_sequence()
+        .as_array()
         .expect("resources")
         .iter()
         .filter_map(Value::as_str)
@@ -80,7 +80,7 @@ type Grant = (String, String, String);
 
 fn grants(rules: &Value) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
-    for rule in rules.as_sequence().expect("rules must be a list") {
+    for rule in rules.as_array().expect("rules must be a list") {
         assert!(
             rule.get("nonResourceURLs").is_none(),
             "no nonResourceURLs: {rule:?}"
@@ -91,7 +91,7 @@ fn grants(rules: &Value) -> BTreeSet<Grant> {
         );
         let list = |k: &str| -> Vec<String> {
             rule[k]
-                .as_sequence()
+                .as_array()
                 .unwrap_or_else(|| panic!("rule without {k}: {rule:?}"))
                 .iter()
                 .map(|v| v.as_str().expect("string").to_string())
@@ -111,9 +111,9 @@ fn grants(rules: &Value) -> BTreeSet<Grant> {
 
 fn chart_rules() -> (BTreeSet<Grant>, BTreeSet<Grant>) {
     (
-        grants(&serde_yaml::from_str(&read(&format!("{CHART}/files/rules.yaml"))).unwrap()),
+        grants(&serde_saphyr::from_str(&read(&format!("{CHART}/files/rules.yaml"))).unwrap()),
         grants(
-            &serde_yaml::from_str(&read(&format!("{CHART}/files/leader-election-rules.yaml")))
+            &serde_saphyr::from_str(&read(&format!("{CHART}/files/leader-election-rules.yaml")))
                 .unwrap(),
         ),
     )
@@ -221,7 +221,7 @@ fn rendered_chart_rbac_equals_kustomize_rbac() {
     let deployment = &find(&namespaced, "Deployment", "")[0];
     let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
     let ns_env = env
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .find(|e| e["name"] == "HYPERSYNC_NAMESPACES")
@@ -231,7 +231,7 @@ fn rendered_chart_rbac_equals_kustomize_rbac() {
 
 /// The agent-status policy's spec as the chart ships it.
 fn chart_policy_spec() -> Value {
-    serde_yaml::from_str(&read(&format!("{CHART}/files/agent-status-policy.yaml")))
+    serde_saphyr::from_str(&read(&format!("{CHART}/files/agent-status-policy.yaml")))
         .expect("the chart's policy spec parses")
 }
 
@@ -257,7 +257,7 @@ fn kustomize_policy_equals_chart_policy() {
     );
     assert_eq!(
         binding[0]["spec"]["validationActions"],
-        serde_yaml::from_str::<Value>("[Deny]").unwrap()
+        serde_saphyr::from_str::<Value>("[Deny]").unwrap()
     );
     let kustomization = read("manifests/operator/kustomization.yaml");
     assert!(
@@ -299,7 +299,7 @@ fn rendered_chart_ships_the_agent_status_policy() {
     assert_eq!(expr["operator"], "In");
     assert_eq!(
         expr["values"],
-        serde_yaml::from_str::<Value>("[team-a, team-b]").unwrap()
+        serde_saphyr::from_str::<Value>("[team-a, team-b]").unwrap()
     );
 
     let disabled = helm_template(&["--set", "admissionPolicy.enabled=false"]);
@@ -560,7 +560,7 @@ fn assert_hardened(deployment: &Value, what: &str) {
     assert_eq!(c["args"][0], "run", "{what}");
     // Every HYPERSYNC_* variable set is a real flag of `run`.
     let config = read("src/config.rs");
-    for e in c["env"].as_sequence().expect("env") {
+    for e in c["env"].as_array().expect("env") {
         let name = e["name"].as_str().unwrap();
         if name.starts_with("HYPERSYNC_") {
             assert!(
@@ -582,7 +582,7 @@ fn operator_deployments_are_hardened_and_use_real_flags() {
 /// The value of the env var `name` of the operator container.
 fn env_value<'a>(deployment: &'a Value, name: &str) -> Option<&'a str> {
     container(deployment)["env"]
-        .as_sequence()?
+        .as_array()?
         .iter()
         .find(|e| e["name"] == name)?["value"]
         .as_str()
@@ -943,10 +943,10 @@ async fn crd_chart_upgrade_adds_a_field() {
     for (name, text) in yaml_files(&root().join(CRD_CHART).join("templates")) {
         let mut text = String::from_utf8(text).expect("UTF-8");
         if name == "agentnodes.yaml" {
-            let mut crd: Value = serde_yaml::from_str(&text).expect("CRD parses");
+            let mut crd: Value = serde_saphyr::from_str(&text).expect("CRD parses");
             let placement = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
                 ["status"]["properties"]["placement"]["properties"];
-            let removed = placement.as_mapping_mut().and_then(|m| m.remove("display"));
+            let removed = placement.as_object_mut().and_then(|m| m.remove("display"));
             assert!(
                 removed.is_some(),
                 "the current CRD has status.placement.display"
@@ -1102,8 +1102,8 @@ fn helm_test_hook_checks_readyz_through_the_service() {
     assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
     let service = find(&docs, "Service", "-metrics")[0];
     // The Service must not select the test Pod itself.
-    let labels = pod["metadata"]["labels"].as_mapping().expect("labels");
-    let selector = service["spec"]["selector"].as_mapping().expect("selector");
+    let labels = pod["metadata"]["labels"].as_object().expect("labels");
+    let selector = service["spec"]["selector"].as_object().expect("selector");
     assert!(
         !selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
         "the Service selects the test Pod"
@@ -1115,7 +1115,7 @@ fn helm_test_hook_checks_readyz_through_the_service() {
     let command = &pod["spec"]["containers"][0]["command"];
     assert!(
         command
-            .as_sequence()
+            .as_array()
             .is_some_and(|c| c.iter().any(|a| a.as_str() == Some(url.as_str()))),
         "the test does not fetch {url}: {command:?}"
     );

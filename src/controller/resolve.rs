@@ -324,7 +324,7 @@ mod tests {
     use crate::api::model_entry::ModelEntryStatus;
 
     fn entry(yaml: &str, phase: Option<ModelPhase>) -> ModelEntry {
-        let mut e: ModelEntry = serde_yaml::from_str(yaml).expect("fixture parses");
+        let mut e: ModelEntry = serde_saphyr::from_str(yaml).expect("fixture parses");
         e.status = phase.map(|p| ModelEntryStatus {
             phase: Some(p),
             endpoint: Some(format!("http://{}.default.svc:8000/v1", name_of(&e))),
@@ -353,7 +353,7 @@ mod tests {
     }
 
     fn stack(yaml_spec: &str) -> AgentStackSpec {
-        let s: AgentStack = serde_yaml::from_str(&format!(
+        let s: AgentStack = serde_saphyr::from_str(&format!(
             "apiVersion: hypersync.io/v1alpha1\nkind: AgentStack\nmetadata: {{name: s}}\nspec:\n{yaml_spec}"
         ))
         .expect("stack parses");
