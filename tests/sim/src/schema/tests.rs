@@ -491,7 +491,8 @@ fn operator_model_entry_messages() {
     assert_eq!(
         names,
         [
-            "Name", "Type", "Engine", "Provider", "Phase", "Ready", "Demand", "Endpoint", "Age"
+            "Name", "Type", "Engine", "Provider", "Phase", "Ready", "Replicas", "Demand",
+            "Endpoint", "Age"
         ]
     );
 }
