@@ -6,6 +6,7 @@
 #   PACKAGE       workspace package to build (default hypersync-operator; tests/e2e uses mock-openai).
 #   BIN           binary of that package to ship as the entrypoint (default hypersync-operator).
 #   BASE_IMAGE    runtime base (default gcr.io/distroless/static-debian12:nonroot).
+#   GIT_SHA       commit shown by the hypersync_build_info metric (default "unknown"; make docker-build sets it).
 #
 #   docker build -t ghcr.io/hypersync/hypersync-operator:dev .               (make docker-build)
 #   docker build --build-arg PACKAGE=mock-openai --build-arg BIN=mock-openai -t hypersync/mock-openai:e2e .
@@ -18,6 +19,9 @@ ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 ARG PACKAGE=hypersync-operator
 ARG BIN=hypersync-operator
+# The commit for hypersync_build_info (the build context has no .git): `make docker-build` passes it.
+ARG GIT_SHA=unknown
+ENV HYPERSYNC_GIT_SHA=${GIT_SHA}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
  && rm -rf /var/lib/apt/lists/*

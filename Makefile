@@ -40,9 +40,10 @@ chaos-smoke:
 	target/debug/hypersync-chaos --operator target/debug/hypersync-operator --nodes 200 --kills 2 \
 		--timeout 120 --state-dir target/chaos-smoke $(CHAOS_ARGS)
 
-## Regenerate crds/ and schemas/ from src/api (never edit them by hand).
+## Regenerate crds/, schemas/, the hypersync-crds chart templates and the CRD copies from src/api (never edit them by hand).
 crds:
 	$(CARGO) run --quiet -- crd --out-dir crds
+	$(CARGO) run --quiet -- crd --out-dir charts/hypersync-crds/templates --helm-templates
 	$(CARGO) run --quiet -- schema --out-dir schemas
 	$(MAKE) chart-crds
 
@@ -109,6 +110,7 @@ helm-lint:
 	bash tools/install-helm.sh
 	$(HELM) lint --strict $(CHART)
 	$(HELM) lint --strict $(CHART) $(NAMESPACED_VALUES)
+	$(HELM) lint --strict charts/hypersync-crds
 
 ## The rendered chart (default, namespaced, ServiceMonitor on) and the kustomize manifests against Kubernetes 1.33.
 validate-manifests:
@@ -119,14 +121,16 @@ validate-manifests:
 	$(HELM) template hypersync $(CHART) -n hypersync-system $(NAMESPACED_VALUES) > target/packaging/chart-namespaced.yaml
 	$(HELM) template hypersync $(CHART) -n hypersync-system --set metrics.serviceMonitor.enabled=true \
 		--show-only templates/servicemonitor.yaml > target/packaging/chart-servicemonitor.yaml
+	$(HELM) template hypersync-crds charts/hypersync-crds > target/packaging/chart-crds.yaml
 	$(TOOLS)/kubernetes-validate --strict --quiet -k $(K8S_VERSION) \
-		target/packaging/chart-default.yaml target/packaging/chart-namespaced.yaml
+		target/packaging/chart-default.yaml target/packaging/chart-namespaced.yaml target/packaging/chart-crds.yaml
 	$(TOOLS)/kubernetes-validate --strict --quiet -k $(K8S_VERSION) manifests/crds/[a-z]*s.yaml \
 		manifests/operator/namespace.yaml manifests/operator/serviceaccount.yaml manifests/operator/rbac.yaml \
 		manifests/operator/deployment.yaml manifests/operator/service.yaml \
 		manifests/operator/agent-status-policy.yaml
 	$(TOOLS)/yamllint --strict -d '{extends: relaxed, rules: {line-length: {max: 120}}}' manifests/gitops manifests/operator manifests/crds/kustomization.yaml \
-		tests/e2e/kind-config.yaml tests/e2e/samples $(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/files
+		tests/e2e/kind-config.yaml tests/e2e/samples $(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/files \
+		charts/hypersync-crds/Chart.yaml charts/hypersync-crds/values.yaml
 	@if command -v kubectl >/dev/null 2>&1; then \
 		kubectl kustomize manifests/crds > target/packaging/kustomize-crds.yaml && \
 		kubectl kustomize manifests/operator > target/packaging/kustomize-operator.yaml && \
@@ -137,7 +141,8 @@ validate-manifests:
 
 ## The operator image (multi-stage, static musl binary on distroless). Needs Docker (not available here).
 docker-build:
-	docker build --build-arg RUST_VERSION=1.89 -t $(IMAGE) .
+	docker build --build-arg RUST_VERSION=1.89 \
+		--build-arg GIT_SHA=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) -t $(IMAGE) .
 
 ## The kind end-to-end story (needs Docker and kind; see tests/e2e/README.md).
 e2e-kind:

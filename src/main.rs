@@ -27,6 +27,10 @@ enum Command {
         /// Write one file per kind into this directory instead of printing.
         #[arg(long)]
         out_dir: Option<PathBuf>,
+        /// With --out-dir: write the templates of the hypersync-crds Helm chart (each CRD annotated
+        /// `helm.sh/resource-policy: keep`).
+        #[arg(long, requires = "out_dir")]
+        helm_templates: bool,
     },
     /// Write the JSON Schemas of the manifests of each kind.
     Schema {
@@ -54,11 +58,32 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Run(args) => run_operator(*args)?,
-        Command::Crd { out_dir: None } => print!("{}", generate::crds_yaml()?),
-        Command::Crd { out_dir: Some(dir) } => write_all(&dir, generate::crd_files()?)?,
+        Command::Crd { out_dir: None, .. } => print_stdout(&generate::crds_yaml()?)?,
+        Command::Crd {
+            out_dir: Some(dir),
+            helm_templates,
+        } => {
+            let files = if helm_templates {
+                generate::crd_chart_templates()?
+            } else {
+                generate::crd_files()?
+            };
+            write_all(&dir, files)?
+        }
         Command::Schema { out_dir } => write_all(&out_dir, generate::schema_files()?)?,
     }
     Ok(())
+}
+
+/// Write to stdout; a reader that went away (`hypersync-operator crd | head`) ends the output
+/// quietly instead of a panic.
+fn print_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result,
+    }
 }
 
 fn write_all(dir: &std::path::Path, files: Vec<(String, String)>) -> std::io::Result<()> {

@@ -11,8 +11,14 @@ use prometheus::{
 use crate::api::agent_node::NodePhase;
 use crate::api::model_entry::ModelPhase;
 
-/// Prefix of every metric name.
+/// Prefix of every metric name (but the standard `process_*` ones).
 pub const PREFIX: &str = "hypersync";
+
+/// `version` of `hypersync_build_info`: the crate's version.
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// `git_sha` of `hypersync_build_info`: set by build.rs (`HYPERSYNC_GIT_SHA`, `git rev-parse`, or
+/// "unknown").
+pub const BUILD_GIT_SHA: &str = env!("HYPERSYNC_GIT_SHA");
 
 /// Every AgentNode phase, as exported in the `phase` label of `hypersync_agentnodes`.
 const NODE_PHASES: [NodePhase; 7] = [
@@ -77,12 +83,12 @@ pub struct Metrics {
     reconcile_duration_seconds: HistogramVec,
     agentnodes: IntGaugeVec,
     modelentries: IntGaugeVec,
-    models_ready: IntGauge,
     leader: IntGauge,
     controllers_running: IntGauge,
     runtime_stall_seconds: Gauge,
-    watch_events_total: IntCounterVec,
     transient_errors_total: IntCounterVec,
+    /// The standard `process_*` metrics (Linux), unprefixed as every exporter names them.
+    process: Registry,
 }
 
 impl Default for Metrics {
@@ -152,8 +158,6 @@ impl Metrics {
             &["phase"],
         )
         .map_err(err("modelentries"))?;
-        let models_ready = IntGauge::new("models_ready", "ModelEntries whose phase is Ready.")
-            .map_err(err("models_ready"))?;
         let leader = IntGauge::new(
             "leader",
             "1 while this replica holds the leader Lease, else 0.",
@@ -169,15 +173,6 @@ impl Metrics {
             "Seconds since the controllers' async runtime last ran its heartbeat task (about 0 when healthy; /healthz fails above --liveness-stall-seconds).",
         )
         .map_err(err("controller_runtime_stall_seconds"))?;
-        let watch_events_total = IntCounterVec::new(
-            Opts::new(
-                "watch_events_total",
-                "Watch events received, by controller.",
-            ),
-            &["controller"],
-        )
-        .map_err(err("watch_events_total"))?;
-
         let transient_errors_total = IntCounterVec::new(
             Opts::new(
                 "transient_errors_total",
@@ -187,8 +182,20 @@ impl Metrics {
             &["reason"],
         )
         .map_err(err("transient_errors_total"))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "Always 1; the operator's version and the git commit it was built from (\"unknown\" \
+                 when built outside a git checkout).",
+            ),
+            &["version", "git_sha"],
+        )
+        .map_err(err("build_info"))?;
+        build_info
+            .with_label_values(&[BUILD_VERSION, BUILD_GIT_SHA])
+            .set(1);
 
-        let collectors: [(&'static str, Box<dyn prometheus::core::Collector>); 11] = [
+        let collectors: [(&'static str, Box<dyn prometheus::core::Collector>); 10] = [
             ("reconcile_total", Box::new(reconcile_total.clone())),
             (
                 "reconcile_errors_total",
@@ -200,22 +207,28 @@ impl Metrics {
             ),
             ("agentnodes", Box::new(agentnodes.clone())),
             ("modelentries", Box::new(modelentries.clone())),
-            ("models_ready", Box::new(models_ready.clone())),
             ("leader", Box::new(leader.clone())),
             ("controllers_running", Box::new(controllers_running.clone())),
             (
                 "controller_runtime_stall_seconds",
                 Box::new(runtime_stall_seconds.clone()),
             ),
-            ("watch_events_total", Box::new(watch_events_total.clone())),
             (
                 "transient_errors_total",
                 Box::new(transient_errors_total.clone()),
             ),
+            ("build_info", Box::new(build_info)),
         ];
         for (name, collector) in collectors {
             registry.register(collector).map_err(err(name))?;
         }
+        let process = Registry::new();
+        #[cfg(target_os = "linux")]
+        process
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .map_err(err("process"))?;
 
         let metrics = Metrics {
             registry,
@@ -224,12 +237,11 @@ impl Metrics {
             reconcile_duration_seconds,
             agentnodes,
             modelentries,
-            models_ready,
             leader,
             controllers_running,
             runtime_stall_seconds,
-            watch_events_total,
             transient_errors_total,
+            process,
         };
         // Export every phase from the start, so dashboards see zeros rather than gaps.
         metrics.set_agentnode_phases(std::iter::empty());
@@ -247,7 +259,9 @@ impl Metrics {
         let mut buf = Vec::new();
         // Encoding into a Vec only fails on a metric family without metrics or bad UTF-8 in
         // names, neither of which this registry can produce; an empty page is the safe fallback.
-        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
+        if let Err(err) = TextEncoder::new().encode(&families, &mut buf) {
             tracing::warn!(error = %err, "failed to encode metrics");
         }
         String::from_utf8(buf).unwrap_or_default()
@@ -263,13 +277,6 @@ impl Metrics {
             start: Instant::now(),
             finished: false,
         }
-    }
-
-    /// Counts one watch event delivered to `controller`.
-    pub fn watch_event(&self, controller: &'static str) {
-        self.watch_events_total
-            .with_label_values(&[controller])
-            .inc();
     }
 
     /// Counts one reconcile retried after a transient error (`reason` from [`crate::error::Error::reason`]).
@@ -311,8 +318,8 @@ impl Metrics {
         }
     }
 
-    /// Sets `hypersync_modelentries{phase}` and `hypersync_models_ready` from the phases of all
-    /// ModelEntries (`None` = no status yet, counted as Pending).
+    /// Sets `hypersync_modelentries{phase}` from the phases of all ModelEntries (`None` = no status
+    /// yet, counted as Pending).
     pub fn set_modelentry_phases(&self, phases: impl IntoIterator<Item = Option<ModelPhase>>) {
         let mut counts = [0i64; MODEL_PHASES.len()];
         for phase in phases {
@@ -325,9 +332,6 @@ impl Metrics {
             self.modelentries
                 .with_label_values(&[model_phase_label(*phase)])
                 .set(count);
-            if *phase == ModelPhase::Ready {
-                self.models_ready.set(count);
-            }
         }
     }
 
@@ -438,7 +442,6 @@ mod tests {
         let m = Metrics::new();
         m.reconcile_started("agentnode").success();
         m.reconcile_started("agentnode").error("ApiConflict");
-        m.watch_event("modelentry");
         m.set_leader(true);
         let text = m.encode();
         for name in [
@@ -448,11 +451,10 @@ mod tests {
             "hypersync_reconcile_duration_seconds_count",
             "hypersync_agentnodes",
             "hypersync_modelentries",
-            "hypersync_models_ready",
             "hypersync_leader",
             "hypersync_controllers_running",
             "hypersync_controller_runtime_stall_seconds",
-            "hypersync_watch_events_total",
+            "hypersync_build_info",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
@@ -488,7 +490,6 @@ mod tests {
             } else {
                 t.success();
             }
-            m.watch_event("agentnode");
         }
         let phases = (0..500).map(|i| Some(NODE_PHASES[i % NODE_PHASES.len()]));
         m.set_agentnode_phases(phases);
@@ -506,7 +507,15 @@ mod tests {
             "an object name leaked into a label"
         );
         let all = series(&text);
-        let allowed_labels = ["controller", "result", "reason", "phase", "le"];
+        let allowed_labels = [
+            "controller",
+            "result",
+            "reason",
+            "phase",
+            "le",
+            "version",
+            "git_sha",
+        ];
         for (name, sets) in &all {
             for labels in sets {
                 for key in labels.keys() {
@@ -521,7 +530,7 @@ mod tests {
         assert_eq!(all["hypersync_reconcile_errors_total"].len(), 1);
         assert_eq!(all["hypersync_agentnodes"].len(), NODE_PHASES.len());
         assert_eq!(all["hypersync_modelentries"].len(), MODEL_PHASES.len());
-        assert_eq!(all["hypersync_watch_events_total"].len(), 1);
+        assert_eq!(all["hypersync_build_info"].len(), 1);
         let total_series: usize = all.values().map(Vec::len).sum();
         assert!(total_series < 60, "{total_series} series for 500 objects");
     }
@@ -537,13 +546,11 @@ mod tests {
         );
         assert!(text.contains(r#"hypersync_modelentries{phase="Pending"} 1"#));
         assert!(text.contains(r#"hypersync_modelentries{phase="Failed"} 0"#));
-        assert!(text.contains("hypersync_models_ready 2"));
         // A later snapshot replaces the counts; phases that emptied go back to 0.
         m.set_modelentry_phases([Some(ModelPhase::Failed)]);
         let text = m.encode();
         assert!(text.contains(r#"hypersync_modelentries{phase="Ready"} 0"#));
         assert!(text.contains(r#"hypersync_modelentries{phase="Failed"} 1"#));
-        assert!(text.contains("hypersync_models_ready 0"));
 
         m.set_agentnode_phases([Some(NodePhase::Running), None]);
         let text = m.encode();
@@ -568,6 +575,65 @@ mod tests {
                 r#"hypersync_reconcile_total{controller="agentstack",result="success"} 1"#
             )
         );
+    }
+
+    /// The metric names of the README's table (section "Metrics"): the backquoted first cell of
+    /// each row.
+    fn readme_metrics() -> std::collections::BTreeSet<String> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md readable");
+        let section = readme
+            .split("\n### Metrics\n")
+            .nth(1)
+            .expect("README has a \"### Metrics\" section");
+        section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.split('`').nth(1))
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn readme_lists_exactly_the_metrics_served() {
+        let m = Metrics::new();
+        // Every recording method once, so every family has a series.
+        m.reconcile_started("agentnode").error("ApiConflict");
+        m.transient_error("ApiConflict");
+        m.set_leader(true);
+        m.set_controllers_running(true);
+        m.set_runtime_stall(std::time::Duration::from_millis(3));
+        let served: std::collections::BTreeSet<String> = m
+            .encode()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .map(String::from)
+            .collect();
+        assert!(
+            served.iter().any(|n| n.starts_with("process_")),
+            "no process_* metric on Linux: {served:?}"
+        );
+        let listed = readme_metrics();
+        assert_eq!(
+            listed,
+            served,
+            "README's Metrics table and /metrics differ (listed only: {:?}; served only: {:?})",
+            listed.difference(&served).collect::<Vec<_>>(),
+            served.difference(&listed).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn build_info_names_version_and_commit() {
+        let text = Metrics::new().encode();
+        let line = format!(
+            "hypersync_build_info{{git_sha=\"{BUILD_GIT_SHA}\",version=\"{BUILD_VERSION}\"}} 1"
+        );
+        assert!(text.contains(&line), "{line} missing from:\n{text}");
+        assert!(!BUILD_GIT_SHA.is_empty());
     }
 
     #[test]

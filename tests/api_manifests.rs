@@ -44,6 +44,10 @@ fn generated_files_match_the_code() {
         "schemas",
         generate::schema_files().expect("schemas generate"),
     ));
+    problems.extend(check_drift(
+        generate::CRD_CHART_TEMPLATES,
+        generate::crd_chart_templates().expect("CRD chart templates generate"),
+    ));
     assert!(
         problems.is_empty(),
         "generated files drifted from src/api — run `make crds` and commit the result:\n  {}",
@@ -110,12 +114,9 @@ impl ManifestValidator {
 fn yaml_documents(path: &Path) -> Vec<Value> {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| {
-            let value: serde_yaml::Value = serde::Deserialize::deserialize(doc)
-                .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
-            serde_json::to_value(value).expect("YAML maps to JSON")
-        })
+    serde_saphyr::from_multiple::<Value>(&text)
+        .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()))
+        .into_iter()
         .filter(|v| !v.is_null())
         .collect()
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use hypersync_operator::workload::identity::build_role;
 use hypersync_operator::workload::owner_reference;
-use serde_yaml::Value;
+use serde_json::Value;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,9 +23,9 @@ fn read(rel: &str) -> String {
 }
 
 fn yaml_docs(text: &str) -> Vec<Value> {
-    use serde::Deserialize;
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| Value::deserialize(d).expect("failed to parse YAML document"))
+    serde_saphyr::from_multiple::<Value>(text)
+        .expect("failed to parse YAML documents")
+        .into_iter()
         .filter(|v| !v.is_null())
         .collect()
 }
@@ -63,7 +63,7 @@ fn crd_copies_match_generated_crds() {
     // The kustomization lists exactly those files.
     let kustomization = &yaml_docs(&read("manifests/crds/kustomization.yaml"))[0];
     let listed: BTreeSet<&str> = kustomization["resources"]
-        .as_sequence()
+        .as_array()
         .expect("resources")
         .iter()
         .filter_map(Value::as_str)
@@ -80,7 +80,7 @@ type Grant = (String, String, String);
 
 fn grants(rules: &Value) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
-    for rule in rules.as_sequence().expect("rules must be a list") {
+    for rule in rules.as_array().expect("rules must be a list") {
         assert!(
             rule.get("nonResourceURLs").is_none(),
             "no nonResourceURLs: {rule:?}"
@@ -91,7 +91,7 @@ fn grants(rules: &Value) -> BTreeSet<Grant> {
         );
         let list = |k: &str| -> Vec<String> {
             rule[k]
-                .as_sequence()
+                .as_array()
                 .unwrap_or_else(|| panic!("rule without {k}: {rule:?}"))
                 .iter()
                 .map(|v| v.as_str().expect("string").to_string())
@@ -111,9 +111,9 @@ fn grants(rules: &Value) -> BTreeSet<Grant> {
 
 fn chart_rules() -> (BTreeSet<Grant>, BTreeSet<Grant>) {
     (
-        grants(&serde_yaml::from_str(&read(&format!("{CHART}/files/rules.yaml"))).unwrap()),
+        grants(&serde_saphyr::from_str(&read(&format!("{CHART}/files/rules.yaml"))).unwrap()),
         grants(
-            &serde_yaml::from_str(&read(&format!("{CHART}/files/leader-election-rules.yaml")))
+            &serde_saphyr::from_str(&read(&format!("{CHART}/files/leader-election-rules.yaml")))
                 .unwrap(),
         ),
     )
@@ -221,7 +221,7 @@ fn rendered_chart_rbac_equals_kustomize_rbac() {
     let deployment = &find(&namespaced, "Deployment", "")[0];
     let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
     let ns_env = env
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .find(|e| e["name"] == "HYPERSYNC_NAMESPACES")
@@ -231,7 +231,7 @@ fn rendered_chart_rbac_equals_kustomize_rbac() {
 
 /// The agent-status policy's spec as the chart ships it.
 fn chart_policy_spec() -> Value {
-    serde_yaml::from_str(&read(&format!("{CHART}/files/agent-status-policy.yaml")))
+    serde_saphyr::from_str(&read(&format!("{CHART}/files/agent-status-policy.yaml")))
         .expect("the chart's policy spec parses")
 }
 
@@ -257,7 +257,7 @@ fn kustomize_policy_equals_chart_policy() {
     );
     assert_eq!(
         binding[0]["spec"]["validationActions"],
-        serde_yaml::from_str::<Value>("[Deny]").unwrap()
+        serde_saphyr::from_str::<Value>("[Deny]").unwrap()
     );
     let kustomization = read("manifests/operator/kustomization.yaml");
     assert!(
@@ -299,7 +299,7 @@ fn rendered_chart_ships_the_agent_status_policy() {
     assert_eq!(expr["operator"], "In");
     assert_eq!(
         expr["values"],
-        serde_yaml::from_str::<Value>("[team-a, team-b]").unwrap()
+        serde_saphyr::from_str::<Value>("[team-a, team-b]").unwrap()
     );
 
     let disabled = helm_template(&["--set", "admissionPolicy.enabled=false"]);
@@ -592,7 +592,7 @@ fn assert_hardened(deployment: &Value, what: &str) {
     assert_eq!(c["args"][0], "run", "{what}");
     // Every HYPERSYNC_* variable set is a real flag of `run`.
     let config = read("src/config.rs");
-    for e in c["env"].as_sequence().expect("env") {
+    for e in c["env"].as_array().expect("env") {
         let name = e["name"].as_str().unwrap();
         if name.starts_with("HYPERSYNC_") {
             assert!(
@@ -614,7 +614,7 @@ fn operator_deployments_are_hardened_and_use_real_flags() {
 /// The value of the env var `name` of the operator container.
 fn env_value<'a>(deployment: &'a Value, name: &str) -> Option<&'a str> {
     container(deployment)["env"]
-        .as_sequence()?
+        .as_array()?
         .iter()
         .find(|e| e["name"] == name)?["value"]
         .as_str()
@@ -907,4 +907,262 @@ async fn seed_story_runs_with_exactly_the_chart_rbac() {
 
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+}
+
+const CRD_CHART: &str = "charts/hypersync-crds";
+
+/// Runs the project's helm with `dir/kubeconfig` and a private HOME in `dir`, from the repository root.
+fn helm_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(helm())
+        .args(args)
+        .env("KUBECONFIG", dir.join("kubeconfig"))
+        .env("HOME", dir)
+        .env("HELM_CACHE_HOME", dir.join("cache"))
+        .env("HELM_CONFIG_HOME", dir.join("config"))
+        .env("HELM_DATA_HOME", dir.join("data"))
+        .current_dir(root())
+        .output()
+        .expect("failed to run helm")
+}
+
+#[track_caller]
+fn assert_helm_ok(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Helm never upgrades a chart's `crds/`; the `hypersync-crds` chart ships the CRDs as templates so
+/// `helm upgrade` does. Against kube-sim: install the chart as an older release shipped it (the
+/// AgentNode CRD without `status.placement.display`), see the API server prune that field, `helm
+/// upgrade` to the current chart, see the field in the CRD and kept on write; `helm uninstall` leaves
+/// the CRDs (and the custom resources) in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crd_chart_upgrade_adds_a_field() {
+    use std::time::Duration;
+
+    use hypersync_operator::api::AgentNode;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams, PostParams};
+    use kube::{Api, Client};
+    use kube_sim::{Sim, SimConfig};
+    use serde_json::json;
+
+    let sim = Sim::start(SimConfig::default())
+        .await
+        .expect("kube-sim starts");
+    let client = Client::try_from(support::client_config(&sim, None)).expect("client builds");
+    let home = tempfile::tempdir().expect("temporary HOME for helm");
+    let dir = home.path().to_path_buf();
+    sim.write_kubeconfig(&dir.join("kubeconfig"))
+        .expect("kubeconfig written");
+
+    // The older chart: the current one at version 0.0.1 without the field.
+    let old_chart = dir.join("hypersync-crds-0.0.1");
+    fs::create_dir_all(old_chart.join("templates")).expect("mkdir");
+    let chart_yaml = read(&format!("{CRD_CHART}/Chart.yaml"))
+        .replace("\nversion: 0.1.0\n", "\nversion: 0.0.1\n");
+    assert!(chart_yaml.contains("version: 0.0.1"), "{chart_yaml}");
+    fs::write(old_chart.join("Chart.yaml"), chart_yaml).expect("write Chart.yaml");
+    fs::write(
+        old_chart.join("values.yaml"),
+        read(&format!("{CRD_CHART}/values.yaml")),
+    )
+    .expect("write values.yaml");
+    for (name, text) in yaml_files(&root().join(CRD_CHART).join("templates")) {
+        let mut text = String::from_utf8(text).expect("UTF-8");
+        if name == "agentnodes.yaml" {
+            let mut crd: Value = serde_saphyr::from_str(&text).expect("CRD parses");
+            let placement = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+                ["status"]["properties"]["placement"]["properties"];
+            let removed = placement.as_object_mut().and_then(|m| m.remove("display"));
+            assert!(
+                removed.is_some(),
+                "the current CRD has status.placement.display"
+            );
+            // As JSON (valid YAML with every key quoted: Helm's YAML 1.1 reads a plain `y` as true).
+            text = serde_json::to_string_pretty(&crd).expect("CRD serializes");
+        }
+        fs::write(old_chart.join("templates").join(name), text).expect("write template");
+    }
+    let old_path = old_chart.to_string_lossy().to_string();
+    let (d, p) = (dir.clone(), old_path.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        helm_in(
+            &d,
+            &[
+                "install",
+                "hypersync-crds",
+                &p,
+                "--wait",
+                "--timeout",
+                "60s",
+            ],
+        )
+    })
+    .await
+    .expect("helm joins");
+    assert_helm_ok(&out, "helm install of the older hypersync-crds");
+
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let has_display = |crd: &CustomResourceDefinition| {
+        serde_json::to_value(crd)
+            .expect("CRD serializes")
+            .pointer("/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/placement/properties/display")
+            .is_some()
+    };
+    let installed = crds
+        .get("agentnodes.hypersync.io")
+        .await
+        .expect("CRD installed");
+    assert!(
+        !has_display(&installed),
+        "the older chart has no display field"
+    );
+    assert_eq!(
+        installed
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("helm.sh/resource-policy")),
+        Some(&"keep".to_string())
+    );
+
+    // A status written now loses the unknown field (the API server prunes it).
+    let nodes: Api<AgentNode> = Api::namespaced(client.clone(), "default");
+    let node: AgentNode = serde_json::from_value(json!({
+        "apiVersion": "hypersync.io/v1alpha1", "kind": "AgentNode",
+        "metadata": {"name": "n1"}, "spec": {"stackRef": {"name": "s"}}
+    }))
+    .expect("node parses");
+    let placement = json!({"status": {"placement": {
+        "r": 0.586239702897837, "thetaDegrees": 123.456, "x": 0.1, "y": 0.2,
+        "hyperbolicRadius": 1.3, "tier": 1, "algorithm": "explicit", "inputsDigest": "",
+        "display": {"r": "0.5862", "thetaDegrees": "123.5"}}}});
+    let display_after_write = |nodes: Api<AgentNode>, name: &'static str| {
+        let placement = placement.clone();
+        async move {
+            nodes
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(placement))
+                .await
+                .expect("status patch");
+            nodes
+                .get(name)
+                .await
+                .expect("node")
+                .status
+                .and_then(|s| s.placement)
+                .and_then(|p| p.display)
+        }
+    };
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("node created");
+    assert_eq!(display_after_write(nodes.clone(), "n1").await, None);
+
+    let d = dir.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        helm_in(
+            &d,
+            &[
+                "upgrade",
+                "hypersync-crds",
+                CRD_CHART,
+                "--wait",
+                "--timeout",
+                "60s",
+            ],
+        )
+    })
+    .await
+    .expect("helm joins");
+    assert_helm_ok(&out, "helm upgrade to the current hypersync-crds");
+    let upgraded = crds.get("agentnodes.hypersync.io").await.expect("CRD");
+    assert!(
+        has_display(&upgraded),
+        "helm upgrade did not update the CRD"
+    );
+    let kept = support::Cluster {
+        sim,
+        client: client.clone(),
+    };
+    let display = kept
+        .wait_for(
+            "the new field kept on write",
+            Duration::from_secs(10),
+            || {
+                let nodes = nodes.clone();
+                async move { display_after_write(nodes, "n1").await }
+            },
+        )
+        .await;
+    assert_eq!(display.r, "0.5862");
+
+    // Uninstalling the chart keeps the CRDs, and with them the custom resources.
+    let d = dir.clone();
+    let out = tokio::task::spawn_blocking(move || helm_in(&d, &["uninstall", "hypersync-crds"]))
+        .await
+        .expect("helm joins");
+    assert_helm_ok(&out, "helm uninstall hypersync-crds");
+    for name in [
+        "agentnodes.hypersync.io",
+        "agentstacks.hypersync.io",
+        "modelentries.hypersync.io",
+    ] {
+        crds.get(name)
+            .await
+            .unwrap_or_else(|e| panic!("{name} deleted by uninstall: {e}"));
+    }
+    nodes
+        .get("n1")
+        .await
+        .expect("the AgentNode survives the uninstall");
+}
+
+/// The `helm test` hook: a Pod (hook `test`) that fetches /readyz through the operator's metrics
+/// Service, at that Service's name and port, hardened like the operator; off with `tests.enabled`.
+#[test]
+fn helm_test_hook_checks_readyz_through_the_service() {
+    let docs = helm_template(&["--set", "metrics.service.port=9090"]);
+    let pod = find(&docs, "Pod", "-test-readyz");
+    assert_eq!(pod.len(), 1, "one test Pod");
+    let pod = pod[0];
+    assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+    let service = find(&docs, "Service", "-metrics")[0];
+    // The Service must not select the test Pod itself.
+    let labels = pod["metadata"]["labels"].as_object().expect("labels");
+    let selector = service["spec"]["selector"].as_object().expect("selector");
+    assert!(
+        !selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+        "the Service selects the test Pod"
+    );
+    let url = format!(
+        "http://{}.hypersync-system.svc:9090/readyz",
+        service["metadata"]["name"].as_str().expect("service name")
+    );
+    let command = &pod["spec"]["containers"][0]["command"];
+    assert!(
+        command
+            .as_array()
+            .is_some_and(|c| c.iter().any(|a| a.as_str() == Some(url.as_str()))),
+        "the test does not fetch {url}: {command:?}"
+    );
+    assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+    let sc = &pod["spec"]["containers"][0]["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    let off = helm_template(&["--set", "tests.enabled=false"]);
+    assert!(find(&off, "Pod", "-test-readyz").is_empty());
+    let refused = helm_template_result(&["--set", "metrics.service.enabled=false"]);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("tests.enabled needs metrics.service.enabled")),
+        "{refused:?}"
+    );
 }

@@ -23,7 +23,6 @@ use kube::{Api, Client, Config};
 use kube_sim::admission::{self, Input, Operation, PolicySource, RequestAttrs};
 use kube_sim::auth::UserInfo;
 use kube_sim::{Sim, SimConfig};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 const NS: &str = "agents";
@@ -35,9 +34,7 @@ fn shipped_policy() -> (Value, Value) {
     let text =
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(POLICY_FILE))
             .expect("the shipped policy file");
-    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
-        .map(|d| Value::deserialize(d).expect("YAML document"))
-        .collect();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("YAML documents");
     let by_kind = |k: &str| {
         docs.iter()
             .find(|d| d["kind"] == k)

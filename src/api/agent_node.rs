@@ -26,16 +26,22 @@ use super::common::{AgentRuntime, Autonomy};
     printcolumn(name = "Stack", type_ = "string", json_path = ".spec.stackRef.name"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "The Ready condition: the agent runs, or met its objective"
+    ),
+    printcolumn(
         name = "R",
-        type_ = "number",
-        json_path = ".status.placement.r",
-        description = "Euclidean radius in the disk"
+        type_ = "string",
+        json_path = ".status.placement.display.r",
+        description = "Euclidean radius in the disk, rounded (exact: status.placement.r)"
     ),
     printcolumn(
         name = "Theta",
-        type_ = "number",
-        json_path = ".status.placement.thetaDegrees",
-        description = "Angle in degrees"
+        type_ = "string",
+        json_path = ".status.placement.display.thetaDegrees",
+        description = "Angle in degrees, rounded (exact: status.placement.thetaDegrees)"
     ),
     printcolumn(
         name = "Tier",
@@ -272,6 +278,35 @@ pub struct PlacementStatus {
     pub algorithm: String,
     /// SHA-256 of the placement inputs.
     pub inputs_digest: String,
+    /// `r` and `thetaDegrees` rounded for humans (the printer columns); the exact values are above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<PlacementDisplay>,
+}
+
+/// A placement rounded for display: `r` to 4 decimals (at most 0.9999), `thetaDegrees` to 1 (in
+/// [0, 360)).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementDisplay {
+    pub r: String,
+    pub theta_degrees: String,
+}
+
+impl PlacementDisplay {
+    pub fn of(r: f64, theta_degrees: f64) -> Self {
+        let theta = format!("{theta_degrees:.1}");
+        let r = format!("{r:.4}");
+        PlacementDisplay {
+            // r < 1 always: a point near the boundary reads 0.9999, never 1.0000.
+            r: if r == "1.0000" { "0.9999".into() } else { r },
+            // 359.96 rounds to 360.0, which is 0.0 on the circle.
+            theta_degrees: if theta == "360.0" {
+                "0.0".into()
+            } else {
+                theta
+            },
+        }
+    }
 }
 
 /// A nearby node.
@@ -347,4 +382,20 @@ pub struct AgentNodeStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PlacementDisplay;
+
+    #[test]
+    fn display_rounds_r_to_4_and_theta_to_1_decimal() {
+        let d = PlacementDisplay::of(0.586239702897837, 123.456789);
+        assert_eq!(
+            (d.r.as_str(), d.theta_degrees.as_str()),
+            ("0.5862", "123.5")
+        );
+        let d = PlacementDisplay::of(0.99999, 359.96);
+        assert_eq!((d.r.as_str(), d.theta_degrees.as_str()), ("0.9999", "0.0"));
+    }
 }

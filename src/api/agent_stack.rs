@@ -34,6 +34,12 @@ use super::model_entry::ModelType;
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "The Ready condition: every layer bound to an available model"
+    ),
+    printcolumn(
         name = "Cognitive",
         type_ = "string",
         json_path = ".status.bindings[?(@.layer==\"cognitive\")].modelEntry",

@@ -15,11 +15,13 @@ pub const GENERATED_HEADER: &str =
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
     #[error("failed to serialize a CRD to YAML")]
-    Yaml(#[source] serde_yaml::Error),
+    Yaml(#[source] serde_saphyr::ser::Error),
     #[error("failed to serialize a schema to JSON")]
     Json(#[source] serde_json::Error),
     #[error("the CRD {0} has no openAPIV3Schema")]
     MissingSchema(String),
+    #[error("the CRD {0} contains `{{{{`, which Helm would read as a template")]
+    TemplateSyntax(String),
 }
 
 /// The CRDs of every kind, in a stable order.
@@ -27,50 +29,10 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![ModelEntry::crd(), AgentStack::crd(), AgentNode::crd()]
 }
 
-/// Words YAML 1.1 parsers (go-yaml v2, used by kubectl and Helm) read as booleans when unquoted.
-const YAML11_BOOLEAN_WORDS: &[&str] = &[
-    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
-    "OFF",
-];
-
-/// serde_yaml writes YAML 1.2, where a plain `y` is a string; kubectl and Helm read YAML 1.1, where it
-/// is the boolean `true`. Quote such mapping keys, list items and values so every reader sees strings.
-fn quote_yaml11_keys(yaml: &str) -> String {
-    let quote = |word: &str| {
-        if YAML11_BOOLEAN_WORDS.contains(&word) {
-            format!("'{word}'")
-        } else {
-            word.to_string()
-        }
-    };
-    let mut out = String::with_capacity(yaml.len());
-    for line in yaml.lines() {
-        let indent = line.len() - line.trim_start().len();
-        let (prefix, rest) = line.split_at(indent);
-        let (dash, rest) = match rest.strip_prefix("- ") {
-            Some(r) => ("- ", r),
-            None => ("", rest),
-        };
-        let rewritten = match rest.split_once(": ") {
-            Some((key, value)) if !key.contains(' ') => format!("{}: {}", quote(key), quote(value)),
-            _ => match rest.strip_suffix(':') {
-                Some(key) if !key.contains(' ') => format!("{}:", quote(key)),
-                _ if !dash.is_empty() => quote(rest),
-                _ => rest.to_string(),
-            },
-        };
-        out.push_str(prefix);
-        out.push_str(dash);
-        out.push_str(&rewritten);
-        out.push('\n');
-    }
-    out
-}
-
+/// YAML as Go's readers (kubectl, Helm) read it: serde-saphyr quotes every string YAML 1.1 would
+/// read as something else (`y` would be the boolean true there), so they see the same document.
 fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, GenerateError> {
-    serde_yaml::to_string(crd)
-        .map(|y| quote_yaml11_keys(&y))
-        .map_err(GenerateError::Yaml)
+    serde_saphyr::to_string(crd).map_err(GenerateError::Yaml)
 }
 
 /// `crds/<plural>.yaml` files: (file name, contents).
@@ -79,6 +41,37 @@ pub fn crd_files() -> Result<Vec<(String, String)>, GenerateError> {
         .into_iter()
         .map(|crd| {
             let yaml = to_yaml(&crd)?;
+            Ok((
+                format!("{}.yaml", crd.spec.names.plural),
+                format!("{GENERATED_HEADER}{yaml}"),
+            ))
+        })
+        .collect()
+}
+
+/// Helm's annotation that keeps a resource when its release is uninstalled (or when a later chart
+/// version no longer renders it).
+pub const HELM_KEEP: (&str, &str) = ("helm.sh/resource-policy", "keep");
+
+/// Where the `hypersync-crds` chart keeps its templates, relative to the repository root.
+pub const CRD_CHART_TEMPLATES: &str = "charts/hypersync-crds/templates";
+
+/// Templates of the `hypersync-crds` chart: the CRDs as Helm templates (Helm installs *and upgrades*
+/// templates, unlike a chart's `crds/`), annotated `helm.sh/resource-policy: keep` so that
+/// uninstalling the chart never deletes the CRDs and with them every custom resource.
+pub fn crd_chart_templates() -> Result<Vec<(String, String)>, GenerateError> {
+    crds()
+        .into_iter()
+        .map(|mut crd| {
+            crd.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(HELM_KEEP.0.to_string(), HELM_KEEP.1.to_string());
+            let yaml = to_yaml(&crd)?;
+            // Helm would read `{{` as template syntax.
+            if yaml.contains("{{") {
+                return Err(GenerateError::TemplateSyntax(crd.spec.names.plural.clone()));
+            }
             Ok((
                 format!("{}.yaml", crd.spec.names.plural),
                 format!("{GENERATED_HEADER}{yaml}"),
@@ -224,24 +217,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn yaml11_boolean_keys_are_quoted_and_nothing_else_changes() {
-        let input = "a:\n  y:\n    type: number\n  x: 1\n  - n: 2\n  yes: no\n  yaml: y\n  - y\n  - x\n  description: a sentence: with colons y\n";
-        assert_eq!(
-            quote_yaml11_keys(input),
-            "a:\n  'y':\n    type: number\n  x: 1\n  - 'n': 2\n  'yes': 'no'\n  yaml: 'y'\n  - 'y'\n  - x\n  description: a sentence: with colons y\n"
-        );
-    }
-
-    #[test]
     fn generated_crds_parse_back_with_the_same_placement_fields() {
         let yaml = crds_yaml().expect("CRDs generate");
         assert!(
-            yaml.contains("'y':"),
+            yaml.contains("\"y\":"),
             "the placement's y field must be quoted"
         );
-        for doc in serde_yaml::Deserializer::from_str(&yaml) {
-            let crd: CustomResourceDefinition =
-                serde::Deserialize::deserialize(doc).expect("CRD parses");
+        // serde-saphyr reads YAML 1.1 booleans as Go does: an unquoted `y` key would not parse back.
+        let docs: Vec<CustomResourceDefinition> =
+            serde_saphyr::from_multiple(&yaml).expect("CRDs parse");
+        assert_eq!(docs.len(), crds().len());
+        for crd in docs {
             let generated = crds()
                 .into_iter()
                 .find(|c| c.metadata.name == crd.metadata.name)

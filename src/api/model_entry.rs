@@ -43,6 +43,12 @@ use super::common::SecretKeyRef;
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
         name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "The Ready condition: serving, or scaled to zero until an AgentNode needs it"
+    ),
+    printcolumn(
+        name = "Replicas",
         type_ = "integer",
         json_path = ".status.replicas.ready",
         description = "Ready inference replicas"

@@ -26,11 +26,12 @@ use serde_json::json;
 use super::agent_node_decide::{Decision, Inputs, Models, Workload, decide};
 use super::context::{Context, Stage, reference};
 use super::index::{Written, bindings_annotation, workload_bindings};
+use super::ready;
 use super::status::{ABSENT_GRACE, Live, apply_child_cached, digest_of};
 use super::watch;
 use crate::api::agent_node::{
     AgentNode, AgentNodeStatus, LifecycleMode, ModelInUse, Neighbor, NodePhase, ObjectiveStatus,
-    PlacementMode, PlacementStatus, WorkloadRef,
+    PlacementDisplay, PlacementMode, PlacementStatus, WorkloadRef,
 };
 use crate::api::agent_stack::{AgentStack, StackPhase};
 use crate::api::common::Autonomy;
@@ -107,6 +108,7 @@ fn placement_status(p: &geometry::Placement, anchor: Option<String>) -> Placemen
         anchor,
         algorithm: p.algorithm.to_string(),
         inputs_digest: p.inputs_digest.clone(),
+        display: Some(PlacementDisplay::of(p.r, p.theta_degrees)),
     }
 }
 
@@ -201,6 +203,7 @@ fn explicit_placement(node: &AgentNode) -> Option<Result<PlacementStatus, (&'sta
                 anchor: None,
                 algorithm: "explicit".to_string(),
                 inputs_digest: String::new(),
+                display: Some(PlacementDisplay::of(p.r(), p.theta_degrees())),
             })
             .map_err(|e| {
                 (
@@ -575,6 +578,12 @@ fn recorded_phase(status: &AgentNodeStatus) -> Option<NodePhase> {
     }
 }
 
+/// The node's `Ready` (with `Reconciling`/`Stalled`), derived from the status about to be written.
+fn set_node_ready(status: &mut AgentNodeStatus, generation: Option<i64>, now: Timestamp) {
+    let readiness = ready::agent_node(status);
+    ready::set_ready(&mut status.conditions, &readiness, generation, Time(now));
+}
+
 /// Plan a node's next step from the snapshot (pure).
 pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
     let generation = node.metadata.generation;
@@ -599,6 +608,11 @@ pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
                 status.placement = Some(p.clone());
                 status.neighbors = w.neighbors.clone();
             }
+            // Placements written before the rounded display existed get it, in the one write that
+            // also adds Ready to such a node after an upgrade.
+            if let Some(p) = status.placement.as_mut().filter(|p| p.display.is_none()) {
+                p.display = Some(PlacementDisplay::of(p.r, p.theta_degrees));
+            }
             set(
                 &mut status,
                 "Placed",
@@ -617,6 +631,7 @@ pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
                     .push((EventType::Warning, reason, message.clone()));
             }
             out.requeue_after = Some(std::time::Duration::from_secs(5));
+            set_node_ready(&mut status, generation, now);
             out.status = (status != old).then_some(status);
             return out;
         }
@@ -710,7 +725,7 @@ pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
     }
     for (type_, ok, reason, message) in &decision.conditions {
         let was = find(&old.conditions, type_).map(|c| (c.status.clone(), c.reason.clone()));
-        let progress = matches!(*reason, "WaitingForModels" | "AgentStarting" | "InProgress");
+        let progress = ready::PROGRESS_REASONS.contains(reason);
         if !ok
             && !progress
             && was != Some(("False".into(), (*reason).to_string()))
@@ -737,6 +752,7 @@ pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
     objective.met = decision.objective_met;
     out.dissolve = decision.dissolve;
     out.requeue_after = decision.requeue_after;
+    set_node_ready(&mut status, generation, now);
     if !out.dissolve && status != old {
         out.status = Some(status);
     }
@@ -827,6 +843,7 @@ async fn apply(
                     if was.as_deref() != Some(reason) {
                         events.push((EventType::Warning, reason, message));
                     }
+                    set_node_ready(&mut s, node.metadata.generation, snap.now);
                     status = Some(s);
                     requeue = None;
                 }

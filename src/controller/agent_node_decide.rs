@@ -358,7 +358,7 @@ mod tests {
     use crate::api::AgentNode;
 
     fn spec(extra: &str) -> AgentNodeSpec {
-        let n: AgentNode = serde_yaml::from_str(&format!(
+        let n: AgentNode = serde_saphyr::from_str(&format!(
             "apiVersion: hypersync.io/v1alpha1\nkind: AgentNode\nmetadata: {{name: n}}\nspec:\n  stackRef: {{name: s}}\n{extra}"
         ))
         .expect("fixture parses");

@@ -11,10 +11,11 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 
 use super::context::{Context, reference};
+use super::ready;
 use super::resolve::resolve;
 use super::status::apply_status;
 use crate::api::agent_stack::{AgentStack, AgentStackStatus, StackPhase};
-use crate::api::conditions::{condition, set_condition};
+use crate::api::conditions::{condition, find, set_condition};
 use crate::error::Error;
 
 /// Name of this controller in metrics and logs.
@@ -53,6 +54,7 @@ async fn reconcile_inner(
     let old = stack.status.clone().unwrap_or_default();
     let mut conditions = old.conditions.clone();
     let generation = stack.metadata.generation;
+    let now = Time(Timestamp::now());
     set_condition(
         &mut conditions,
         condition(
@@ -61,9 +63,22 @@ async fn reconcile_inner(
             resolution.reason,
             resolution.message.clone(),
             generation,
-            Time(Timestamp::now()),
+            now.clone(),
         ),
     );
+    let readiness = ready::agent_stack(
+        resolution.phase,
+        resolution.all_available,
+        resolution.settling,
+        resolution.reason,
+        &resolution.message,
+    );
+    ready::set_ready(&mut conditions, &readiness, generation, now);
+    // While a bound model has no status for its spec yet (moments after the operator started, or
+    // after the model changed) the outcome is provisional: no Event until it settles.
+    let settling = |reason: &str| reason == ready::WAITING_FOR_MODEL_STATUS;
+    let was_settling =
+        find(&old.conditions, ready::READY).is_some_and(|c| settling(c.reason.as_str()));
     let status = AgentStackStatus {
         observed_generation: generation,
         phase: Some(resolution.phase),
@@ -72,7 +87,7 @@ async fn reconcile_inner(
     };
     let api: Api<AgentStack> = Api::namespaced(ctx.client.clone(), &namespace);
     let changed = apply_status(&api, &name, stack.status.as_ref(), &status).await?;
-    if changed && old.phase != status.phase {
+    if changed && !settling(readiness.reason()) && (old.phase != status.phase || was_settling) {
         let (type_, reason) = match resolution.phase {
             StackPhase::Resolved => (EventType::Normal, "Resolved"),
             StackPhase::Degraded => (EventType::Warning, "Degraded"),

@@ -611,7 +611,7 @@ impl Index {
     // ---- ModelEntries ----
 
     /// An entry was added or changed. When what stacks resolve against changed (spec, labels, phase,
-    /// endpoint), every stack of the namespace re-resolves and the nodes waiting on this entry look
+    /// endpoint, the generation its status describes), every stack of the namespace re-resolves and the nodes waiting on this entry look
     /// again; a demand-only status change triggers nothing.
     pub fn entry_applied(
         &self,
@@ -627,6 +627,8 @@ impl Index {
             format!("{:?}", s.phase).hash(&mut hasher);
             s.endpoint.hash(&mut hasher);
             s.served_model.hash(&mut hasher);
+            // A status catching up with a new spec ends a stack's provisional resolution.
+            s.observed_generation.hash(&mut hasher);
         }
         let fingerprint = hasher.finish();
         let mut t = Triggers::default();

@@ -15,6 +15,7 @@ pub mod index;
 pub mod model_entry;
 pub mod model_entry_decide;
 pub mod prune;
+pub mod ready;
 pub mod resolve;
 pub mod status;
 pub mod watch;

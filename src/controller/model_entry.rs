@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::context::{Context, reference};
 use super::model_entry_decide::{Observed, decide_local, provider_endpoint};
+use super::ready;
 use super::status::{Live, apply_child_cached, apply_status};
 use super::watch;
 use crate::api::CAPABILITY_LABEL_PREFIX;
@@ -131,21 +132,13 @@ async fn reconcile_inner(
         status.served_model = Some(remote.model.clone());
         status.phase = Some(ModelPhase::Ready);
         status.last_used_time = old.last_used_time.clone();
-        set_condition(
-            &mut conditions,
-            condition(
-                "Ready",
-                true,
-                "RemoteEndpoint",
-                format!(
-                    "served by {:?} at {}",
-                    remote.provider,
-                    endpoint.unwrap_or_default()
-                ),
-                generation,
-                Time(now),
-            ),
+        let message = format!(
+            "served by {:?} at {}",
+            remote.provider,
+            endpoint.unwrap_or_default()
         );
+        let readiness = ready::model_entry(ModelPhase::Ready, "RemoteEndpoint", &message);
+        ready::set_ready(&mut conditions, &readiness, generation, Time(now));
     } else if let Some(local) = &entry.spec.source.local {
         let owner = owner_reference_to(entry).ok_or(Error::MissingMetadata {
             kind: "ModelEntry",
@@ -244,11 +237,9 @@ async fn reconcile_inner(
                 .min(decision.replicas.max(observed.ready_replicas)),
         });
         status.last_used_time = decision.last_used.map(Time);
-        let (ready, reason, message) = decision.ready.clone();
-        set_condition(
-            &mut conditions,
-            condition("Ready", ready, reason, message, generation, Time(now)),
-        );
+        let (_, reason, message) = &decision.ready;
+        let readiness = ready::model_entry(decision.phase, reason, message);
+        ready::set_ready(&mut conditions, &readiness, generation, Time(now));
         let (scheduled, reason, message) = decision.scheduled.clone();
         set_condition(
             &mut conditions,
@@ -356,16 +347,11 @@ async fn report_invalid(
     let mut status = old.clone();
     status.observed_generation = generation;
     status.phase = Some(ModelPhase::Failed);
-    set_condition(
+    ready::set_ready(
         &mut status.conditions,
-        condition(
-            "Ready",
-            false,
-            reason,
-            message.clone(),
-            generation,
-            Time(Timestamp::now()),
-        ),
+        &ready::model_entry(ModelPhase::Failed, reason, &message),
+        generation,
+        Time(Timestamp::now()),
     );
     let changed = apply_status(api, &entry.name_any(), entry.status.as_ref(), &status).await?;
     if changed {

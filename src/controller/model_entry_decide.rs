@@ -137,7 +137,7 @@ mod tests {
     use crate::api::ModelEntry;
 
     fn spec(scaling: &str) -> ModelEntrySpec {
-        let e: ModelEntry = serde_yaml::from_str(&format!(
+        let e: ModelEntry = serde_saphyr::from_str(&format!(
             "apiVersion: hypersync.io/v1alpha1\nkind: ModelEntry\nmetadata: {{name: m}}\nspec:\n  type: LLM\n  source:\n    local:\n      engine: VLLM\n      model: org/m\n      {scaling}\n"
         ))
         .expect("fixture parses");

@@ -33,6 +33,12 @@ pub struct Resolution {
     pub reason: &'static str,
     /// Human message naming the layers that are not resolved or degraded.
     pub message: String,
+    /// Every layer is bound to an available entry (from its primary target or a fallback).
+    pub all_available: bool,
+    /// A layer is not on an available entry of its primary target while a candidate has no status
+    /// for its current spec yet (the operator has not reconciled it since it started or since the
+    /// entry changed): the outcome is provisional.
+    pub settling: bool,
 }
 
 /// The layer bindings of a stack in a stable order: `cognitive`, `embedding`, `reranker`, `perception-<i>`.
@@ -173,10 +179,22 @@ fn targets(binding: &ModelBinding) -> Vec<Target<'_>> {
 enum Outcome {
     /// An available entry from the primary target.
     Primary,
-    /// An available entry from a fallback, or an unavailable one.
-    Degraded,
+    /// An available entry from a fallback (`settling`: a candidate of an earlier target has no
+    /// current status yet, so it may well be available).
+    Degraded { settling: bool },
+    /// An unavailable entry from the primary target (`settling`: some candidate has no current
+    /// status yet).
+    Unavailable { settling: bool },
     /// No entry at all.
     Unresolved,
+}
+
+/// The entry's status does not describe its current spec yet.
+fn is_settling(entry: &ModelEntry) -> bool {
+    match &entry.status {
+        None => true,
+        Some(status) => status.observed_generation < entry.metadata.generation,
+    }
 }
 
 fn resolve_binding(
@@ -208,7 +226,11 @@ fn resolve_binding(
             let outcome = if i == 0 {
                 Outcome::Primary
             } else {
-                Outcome::Degraded
+                Outcome::Degraded {
+                    settling: targets[..i]
+                        .iter()
+                        .any(|t| candidates(*t, entries).into_iter().any(is_settling)),
+                }
             };
             return (bound(entry, via), outcome);
         }
@@ -225,7 +247,10 @@ fn resolve_binding(
             "{} is not Ready (phase {phase}) and no fallback is available",
             name_of(entry)
         );
-        return (bound(entry, reason), Outcome::Degraded);
+        let settling = targets
+            .iter()
+            .any(|t| candidates(*t, entries).into_iter().any(is_settling));
+        return (bound(entry, reason), Outcome::Unavailable { settling });
     }
     let tried: Vec<String> = targets.iter().map(|t| describe(*t)).collect();
     let reason = match primary {
@@ -247,12 +272,23 @@ pub fn resolve(spec: &AgentStackSpec, entries: &[ModelEntry]) -> Resolution {
     let mut bindings = Vec::new();
     let mut unresolved = Vec::new();
     let mut degraded = Vec::new();
+    let (mut all_available, mut settling) = (true, false);
     for (layer, binding) in layer_bindings(spec) {
         let (resolved, outcome) = resolve_binding(&layer, binding, entries);
         match outcome {
             Outcome::Primary => {}
-            Outcome::Degraded => degraded.push(format!("{layer}: {}", resolved.reason)),
-            Outcome::Unresolved => unresolved.push(format!("{layer}: {}", resolved.reason)),
+            Outcome::Degraded { settling: s } => {
+                settling |= s;
+                degraded.push(format!("{layer}: {}", resolved.reason));
+            }
+            Outcome::Unavailable { settling: s } => {
+                (all_available, settling) = (false, settling || s);
+                degraded.push(format!("{layer}: {}", resolved.reason));
+            }
+            Outcome::Unresolved => {
+                all_available = false;
+                unresolved.push(format!("{layer}: {}", resolved.reason));
+            }
         }
         bindings.push(resolved);
     }
@@ -276,6 +312,8 @@ pub fn resolve(spec: &AgentStackSpec, entries: &[ModelEntry]) -> Resolution {
         bindings,
         reason,
         message,
+        all_available,
+        settling,
     }
 }
 
@@ -286,7 +324,7 @@ mod tests {
     use crate::api::model_entry::ModelEntryStatus;
 
     fn entry(yaml: &str, phase: Option<ModelPhase>) -> ModelEntry {
-        let mut e: ModelEntry = serde_yaml::from_str(yaml).expect("fixture parses");
+        let mut e: ModelEntry = serde_saphyr::from_str(yaml).expect("fixture parses");
         e.status = phase.map(|p| ModelEntryStatus {
             phase: Some(p),
             endpoint: Some(format!("http://{}.default.svc:8000/v1", name_of(&e))),
@@ -315,7 +353,7 @@ mod tests {
     }
 
     fn stack(yaml_spec: &str) -> AgentStackSpec {
-        let s: AgentStack = serde_yaml::from_str(&format!(
+        let s: AgentStack = serde_saphyr::from_str(&format!(
             "apiVersion: hypersync.io/v1alpha1\nkind: AgentStack\nmetadata: {{name: s}}\nspec:\n{yaml_spec}"
         ))
         .expect("stack parses");
@@ -422,6 +460,61 @@ mod tests {
             r.message.starts_with("cognitive: fallback[0]"),
             "{}",
             r.message
+        );
+    }
+
+    #[test]
+    fn availability_and_settling_are_told_apart() {
+        let s = stack("  layers:\n    cognitive: {modelRef: {name: deepseek-coder-33b}}\n");
+        // Moments after a start: the entry has no status yet; the outcome is provisional.
+        let mut fresh = local("deepseek-coder-33b", "coding", None);
+        fresh.metadata.generation = Some(1);
+        let r = resolve(&s, std::slice::from_ref(&fresh));
+        assert_eq!(
+            (r.phase, r.all_available, r.settling),
+            (StackPhase::Degraded, false, true)
+        );
+        // Reconciled for its current spec and failed: settled, and not available.
+        let mut failed = local("deepseek-coder-33b", "coding", Some(ModelPhase::Failed));
+        failed.metadata.generation = Some(1);
+        failed.status.as_mut().expect("status").observed_generation = Some(1);
+        let r = resolve(&s, std::slice::from_ref(&failed));
+        assert_eq!(
+            (r.phase, r.all_available, r.settling),
+            (StackPhase::Degraded, false, false)
+        );
+        // Its spec changed since: settling again.
+        failed.metadata.generation = Some(2);
+        assert!(resolve(&s, std::slice::from_ref(&failed)).settling);
+        // A fallback in use is degraded but available.
+        let r = resolve(
+            &seed_stack(),
+            &[
+                remote("gpt-4o", "chat", Some(ModelPhase::Ready)),
+                local(
+                    "deepseek-coder-33b",
+                    "coding, security",
+                    Some(ModelPhase::Failed),
+                ),
+                embedding(Some(ModelPhase::Ready)),
+            ],
+        );
+        assert_eq!(
+            (r.phase, r.all_available, r.settling),
+            (StackPhase::Degraded, true, false)
+        );
+        // The fallback chosen while the primary has no status yet: provisional too.
+        let r = resolve(
+            &seed_stack(),
+            &[
+                remote("gpt-4o", "chat", Some(ModelPhase::Ready)),
+                local("deepseek-coder-33b", "coding, security", None),
+                embedding(Some(ModelPhase::Ready)),
+            ],
+        );
+        assert_eq!(
+            (r.phase, r.all_available, r.settling),
+            (StackPhase::Degraded, true, true)
         );
     }
 

@@ -307,6 +307,7 @@ pub fn agent_env(input: &AgentInput<'_>) -> Result<(Vec<EnvVar>, Vec<String>), B
         anchor: _,
         algorithm: _,
         inputs_digest: _,
+        display: _,
     } = input.placement;
     let (description, tags, inputs) = match input.task {
         Some(Task {
@@ -584,6 +585,7 @@ mod tests {
             anchor: Some("origin".to_string()),
             algorithm: "semantic/v1".to_string(),
             inputs_digest: "abc".to_string(),
+            display: None,
         }
     }
 
@@ -1106,6 +1108,7 @@ mod pod_metadata_tests {
             anchor: None,
             algorithm: "explicit".to_string(),
             inputs_digest: String::new(),
+            display: None,
         };
         let runtime = AgentRuntime {
             image: Some("agent:1".to_string()),

@@ -16,7 +16,7 @@ fn fixture_path(name: &str) -> PathBuf {
 /// key order and YAML formatting do not matter).
 pub fn assert_fixture<T: Serialize>(name: &str, actual: &T) {
     let actual_value = serde_json::to_value(actual).expect("test object serialises");
-    let actual_yaml = serde_yaml::to_string(&actual_value).expect("test object as YAML");
+    let actual_yaml = serde_saphyr::to_string(&actual_value).expect("test object as YAML");
     let path = fixture_path(name);
     if std::env::var_os("UPDATE_FIXTURES").is_some() {
         std::fs::write(&path, &actual_yaml).expect("write fixture");
@@ -29,7 +29,7 @@ pub fn assert_fixture<T: Serialize>(name: &str, actual: &T) {
         )
     });
     let expected: serde_json::Value =
-        serde_yaml::from_str(&expected_text).expect("fixture is valid YAML");
+        serde_saphyr::from_str(&expected_text).expect("fixture is valid YAML");
     assert!(
         expected == actual_value,
         "{} differs from the built object; actual:\n{actual_yaml}",

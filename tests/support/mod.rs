@@ -185,8 +185,7 @@ impl Cluster {
 
     /// Apply a multi-document YAML manifest with server-side apply (like `kubectl apply --server-side`).
     pub async fn apply_yaml(&self, yaml: &str) {
-        for doc in serde_yaml::Deserializer::from_str(yaml) {
-            let value: Value = serde::Deserialize::deserialize(doc).expect("manifest parses");
+        for value in serde_saphyr::from_multiple::<Value>(yaml).expect("manifest parses") {
             if value.is_null() || value["kind"] == "Kustomization" {
                 continue;
             }

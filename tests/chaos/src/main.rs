@@ -108,7 +108,7 @@ enum ChaosError {
     #[error("failed to build a client: {0}")]
     ClientConfig(String),
     #[error("failed to parse the chart's RBAC rules")]
-    Rules(#[from] serde_yaml::Error),
+    Rules(#[from] serde_saphyr::Error),
     #[error("failed to {what}")]
     Kube {
         what: String,

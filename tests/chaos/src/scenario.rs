@@ -67,9 +67,9 @@ pub fn seeded_faults(spec: &str, seed: u64) -> String {
 
 /// Namespace, ServiceAccount, ClusterRole + binding and the leader-election Role + binding: the
 /// operator holds exactly the chart's rules.
-pub fn rbac() -> Result<Vec<Value>, serde_yaml::Error> {
-    let rules: Value = serde_yaml::from_str(RULES)?;
-    let leader: Value = serde_yaml::from_str(LEADER_RULES)?;
+pub fn rbac() -> Result<Vec<Value>, serde_saphyr::Error> {
+    let rules: Value = serde_saphyr::from_str(RULES)?;
+    let leader: Value = serde_saphyr::from_str(LEADER_RULES)?;
     let subject = json!([{"kind": "ServiceAccount", "name": OP_SA, "namespace": OP_NS}]);
     Ok(vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OP_NS}}),

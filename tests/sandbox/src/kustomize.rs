@@ -180,18 +180,11 @@ fn read_yaml(path: &Path) -> Result<Vec<Value>, KustomizeError> {
 }
 
 fn parse_yaml(path: &Path, text: &str) -> Result<Vec<Value>, KustomizeError> {
-    use serde::Deserialize;
-    let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let v = Value::deserialize(doc).map_err(|e| KustomizeError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        if !v.is_null() {
-            out.push(v);
-        }
-    }
-    Ok(out)
+    let docs = serde_saphyr::from_multiple::<Value>(text).map_err(|e| KustomizeError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(docs.into_iter().filter(|v| !v.is_null()).collect())
 }
 
 #[cfg(test)]

@@ -469,9 +469,9 @@ impl Bench {
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let mut names = Vec::new();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let crd: Value =
-                serde::Deserialize::deserialize(doc).map_err(|e| crd_err(e.to_string()))?;
+        for crd in
+            serde_saphyr::from_multiple::<Value>(&text).map_err(|e| crd_err(e.to_string()))?
+        {
             let Some(name) = crd.pointer("/metadata/name").and_then(Value::as_str) else {
                 continue;
             };

@@ -79,7 +79,7 @@ impl Mix {
     /// Registers the AgentNode CRD and creates the namespace.
     pub fn setup(st: &SimState) -> Result<Mix, BenchError> {
         let admin = WriteOpts::system("bench");
-        let crd: Value = serde_yaml::from_str(AGENTNODE_CRD).map_err(|e| BenchError::Step {
+        let crd: Value = serde_saphyr::from_str(AGENTNODE_CRD).map_err(|e| BenchError::Step {
             what: "read the AgentNode CRD",
             message: e.to_string(),
         })?;

@@ -72,7 +72,7 @@ pub fn parse_apply_body(body: &[u8]) -> Result<Value, PatchError> {
     }
     let text = std::str::from_utf8(body)
         .map_err(|e| PatchError::BadRequest(format!("error decoding YAML: {e}")))?;
-    serde_yaml::from_str::<Value>(text)
+    serde_saphyr::from_str::<Value>(text)
         .map_err(|e| PatchError::BadRequest(format!("error decoding YAML: {e}")))
 }
 

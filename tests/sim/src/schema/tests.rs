@@ -4,7 +4,7 @@ use super::*;
 use serde_json::{Value, json};
 
 fn model_schema() -> Value {
-    serde_yaml::from_str(
+    serde_saphyr::from_str(
         r#"
 type: object
 properties:
@@ -429,7 +429,7 @@ fn repo_crds() -> Vec<Value> {
         let path = entry.expect("readable entry").path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).expect("readable crd");
-            out.push(serde_yaml::from_str(&text).expect("crd is valid yaml"));
+            out.push(serde_saphyr::from_str(&text).expect("crd is valid yaml"));
         }
     }
     out
@@ -491,7 +491,8 @@ fn operator_model_entry_messages() {
     assert_eq!(
         names,
         [
-            "Name", "Type", "Engine", "Provider", "Phase", "Ready", "Demand", "Endpoint", "Age"
+            "Name", "Type", "Engine", "Provider", "Phase", "Ready", "Replicas", "Demand",
+            "Endpoint", "Age"
         ]
     );
 }

@@ -331,7 +331,7 @@ fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body
 
 fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
     if yaml {
-        serde_yaml::from_slice::<Value>(body)
+        serde_saphyr::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
     } else {
         serde_json::from_slice::<Value>(body).map_err(|e| {
