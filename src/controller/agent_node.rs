@@ -178,6 +178,21 @@ fn compute_placement(
     Ok((placed, Some(key)))
 }
 
+/// The status of a node placed explicitly at `p`.
+pub fn explicit_placement_status(p: DiskPoint) -> PlacementStatus {
+    PlacementStatus {
+        r: p.r(),
+        theta_degrees: p.theta_degrees(),
+        x: p.x(),
+        y: p.y(),
+        hyperbolic_radius: p.hyperbolic_radius(),
+        tier: i64::from(p.tier()),
+        anchor: None,
+        algorithm: "explicit".to_string(),
+        inputs_digest: String::new(),
+    }
+}
+
 fn explicit_placement(node: &AgentNode) -> Option<Result<PlacementStatus, (&'static str, String)>> {
     let spec = node.spec.placement.as_ref()?;
     if spec.mode != PlacementMode::Explicit {
@@ -191,17 +206,7 @@ fn explicit_placement(node: &AgentNode) -> Option<Result<PlacementStatus, (&'sta
     };
     Some(
         DiskPoint::from_polar(c.r, c.theta_degrees)
-            .map(|p| PlacementStatus {
-                r: p.r(),
-                theta_degrees: p.theta_degrees(),
-                x: p.x(),
-                y: p.y(),
-                hyperbolic_radius: p.hyperbolic_radius(),
-                tier: i64::from(p.tier()),
-                anchor: None,
-                algorithm: "explicit".to_string(),
-                inputs_digest: String::new(),
-            })
+            .map(explicit_placement_status)
             .map_err(|e| {
                 (
                     "InvalidPlacement",
@@ -345,9 +350,9 @@ fn observe_workload(
         .iter()
         .filter_map(|p| watch::get(&ctx.pods, &(namespace.to_string(), p.clone())))
         .collect();
-    let (_, problem) = super::model_entry::pod_problems(&pods);
+    let (problem, recheck_after) = super::pods::agent_problem(&pods, Timestamp::now());
     let key = (namespace.to_string(), name);
-    match mode {
+    let (workload, meta) = match mode {
         LifecycleMode::Ephemeral => {
             let Some(job) = watch::get(&ctx.jobs, &key) else {
                 return (Workload::Absent, WorkloadMeta::default());
@@ -394,7 +399,14 @@ fn observe_workload(
                 WorkloadMeta::of(&d.metadata, None),
             )
         }
-    }
+    };
+    (
+        workload,
+        WorkloadMeta {
+            recheck_after,
+            ..meta
+        },
+    )
 }
 
 /// What the controller reads of its own workload object.
@@ -405,6 +417,8 @@ struct WorkloadMeta {
     finished_at: Option<Timestamp>,
     digest: Option<String>,
     resource_version: Option<String>,
+    /// When a crash-looping agent that runs again counts as recovered (no pod event marks it).
+    recheck_after: Option<std::time::Duration>,
 }
 
 impl WorkloadMeta {
@@ -426,6 +440,7 @@ impl WorkloadMeta {
                 .as_ref()
                 .and_then(|a| a.get(ANNOTATION_SPEC_DIGEST).cloned()),
             resource_version: meta.resource_version.clone(),
+            recheck_after: None,
         }
     }
 }
@@ -786,7 +801,7 @@ async fn apply(
     meta: &WorkloadMeta,
     plan: Plan,
 ) -> Result<Action, Error> {
-    let mut requeue = plan.requeue_after;
+    let mut requeue = min_requeue(plan.requeue_after, meta.recheck_after);
     let mut status = plan.status;
     let mut events = plan.events;
     if plan.run_workload {

@@ -280,6 +280,19 @@ impl Cluster {
     }
 }
 
+/// Report the agent's metric as the agent does: a merge patch of its node's
+/// `status.objective.observed`.
+pub async fn report(nodes: &Api<hypersync_operator::api::AgentNode>, name: &str, value: f64) {
+    nodes
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"objective": {"observed": value}}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("report for {name}: {e}"));
+}
+
 /// Leader election as `identity` on the Lease `hypersync-operator-leader` of the test namespace, with
 /// short timings (4 s lease, 3 s renew deadline, 500 ms retry).
 pub fn leader_election(identity: &str) -> hypersync_operator::config::LeaderElectionConfig {
