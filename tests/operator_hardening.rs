@@ -63,6 +63,20 @@ async fn post_sim(cluster: &Cluster, path: &str, body: &str) -> Value {
         .unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
 
+/// Wait until kube-sim has injected `count` faults `kind` (e.g. "500") into `verb` requests.
+async fn wait_for_faults(cluster: &Cluster, verb: &str, kind: &str, count: u64) {
+    cluster
+        .wait_for(
+            &format!("{count} injected {kind} on {verb}"),
+            Duration::from_secs(30),
+            || async {
+                let faults = cluster.sim_json("/sim/faults").await;
+                (faults["counters"]["byVerb"][verb][kind].as_u64()? >= count).then_some(())
+            },
+        )
+        .await;
+}
+
 /// kube-sim with the operator running, the remote model and the stack `s`.
 async fn cluster_with_stack() -> (Cluster, support::Operator) {
     let cluster = Cluster::start().await;
@@ -413,16 +427,7 @@ async fn a_failed_dissolved_event_is_retried_before_the_node_goes() {
         })
         .await;
     // The TTL (1 s) passes; the Event write fails again and again, and the node stays.
-    cluster
-        .wait_for(
-            "two failed Event writes",
-            Duration::from_secs(30),
-            || async {
-                let faults = cluster.sim_json("/sim/faults").await;
-                (faults["counters"]["byVerb"]["create"]["500"].as_u64()? >= 2).then_some(())
-            },
-        )
-        .await;
+    wait_for_faults(&cluster, "create", "500", 2).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         nodes.get_opt("fleeting").await.expect("get").is_some(),
@@ -776,16 +781,7 @@ async fn a_restart_causes_no_demand_dip() {
     )
     .await;
     let operator = cluster.operator();
-    cluster
-        .wait_for(
-            "the restarted operator's node list refused",
-            Duration::from_secs(30),
-            || async {
-                let faults = cluster.sim_json("/sim/faults").await;
-                (faults["counters"]["byVerb"]["list"]["503"].as_u64()? >= 1).then_some(())
-            },
-        )
-        .await;
+    wait_for_faults(&cluster, "list", "503", 1).await;
     // Long enough for the entry's debounce (1 s) and idle timer (1 s) to have acted on a demand of 0.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let watches_before = cluster.operator_requests().await;
