@@ -74,11 +74,13 @@ async fn one_warning(cluster: &Cluster, kind: &str, name: &str, reason: &str) {
     assert_eq!(n, 1, "{kind} {name}: {events:?}");
 }
 
-/// A condition of a node, stack or entry with `reason`, once it is there.
+/// A condition of a node with `reason` (any when empty) and a message containing `naming`, once it
+/// is there.
 async fn node_condition(
     cluster: &Cluster,
     name: &str,
     reason: &str,
+    naming: &str,
 ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
     let nodes: Api<AgentNode> = Api::namespaced(cluster.client.clone(), NS);
     cluster
@@ -87,7 +89,9 @@ async fn node_condition(
             Duration::from_secs(60),
             || async {
                 let s = nodes.get(name).await.ok()?.status?;
-                s.conditions.into_iter().find(|c| c.reason == reason)
+                s.conditions.into_iter().find(|c| {
+                    (reason.is_empty() || c.reason == reason) && c.message.contains(naming)
+                })
             },
         )
         .await
@@ -106,7 +110,7 @@ async fn a_crash_looping_persistent_agent_costs_a_few_requests_per_minute() {
     cluster
         .apply_yaml("apiVersion: hypersync.io/v1alpha1\nkind: AgentNode\nmetadata: {name: looper}\nspec:\n  stackRef: {name: s}\n  lifecycle: {mode: Persistent}\n")
         .await;
-    let c = node_condition(&cluster, "looper", "AgentContainerError").await;
+    let c = node_condition(&cluster, "looper", "AgentContainerError", "").await;
     assert!(c.message.starts_with("CrashLoopBackOff"), "{}", c.message);
     let nodes: Api<AgentNode> = Api::namespaced(cluster.client.clone(), NS);
     let phase = nodes
@@ -118,7 +122,7 @@ async fn a_crash_looping_persistent_agent_costs_a_few_requests_per_minute() {
     assert_eq!(phase, Some(NodePhase::Running));
     measure_calm(&cluster, "crash-looping Persistent agent", 1).await;
     // Still crash-looping and still reported (the window was not quiet for lack of crashes).
-    let c = node_condition(&cluster, "looper", "AgentContainerError").await;
+    let c = node_condition(&cluster, "looper", "AgentContainerError", "").await;
     assert_eq!(c.status, "False");
     one_warning(&cluster, "AgentNode", "looper", "AgentContainerError").await;
     operator.stop().await;
@@ -144,7 +148,7 @@ async fn a_stack_whose_model_is_missing_stays_calm() {
         })
         .await;
     assert!(resolved.message.contains("absent"), "{}", resolved.message);
-    node_condition(&cluster, "waiting", "BindingUnresolved").await;
+    node_condition(&cluster, "waiting", "BindingUnresolved", "absent").await;
     measure_calm(&cluster, "stack whose model is missing (+ its node)", 2).await;
     one_warning(&cluster, "AgentStack", "lost", "Unresolved").await;
     operator.stop().await;
@@ -155,15 +159,42 @@ async fn a_selector_matching_nothing_stays_calm() {
     let cluster = Cluster::start().await;
     let operator = cluster.operator();
     cluster.apply_yaml(REMOTE).await;
+    // The stack's resolution reaches the API server only after the node has seen the stack: a
+    // stack not resolved yet is waited for, and the node's one Warning names the real problem.
+    cluster
+        .sim_post(
+            "/sim/faults",
+            &format!(
+                "patch/agentstacks/status{{ua={}}}=1:503",
+                support::OPERATOR_UA
+            ),
+        )
+        .await;
     cluster
         .apply_yaml("apiVersion: hypersync.io/v1alpha1\nkind: AgentStack\nmetadata: {name: quantum}\nspec:\n  layers:\n    cognitive: {selector: {capabilities: [quantum-chemistry]}}\n  runtime: {image: busybox:1.36}\n")
         .await;
     cluster
         .apply_yaml("apiVersion: hypersync.io/v1alpha1\nkind: AgentNode\nmetadata: {name: chemist}\nspec:\n  stackRef: {name: quantum}\n")
         .await;
-    node_condition(&cluster, "chemist", "BindingUnresolved").await;
+    node_condition(&cluster, "chemist", "", "is not resolved yet").await;
+    cluster.sim_post("/sim/faults", "seed=0").await;
+    let c = node_condition(
+        &cluster,
+        "chemist",
+        "BindingUnresolved",
+        "quantum-chemistry",
+    )
+    .await;
+    assert_eq!(c.type_, "ModelsReady");
     measure_calm(&cluster, "selector matching nothing (+ its node)", 2).await;
     one_warning(&cluster, "AgentStack", "quantum", "Unresolved").await;
+    one_warning(&cluster, "AgentNode", "chemist", "BindingUnresolved").await;
+    let events = cluster.events_for("AgentNode", "chemist").await;
+    let warnings: Vec<_> = events.iter().filter(|(t, _, _)| t == "Warning").collect();
+    assert!(
+        warnings.len() == 1 && warnings[0].2.contains("quantum-chemistry"),
+        "the node's Warnings should name the selector: {events:?}"
+    );
     operator.stop().await;
 }
 
@@ -174,7 +205,7 @@ async fn a_node_whose_stack_is_missing_stays_calm() {
     cluster
         .apply_yaml("apiVersion: hypersync.io/v1alpha1\nkind: AgentNode\nmetadata: {name: orphan}\nspec:\n  stackRef: {name: nope}\n  task: {tags: [ops]}\n")
         .await;
-    let c = node_condition(&cluster, "orphan", "StackNotFound").await;
+    let c = node_condition(&cluster, "orphan", "StackNotFound", "").await;
     assert_eq!(c.message, "spec.stackRef.name: AgentStack nope not found");
     measure_calm(&cluster, "node whose stack is missing", 1).await;
     one_warning(&cluster, "AgentNode", "orphan", "StackNotFound").await;
@@ -221,7 +252,7 @@ async fn a_missing_secret_stays_calm() {
     cluster
         .apply_yaml("apiVersion: hypersync.io/v1alpha1\nkind: AgentNode\nmetadata: {name: locked}\nspec:\n  stackRef: {name: s}\n")
         .await;
-    let c = node_condition(&cluster, "locked", "AgentContainerError").await;
+    let c = node_condition(&cluster, "locked", "AgentContainerError", "missing-key").await;
     assert!(c.message.contains("missing-key"), "{}", c.message);
     measure_calm(&cluster, "missing Secret (its node's agent)", 1).await;
     one_warning(&cluster, "AgentNode", "locked", "AgentContainerError").await;

@@ -52,17 +52,6 @@ fn long_name(tag: &str, len: usize) -> String {
     name
 }
 
-async fn post_sim(cluster: &Cluster, path: &str, body: &str) -> Value {
-    let req = http::Request::post(path)
-        .body(body.as_bytes().to_vec())
-        .expect("request builds");
-    cluster
-        .client
-        .request::<Value>(req)
-        .await
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
-}
-
 /// Wait until kube-sim has injected `count` faults `kind` (e.g. "500") into `verb` requests.
 async fn wait_for_faults(cluster: &Cluster, verb: &str, kind: &str, count: u64) {
     cluster
@@ -413,12 +402,12 @@ async fn a_failed_dissolved_event_is_retried_before_the_node_goes() {
                 .then_some(())
         })
         .await;
-    post_sim(
-        &cluster,
-        "/sim/faults",
-        &format!("create/events{{ua={}}}=1:500", support::OPERATOR_UA),
-    )
-    .await;
+    cluster
+        .sim_post(
+            "/sim/faults",
+            &format!("create/events{{ua={}}}=1:500", support::OPERATOR_UA),
+        )
+        .await;
     report(&nodes, "fleeting", 12.0).await;
     cluster
         .wait_for("node Succeeded", Duration::from_secs(30), || async {
@@ -439,7 +428,7 @@ async fn a_failed_dissolved_event_is_retried_before_the_node_goes() {
         "{events:?}"
     );
 
-    post_sim(&cluster, "/sim/faults", "seed=0").await;
+    cluster.sim_post("/sim/faults", "seed=0").await;
     cluster
         .wait_for("node gone", Duration::from_secs(60), || async {
             nodes
@@ -774,18 +763,18 @@ async fn a_restart_causes_no_demand_dip() {
     operator.stop().await;
     // The new operator's list of AgentNodes fails for a while (an API server under load), so its
     // other caches are complete long before that one: nothing may be decided meanwhile.
-    post_sim(
-        &cluster,
-        "/sim/faults",
-        &format!("list/agentnodes{{ua={}}}=1:503", support::OPERATOR_UA),
-    )
-    .await;
+    cluster
+        .sim_post(
+            "/sim/faults",
+            &format!("list/agentnodes{{ua={}}}=1:503", support::OPERATOR_UA),
+        )
+        .await;
     let operator = cluster.operator();
     wait_for_faults(&cluster, "list", "503", 1).await;
     // Long enough for the entry's debounce (1 s) and idle timer (1 s) to have acted on a demand of 0.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let watches_before = cluster.operator_requests().await;
-    post_sim(&cluster, "/sim/faults", "seed=0").await;
+    cluster.sim_post("/sim/faults", "seed=0").await;
     // The node list succeeds now (a watch follows it); the operator reconciles everything once.
     cluster
         .wait_for(

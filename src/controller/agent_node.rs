@@ -282,10 +282,16 @@ fn bound_models(
         (Some(pairs), _) => pairs.iter().map(|(l, m)| in_use(l, m)).collect(),
         (None, None) => return (Vec::new(), Models::StackMissing),
         (None, Some(stack)) => {
-            let Some(status) = stack.status.as_ref() else {
+            // A stack the stack controller has not looked at yet (created moments ago) is waited
+            // for, not reported as a problem.
+            let Some(status) = stack
+                .status
+                .as_ref()
+                .filter(|s| s.phase.is_some() || find(&s.conditions, "Resolved").is_some())
+            else {
                 return (
                     Vec::new(),
-                    Models::Unresolved(format!(
+                    Models::StackPending(format!(
                         "AgentStack {} is not resolved yet",
                         stack.name_any()
                     )),
@@ -721,7 +727,10 @@ pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
     }
     for (type_, ok, reason, message) in &decision.conditions {
         let was = find(&old.conditions, type_).map(|c| (c.status.clone(), c.reason.clone()));
-        let progress = matches!(*reason, "WaitingForModels" | "AgentStarting" | "InProgress");
+        let progress = matches!(
+            *reason,
+            "WaitingForModels" | "WaitingForStack" | "AgentStarting" | "InProgress"
+        );
         if !ok
             && !progress
             && was != Some(("False".into(), (*reason).to_string()))

@@ -268,6 +268,17 @@ impl Cluster {
             .collect()
     }
 
+    /// POST `body` to a path of the simulator (e.g. a fault spec to `/sim/faults`); its JSON answer.
+    pub async fn sim_post(&self, path: &str, body: &str) -> Value {
+        let req = http::Request::post(path)
+            .body(body.as_bytes().to_vec())
+            .expect("request builds");
+        self.client
+            .request::<Value>(req)
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
     /// GET a path of the simulator (e.g. `/sim/stats`) as JSON.
     pub async fn sim_json(&self, path: &str) -> Value {
         let req = http::Request::get(path)
