@@ -23,7 +23,6 @@ const STUCK: [&str; 4] = [
 /// The problem of the first failing container of `pods`, if any, and when to look again because a
 /// restarted container will count as recovered then (no pod event marks that moment).
 pub fn agent_problem(pods: &[Arc<Pod>], now: Timestamp) -> (Option<String>, Option<Duration>) {
-    let mut recheck: Option<Duration> = None;
     for pod in pods {
         let statuses = pod
             .status
@@ -70,12 +69,11 @@ pub fn agent_problem(pods: &[Arc<Pod>], now: Timestamp) -> (Option<String>, Opti
                     .try_into()
                     .unwrap_or(STEADY)
                     .max(Duration::from_secs(1));
-                let _ = recheck.insert(recheck.map_or(wait, |r| r.min(wait)));
-                return (Some(crash_message(cs)), recheck);
+                return (Some(crash_message(cs)), Some(wait));
             }
         }
     }
-    (None, recheck)
+    (None, None)
 }
 
 /// One message for a crash-looping container whatever moment of the loop it is seen in (waiting in
