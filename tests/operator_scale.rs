@@ -19,7 +19,7 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
-use support::{Cluster, NS};
+use support::{Cluster, NS, report};
 
 const ENTRY: &str = "apiVersion: hypersync.io/v1alpha1\nkind: ModelEntry\nmetadata: {name: gpt}\nspec:\n  type: LLM\n  capabilities: [chat]\n  source:\n    remote: {provider: OpenAI, model: gpt-4o, apiKeySecretRef: {name: team-a-key, key: token}}\n";
 
@@ -58,18 +58,6 @@ fn node(name: &str, mode: &str, ttl: u32) -> serde_json::Value {
             "lifecycle": {"mode": mode, "ttlSecondsAfterObjectiveMet": ttl},
         }
     })
-}
-
-/// Report the metric as the agent does (merge patch of its node's status).
-async fn report(nodes: &Api<AgentNode>, name: &str, value: f64) {
-    nodes
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"objective": {"observed": value}}})),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("report for {name}: {e}"));
 }
 
 fn phase_of(n: &AgentNode) -> Option<NodePhase> {

@@ -180,6 +180,22 @@ fn compute_placement(
     Ok((placed, Some(key)))
 }
 
+/// The status of a node placed explicitly at `p`.
+pub fn explicit_placement_status(p: DiskPoint) -> PlacementStatus {
+    PlacementStatus {
+        r: p.r(),
+        theta_degrees: p.theta_degrees(),
+        x: p.x(),
+        y: p.y(),
+        hyperbolic_radius: p.hyperbolic_radius(),
+        tier: i64::from(p.tier()),
+        anchor: None,
+        algorithm: "explicit".to_string(),
+        inputs_digest: String::new(),
+        display: Some(PlacementDisplay::of(p.r(), p.theta_degrees())),
+    }
+}
+
 fn explicit_placement(node: &AgentNode) -> Option<Result<PlacementStatus, (&'static str, String)>> {
     let spec = node.spec.placement.as_ref()?;
     if spec.mode != PlacementMode::Explicit {
@@ -193,18 +209,7 @@ fn explicit_placement(node: &AgentNode) -> Option<Result<PlacementStatus, (&'sta
     };
     Some(
         DiskPoint::from_polar(c.r, c.theta_degrees)
-            .map(|p| PlacementStatus {
-                r: p.r(),
-                theta_degrees: p.theta_degrees(),
-                x: p.x(),
-                y: p.y(),
-                hyperbolic_radius: p.hyperbolic_radius(),
-                tier: i64::from(p.tier()),
-                anchor: None,
-                algorithm: "explicit".to_string(),
-                inputs_digest: String::new(),
-                display: Some(PlacementDisplay::of(p.r(), p.theta_degrees())),
-            })
+            .map(explicit_placement_status)
             .map_err(|e| {
                 (
                     "InvalidPlacement",
@@ -280,10 +285,16 @@ fn bound_models(
         (Some(pairs), _) => pairs.iter().map(|(l, m)| in_use(l, m)).collect(),
         (None, None) => return (Vec::new(), Models::StackMissing),
         (None, Some(stack)) => {
-            let Some(status) = stack.status.as_ref() else {
+            // A stack the stack controller has not looked at yet (created moments ago) is waited
+            // for, not reported as a problem.
+            let Some(status) = stack
+                .status
+                .as_ref()
+                .filter(|s| s.phase.is_some() || find(&s.conditions, "Resolved").is_some())
+            else {
                 return (
                     Vec::new(),
-                    Models::Unresolved(format!(
+                    Models::StackPending(format!(
                         "AgentStack {} is not resolved yet",
                         stack.name_any()
                     )),
@@ -348,9 +359,9 @@ fn observe_workload(
         .iter()
         .filter_map(|p| watch::get(&ctx.pods, &(namespace.to_string(), p.clone())))
         .collect();
-    let (_, problem) = super::model_entry::pod_problems(&pods);
+    let (problem, recheck_after) = super::pods::agent_problem(&pods, Timestamp::now());
     let key = (namespace.to_string(), name);
-    match mode {
+    let (workload, meta) = match mode {
         LifecycleMode::Ephemeral => {
             let Some(job) = watch::get(&ctx.jobs, &key) else {
                 return (Workload::Absent, WorkloadMeta::default());
@@ -397,7 +408,14 @@ fn observe_workload(
                 WorkloadMeta::of(&d.metadata, None),
             )
         }
-    }
+    };
+    (
+        workload,
+        WorkloadMeta {
+            recheck_after,
+            ..meta
+        },
+    )
 }
 
 /// What the controller reads of its own workload object.
@@ -408,6 +426,8 @@ struct WorkloadMeta {
     finished_at: Option<Timestamp>,
     digest: Option<String>,
     resource_version: Option<String>,
+    /// When a crash-looping agent that runs again counts as recovered (no pod event marks it).
+    recheck_after: Option<std::time::Duration>,
 }
 
 impl WorkloadMeta {
@@ -429,6 +449,7 @@ impl WorkloadMeta {
                 .as_ref()
                 .and_then(|a| a.get(ANNOTATION_SPEC_DIGEST).cloned()),
             resource_version: meta.resource_version.clone(),
+            recheck_after: None,
         }
     }
 }
@@ -807,7 +828,7 @@ async fn apply(
     meta: &WorkloadMeta,
     plan: Plan,
 ) -> Result<Action, Error> {
-    let mut requeue = plan.requeue_after;
+    let mut requeue = min_requeue(plan.requeue_after, meta.recheck_after);
     let mut status = plan.status;
     let mut events = plan.events;
     if plan.run_workload {

@@ -54,6 +54,8 @@ pub enum Workload {
 pub enum Models {
     /// The stack does not exist.
     StackMissing,
+    /// The stack exists but has not been resolved yet (it was just created): a wait, not a problem.
+    StackPending(String),
     /// A layer has no model (message from the stack's resolution).
     Unresolved(String),
     /// Bound, some not Ready yet (names).
@@ -185,6 +187,12 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                 "StackNotFound",
                 format!("spec.stackRef.name: AgentStack {name} not found"),
             ));
+            return d;
+        }
+        Models::StackPending(message) => {
+            d.phase = NodePhase::Placed;
+            d.conditions
+                .push(("ModelsReady", false, "WaitingForStack", message.clone()));
             return d;
         }
         Models::Unresolved(message) => {
@@ -441,6 +449,15 @@ mod tests {
                 "spec.stackRef.name: AgentStack s not found".to_string()
             )
         );
+    }
+
+    #[test]
+    fn a_stack_not_resolved_yet_is_waited_for() {
+        let s = spec("");
+        let pending = Models::StackPending("AgentStack s is not resolved yet".into());
+        let d = decide(&inputs(&s, NodePhase::Placed, pending, Workload::Absent));
+        assert_eq!((d.phase, d.run_workload), (NodePhase::Placed, false));
+        assert_eq!(d.conditions[0].2, "WaitingForStack");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::core::DeserializeGuard;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
 
@@ -127,6 +127,8 @@ pub struct Context {
     pub index: Arc<Index>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Who the Events say reported them (the recorder's own reporter, for Events it cannot name).
+    pub reporter: Reporter,
     pub backoff: Backoff,
     pub warned: Warned,
     /// Children applied by this process, to skip re-applying unchanged ones.
@@ -172,7 +174,65 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
+        if reference
+            .name
+            .as_ref()
+            .is_some_and(|n| n.len() > RECORDER_NAME_MAX)
+        {
+            return self.publish_shortened(&ev, reference).await;
+        }
         self.recorder.publish(&ev, reference).await
+    }
+
+    /// An Event about an object whose name is too long for the recorder's `<name>.<nanoseconds>`
+    /// Event names (over 253 characters, refused by the API server): the same Event under
+    /// `<child_name(name)>.<nanoseconds>`, still regarding the object by its full name. Such Events
+    /// are not folded into series.
+    async fn publish_shortened(
+        &self,
+        ev: &Event,
+        reference: &ObjectReference,
+    ) -> Result<(), kube::Error> {
+        use k8s_openapi::api::events::v1::Event as K8sEvent;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let name = reference.name.as_deref().unwrap_or_default();
+        let namespace = reference.namespace.as_deref().unwrap_or("default");
+        let event = K8sEvent {
+            action: Some(ev.action.clone()),
+            reason: Some(ev.reason.clone()),
+            note: ev.note.clone(),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(reference.clone()),
+            metadata: ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    crate::workload::child_name(name, ""),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.to_string()),
+                ..ObjectMeta::default()
+            },
+            reporting_controller: Some(self.reporter.controller.clone()),
+            reporting_instance: Some(
+                self.reporter
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| self.reporter.controller.clone()),
+            ),
+            type_: Some(
+                match ev.type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .to_string(),
+            ),
+            ..K8sEvent::default()
+        };
+        kube::Api::<K8sEvent>::namespaced(self.client.clone(), namespace)
+            .create(&kube::api::PostParams::default(), &event)
+            .await
+            .map(|_| ())
     }
 
     /// Publish an Event about `obj`; failures to publish are logged, never fatal.
@@ -189,6 +249,10 @@ impl Context {
         }
     }
 }
+
+/// Longest object name the event recorder can name Events after: `<name>.<nanoseconds in hex>`
+/// (up to 16 digits) must stay a valid object name of at most 253 characters.
+pub const RECORDER_NAME_MAX: usize = 253 - 17;
 
 /// An ObjectReference for events.
 pub fn reference<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {

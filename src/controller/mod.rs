@@ -14,6 +14,7 @@ pub mod context;
 pub mod index;
 pub mod model_entry;
 pub mod model_entry_decide;
+pub mod pods;
 pub mod prune;
 pub mod ready;
 pub mod resolve;
@@ -232,7 +233,8 @@ pub async fn run_scope(
         pods: pods.clone(),
         index: index.clone(),
         metrics: metrics.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(client.clone(), reporter.clone()),
+        reporter,
         backoff: Backoff::new(settings.requeue_max),
         warned: context::Warned::default(),
         applied: status::AppliedCache::default(),

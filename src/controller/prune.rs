@@ -413,7 +413,7 @@ mod tests {
     use crate::workload::labels::{LABEL_MANAGED_BY, LABEL_MODEL_ENTRY};
 
     fn spec(source: &str) -> ModelEntrySpec {
-        let e: ModelEntry = serde_yaml::from_str(&format!(
+        let e: ModelEntry = serde_saphyr::from_str(&format!(
             "apiVersion: hypersync.io/v1alpha1\nkind: ModelEntry\nmetadata: {{name: m}}\nspec:\n  type: LLM\n  source:\n    {source}\n"
         ))
         .expect("fixture parses");

@@ -28,7 +28,12 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
 /// Reasons of an AgentNode condition that mean "on its way", not "something is wrong".
-pub const PROGRESS_REASONS: [&str; 3] = ["WaitingForModels", "AgentStarting", "InProgress"];
+pub const PROGRESS_REASONS: [&str; 4] = [
+    "WaitingForModels",
+    "WaitingForStack",
+    "AgentStarting",
+    "InProgress",
+];
 
 /// The stack's reason while a model it binds has no status for its current spec yet (the operator
 /// has not reconciled it since it started or since the model changed).

@@ -450,7 +450,9 @@ fn pod_template(
     let image = image
         .as_deref()
         .filter(|i| !i.trim().is_empty())
-        .ok_or(BuildError::MissingImage)?;
+        .ok_or_else(|| BuildError::MissingImage {
+            stack: input.stack_name.to_string(),
+        })?;
     // The per-node ServiceAccount is the agent's only way to report its objective, so its token is
     // mounted; a runtime-chosen account keeps the cluster's default behaviour.
     let (service_account, automount) = match service_account_name {
@@ -961,6 +963,11 @@ mod tests {
         o.runtime.image = None;
         let err = build_agent_workload(&input(&o, LifecycleMode::Ephemeral)).unwrap_err();
         assert_eq!(err.reason(), "MissingImage");
+        assert!(
+            err.to_string().starts_with("spec.runtime.image: ")
+                && err.to_string().contains("AgentStack sec-stack "),
+            "{err}"
+        );
         o.runtime.image = Some(" ".to_string());
         assert!(build_agent_workload(&input(&o, LifecycleMode::Persistent)).is_err());
     }

@@ -26,11 +26,12 @@ pub use names::{child_name, label_value};
 /// already rejected by the CRD schema), reported as a condition rather than a panic.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// Neither the AgentNode's runtime nor its stack's names a container image.
+    /// Neither the AgentNode's runtime nor its stack's names a container image. The message names
+    /// the field (on both kinds it is `spec.runtime.image`) and the stack.
     #[error(
-        "failed to build the agent container: neither the node's nor the stack's runtime sets an image"
+        "spec.runtime.image: neither the AgentNode nor its AgentStack {stack} sets the agent's container image"
     )]
-    MissingImage,
+    MissingImage { stack: String },
     /// The local source has an empty model.
     #[error("failed to build the inference engine: source.local.model is empty")]
     EmptyModel,
@@ -56,7 +57,7 @@ impl BuildError {
     /// A bounded, CamelCase reason for conditions, Events and metric labels.
     pub fn reason(&self) -> &'static str {
         match self {
-            BuildError::MissingImage => "MissingImage",
+            BuildError::MissingImage { .. } => "MissingImage",
             BuildError::EmptyModel => "EmptyModel",
             BuildError::InvalidPort { .. } => "InvalidPort",
             BuildError::InvalidGpuCount { .. } => "InvalidGpuCount",

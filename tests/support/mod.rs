@@ -267,6 +267,17 @@ impl Cluster {
             .collect()
     }
 
+    /// POST `body` to a path of the simulator (e.g. a fault spec to `/sim/faults`); its JSON answer.
+    pub async fn sim_post(&self, path: &str, body: &str) -> Value {
+        let req = http::Request::post(path)
+            .body(body.as_bytes().to_vec())
+            .expect("request builds");
+        self.client
+            .request::<Value>(req)
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
     /// GET a path of the simulator (e.g. `/sim/stats`) as JSON.
     pub async fn sim_json(&self, path: &str) -> Value {
         let req = http::Request::get(path)
@@ -277,6 +288,19 @@ impl Cluster {
             .await
             .expect("sim endpoint answers")
     }
+}
+
+/// Report the agent's metric as the agent does: a merge patch of its node's
+/// `status.objective.observed`.
+pub async fn report(nodes: &Api<hypersync_operator::api::AgentNode>, name: &str, value: f64) {
+    nodes
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"objective": {"observed": value}}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("report for {name}: {e}"));
 }
 
 /// Leader election as `identity` on the Lease `hypersync-operator-leader` of the test namespace, with
