@@ -388,3 +388,89 @@ async fn a_leader_that_loses_its_lease_cancels_its_controllers_and_exits() {
     );
     drop(stop);
 }
+
+/// A leader that loses its Lease stops all its controllers with it: once it has stopped, no
+/// reconcile that was in flight carries on sending requests (the controllers' tasks are aborted
+/// with their scope, not left running detached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_losing_its_lease_a_leader_sends_no_further_controller_requests() {
+    // The recording proxy speaks plain HTTP.
+    let cluster = Cluster::start_plain_http().await;
+    let proxy = Proxy::start(&cluster.sim.url()).await;
+    let a = run_operator(
+        proxy.kube_config(),
+        operator_config(Some(leader_election("replica-a"))),
+    );
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), NS);
+    let leader = cluster
+        .wait_for("a leader", Duration::from_secs(15), || holder(&leases))
+        .await;
+    assert_eq!(leader, "replica-a");
+    let entries: Api<ModelEntry> = Api::namespaced(cluster.client.clone(), NS);
+    cluster.apply_yaml(&remote("warm-up")).await;
+    cluster
+        .wait_for("warm-up reconciled", Duration::from_secs(15), || async {
+            entries.get("warm-up").await.ok()?.status.map(|_| ())
+        })
+        .await;
+
+    // Its API calls (not its Lease renewals) now take 3 s each, so reconciles are in flight when
+    // the Lease is taken over.
+    proxy.set_delay(Duration::from_secs(3));
+    let seen = proxy.records().len();
+    for i in 0..5 {
+        cluster.apply_yaml(&remote(&format!("slow-{i}"))).await;
+    }
+    cluster
+        .wait_for(
+            "a ModelEntry write in flight",
+            Duration::from_secs(30),
+            || async {
+                proxy.records()[seen..]
+                    .iter()
+                    .any(|r| {
+                        r.method == "PATCH"
+                            && r.path.contains("/modelentries/slow-")
+                            && r.ended.is_none()
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+
+    let mut lease = leases
+        .get("hypersync-operator-leader")
+        .await
+        .expect("lease");
+    let spec = lease.spec.get_or_insert_with(Default::default);
+    spec.holder_identity = Some("replica-z".into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    spec.lease_duration_seconds = Some(3600);
+    leases
+        .replace("hypersync-operator-leader", &PostParams::default(), &lease)
+        .await
+        .expect("takeover");
+    cluster
+        .wait_for("replica-a stopped", Duration::from_secs(15), || async {
+            a.is_finished().then_some(())
+        })
+        .await;
+    let stopped = Instant::now();
+
+    // Longer than the delay: whatever was in flight has been answered, and a reconcile still
+    // running would have sent its next request by now.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let late: Vec<String> = proxy
+        .records()
+        .iter()
+        .filter(|r| !r.is_lease() && r.started > stopped)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "replica-a kept sending controller requests after it stopped: {late:?}"
+    );
+    a.stop().await;
+}

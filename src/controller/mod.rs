@@ -410,14 +410,12 @@ pub async fn run_scope(
         )
         .for_each(|_| future::ready(()));
     // Each controller in its own task; they return once shutdown is requested and their in-flight
-    // reconciles have finished.
-    let controllers = [
-        tokio::spawn(entry_ctrl),
-        tokio::spawn(stack_ctrl),
-        tokio::spawn(node_ctrl),
-    ];
-    for c in controllers {
-        let _ = c.await;
-    }
+    // reconciles have finished. A JoinSet, so that when this scope's task is aborted (leadership
+    // lost, drain timeout) the controllers are aborted with it instead of running on detached.
+    let mut controllers = tokio::task::JoinSet::new();
+    controllers.spawn(entry_ctrl);
+    controllers.spawn(stack_ctrl);
+    controllers.spawn(node_ctrl);
+    while controllers.join_next().await.is_some() {}
     tasks.shutdown().await;
 }

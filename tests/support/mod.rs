@@ -49,6 +49,11 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// Whether it has stopped on its own (an error, lost leadership).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Stop it gracefully and wait until it has stopped.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
