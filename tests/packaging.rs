@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hypersync_operator::workload::identity::build_role;
+use hypersync_operator::workload::identity::build_node_role;
 use hypersync_operator::workload::owner_reference;
 use serde_yaml::Value;
 
@@ -364,6 +364,28 @@ fn expected_grants() -> Vec<(Vec<Grant>, Evidence)> {
         ),
         (
             [
+                g("hypersync.io", "modelentries", &["get"]),
+                g("hypersync.io", "agentstacks", &["get", "create"]),
+                g("hypersync.io", "agentnodes", &["create"]),
+            ]
+            .concat(),
+            &[
+                (
+                    "workload/identity.rs",
+                    "rule(\"modelentries\", &[\"get\", \"list\", \"watch\"])",
+                ),
+                (
+                    "workload/identity.rs",
+                    "&[\"get\", \"list\", \"watch\", \"create\"]",
+                ),
+                (
+                    "workload/identity.rs",
+                    "rule(\"agentnodes\", &[\"create\", \"get\", \"list\", \"watch\", \"delete\"])",
+                ),
+            ],
+        ),
+        (
+            [
                 g("hypersync.io", "modelentries/status", &["patch"]),
                 g("hypersync.io", "agentstacks/status", &["patch"]),
                 g("hypersync.io", "agentnodes/status", &["patch"]),
@@ -520,7 +542,10 @@ fn rbac_is_least_privilege_and_every_rule_is_used() {
 fn operator_holds_what_agent_roles_grant() {
     let (cluster, _) = chart_rules();
     let owner = owner_reference("AgentNode", "n", "uid-1");
-    let role = build_role("n", "ns", &owner);
+    // The widest Role: a spawner that may also create AgentStacks.
+    let spawn: hypersync_operator::api::agent_node::Spawn =
+        serde_json::from_value(serde_json::json!({"createStacks": true})).expect("spawn");
+    let role = build_node_role("n", "ns", &owner, Some(&spawn));
     let rules = role.rules.expect("agent Role has rules");
     assert!(!rules.is_empty());
     for rule in rules {

@@ -108,6 +108,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Index {
     inner: Mutex<Inner>,
+    /// Lineages of spawned nodes: parents, children counts, token usage (`lineage.rs`).
+    pub lineage: super::lineage::LineageIndex,
 }
 
 fn point_of(p: &PlacementStatus) -> Option<DiskPoint> {
@@ -324,6 +326,8 @@ impl Index {
             inner.place_rec(&key, p);
         }
         inner.refresh_demand(&key, &mut t);
+        drop(inner);
+        t.nodes.extend(self.lineage.node_applied(node));
         t.nodes.push(key);
         t
     }
@@ -344,6 +348,8 @@ impl Index {
             }
             inner.node_by_label.remove(&(key.0.clone(), rec.label));
         }
+        drop(inner);
+        t.nodes.extend(self.lineage.node_deleted(key));
         t
     }
 
@@ -376,6 +382,11 @@ impl Index {
         };
         let key = (namespace, node);
         inner.owners.insert((kind, own), key.clone());
+        t.nodes.extend(self.lineage.workload_applied(
+            &key,
+            meta.creation_timestamp.as_ref().map(|c| c.0),
+            finished,
+        ));
         let rec = WorkloadRec {
             models: meta
                 .annotations
@@ -403,6 +414,7 @@ impl Index {
             if inner.workloads.remove(&owner).is_some() {
                 inner.refresh_demand(&owner, &mut t);
             }
+            t.nodes.extend(self.lineage.workload_deleted(&owner));
             t.nodes.push(owner);
         } else {
             t.entries.push(owner);
