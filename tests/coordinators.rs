@@ -372,6 +372,285 @@ async fn a_coordinator_spawns_within_its_caps_and_its_subtree_goes_with_it() {
     operator.stop().await;
 }
 
+/// The shipped spawn policies (manifests/operator/agent-spawn-policy.yaml, equal to the chart's),
+/// created by the admin as `kubectl apply` would.
+async fn install_spawn_policies(cluster: &Cluster) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("manifests/operator/agent-spawn-policy.yaml"),
+    )
+    .expect("the shipped spawn policies");
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let value = Value::deserialize(doc).expect("YAML document");
+        match value["kind"].as_str() {
+            Some("ValidatingAdmissionPolicy") => {
+                Api::<ValidatingAdmissionPolicy>::all(cluster.client.clone())
+                    .create(
+                        &PostParams::default(),
+                        &serde_json::from_value(value).expect("policy"),
+                    )
+                    .await
+                    .expect("kube-sim accepts the policy");
+            }
+            Some("ValidatingAdmissionPolicyBinding") => {
+                Api::<ValidatingAdmissionPolicyBinding>::all(cluster.client.clone())
+                    .create(
+                        &PostParams::default(),
+                        &serde_json::from_value(value).expect("binding"),
+                    )
+                    .await
+                    .expect("kube-sim accepts the binding");
+            }
+            other => panic!("unexpected kind {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spawn_policy_holds_each_identity_to_its_own_subtree() {
+    let (cluster, operator) = start().await;
+    install_spawn_policies(&cluster).await;
+    cluster
+        .apply_yaml(&SETUP.replace(
+            "spawn: {maxChildren: 1, maxDepth: 2, stacks: [security-analyst]}",
+            "spawn: {maxChildren: 3, maxDepth: 2, stacks: [security-analyst]}",
+        ))
+        .await;
+    let nodes: Api<AgentNode> = Api::namespaced(cluster.client.clone(), NS);
+    // Someone else's node, outside the coordinator's subtree.
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "hypersync.io/v1alpha1", "kind": "AgentNode",
+                "metadata": {"name": "bystander"},
+                "spec": {"stackRef": {"name": "security-analyst"}, "lifecycle": {"mode": "Persistent"}}
+            }))
+            .expect("node"),
+        )
+        .await
+        .expect("the admin creates a node");
+    cluster
+        .wait_for(
+            "coordinator labelled as a spawner",
+            Duration::from_secs(40),
+            || async {
+                let n = nodes.get("coordinator").await.ok()?;
+                (label(&n, "hypersync.io/spawner") == Some("true")
+                    && n.status?.phase == Some(NodePhase::Running))
+                .then_some(())
+            },
+        )
+        .await;
+    let as_coordinator: Api<AgentNode> = Api::namespaced(agent_client(&cluster, "coordinator"), NS);
+    let create = |node: AgentNode| {
+        let api = as_coordinator.clone();
+        async move { api.create(&PostParams::default(), &node).await }
+    };
+
+    // Someone else's parentRef, a missing one, a lineage label of its own making: 403.
+    let message = forbidden(
+        create(child(
+            "impostor",
+            "bystander",
+            "security-analyst",
+            json!({}),
+        ))
+        .await,
+        "a child of another node",
+    );
+    assert!(
+        message.contains("ValidatingAdmissionPolicy 'hypersync-operator-agent-spawn'")
+            && message.contains(
+                "an agent may create only its own children: spec.parentRef.name must name its own AgentNode, not bystander"
+            ),
+        "{message}"
+    );
+    let mut orphan = child("orphan", "coordinator", "security-analyst", json!({}));
+    orphan.spec.parent_ref = None;
+    let message = forbidden(create(orphan).await, "a node without parentRef");
+    assert!(message.contains("not nothing"), "{message}");
+    let mut labelled = child("labelled", "coordinator", "security-analyst", json!({}));
+    labelled.metadata.labels =
+        Some([("hypersync.io/root".to_string(), "bystander".to_string())].into());
+    let message = forbidden(create(labelled).await, "a forged lineage label");
+    assert!(
+        message.contains("lineage labels are written by the operator"),
+        "{message}"
+    );
+    // Wider than its own spawn, or a stack it may not use: 403 from the limits policy.
+    let message = forbidden(
+        create(child(
+            "wide",
+            "coordinator",
+            "security-analyst",
+            json!({"spawn": {"maxChildren": 4, "maxDepth": 2, "stacks": ["security-analyst", "coordinator"]}}),
+        ))
+        .await,
+        "a child wider than its parent",
+    );
+    assert!(
+        message.contains("'hypersync-operator-agent-spawn-limits'")
+            && message.contains(
+                "an agent may spawn only within its own limits: spec.spawn.maxDepth must be below 2; spec.spawn.maxChildren must be at most 3; spec.spawn.stacks must be a subset of security-analyst"
+            ),
+        "{message}"
+    );
+    let message = forbidden(
+        create(child("off-stack", "coordinator", "coordinator", json!({}))).await,
+        "a stack outside spawn.stacks",
+    );
+    assert!(
+        message.contains("spec.stackRef.name coordinator is not in security-analyst"),
+        "{message}"
+    );
+
+    // Its own child, spawning in turn.
+    create(child(
+        "lead",
+        "coordinator",
+        "security-analyst",
+        json!({"spawn": {"maxChildren": 1, "maxDepth": 1, "stacks": ["security-analyst"]},
+               "lifecycle": {"mode": "Persistent"}}),
+    ))
+    .await
+    .expect("the coordinator spawns a narrower child");
+    create(child(
+        "analyst",
+        "coordinator",
+        "security-analyst",
+        json!({}),
+    ))
+    .await
+    .expect("and a plain one");
+    cluster
+        .wait_for(
+            "lead running and labelled",
+            Duration::from_secs(40),
+            || async {
+                let n = nodes.get("lead").await.ok()?;
+                (label(&n, "hypersync.io/spawner") == Some("true")
+                    && n.status?.phase == Some(NodePhase::Running))
+                .then_some(())
+            },
+        )
+        .await;
+    let as_lead: Api<AgentNode> = Api::namespaced(agent_client(&cluster, "lead"), NS);
+    as_lead
+        .create(
+            &PostParams::default(),
+            &child("grandchild", "lead", "security-analyst", json!({})),
+        )
+        .await
+        .expect("the lead spawns a grandchild");
+    let grandchild = cluster
+        .wait_for("grandchild labelled", Duration::from_secs(40), || async {
+            let n = nodes.get("grandchild").await.ok()?;
+            (label(&n, "hypersync.io/depth") == Some("2")).then_some(n)
+        })
+        .await;
+    assert_eq!(label(&grandchild, "hypersync.io/root"), Some("coordinator"));
+    assert_eq!(label(&grandchild, "hypersync.io/parent"), Some("lead"));
+
+    // A plain child's identity has no create at all (RBAC).
+    let as_analyst: Api<AgentNode> = Api::namespaced(agent_client(&cluster, "analyst"), NS);
+    cluster
+        .wait_for(
+            "the analyst's identity",
+            Duration::from_secs(40),
+            || async {
+                (nodes.get("analyst").await.ok()?.status?.phase == Some(NodePhase::Running))
+                    .then_some(())
+            },
+        )
+        .await;
+    forbidden(
+        as_analyst
+            .create(
+                &PostParams::default(),
+                &child("x", "analyst", "security-analyst", json!({})),
+            )
+            .await,
+        "a node without spawn creating a child",
+    );
+
+    // Deletes: outside the subtree refused (RBAC allows delete; the policy reads oldObject).
+    let message = forbidden(
+        as_coordinator
+            .delete("bystander", &DeleteParams::default())
+            .await,
+        "delete outside the subtree",
+    );
+    assert!(
+        message.contains("an agent may delete only AgentNodes of its own subtree")
+            && message.ends_with("not bystander"),
+        "{message}"
+    );
+    let message = forbidden(
+        as_lead.delete("analyst", &DeleteParams::default()).await,
+        "delete a sibling's node",
+    );
+    assert!(message.ends_with("not analyst"), "{message}");
+    forbidden(
+        as_lead
+            .delete("coordinator", &DeleteParams::default())
+            .await,
+        "delete its own parent",
+    );
+    // Within: the root deletes a grandchild (its root label), then the lead with what is under it.
+    as_coordinator
+        .delete("grandchild", &DeleteParams::default())
+        .await
+        .expect("a grandchild is in the root's subtree");
+    as_lead
+        .create(
+            &PostParams::default(),
+            &child("grandchild-2", "lead", "security-analyst", json!({})),
+        )
+        .await
+        .expect("the lead spawns again");
+    cluster
+        .wait_for(
+            "grandchild-2 owned by lead",
+            Duration::from_secs(40),
+            || async {
+                let n = nodes.get("grandchild-2").await.ok()?;
+                (!n.metadata.owner_references.unwrap_or_default().is_empty()).then_some(())
+            },
+        )
+        .await;
+    as_coordinator
+        .delete("lead", &DeleteParams::background())
+        .await
+        .expect("the coordinator deletes its child");
+    cluster
+        .wait_for(
+            "the lead's subtree gone",
+            Duration::from_secs(30),
+            || async {
+                let names: Vec<String> = nodes
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .into_iter()
+                    .filter_map(|n| n.metadata.name)
+                    .collect();
+                (!names
+                    .iter()
+                    .any(|n| n == "lead" || n.starts_with("grandchild")))
+                .then_some(names)
+            },
+        )
+        .await;
+    assert!(nodes.get("bystander").await.is_ok() && nodes.get("analyst").await.is_ok());
+    operator.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budgets_stop_the_workload_and_fail_the_node() {
     let (cluster, operator) = start().await;

@@ -266,6 +266,58 @@ fn kustomize_policy_equals_chart_policy() {
     );
 }
 
+/// The spawn policies (README "Coordinators"): the kustomize copies equal the chart's specs, the
+/// chart renders both with their bindings, the limits binding selecting spawners as params.
+#[test]
+fn spawn_policies_ship_alike_in_the_chart_and_kustomize() {
+    let docs = yaml_docs(&read("manifests/operator/agent-spawn-policy.yaml"));
+    let rendered = helm_template(&[]);
+    for policy in ["agent-spawn", "agent-spawn-limits"] {
+        let spec: Value =
+            serde_yaml::from_str(&read(&format!("{CHART}/files/{policy}-policy.yaml")))
+                .expect("the chart's policy spec parses");
+        let suffix = format!("-{policy}");
+        let kustomize = find(&docs, "ValidatingAdmissionPolicy", &suffix);
+        assert_eq!(
+            kustomize.len(),
+            1,
+            "{policy} in manifests/operator/agent-spawn-policy.yaml"
+        );
+        assert_eq!(
+            kustomize[0]["spec"], spec,
+            "manifests/operator/agent-spawn-policy.yaml differs from {CHART}/files/{policy}-policy.yaml"
+        );
+        let chart = find(&rendered, "ValidatingAdmissionPolicy", &suffix);
+        assert_eq!(chart.len(), 1, "the chart renders {policy}");
+        assert_eq!(chart[0]["spec"], spec);
+        for bindings in [
+            find(&docs, "ValidatingAdmissionPolicyBinding", &suffix),
+            find(&rendered, "ValidatingAdmissionPolicyBinding", &suffix),
+        ] {
+            assert_eq!(bindings.len(), 1, "{policy} binding");
+            let b = &bindings[0]["spec"];
+            assert_eq!(
+                b["validationActions"],
+                serde_yaml::from_str::<Value>("[Deny]").unwrap()
+            );
+            let params = &b["paramRef"];
+            if policy == "agent-spawn-limits" {
+                assert_eq!(
+                    params["selector"]["matchLabels"]["hypersync.io/spawner"],
+                    "true"
+                );
+                assert_eq!(params["parameterNotFoundAction"], "Allow");
+            } else {
+                assert!(params.is_null(), "{policy} takes no params");
+            }
+        }
+    }
+    assert!(
+        read("manifests/operator/kustomization.yaml").contains("- agent-spawn-policy.yaml"),
+        "manifests/operator/kustomization.yaml does not list agent-spawn-policy.yaml"
+    );
+}
+
 #[test]
 fn rendered_chart_ships_the_agent_status_policy() {
     let default = helm_template(&[]);
