@@ -675,6 +675,13 @@ impl Lineage {
     }
 }
 
+/// The operator refused the node (`Admitted=False` with a spawn reason): it runs nothing and needs no
+/// model. Only the operator writes that condition on a node without a workload (no agent identity
+/// exists for it).
+pub fn is_refused(node: &AgentNode) -> bool {
+    recorded_refusal(node).is_some()
+}
+
 fn recorded_refusal(node: &AgentNode) -> Option<(&'static str, String)> {
     let c = find(&node.status.as_ref()?.conditions, ADMITTED)?;
     if c.status != "False" {

@@ -220,7 +220,10 @@ mod tests {
                 "ModelEntry",
                 "ModelEntry",
                 "AgentStack",
-                "AgentNode"
+                "AgentStack",
+                "AgentNode",
+                "AgentNode",
+                "Secret"
             ]
         );
         let find = |kind: &str, name: &str| {
