@@ -77,6 +77,9 @@ struct Rec {
     reserved: bool,
     /// Counted among the parent's live children.
     counted: bool,
+    /// Counted by a reconcile ([`LineageIndex::admit`]), which cannot queue the parent: the next
+    /// watch event of this node does.
+    parent_unaware: bool,
     /// Tokens the agent reported (validated, never decreasing).
     tokens: i64,
 }
@@ -168,15 +171,22 @@ fn ended(node: &AgentNode) -> bool {
 }
 
 impl Inner {
-    /// Recount whether `key` is a live child; its parent is triggered when that changed.
+    /// Recount whether `key` is a live child; its parent is triggered when that changed (or when
+    /// a reconcile changed it since the last watch event).
     fn recount(&mut self, key: &Key, triggers: &mut Vec<Key>) {
         let Some(rec) = self.nodes.get_mut(key) else {
             return;
         };
         let live = rec.live();
         if live == rec.counted {
+            if std::mem::take(&mut rec.parent_unaware)
+                && let Some(parent) = rec.parent.clone()
+            {
+                triggers.push((key.0.clone(), parent));
+            }
             return;
         }
+        rec.parent_unaware = false;
         rec.counted = live;
         let Some(parent) = rec.parent.clone() else {
             return;
@@ -270,6 +280,7 @@ impl LineageIndex {
             workload: previous.as_ref().and_then(|p| p.workload),
             reserved: previous.as_ref().is_some_and(|p| p.reserved),
             counted: previous.as_ref().is_some_and(|p| p.counted),
+            parent_unaware: previous.as_ref().is_some_and(|p| p.parent_unaware),
             tokens,
         };
         inner.nodes.insert(key.clone(), rec);
@@ -357,8 +368,10 @@ impl LineageIndex {
         if let Some(rec) = inner.nodes.get_mut(key) {
             rec.reserved = true;
         }
-        let mut triggers = Vec::new();
-        inner.recount(key, &mut triggers);
+        inner.recount(key, &mut Vec::new());
+        if let Some(rec) = inner.nodes.get_mut(key) {
+            rec.parent_unaware = true;
+        }
         Ok(true)
     }
 
@@ -1317,6 +1330,10 @@ mod tests {
         );
         assert_eq!(index.admit(&key("kid-1"), 2), Ok(true));
         assert_eq!(index.admit(&key("kid-2"), 2), Err(2));
+        // The reconcile that took kid-1's slot cannot queue the parent; kid-1's next watch event
+        // does, once.
+        assert!(index.node_applied(&kids[1]).contains(&key("coordinator")));
+        assert!(!index.node_applied(&kids[1]).contains(&key("coordinator")));
         let view = index.view(&key("coordinator"));
         assert_eq!(view.children, ChildrenStatus { live: 2, total: 3 });
         // kid-0's Job finishes: its slot is free again.
