@@ -44,6 +44,12 @@ use super::common::{AgentRuntime, Autonomy};
         description = "floor(hyperbolic radius / ln 2)"
     ),
     printcolumn(
+        name = "Parent",
+        type_ = "string",
+        json_path = ".spec.parentRef.name",
+        priority = 1
+    ),
+    printcolumn(
         name = "Objective",
         type_ = "boolean",
         json_path = ".status.objective.met",
