@@ -601,12 +601,13 @@ fn recorded_phase(status: &AgentNodeStatus) -> Option<NodePhase> {
 pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
     let generation = node.metadata.generation;
     let now = snap.now;
-    let old = node.status.clone().unwrap_or_default();
-    let mut status = old.clone();
-    status.observed_generation = generation;
+    // A child its parent's caps refuse (or whose parent is not known yet) takes no other step.
     if let Some(refused) = super::lineage::refused_plan(node, &snap.lineage, now) {
         return refused;
     }
+    let old = node.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    status.observed_generation = generation;
     let mut out = Plan::default();
     let set =
         |status: &mut AgentNodeStatus, type_: &str, ok: bool, reason: &str, message: String| {
