@@ -127,7 +127,7 @@ validate-manifests:
 	$(TOOLS)/kubernetes-validate --strict --quiet -k $(K8S_VERSION) manifests/crds/[a-z]*s.yaml \
 		manifests/operator/namespace.yaml manifests/operator/serviceaccount.yaml manifests/operator/rbac.yaml \
 		manifests/operator/deployment.yaml manifests/operator/service.yaml \
-		manifests/operator/agent-status-policy.yaml
+		manifests/operator/agent-status-policy.yaml manifests/operator/agent-spawn-policy.yaml
 	$(TOOLS)/yamllint --strict -d '{extends: relaxed, rules: {line-length: {max: 120}}}' manifests/gitops manifests/operator manifests/crds/kustomization.yaml \
 		tests/e2e/kind-config.yaml tests/e2e/samples $(CHART)/Chart.yaml $(CHART)/values.yaml $(CHART)/files \
 		charts/hypersync-crds/Chart.yaml charts/hypersync-crds/values.yaml

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hypersync_operator::workload::identity::build_role;
+use hypersync_operator::workload::identity::build_node_role;
 use hypersync_operator::workload::owner_reference;
 use serde_json::Value;
 
@@ -266,6 +266,58 @@ fn kustomize_policy_equals_chart_policy() {
     );
 }
 
+/// The spawn policies (README "Coordinators"): the kustomize copies equal the chart's specs, the
+/// chart renders both with their bindings, the limits binding selecting spawners as params.
+#[test]
+fn spawn_policies_ship_alike_in_the_chart_and_kustomize() {
+    let docs = yaml_docs(&read("manifests/operator/agent-spawn-policy.yaml"));
+    let rendered = helm_template(&[]);
+    for policy in ["agent-spawn", "agent-spawn-limits"] {
+        let spec: Value =
+            serde_saphyr::from_str(&read(&format!("{CHART}/files/{policy}-policy.yaml")))
+                .expect("the chart's policy spec parses");
+        let suffix = format!("-{policy}");
+        let kustomize = find(&docs, "ValidatingAdmissionPolicy", &suffix);
+        assert_eq!(
+            kustomize.len(),
+            1,
+            "{policy} in manifests/operator/agent-spawn-policy.yaml"
+        );
+        assert_eq!(
+            kustomize[0]["spec"], spec,
+            "manifests/operator/agent-spawn-policy.yaml differs from {CHART}/files/{policy}-policy.yaml"
+        );
+        let chart = find(&rendered, "ValidatingAdmissionPolicy", &suffix);
+        assert_eq!(chart.len(), 1, "the chart renders {policy}");
+        assert_eq!(chart[0]["spec"], spec);
+        for bindings in [
+            find(&docs, "ValidatingAdmissionPolicyBinding", &suffix),
+            find(&rendered, "ValidatingAdmissionPolicyBinding", &suffix),
+        ] {
+            assert_eq!(bindings.len(), 1, "{policy} binding");
+            let b = &bindings[0]["spec"];
+            assert_eq!(
+                b["validationActions"],
+                serde_saphyr::from_str::<Value>("[Deny]").unwrap()
+            );
+            let params = &b["paramRef"];
+            if policy == "agent-spawn-limits" {
+                assert_eq!(
+                    params["selector"]["matchLabels"]["hypersync.io/spawner"],
+                    "true"
+                );
+                assert_eq!(params["parameterNotFoundAction"], "Allow");
+            } else {
+                assert!(params.is_null(), "{policy} takes no params");
+            }
+        }
+    }
+    assert!(
+        read("manifests/operator/kustomization.yaml").contains("- agent-spawn-policy.yaml"),
+        "manifests/operator/kustomization.yaml does not list agent-spawn-policy.yaml"
+    );
+}
+
 #[test]
 fn rendered_chart_ships_the_agent_status_policy() {
     let default = helm_template(&[]);
@@ -361,6 +413,28 @@ fn expected_grants() -> Vec<(Vec<Grant>, Evidence)> {
         (
             g("hypersync.io", "agentnodes", &["get"]),
             &[("workload/identity.rs", "rule(\"agentnodes\", &[\"get\"])")],
+        ),
+        (
+            [
+                g("hypersync.io", "modelentries", &["get"]),
+                g("hypersync.io", "agentstacks", &["get", "create"]),
+                g("hypersync.io", "agentnodes", &["create"]),
+            ]
+            .concat(),
+            &[
+                (
+                    "workload/identity.rs",
+                    "rule(\"modelentries\", &[\"get\", \"list\", \"watch\"])",
+                ),
+                (
+                    "workload/identity.rs",
+                    "&[\"get\", \"list\", \"watch\", \"create\"]",
+                ),
+                (
+                    "workload/identity.rs",
+                    "rule(\"agentnodes\", &[\"create\", \"get\", \"list\", \"watch\", \"delete\"])",
+                ),
+            ],
         ),
         (
             [
@@ -552,7 +626,10 @@ fn rbac_is_least_privilege_and_every_rule_is_used() {
 fn operator_holds_what_agent_roles_grant() {
     let (cluster, _) = chart_rules();
     let owner = owner_reference("AgentNode", "n", "uid-1");
-    let role = build_role("n", "ns", &owner);
+    // The widest Role: a spawner that may also create AgentStacks.
+    let spawn: hypersync_operator::api::agent_node::Spawn =
+        serde_json::from_value(serde_json::json!({"createStacks": true})).expect("spawn");
+    let role = build_node_role("n", "ns", &owner, Some(&spawn));
     let rules = role.rules.expect("agent Role has rules");
     assert!(!rules.is_empty());
     for rule in rules {

@@ -50,6 +50,12 @@ use super::common::{AgentRuntime, Autonomy};
         description = "floor(hyperbolic radius / ln 2)"
     ),
     printcolumn(
+        name = "Parent",
+        type_ = "string",
+        json_path = ".spec.parentRef.name",
+        priority = 1
+    ),
+    printcolumn(
         name = "Objective",
         type_ = "boolean",
         json_path = ".status.objective.met",
@@ -66,7 +72,9 @@ use super::common::{AgentRuntime, Autonomy};
     validation = Rule::new("!has(oldSelf.placement) || (has(self.placement) && self.placement == oldSelf.placement)")
         .message("placement is immutable once set"),
     validation = Rule::new("!has(oldSelf.lifecycle) || !has(oldSelf.lifecycle.mode) || (has(self.lifecycle) && has(self.lifecycle.mode) && self.lifecycle.mode == oldSelf.lifecycle.mode)")
-        .message("lifecycle.mode is immutable")
+        .message("lifecycle.mode is immutable"),
+    validation = Rule::new("has(self.parentRef) == has(oldSelf.parentRef) && (!has(self.parentRef) || self.parentRef.name == oldSelf.parentRef.name)")
+        .message("parentRef is immutable")
 )]
 pub struct AgentNodeSpec {
     /// The AgentStack this node is spawned from, in the same namespace (immutable).
@@ -87,6 +95,70 @@ pub struct AgentNodeSpec {
     /// Overrides of the stack's runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<AgentRuntime>,
+    /// The node that spawned this one, in the same namespace (immutable). The operator labels the
+    /// node with its lineage and makes it owned by its parent (deleting a parent removes its subtree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_ref: Option<ParentRef>,
+    /// This node's agent may spawn children (and, with `createStacks`, create AgentStacks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spawn: Option<Spawn>,
+    /// Limits the operator enforces: over budget, the workload is stopped and the node fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// The parent of a spawned node, by name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentRef {
+    /// Name of the parent AgentNode, in the same namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Default of `spawn.maxChildren` and `spawn.maxDepth`: the least a spawner may do.
+fn one() -> i32 {
+    1
+}
+
+/// What a node's agent may spawn.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Spawn {
+    /// Children alive at once (1..100).
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_children: i32,
+    /// Generations below this node (1..5); a child's own `spawn.maxDepth` is at most this minus 1.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 5))]
+    pub max_depth: i32,
+    /// The AgentStacks children may use; empty means any stack of the namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 253)))]
+    #[x_kube(
+        merge_strategy = ListMerge::Set,
+        validation = Rule::new("self.all(s, s.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'))")
+            .message("stacks must be AgentStack names: lowercase DNS subdomains")
+    )]
+    pub stacks: Vec<String>,
+    /// Whether the agent may also create AgentStacks.
+    #[serde(default)]
+    pub create_stacks: bool,
+}
+
+/// Limits of a node, enforced by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Budget {
+    /// Seconds from the start of the node's workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub wall_clock_seconds: Option<i64>,
+    /// Tokens, as reported by the agent in `status.usage.tokens`, children included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tokens: Option<i64>,
 }
 
 /// An AgentStack by name.
@@ -344,6 +416,29 @@ pub struct ObjectiveStatus {
     pub met_at: Option<Time>,
 }
 
+/// What a node has used. `tokens` is the agent's report (it may patch only this field and
+/// `objective.observed` of its own status); `wallClockSeconds` is written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub tokens: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub wall_clock_seconds: Option<i64>,
+}
+
+/// The children of a spawner.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildrenStatus {
+    /// Admitted children that have not finished.
+    pub live: i32,
+    /// Children that exist, whatever their state (admitted, finished, refused).
+    pub total: i32,
+}
+
 /// The workload running the agent.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -379,6 +474,12 @@ pub struct AgentNodeStatus {
     pub start_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Tokens reported by the agent, wall clock counted by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Counts of the children of a node with `spec.spawn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children: Option<ChildrenStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -42,7 +42,7 @@ use crate::geometry::{self, AnchorIndex, DiskPoint, PlacementRequest};
 use crate::workload::agent::{
     AgentInput, AgentWorkload, LayerModel, agent_workload_name, build_agent_workload, merge_runtime,
 };
-use crate::workload::identity::{build_role, build_role_binding, build_service_account};
+use crate::workload::identity::{build_node_role, build_role_binding, build_service_account};
 use crate::workload::labels::{
     ANNOTATION_MODELS, ANNOTATION_SPEC_DIGEST, FIELD_MANAGER, FINALIZER,
 };
@@ -129,7 +129,23 @@ fn compute_placement(
             near: None,
         });
     let anchor = match spec.near.as_ref() {
-        None => None,
+        None => match node.spec.parent_ref.as_ref() {
+            // A child without spec.placement: near its parent, one step further out.
+            Some(parent) if node.spec.placement.is_none() => {
+                let found = anchor_placement(&parent.name).flatten();
+                let Some(point) = found.as_ref().and_then(point_of) else {
+                    return Err((
+                        "AnchorNotPlaced",
+                        format!(
+                            "spec.parentRef.name: AgentNode {} is not placed yet",
+                            parent.name
+                        ),
+                    ));
+                };
+                Some(super::lineage::child_anchor(point))
+            }
+            _ => None,
+        },
         Some(near) => match (&near.point, &near.agent_node) {
             (Some(c), _) => Some(DiskPoint::from_polar(c.r, c.theta_degrees).map_err(|e| {
                 (
@@ -244,6 +260,8 @@ pub struct Snapshot {
     /// The bound models with their endpoints, and whether they are ready.
     pub models: Vec<ModelInUse>,
     pub models_state: Models,
+    /// Admission, labels, children and budget of a node in a lineage (`lineage.rs`).
+    pub lineage: super::lineage::Lineage,
 }
 
 fn stack_of(snap: &Snapshot) -> Option<&AgentStack> {
@@ -473,6 +491,7 @@ fn read(ctx: &Context, node: &AgentNode) -> (Snapshot, WorkloadMeta) {
         .unwrap_or_default();
     let mode = lifecycle_mode(node);
     let (workload, meta) = observe_workload(ctx, &namespace, &name, mode);
+    let lineage = super::lineage::read(ctx, node, now, meta.bindings.is_some(), meta.created);
 
     // Placement: immutable once chosen. Read back from status (or from this process's own write when
     // the cache is older), else chosen now; a semantic placement needs the stack (its autonomy).
@@ -493,7 +512,7 @@ fn read(ctx: &Context, node: &AgentNode) -> (Snapshot, WorkloadMeta) {
     let mut newly_placed = false;
     let placement = match recorded {
         Some(w) => Ok(Some(w)),
-        None if stack_ref.is_none() => Ok(None),
+        None if stack_ref.is_none() || lineage.blocks() => Ok(None),
         None => {
             let outcome = match explicit_placement(node) {
                 Some(result) => result,
@@ -565,6 +584,7 @@ fn read(ctx: &Context, node: &AgentNode) -> (Snapshot, WorkloadMeta) {
         models,
         models_state,
         stack,
+        lineage,
     };
     (snapshot, meta)
 }
@@ -583,6 +603,8 @@ pub struct Plan {
     /// Re-read the node from the API server and plan again before acting (the plan ends the node on
     /// a report the cache may not have yet).
     pub confirm_fresh: bool,
+    /// Stop the running workload (the node is over its budget).
+    pub stop_workload: bool,
 }
 
 /// The phase the operator recorded, as a starting point of the phase machine. `Dissolving` is not
@@ -609,6 +631,10 @@ fn set_node_ready(status: &mut AgentNodeStatus, generation: Option<i64>, now: Ti
 pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
     let generation = node.metadata.generation;
     let now = snap.now;
+    // A child its parent's caps refuse (or whose parent is not known yet) takes no other step.
+    if let Some(refused) = super::lineage::refused_plan(node, &snap.lineage, now) {
+        return refused;
+    }
     let old = node.status.clone().unwrap_or_default();
     let mut status = old.clone();
     status.observed_generation = generation;
@@ -685,7 +711,24 @@ pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
         problem_reported: find(&old.conditions, "AgentReady").is_some_and(|c| c.status == "False"),
         now,
     };
-    let decision: Decision = decide(&inputs);
+    let mut decision: Decision = decide(&inputs);
+    let ttl_failed = node
+        .spec
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.ttl_seconds_after_failure)
+        .unwrap_or(super::agent_node_decide::DEFAULT_TTL_AFTER_FAILURE);
+    if let Some(message) = super::lineage::enforce_budget(
+        &mut decision,
+        &snap.lineage,
+        matches!(snap.workload, Workload::Running { .. }),
+        u64::try_from(ttl_failed).unwrap_or(0),
+        now,
+    ) {
+        out.stop_workload = true;
+        out.events
+            .push((EventType::Warning, super::lineage::BUDGET_EXCEEDED, message));
+    }
     out.confirm_fresh = decision.confirm_fresh;
     if matches!(inputs.models, Models::Waiting(_) | Models::Ready)
         || decision.phase == NodePhase::Provisioning
@@ -773,6 +816,7 @@ pub fn plan(node: &AgentNode, snap: &Snapshot) -> Plan {
     objective.met = decision.objective_met;
     out.dissolve = decision.dissolve;
     out.requeue_after = decision.requeue_after;
+    super::lineage::annotate(&mut status, node, &snap.lineage, snap.workload_created, now);
     set_node_ready(&mut status, generation, now);
     if !out.dissolve && status != old {
         out.status = Some(status);
@@ -831,6 +875,16 @@ async fn apply(
     let mut requeue = min_requeue(plan.requeue_after, meta.recheck_after);
     let mut status = plan.status;
     let mut events = plan.events;
+    super::lineage::apply_metadata(api, node, &snap.lineage).await?;
+    super::lineage::record_spawned(ctx, node, &snap.lineage).await;
+    if plan.stop_workload {
+        let kind = match lifecycle_mode(node) {
+            LifecycleMode::Ephemeral => "Job",
+            LifecycleMode::Persistent => "Deployment",
+        };
+        super::lineage::stop_workload(ctx, node, kind, &agent_workload_name(&node.name_any()))
+            .await?;
+    }
     if plan.run_workload {
         let placement = status
             .as_ref()
@@ -912,6 +966,10 @@ async fn write_status(
     })?;
     if let Some(objective) = body.get_mut("objective").and_then(|o| o.as_object_mut()) {
         objective.remove("observed");
+    }
+    // status.usage.tokens is the agent's report, as observed is.
+    if let Some(usage) = body.get_mut("usage").and_then(|u| u.as_object_mut()) {
+        usage.remove("tokens");
     }
     let doc = json!({"apiVersion": "hypersync.io/v1alpha1", "kind": "AgentNode", "status": body});
     let key = written_key(node);
@@ -999,10 +1057,11 @@ async fn ensure_workload(
         vector_store: memory.and_then(|m| m.vector_store.as_ref()),
         context: memory.and_then(|m| m.context.as_ref()),
     };
-    let built = match build_agent_workload(&input) {
+    let mut built = match build_agent_workload(&input) {
         Ok(built) => built,
         Err(err) => return Ok(Err((err.reason(), err.to_string()))),
     };
+    super::lineage::add_env(&mut built.workload, node, &snap.lineage);
     let models_annotation = bindings_annotation(
         snap.models
             .iter()
@@ -1014,7 +1073,7 @@ async fn ensure_workload(
     // identity was made, and is not applied again.
     if runtime.service_account_name.is_none() && !exists {
         let sa = build_service_account(&name, &namespace, &owner);
-        let role = build_role(&name, &namespace, &owner);
+        let role = build_node_role(&name, &namespace, &owner, node.spec.spawn.as_ref());
         let binding = build_role_binding(&name, &namespace, &owner);
         let sa_api = Api::<ServiceAccount>::namespaced(ctx.client.clone(), &namespace);
         let role_api = Api::<Role>::namespaced(ctx.client.clone(), &namespace);

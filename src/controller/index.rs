@@ -57,6 +57,8 @@ struct NodeRec {
     label: String,
     persistent: bool,
     deleting: bool,
+    /// Not admitted by its parent's caps (`lineage.rs`): it never runs, so it needs no model.
+    refused: bool,
     /// The agent's report meets the spec's metric.
     metric_met: bool,
     /// Models this node currently counts towards (its demand contribution).
@@ -108,6 +110,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Index {
     inner: Mutex<Inner>,
+    /// Lineages of spawned nodes: parents, children counts, token usage (`lineage.rs`).
+    pub lineage: super::lineage::LineageIndex,
 }
 
 fn point_of(p: &PlacementStatus) -> Option<DiskPoint> {
@@ -179,7 +183,7 @@ fn node_metric_met(node: &AgentNode) -> bool {
 
 impl Inner {
     fn contribution(&self, key: &Key, rec: &NodeRec) -> Vec<String> {
-        if rec.deleting {
+        if rec.deleting || rec.refused {
             return Vec::new();
         }
         match self.workloads.get(key) {
@@ -303,6 +307,7 @@ impl Index {
                 .as_ref()
                 .is_some_and(|l| l.mode == LifecycleMode::Persistent),
             deleting: node.metadata.deletion_timestamp.is_some(),
+            refused: super::lineage::is_refused(node),
             metric_met: node_metric_met(node),
             contribution: previous
                 .as_ref()
@@ -324,6 +329,8 @@ impl Index {
             inner.place_rec(&key, p);
         }
         inner.refresh_demand(&key, &mut t);
+        drop(inner);
+        t.nodes.extend(self.lineage.node_applied(node));
         t.nodes.push(key);
         t
     }
@@ -344,6 +351,8 @@ impl Index {
             }
             inner.node_by_label.remove(&(key.0.clone(), rec.label));
         }
+        drop(inner);
+        t.nodes.extend(self.lineage.node_deleted(key));
         t
     }
 
@@ -376,6 +385,11 @@ impl Index {
         };
         let key = (namespace, node);
         inner.owners.insert((kind, own), key.clone());
+        t.nodes.extend(self.lineage.workload_applied(
+            &key,
+            meta.creation_timestamp.as_ref().map(|c| c.0),
+            finished,
+        ));
         let rec = WorkloadRec {
             models: meta
                 .annotations
@@ -403,6 +417,7 @@ impl Index {
             if inner.workloads.remove(&owner).is_some() {
                 inner.refresh_demand(&owner, &mut t);
             }
+            t.nodes.extend(self.lineage.workload_deleted(&owner));
             t.nodes.push(owner);
         } else {
             t.entries.push(owner);
@@ -802,6 +817,22 @@ mod tests {
         ));
         assert_eq!(index.demand("ns", "a"), 1);
         let t = index.node_deleted(&key("m"));
+        assert_eq!(t.entries, vec![key("a")]);
+        assert_eq!(index.demand("ns", "a"), 0);
+    }
+
+    #[test]
+    fn a_refused_child_needs_no_model() {
+        let index = Index::default();
+        index.stack_applied(&stack("s", &["a"]));
+        index.node_applied(&node("kid", "s", json!({})));
+        assert_eq!(index.demand("ns", "a"), 1);
+        let t = index.node_applied(&node(
+            "kid",
+            "s",
+            json!({"status": {"phase": "Failed", "conditions": [{"type": "Admitted", "status": "False",
+                "reason": "SpawnLimitExceeded", "message": "maxChildren", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
+        ));
         assert_eq!(t.entries, vec![key("a")]);
         assert_eq!(index.demand("ns", "a"), 0);
     }

@@ -12,6 +12,7 @@ pub mod agent_node_decide;
 pub mod agent_stack;
 pub mod context;
 pub mod index;
+pub mod lineage;
 pub mod model_entry;
 pub mod model_entry_decide;
 pub mod pods;

@@ -8,7 +8,7 @@ use crate::api::agent_node::NodePhase;
 use crate::geometry::{AnchorKey, DiskPoint};
 
 /// The label naming a node's parent (the coordinator that spawned it), in the same namespace.
-pub const LABEL_PARENT: &str = "hypersync.io/parent";
+pub use crate::workload::labels::LABEL_PARENT;
 
 /// One AgentNode as the plugin draws and lists it.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,6 +14,7 @@ use super::labels::{
 use super::meta::object_meta;
 use super::names::{child_name, label_value};
 use crate::api::GROUP;
+use crate::api::agent_node::Spawn;
 
 /// Suffix of the ServiceAccount, Role and RoleBinding names.
 pub const IDENTITY_SUFFIX: &str = "agent";
@@ -74,6 +75,49 @@ pub fn build_role(node_name: &str, namespace: &str, owner: &OwnerReference) -> R
             rule("agentnodes/status", &["get", "patch"]),
         ]),
     }
+}
+
+/// The extra rules of a node with `spec.spawn`: query the registry (ModelEntries by capability
+/// labels) and the stacks, and create, read and delete AgentNodes (its children: the spawn admission
+/// policy holds it to nodes whose `parentRef` is itself, and deletions to its subtree), plus creating
+/// AgentStacks with `createStacks`. RBAC cannot scope these to a subtree; the policy and the operator's
+/// caps do.
+pub fn spawner_rules(spawn: &Spawn) -> Vec<PolicyRule> {
+    let rule = |resource: &str, verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec![GROUP.to_string()]),
+        resources: Some(vec![resource.to_string()]),
+        resource_names: None,
+        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        non_resource_urls: None,
+    };
+    vec![
+        rule("modelentries", &["get", "list", "watch"]),
+        rule(
+            "agentstacks",
+            if spawn.create_stacks {
+                &["get", "list", "watch", "create"]
+            } else {
+                &["get", "list", "watch"]
+            },
+        ),
+        rule("agentnodes", &["create", "get", "list", "watch", "delete"]),
+    ]
+}
+
+/// The node's Role: [`build_role`], plus [`spawner_rules`] when the node may spawn.
+pub fn build_node_role(
+    node_name: &str,
+    namespace: &str,
+    owner: &OwnerReference,
+    spawn: Option<&Spawn>,
+) -> Role {
+    let mut role = build_role(node_name, namespace, owner);
+    if let Some(spawn) = spawn {
+        role.rules
+            .get_or_insert_with(Vec::new)
+            .extend(spawner_rules(spawn));
+    }
+    role
 }
 
 /// The RoleBinding of the node's Role to its ServiceAccount.
@@ -170,6 +214,48 @@ mod tests {
         assert_eq!(
             role.rules.unwrap()[0].resource_names.as_ref().unwrap()[0],
             node
+        );
+    }
+
+    #[test]
+    fn only_spawners_get_the_spawn_verbs() {
+        let plain = build_node_role("scout-1", "ai", &owner(), None);
+        assert_eq!(plain, build_role("scout-1", "ai", &owner()));
+        let spawn: Spawn =
+            serde_json::from_value(serde_json::json!({"maxChildren": 2})).expect("spawn");
+        let role = build_node_role("coordinator", "ai", &owner(), Some(&spawn));
+        let rules = role.rules.expect("rules");
+        let verbs = |resource: &str| -> Vec<String> {
+            rules
+                .iter()
+                .filter(|r| r.resources.as_deref() == Some(&[resource.to_string()][..]))
+                .flat_map(|r| r.verbs.clone())
+                .collect()
+        };
+        assert_eq!(
+            verbs("agentnodes"),
+            ["get", "create", "get", "list", "watch", "delete"]
+        );
+        assert_eq!(verbs("agentstacks"), ["get", "list", "watch"]);
+        assert_eq!(verbs("modelentries"), ["get", "list", "watch"]);
+        assert!(
+            rules
+                .iter()
+                .all(|r| r.api_groups.as_deref() == Some(&[GROUP.to_string()][..]))
+        );
+        let creating = Spawn {
+            create_stacks: true,
+            ..spawn
+        };
+        let role = build_node_role("coordinator", "ai", &owner(), Some(&creating));
+        assert!(
+            role.rules
+                .expect("rules")
+                .iter()
+                .any(
+                    |r| r.resources.as_deref() == Some(&["agentstacks".to_string()][..])
+                        && r.verbs.contains(&"create".to_string())
+                )
         );
     }
 }

@@ -44,6 +44,16 @@ pub const ANNOTATION_MODELS: &str = "hypersync.io/models";
 /// its desired state, so an unchanged child is not applied again, even after an operator restart.
 pub const ANNOTATION_SPEC_DIGEST: &str = "hypersync.io/spec-digest";
 
+/// Lineage label of a spawned AgentNode: the name of its parent (`spec.parentRef.name`).
+pub const LABEL_PARENT: &str = "hypersync.io/parent";
+/// Lineage label: the name of the lineage's root (the first ancestor without a parent).
+pub const LABEL_ROOT: &str = "hypersync.io/root";
+/// Lineage label: generations below the root (the root is 0).
+pub const LABEL_DEPTH: &str = "hypersync.io/depth";
+/// `"true"` on an AgentNode with `spec.spawn`: the spawn admission policy reads such nodes as its
+/// parameters (a spawner's own limits).
+pub const LABEL_SPAWNER: &str = "hypersync.io/spawner";
+
 /// Placement annotation: Euclidean radius in the Poincare disk.
 pub const ANNOTATION_R: &str = "hypersync.io/r";
 /// Placement annotation: angle in degrees.
@@ -90,6 +100,10 @@ mod tests {
             LABEL_MODEL_ENTRY,
             LABEL_AGENT_NODE,
             LABEL_STACK,
+            LABEL_PARENT,
+            LABEL_ROOT,
+            LABEL_DEPTH,
+            LABEL_SPAWNER,
             ANNOTATION_R,
             ANNOTATION_THETA_DEGREES,
             ANNOTATION_HYPERBOLIC_RADIUS,

@@ -162,6 +162,9 @@ mod tests {
                 objective: None,
                 lifecycle: None,
                 runtime: None,
+                parent_ref: None,
+                spawn: None,
+                budget: None,
             },
         );
         assert!(owner_reference_to(&node).is_none(), "no uid yet");

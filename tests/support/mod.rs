@@ -87,9 +87,21 @@ impl Cluster {
         .await
     }
 
+    /// Like [`Cluster::start_with`], on an authorizing kube-sim (`--authorize`); the test's client is
+    /// the admin (`sim-admin`).
+    pub async fn start_authorizing(nodes: &str) -> Cluster {
+        Self::start_config(SimConfig {
+            nodes: Some(nodes.to_string()),
+            authorize: true,
+            ..SimConfig::default()
+        })
+        .await
+    }
+
     async fn start_config(config: SimConfig) -> Cluster {
+        let token = config.authorize.then_some("sim-admin");
         let sim = Sim::start(config).await.expect("kube-sim starts");
-        let client = Client::try_from(client_config(&sim, None)).expect("client builds");
+        let client = Client::try_from(client_config(&sim, token)).expect("client builds");
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         for crd in generate::crds() {
             let name = crd.metadata.name.clone().expect("CRD has a name");

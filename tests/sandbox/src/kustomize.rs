@@ -213,7 +213,10 @@ mod tests {
                 "ModelEntry",
                 "ModelEntry",
                 "AgentStack",
-                "AgentNode"
+                "AgentStack",
+                "AgentNode",
+                "AgentNode",
+                "Secret"
             ]
         );
         let find = |kind: &str, name: &str| {

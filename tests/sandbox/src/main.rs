@@ -1,8 +1,10 @@
 //! `hypersync-sandbox` (`make sandbox`): starts kube-sim with GPU and CPU nodes, installs the CRDs,
-//! runs the operator as a child process, applies manifests/sandbox, plays the agent of the seed
-//! story, narrates every change kubectl-style, and prints how long it took, the operator's API
-//! calls for the AgentNode and its peak memory; then serves until Ctrl-C.
+//! runs the operator as a child process, applies manifests/sandbox, plays the coordinator's agent
+//! (which creates the analyst's stack and spawns the analyst, `coordinator.rs`) and the analyst's,
+//! narrates every change kubectl-style, and prints how long it took, the operator's API calls for
+//! the AgentNode and its peak memory; then serves until Ctrl-C.
 
+mod coordinator;
 mod kustomize;
 mod narrate;
 mod story;
@@ -49,6 +51,9 @@ struct Args {
     /// The kustomize overlay to apply.
     #[arg(long, default_value = "manifests/sandbox")]
     manifests: PathBuf,
+    /// The spawn admission policies to install (the kustomize copy of the chart's).
+    #[arg(long, default_value = "manifests/operator/agent-spawn-policy.yaml")]
+    policies: PathBuf,
     /// Where the kubeconfig and the operator log go.
     #[arg(long, default_value = ".sandbox")]
     state_dir: PathBuf,
@@ -86,6 +91,14 @@ enum SandboxError {
     OperatorExited(String),
     #[error("failed to finish the story within {0}s")]
     Timeout(u64),
+    #[error("failed to play the coordinator: {0}")]
+    Coordinator(String),
+    #[error("failed to read the admission policies {path}")]
+    Policies {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SandboxError {
@@ -176,6 +189,17 @@ impl Sandbox {
 
     async fn run(&mut self, args: &Args, clock: Clock) -> Result<(), SandboxError> {
         let objects = kustomize::render(&args.manifests)?;
+        // With a coordinator in the manifests, its agent (played below) creates the analyst's stack
+        // and spawns the analyst; the admin applies the rest.
+        let cast = coordinator::Cast::split(objects.clone());
+        let objects = match &cast {
+            Some(c) => {
+                let mut v = c.admin.clone();
+                v.push(c.analyst.clone());
+                v
+            }
+            None => objects,
+        };
 
         let sim = kube_sim::Sim::start(kube_sim::SimConfig {
             nodes: Some(args.nodes.clone()),
@@ -242,9 +266,12 @@ impl Sandbox {
                 .push(tokio::spawn(watch(admin.clone(), ar, kind, tx.clone())));
         }
         let story_start = clock.secs();
-        let (nodes, rest): (Vec<Value>, Vec<Value>) = objects
-            .into_iter()
-            .partition(|o| o.get("kind").and_then(Value::as_str) == Some("AgentNode"));
+        let (nodes, rest): (Vec<Value>, Vec<Value>) = objects.into_iter().partition(|o| {
+            o.get("kind").and_then(Value::as_str) == Some("AgentNode")
+                && cast
+                    .as_ref()
+                    .is_none_or(|c| narrate::name(o) != c.coordinator)
+        });
         let models: BTreeSet<String> = rest
             .iter()
             .filter(|o| o.get("kind").and_then(Value::as_str) == Some("ModelEntry"))
@@ -276,7 +303,30 @@ impl Sandbox {
             models.len()
         ));
         let mut kinds: HashMap<String, (ApiResource, bool)> = HashMap::new();
+        let coordinator_agent = match &cast {
+            Some(c) => {
+                let policies = read_policies(&args.policies)?;
+                apply_all(&admin, &policies, &mut kinds).await?;
+                clock.say(&format!(
+                    "admission policies installed: {} (a spawner creates only its own children, within its limits)",
+                    policies
+                        .iter()
+                        .filter(|p| p.get("kind").and_then(Value::as_str) == Some("ValidatingAdmissionPolicy"))
+                        .map(narrate::name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                let sa = format!("{}-agent", c.coordinator);
+                let token = format!("sim-sa:{node_ns}:{sa}");
+                Some((
+                    client(&url, ca.as_deref(), &token, &format!("{USER_AGENT}/agent")).await?,
+                    format!("system:serviceaccount:{node_ns}:{sa}"),
+                ))
+            }
+            None => None,
+        };
         apply_all(&admin, &rest, &mut kinds).await?;
+        let mut coordinator_started = false;
 
         let mut story = Story::new(models, &stack_name, &node_name);
         let mut seen: HashMap<(Kind, String, String), Value> = HashMap::new();
@@ -302,6 +352,17 @@ impl Sandbox {
                     };
                     for line in lines {
                         clock.say(&line);
+                    }
+                    if let (Some(c), Some((agent, who))) = (&cast, &coordinator_agent)
+                        && !coordinator_started
+                        && obs.kind == Kind::AgentNode
+                        && narrate::name(&obs.obj) == c.coordinator
+                        && obs.obj.pointer("/status/phase").and_then(Value::as_str) == Some("Running")
+                    {
+                        coordinator_started = true;
+                        coordinator::assemble(agent.clone(), &node_ns, &c.analyst_stack, who, clock)
+                            .await
+                            .map_err(SandboxError::Coordinator)?;
                     }
                     for action in story.observe(obs.kind, &obs.obj, obs.deleted, clock.secs()) {
                         match action {
@@ -331,8 +392,26 @@ impl Sandbox {
             if node_applied_at.is_none() && (settled || waited_long) {
                 // Count only what the node costs: reset the request counters as it is created.
                 state.stats.reset();
-                clock.say(&format!("applying agentnode/{node_name} (server-side)"));
-                apply_all(&admin, &nodes, &mut kinds).await?;
+                match (&cast, &coordinator_agent) {
+                    (Some(c), Some((agent, _))) => {
+                        coordinator::spawn(agent.clone(), &node_ns, &c.analyst, clock)
+                            .await
+                            .map_err(SandboxError::Coordinator)?;
+                        self.tasks
+                            .push(tokio::spawn(coordinator::lineage_and_refusals(
+                                agent.clone(),
+                                admin.clone(),
+                                node_ns.clone(),
+                                c.coordinator.clone(),
+                                c.analyst.clone(),
+                                clock,
+                            )));
+                    }
+                    _ => {
+                        clock.say(&format!("applying agentnode/{node_name} (server-side)"));
+                        apply_all(&admin, &nodes, &mut kinds).await?;
+                    }
+                }
                 node_applied_at = Some(Instant::now());
             }
             if op_exit.is_none() {
@@ -392,8 +471,13 @@ impl Sandbox {
             .iter()
             .map(|(v, c)| format!("{v} {c}"))
             .collect();
+        let scope = if cast.is_some() {
+            " (with the refused spawn and the coordinator's children count in the same span)"
+        } else {
+            ""
+        };
         println!(
-            "  operator API calls for agentnode/{node_name}, creation to dissolution: {} ({})",
+            "  operator API calls for agentnode/{node_name}, creation to dissolution{scope}: {} ({})",
             ops.total,
             verbs.join(", ")
         );
@@ -414,6 +498,11 @@ impl Sandbox {
                 "  the Poincaré disk while the agent ran: {} (now: kubectl hypersync disk > disk.svg)",
                 path.display()
             );
+        }
+        if let Some(c) = &cast
+            && let Some(line) = coordinator::summary(admin.clone(), &node_ns, &c.coordinator).await
+        {
+            println!("  {line}");
         }
         match memory {
             Some((hwm, rss)) => println!(
@@ -442,6 +531,19 @@ async fn draw_disk(client: &Client, namespace: &str) -> Result<String, String> {
         max_labels: disk::DEFAULT_MAX_LABELS,
     };
     Ok(disk::render(&list.items, &options))
+}
+
+/// The admission policies, as YAML documents.
+fn read_policies(path: &Path) -> Result<Vec<Value>, SandboxError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SandboxError::Policies {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let docs = serde_saphyr::from_multiple::<Value>(&text).map_err(|e| SandboxError::Policies {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+    })?;
+    Ok(docs.into_iter().filter(Value::is_object).collect())
 }
 
 /// Hyperbolic distance between two points of the disk given as (r, theta degrees).
