@@ -378,7 +378,6 @@ async fn install_spawn_policies(cluster: &Cluster) {
     use k8s_openapi::api::admissionregistration::v1::{
         ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
     };
-    use serde::Deserialize;
     let text = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("manifests/operator/agent-spawn-policy.yaml"),
