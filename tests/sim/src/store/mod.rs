@@ -5,6 +5,7 @@
 //! writes are kept as compact JSON and decoded on demand (see `compact`).
 
 mod compact;
+mod index;
 mod meta;
 
 pub use meta::{
@@ -14,13 +15,21 @@ pub use meta::{
 
 use bytes::Bytes;
 pub use compact::Version;
+pub use index::IndexFn;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
-/// Default number of events kept for watch resume.
+/// Default number of events always kept for watch resume.
 pub const DEFAULT_HISTORY: usize = 10_000;
+/// Events younger than this are kept beyond `DEFAULT_HISTORY` (the apiserver's watch cache aims
+/// to hold the last 75 s of events, its `eventFreshDuration`), up to [`DEFAULT_HISTORY_MAX`].
+pub const DEFAULT_HISTORY_AGE: Duration = Duration::from_secs(75);
+/// Most events kept whatever their age (the watch cache's upper bound is 100 Ki events): about
+/// 4 KiB each for the superseded versions of the operator's objects, so ~400 MiB at most.
+pub const DEFAULT_HISTORY_MAX: usize = 100 * 1024;
 /// Capacity of the fan-out channel; a watcher that falls this far behind is closed (it resumes).
 const BROADCAST_CAPACITY: usize = 16_384;
 
@@ -73,6 +82,8 @@ pub struct Event {
     /// The object before this change (for MODIFIED and DELETED).
     prev: Option<Arc<Version>>,
     wire: OnceLock<Bytes>,
+    /// When it was committed (the history keeps young events, see [`HistoryLimits`]).
+    at: Instant,
 }
 
 impl Event {
@@ -185,15 +196,21 @@ struct Inner {
     rv: u64,
     tables: HashMap<Arc<str>, Table>,
     history: VecDeque<Arc<Event>>,
-    history_cap: usize,
+    limits: HistoryLimits,
     /// Highest rv evicted from the history window (0 = nothing evicted yet).
     compacted: u64,
+    /// Per table, the highest rv of its events evicted from the window: a watch or snapshot of
+    /// that table can start from any later rv, as all its events after it are still held (the
+    /// apiserver keeps one watch cache per resource; a quiet resource's window spans long).
+    compacted_tables: HashMap<Arc<str>, u64>,
     /// uid -> (table, key)
     uids: HashMap<String, (Arc<str>, String)>,
     /// owner uid -> dependents (table, key)
     dependents: HashMap<String, HashSet<(Arc<str>, String)>>,
     /// Events past the hot window, waiting to be handed to the compactor as a batch.
     to_cool: Vec<Arc<Event>>,
+    /// Secondary indexes by table (see `index`).
+    secondary: HashMap<Arc<str>, index::SecondaryIndex>,
 }
 
 /// Result of one list page.
@@ -247,6 +264,41 @@ impl Default for Store {
     }
 }
 
+/// How many events the history window holds for watch resume and snapshot lists: at least
+/// `min_events`; beyond that, the events younger than `max_age`, up to `max_events` in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    pub min_events: usize,
+    pub max_age: Duration,
+    pub max_events: usize,
+}
+
+impl HistoryLimits {
+    /// Exactly `events` events, whatever their age.
+    pub fn events(events: usize) -> Self {
+        HistoryLimits {
+            min_events: events.max(1),
+            max_age: Duration::ZERO,
+            max_events: events.max(1),
+        }
+    }
+
+    /// Whether the oldest of `len` events, committed at `oldest`, leaves the window.
+    fn evicts(&self, len: usize, oldest: Instant) -> bool {
+        len > self.min_events && (len > self.max_events || oldest.elapsed() > self.max_age)
+    }
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryLimits {
+            min_events: DEFAULT_HISTORY,
+            max_age: DEFAULT_HISTORY_AGE,
+            max_events: DEFAULT_HISTORY_MAX,
+        }
+    }
+}
+
 /// Builds the `namespace/name` key.
 pub fn object_key(namespace: &str, name: &str) -> String {
     let mut k = String::with_capacity(namespace.len() + name.len() + 1);
@@ -257,19 +309,32 @@ pub fn object_key(namespace: &str, name: &str) -> String {
 }
 
 impl Store {
+    /// A store whose history window holds exactly `history_cap` events.
     pub fn new(history_cap: usize) -> Self {
+        Self::with_history(HistoryLimits::events(history_cap))
+    }
+
+    /// A store whose history window follows `limits`.
+    pub fn with_history(limits: HistoryLimits) -> Self {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let limits = HistoryLimits {
+            min_events: limits.min_events.max(1),
+            max_events: limits.max_events.max(limits.min_events).max(1),
+            ..limits
+        };
         Store {
             id: compact::next_store_id(),
             inner: RwLock::new(Inner {
                 rv: 1,
                 tables: HashMap::new(),
-                history: VecDeque::with_capacity(history_cap.min(1 << 16)),
-                history_cap: history_cap.max(1),
+                history: VecDeque::with_capacity(limits.min_events.min(1 << 16)),
+                limits,
                 compacted: 0,
+                compacted_tables: HashMap::new(),
                 uids: HashMap::new(),
                 dependents: HashMap::new(),
                 to_cool: Vec::new(),
+                secondary: HashMap::new(),
             }),
             tx,
         }
@@ -288,9 +353,14 @@ impl Store {
         self.read().rv
     }
 
-    /// Oldest resourceVersion a watch or snapshot list can still start from.
+    /// Oldest resourceVersion a watch or snapshot list of any table can still start from.
     pub fn oldest_rv(&self) -> u64 {
         self.read().compacted
+    }
+
+    /// Number of events in the history window.
+    pub fn history_len(&self) -> usize {
+        self.read().history.len()
     }
 
     pub fn get(&self, table: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
@@ -339,6 +409,34 @@ impl Store {
                 Some((t.clone(), obj))
             })
             .collect()
+    }
+
+    /// Keeps a secondary index over `table` (replacing one set before), built from the objects
+    /// stored now and kept by every later write; see [`Store::indexed`].
+    pub fn add_index(&self, table: &str, f: IndexFn) {
+        let mut inner = self.write();
+        let inner = &mut *inner;
+        let mut ix = index::SecondaryIndex::new(f);
+        if let Some(t) = inner.tables.get(table) {
+            for (key, e) in &t.objects {
+                ix.add(key, &e.scanned());
+            }
+        }
+        inner.secondary.insert(Arc::from(table), ix);
+    }
+
+    /// The objects of `table` whose index keys include any of `keys`, in `namespace/name` order.
+    /// `None` when the table has no index (the caller scans instead).
+    pub fn indexed(&self, table: &str, keys: &[String]) -> Option<Vec<Arc<Value>>> {
+        let inner = self.read();
+        let ix = inner.secondary.get(table)?;
+        let objects = inner.tables.get(table).map(|t| &t.objects);
+        Some(
+            ix.lookup(keys)
+                .into_iter()
+                .filter_map(|k| objects?.get(k).map(Entry::scanned))
+                .collect(),
+        )
     }
 
     /// Names of all tables that hold at least one object.
@@ -414,6 +512,9 @@ impl Store {
             },
         );
         index_add(inner, table, &key, &obj);
+        if let Some(ix) = inner.secondary.get_mut(table) {
+            ix.add(&key, &obj);
+        }
         self.commit(inner, rv, EventType::Added, table, key, version, None);
         Ok(obj)
     }
@@ -465,6 +566,9 @@ impl Store {
         if reindex {
             index_add(inner, table, &key, &obj);
         }
+        if let Some(ix) = inner.secondary.get_mut(table) {
+            ix.replace(&key, &old, &obj);
+        }
         self.commit(
             inner,
             rv,
@@ -514,6 +618,9 @@ impl Store {
             t.objects.remove(&key);
         }
         index_remove(inner, &key, table, &old);
+        if let Some(ix) = inner.secondary.get_mut(table) {
+            ix.remove(&key, &old);
+        }
         inner.rv += 1;
         let rv = inner.rv;
         let mut gone = (*old).clone();
@@ -550,10 +657,11 @@ impl Store {
         // Overlay of keys changed after the snapshot: key -> state at snapshot (None = absent).
         let mut overlay: BTreeMap<String, Option<Arc<Value>>> = BTreeMap::new();
         if snapshot < current {
-            if snapshot < inner.compacted {
+            let oldest = inner.compacted_for(table);
+            if snapshot < oldest {
                 return Err(StoreError::Expired {
                     requested: snapshot,
-                    oldest: inner.compacted,
+                    oldest,
                 });
             }
             let start = inner.history.partition_point(|e| e.rv <= snapshot);
@@ -640,10 +748,11 @@ impl Store {
         let inner = self.read();
         let rx = self.tx.subscribe();
         let start_rv = from_rv.unwrap_or(inner.rv).min(inner.rv);
-        if start_rv < inner.compacted {
+        let oldest = inner.compacted_for(table);
+        if start_rv < oldest {
             return Err(StoreError::Expired {
                 requested: start_rv,
-                oldest: inner.compacted,
+                oldest,
             });
         }
         let start = inner.history.partition_point(|e| e.rv <= start_rv);
@@ -715,15 +824,18 @@ impl Store {
             object,
             prev,
             wire: OnceLock::new(),
+            at: Instant::now(),
         });
-        if inner.history.len() >= inner.history_cap
+        inner.history.push_back(ev.clone());
+        while let Some(oldest) = inner.history.front()
+            && inner.limits.evicts(inner.history.len(), oldest.at)
             && let Some(old) = inner.history.pop_front()
         {
             inner.compacted = old.rv;
+            inner.compacted_tables.insert(old.table.clone(), old.rv);
             old.cool();
         }
-        inner.history.push_back(ev.clone());
-        let hot = compact::HOT_EVENTS.min(inner.history_cap);
+        let hot = compact::HOT_EVENTS.min(inner.limits.min_events);
         if let Some(i) = inner.history.len().checked_sub(hot + 1) {
             let ev = inner.history[i].clone();
             inner.to_cool.push(ev);
@@ -733,6 +845,13 @@ impl Store {
         }
         // No receivers is fine.
         let _ = self.tx.send(ev);
+    }
+}
+
+impl Inner {
+    /// The highest evicted rv of `table`'s events (see `compacted_tables`).
+    fn compacted_for(&self, table: &str) -> u64 {
+        self.compacted_tables.get(table).copied().unwrap_or(0)
     }
 }
 

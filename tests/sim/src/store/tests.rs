@@ -360,3 +360,138 @@ fn only_the_newest_writes_stay_decoded_and_old_events_replay_unchanged() {
     assert!(sub.backlog[0].has_prev());
     assert_eq!(*sub.backlog[0].prev().unwrap(), *first);
 }
+
+/// Index keys of a test object: its `data.owner` values (comma-separated).
+fn owner_keys(ns: &str, obj: &Value) -> Vec<String> {
+    obj.pointer("/data/owner")
+        .and_then(Value::as_str)
+        .map(|s| s.split(',').map(|o| format!("{ns}:{o}")).collect())
+        .unwrap_or_default()
+}
+
+fn owned(ns: &str, name: &str, owner: &str) -> Value {
+    json!({"metadata": {"name": name, "namespace": ns}, "data": {"owner": owner}})
+}
+
+fn names(objs: Option<Vec<Arc<Value>>>) -> Vec<String> {
+    objs.expect("indexed table")
+        .iter()
+        .map(|o| obj_name(o).to_string())
+        .collect()
+}
+
+#[test]
+fn secondary_index_follows_creates_updates_and_deletes() {
+    let s = Store::new(100);
+    let tb = t("/configmaps");
+    s.create(&tb, "a", owned("a", "before-index", "x")).unwrap();
+    assert!(s.indexed(&tb, &["a:x".into()]).is_none());
+    s.add_index(&tb, owner_keys);
+    assert_eq!(names(s.indexed(&tb, &["a:x".into()])), ["before-index"]);
+    s.create(&tb, "a", owned("a", "m2", "x,y")).unwrap();
+    s.create(&tb, "a", owned("a", "m1", "y")).unwrap();
+    s.create(&tb, "b", owned("b", "m0", "x")).unwrap();
+    // Union of keys, in namespace/name order, each object once.
+    assert_eq!(
+        names(s.indexed(&tb, &["a:y".into(), "a:x".into()])),
+        ["before-index", "m1", "m2"]
+    );
+    assert_eq!(names(s.indexed(&tb, &["b:x".into()])), ["m0"]);
+    s.update(&tb, "a", "m2", owned("a", "m2", "z"), None)
+        .unwrap();
+    assert_eq!(names(s.indexed(&tb, &["a:x".into()])), ["before-index"]);
+    assert_eq!(names(s.indexed(&tb, &["a:z".into()])), ["m2"]);
+    s.delete(&tb, "a", "m1", &Preconditions::default()).unwrap();
+    assert!(names(s.indexed(&tb, &["a:y".into()])).is_empty());
+    // Objects of other tables are not indexed.
+    s.create(&t("/secrets"), "a", owned("a", "s", "z")).unwrap();
+    assert_eq!(names(s.indexed(&tb, &["a:z".into()])), ["m2"]);
+}
+
+#[test]
+fn a_quiet_table_resumes_after_a_burst_in_another_table() {
+    let s = Store::new(1_000);
+    let quiet = t("/secrets");
+    let busy = t("/configmaps");
+    let q = s.create(&quiet, "ns", cm("ns", "q", "0")).unwrap();
+    let rv = rv_of(&q);
+    s.create(&busy, "ns", cm("ns", "b", "0")).unwrap();
+    for i in 0..20_000 {
+        s.update(&busy, "ns", "b", cm("ns", "b", &i.to_string()), None)
+            .unwrap();
+    }
+    assert_eq!(s.history_len(), 1_000);
+    // Every secret written after rv is still held: the resume is exact.
+    let sub = s.watch_from(&quiet, Some(rv)).unwrap();
+    assert!(sub.backlog.is_empty());
+    s.update(&quiet, "ns", "q", cm("ns", "q", "1"), None)
+        .unwrap();
+    let list = s
+        .list(
+            &quiet,
+            None,
+            &ListOptions {
+                snapshot: Some(rv),
+                ..ListOptions::default()
+            },
+            &|_| true,
+        )
+        .unwrap();
+    assert_eq!(list.items[0]["data"]["v"], "0");
+    // The busy table's events from rv have left the window.
+    assert!(matches!(
+        s.watch_from(&busy, Some(rv)),
+        Err(StoreError::Expired { .. })
+    ));
+    // And one evicted secret event expires the secrets' older resumes too.
+    for i in 0..1_000 {
+        s.update(&busy, "ns", "b", cm("ns", "b", &format!("x{i}")), None)
+            .unwrap();
+    }
+    assert!(matches!(
+        s.watch_from(&quiet, Some(rv)),
+        Err(StoreError::Expired { .. })
+    ));
+}
+
+#[test]
+fn young_events_stay_in_the_window_beyond_the_minimum() {
+    let limits = HistoryLimits {
+        min_events: 1_000,
+        max_age: Duration::from_secs(600),
+        max_events: 30_000,
+    };
+    let s = Store::with_history(limits);
+    let tb = t("/configmaps");
+    let a = s.create(&tb, "ns", cm("ns", "a", "start")).unwrap();
+    let rv = rv_of(&a);
+    for i in 0..20_000 {
+        s.update(&tb, "ns", "a", cm("ns", "a", &i.to_string()), None)
+            .unwrap();
+    }
+    // A watch resumed from before a 20,000-event burst gets every event of it, in order.
+    let sub = s.watch_from(&tb, Some(rv)).unwrap();
+    assert_eq!(sub.backlog.len(), 20_000);
+    assert!(sub.backlog.windows(2).all(|w| w[0].rv + 1 == w[1].rv));
+    assert_eq!(sub.backlog[19_999].object()["data"]["v"], "19999");
+    // max_events bounds the window whatever the age.
+    for i in 0..20_000 {
+        s.update(&tb, "ns", "a", cm("ns", "a", &i.to_string()), None)
+            .unwrap();
+    }
+    assert_eq!(s.history_len(), 30_000);
+    assert!(matches!(
+        s.watch_from(&tb, Some(rv)),
+        Err(StoreError::Expired { .. })
+    ));
+    // Old events leave down to min_events.
+    let aged = Store::with_history(HistoryLimits {
+        max_age: Duration::ZERO,
+        ..limits
+    });
+    for i in 0..5_000 {
+        aged.create(&tb, "ns", cm("ns", &format!("c{i}"), ""))
+            .unwrap();
+    }
+    assert_eq!(aged.history_len(), 1_000);
+}
