@@ -233,6 +233,8 @@ pub struct ListOptions {
     /// Return keys strictly after this one (continue token).
     pub start_after: Option<String>,
     pub limit: Option<usize>,
+    /// The filter matches every object: the items after a page are counted without decoding.
+    pub unfiltered: bool,
 }
 
 /// A watch subscription: events already committed after the start point, then the live channel.
@@ -646,6 +648,52 @@ impl Store {
         opts: &ListOptions,
         filter: &dyn Fn(&Value) -> bool,
     ) -> Result<ListPage, StoreError> {
+        let (snapshot, candidates) = self.list_versions(table, namespace, opts)?;
+        // Decoding happens here, without the lock: a list of thousands of cold objects does
+        // not hold up the writers.
+        let limit = opts.limit.filter(|l| *l > 0);
+        let mut page = ListPage {
+            items: Vec::new(),
+            rv: snapshot,
+            continue_after: None,
+            remaining: 0,
+        };
+        let mut last_key: Option<String> = None;
+        let mut rest = candidates.into_iter();
+        for (key, version) in rest.by_ref() {
+            let obj = version.value();
+            if !filter(&obj) {
+                continue;
+            }
+            if let Some(l) = limit
+                && page.items.len() >= l
+            {
+                page.remaining += 1;
+                page.continue_after = last_key.take();
+                break;
+            }
+            last_key = Some(key);
+            page.items.push(obj);
+        }
+        if page.remaining > 0 {
+            page.remaining += if opts.unfiltered {
+                rest.len()
+            } else {
+                rest.filter(|(_, v)| filter(&v.value())).count()
+            };
+        }
+        Ok(page)
+    }
+
+    /// The versions a list reads, in key order, under the lock: the live objects of the range,
+    /// with the states at `snapshot` where the objects changed after it. Returns the snapshot rv.
+    #[allow(clippy::type_complexity)]
+    fn list_versions(
+        &self,
+        table: &str,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<(u64, Vec<(String, Arc<Version>)>), StoreError> {
         let inner = self.read();
         let current = inner.rv;
         let snapshot = opts.snapshot.unwrap_or(current).min(current);
@@ -655,7 +703,7 @@ impl Store {
                 && opts.start_after.as_deref().is_none_or(|s| k > s)
         };
         // Overlay of keys changed after the snapshot: key -> state at snapshot (None = absent).
-        let mut overlay: BTreeMap<String, Option<Arc<Value>>> = BTreeMap::new();
+        let mut overlay: BTreeMap<&str, Option<&Arc<Version>>> = BTreeMap::new();
         if snapshot < current {
             let oldest = inner.compacted_for(table);
             if snapshot < oldest {
@@ -671,9 +719,9 @@ impl Store {
                 }
                 let before = match ev.etype {
                     EventType::Added => None,
-                    EventType::Modified | EventType::Deleted => ev.prev(),
+                    EventType::Modified | EventType::Deleted => ev.prev.as_ref(),
                 };
-                overlay.insert(ev.key.clone(), before);
+                overlay.insert(&ev.key, before);
             }
         }
         let empty = BTreeMap::new();
@@ -689,53 +737,34 @@ impl Store {
             (None, None) => std::ops::Bound::Unbounded,
         };
         let mut live = objects
-            .range((lower.clone(), std::ops::Bound::Unbounded))
+            .range((lower, std::ops::Bound::Unbounded))
             .take_while(|(k, _)| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
             .peekable();
         let mut over = overlay.into_iter().peekable();
-        let limit = opts.limit.filter(|l| *l > 0);
-        let mut page = ListPage {
-            items: Vec::new(),
-            rv: snapshot,
-            continue_after: None,
-            remaining: 0,
-        };
-        let mut last_key: Option<String> = None;
+        let mut out = Vec::new();
         loop {
             // Merge the live map with the overlay in key order; the overlay wins on equal keys.
-            let next: Option<(String, Option<Arc<Value>>)> = match (live.peek(), over.peek()) {
+            let next: Option<(&str, Option<&Arc<Version>>)> = match (live.peek(), over.peek()) {
                 (None, None) => None,
                 (Some((lk, _)), Some((ok, _))) => {
-                    if lk.as_str() < ok.as_str() {
-                        live.next().map(|(k, e)| (k.clone(), Some(e.scanned())))
+                    if lk.as_str() < *ok {
+                        live.next().map(|(k, e)| (k.as_str(), Some(&e.version)))
                     } else {
-                        if lk.as_str() == ok.as_str() {
+                        if lk.as_str() == *ok {
                             live.next();
                         }
                         over.next()
                     }
                 }
-                (Some(_), None) => live.next().map(|(k, e)| (k.clone(), Some(e.scanned()))),
+                (Some(_), None) => live.next().map(|(k, e)| (k.as_str(), Some(&e.version))),
                 (None, Some(_)) => over.next(),
             };
-            let Some((key, obj)) = next else { break };
-            let Some(obj) = obj else { continue };
-            if !filter(&obj) {
-                continue;
+            let Some((key, version)) = next else { break };
+            if let Some(v) = version {
+                out.push((key.to_string(), v.clone()));
             }
-            if let Some(l) = limit
-                && page.items.len() >= l
-            {
-                page.remaining += 1;
-                if page.continue_after.is_none() {
-                    page.continue_after = last_key.clone();
-                }
-                continue;
-            }
-            last_key = Some(key);
-            page.items.push(obj);
         }
-        Ok(page)
+        Ok((snapshot, out))
     }
 
     /// Subscribes to events of `table` committed after `from_rv` (None = from now).
@@ -779,23 +808,27 @@ impl Store {
         let inner = self.read();
         let rx = self.tx.subscribe();
         let prefix = namespace.map(|ns| format!("{ns}/"));
-        let items = inner
+        let versions: Vec<Arc<Version>> = inner
             .tables
             .get(table)
             .map(|t| {
                 t.objects
                     .iter()
                     .filter(|(k, _)| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
-                    .map(|(_, e)| e.scanned())
+                    .map(|(_, e)| e.version.clone())
                     .collect()
             })
             .unwrap_or_default();
+        let start_rv = inner.rv;
+        drop(inner);
+        // Decoded without the lock (see `list`).
+        let items = versions.iter().map(|v| v.value()).collect();
         (
             items,
             Subscription {
                 backlog: Vec::new(),
                 rx,
-                start_rv: inner.rv,
+                start_rv,
             },
         )
     }

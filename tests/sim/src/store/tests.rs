@@ -75,6 +75,23 @@ fn pagination_returns_consistent_snapshot() {
     let p1 = s.list(&tb, Some("ns"), &opts, &|_| true).unwrap();
     assert_eq!(p1.items.len(), 4);
     assert_eq!(p1.remaining, 6);
+    // With a filter, only matching items count (c1, c3 on the page; c5, c7, c9 after it);
+    // `unfiltered` counts what is left without reading it.
+    let odd = |o: &Value| obj_name(o).ends_with(['1', '3', '5', '7', '9']);
+    let limited = ListOptions {
+        limit: Some(2),
+        ..Default::default()
+    };
+    let p = s.list(&tb, Some("ns"), &limited, &odd).unwrap();
+    assert_eq!((p.items.len(), p.remaining), (2, 3));
+    assert_eq!(p.continue_after.as_deref(), Some("ns/c3"));
+    let all = ListOptions {
+        unfiltered: true,
+        ..opts.clone()
+    };
+    let p = s.list(&tb, Some("ns"), &all, &|_| true).unwrap();
+    assert_eq!((p.items.len(), p.remaining), (4, 6));
+    assert_eq!(p.continue_after.as_deref(), Some("ns/c3"));
     let after = p1.continue_after.clone().unwrap();
     // Changes after the first page must not show up in later pages.
     s.delete(&tb, "ns", "c5", &Preconditions::default())
@@ -86,6 +103,7 @@ fn pagination_returns_consistent_snapshot() {
         limit: Some(100),
         start_after: Some(after),
         snapshot: Some(p1.rv),
+        ..Default::default()
     };
     let p2 = s.list(&tb, Some("ns"), &opts2, &|_| true).unwrap();
     let names: Vec<_> = p2.items.iter().map(|o| obj_name(o).to_string()).collect();
@@ -494,4 +512,34 @@ fn young_events_stay_in_the_window_beyond_the_minimum() {
             .unwrap();
     }
     assert_eq!(aged.history_len(), 1_000);
+}
+
+#[test]
+fn writers_are_not_held_up_while_a_list_decodes() {
+    let s = Arc::new(Store::new(100));
+    let tb = t("/configmaps");
+    for i in 0..3 {
+        s.create(&tb, "ns", cm("ns", &format!("c{i}"), "x"))
+            .unwrap();
+    }
+    // While the list looks at its first object, another thread writes.
+    let wrote = std::cell::Cell::new(None);
+    let filter = |_: &Value| {
+        if wrote.get().is_none() {
+            let (done, finished) = std::sync::mpsc::channel();
+            let (s, tb) = (s.clone(), tb.clone());
+            std::thread::spawn(move || {
+                let _ = s.create(&tb, "ns", cm("ns", "during", "x"));
+                let _ = done.send(());
+            });
+            let in_time = finished.recv_timeout(std::time::Duration::from_secs(5));
+            wrote.set(Some(in_time.is_ok()));
+        }
+        true
+    };
+    let page = s.list(&tb, None, &ListOptions::default(), &filter).unwrap();
+    assert_eq!(wrote.get(), Some(true), "the write waited for the list");
+    // The list is the snapshot taken before the write.
+    assert_eq!(page.items.len(), 3);
+    assert!(s.get(&tb, "ns", "during").is_some());
 }
