@@ -79,6 +79,7 @@ async fn watch_resumes_from_resource_version_and_sends_bookmarks() {
 async fn watch_from_compacted_resource_version_gets_410() {
     let cfg = SimConfig {
         history: 5,
+        history_age: Duration::ZERO,
         dataplane: false,
         ..SimConfig::default()
     };
@@ -320,5 +321,54 @@ async fn metadata_only_get_list_and_watch() {
         .unwrap()
         .unwrap();
     assert_eq!(next.metadata.name.as_deref(), Some("m2"));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_behind_the_fan_out_catches_up_from_the_history() {
+    let (sim, client) = start(SimConfig {
+        dataplane: false,
+        ..SimConfig::default()
+    })
+    .await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let a = api
+        .create(&PostParams::default(), &cm("a", "0"))
+        .await
+        .unwrap();
+    let rv: u64 = a.metadata.resource_version.unwrap().parse().unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default(), &rv.to_string())
+        .await
+        .unwrap()
+        .boxed();
+    // 30,000 writes (60 MB of events) while the client reads nothing: far more than the
+    // fan-out channel (16,384 events) and the sockets' buffers hold.
+    let store = sim.state().store.clone();
+    let table: Arc<str> = Arc::from("/configmaps");
+    let pad = "x".repeat(2_000);
+    let writes: u64 = 30_000;
+    tokio::task::spawn_blocking(move || {
+        for i in 0..writes {
+            let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "a", "namespace": "default"},
+                "data": {"v": i.to_string(), "pad": pad}});
+            store.update(&table, "default", "a", obj, None).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let mut next = rv + 1;
+    while next <= rv + writes {
+        match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
+            Ok(Some(Ok(WatchEvent::Modified(o)))) => {
+                let got: u64 = o.metadata.resource_version.unwrap().parse().unwrap();
+                assert_eq!(got, next, "events in order, none missing");
+                next += 1;
+            }
+            Ok(Some(Ok(WatchEvent::Bookmark(_)))) => {}
+            other => panic!("after {} of {writes} events: {other:?}", next - rv - 1),
+        }
+    }
     sim.shutdown().await;
 }

@@ -21,6 +21,7 @@ pub mod impersonation;
 pub mod rbac;
 pub mod review;
 pub mod status;
+pub mod subjects;
 pub mod token;
 
 pub use rbac::{
@@ -32,6 +33,7 @@ pub use status::{forbidden_status, unauthorized_status};
 pub use token::{Authenticated, ServiceAccountRef, TokenError, TokenIssuer};
 
 use serde_json::Value;
+use std::sync::Arc;
 
 /// Group every authenticated user carries.
 pub const GROUP_AUTHENTICATED: &str = "system:authenticated";
@@ -151,6 +153,22 @@ pub trait RbacSource {
     fn role_bindings(&self, ns: &str) -> Vec<Value>;
     fn cluster_roles(&self) -> Vec<Value>;
     fn cluster_role_bindings(&self) -> Vec<Value>;
+
+    /// The RoleBindings of `ns` that may name `user` as a subject, in name order: all of them
+    /// unless the source keeps an index ([`subjects`] gives its keys). The authorizer checks
+    /// each one's subjects, so a superset is fine; a matching binding must not be missing.
+    fn role_bindings_for(&self, ns: &str, user: &UserInfo) -> Vec<Arc<Value>> {
+        let _ = user;
+        self.role_bindings(ns).into_iter().map(Arc::new).collect()
+    }
+
+    /// One Role of `ns` by name.
+    fn role(&self, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.roles(ns)
+            .into_iter()
+            .find(|r| r.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+            .map(Arc::new)
+    }
 }
 
 #[cfg(test)]

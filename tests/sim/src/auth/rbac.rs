@@ -302,8 +302,7 @@ pub fn decide(src: &dyn RbacSource, user: &UserInfo, attrs: &Attributes) -> Deci
     }
 
     if let Some(ns) = attrs.namespace.as_deref().filter(|n| !n.is_empty()) {
-        let mut ns_roles: Option<Vec<Value>> = None;
-        for b in src.role_bindings(ns) {
+        for b in src.role_bindings_for(ns, user) {
             let Some(subject) = matching_subject(&b, user, ns) else {
                 continue;
             };
@@ -323,20 +322,17 @@ pub fn decide(src: &dyn RbacSource, user: &UserInfo, attrs: &Attributes) -> Deci
                         continue;
                     }
                 },
-                "Role" => {
-                    let all = ns_roles.get_or_insert_with(|| src.roles(ns));
-                    match all.iter().find(|r| name_of(r) == role_name) {
-                        Some(r) => r
-                            .get("rules")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default(),
-                        None => {
-                            errors.push(format!("role.{RBAC_GROUP} {role_name:?} not found"));
-                            continue;
-                        }
+                "Role" => match src.role(ns, role_name) {
+                    Some(r) => r
+                        .get("rules")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                    None => {
+                        errors.push(format!("role.{RBAC_GROUP} {role_name:?} not found"));
+                        continue;
                     }
-                }
+                },
                 other => {
                     errors.push(format!("unsupported role reference kind: {other:?}"));
                     continue;

@@ -162,8 +162,11 @@ pub(crate) struct Ctx<'a> {
     wrote: Cell<bool>,
     wake: Cell<Option<DateTime<Utc>>>,
     seq: Cell<u64>,
-    /// Lists read this pass, dropped when this pass writes to the resource.
+    /// Lists read this pass. An update this pass replaces its object in the list at the next
+    /// read; a create, a delete or a failed write drops the list (read again when needed).
     cache: RefCell<HashMap<ResourceRef, Rc<Vec<Value>>>>,
+    /// Objects updated this pass (as stored), not yet folded into their cached list.
+    updated: RefCell<HashMap<ResourceRef, Vec<Value>>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -176,14 +179,28 @@ impl<'a> Ctx<'a> {
             wake: Cell::new(None),
             seq: Cell::new(seq),
             cache: RefCell::new(HashMap::new()),
+            updated: RefCell::new(HashMap::new()),
         }
     }
 
-    /// All objects of `r` (all namespaces), read once per pass unless this pass wrote to `r`.
+    /// All objects of `r` (all namespaces), read once per pass unless this pass created or
+    /// deleted one (its own updates are folded in: a list of thousands of pods is not read again
+    /// after each status write).
     pub fn list_all(&self, r: &ResourceRef) -> Rc<Vec<Value>> {
-        if let Some(v) = self.cache.borrow().get(r) {
-            return Rc::clone(v);
+        let updated = self.updated.borrow_mut().remove(r);
+        let mut cache = self.cache.borrow_mut();
+        if let Some(list) = cache.get_mut(r) {
+            match updated {
+                None => return Rc::clone(list),
+                Some(objs) => {
+                    let listed: &mut Vec<Value> = Rc::make_mut(list);
+                    if fold_updates(listed, objs) {
+                        return Rc::clone(list);
+                    }
+                }
+            }
         }
+        drop(cache);
         let v = Rc::new(self.api.list(r, None));
         self.cache.borrow_mut().insert(r.clone(), Rc::clone(&v));
         v
@@ -192,6 +209,22 @@ impl<'a> Ctx<'a> {
     fn invalidate(&self, r: &ResourceRef) {
         self.wrote.set(true);
         self.cache.borrow_mut().remove(r);
+        self.updated.borrow_mut().remove(r);
+    }
+
+    /// After an update: the stored object replaces the listed one at the next read.
+    fn updated(&self, r: &ResourceRef, result: &Result<Value, String>) {
+        self.wrote.set(true);
+        match result {
+            Ok(obj) if self.cache.borrow().contains_key(r) => self
+                .updated
+                .borrow_mut()
+                .entry(r.clone())
+                .or_default()
+                .push(obj.clone()),
+            Ok(_) => {}
+            Err(_) => self.invalidate(r),
+        }
     }
 
     pub fn create(&self, r: &ResourceRef, obj: Value) -> Result<Value, String> {
@@ -199,12 +232,14 @@ impl<'a> Ctx<'a> {
         self.api.create(r, obj)
     }
     pub fn update(&self, r: &ResourceRef, obj: Value) -> Result<Value, String> {
-        self.invalidate(r);
-        self.api.update(r, obj)
+        let result = self.api.update(r, obj);
+        self.updated(r, &result);
+        result
     }
     pub fn update_status(&self, r: &ResourceRef, obj: Value) -> Result<Value, String> {
-        self.invalidate(r);
-        self.api.update_status(r, obj)
+        let result = self.api.update_status(r, obj);
+        self.updated(r, &result);
+        result
     }
     pub fn delete(&self, r: &ResourceRef, ns: Option<&str>, name: &str) -> Result<(), String> {
         self.invalidate(r);
@@ -227,6 +262,32 @@ impl<'a> Ctx<'a> {
         self.seq.set(s);
         s
     }
+}
+
+/// Replaces listed objects by their updated versions (same namespace and name); false when one
+/// is not in the list (the caller reads the list again).
+fn fold_updates(list: &mut [Value], updated: Vec<Value>) -> bool {
+    let position: HashMap<(String, String), usize> = list
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            (
+                (util::namespace(o).to_string(), util::name(o).to_string()),
+                i,
+            )
+        })
+        .collect();
+    for obj in updated {
+        let key = (
+            util::namespace(&obj).to_string(),
+            util::name(&obj).to_string(),
+        );
+        match position.get(&key) {
+            Some(&i) => list[i] = obj,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The data plane's controllers and their small amount of in-memory state.
@@ -322,6 +383,67 @@ mod tests {
                 json!({"nvidia.com/gpu": gpus.to_string()});
         }
         d
+    }
+
+    #[test]
+    fn a_pass_reads_a_list_once_and_sees_its_own_updates_in_it() {
+        let api = fake::FakeApi::new();
+        let cms = ResourceRef::configmaps();
+        let cm = |name: &str, v: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "default"}, "data": {"v": v}})
+        };
+        for n in ["a", "b", "c"] {
+            api.create(&cms, cm(n, "0")).unwrap();
+        }
+        let ctx = Ctx::new(&api, fake::base_time(), 0);
+        let names = |l: &[Value]| -> Vec<String> {
+            l.iter()
+                .map(|o| {
+                    format!(
+                        "{}={}",
+                        util::name(o),
+                        o["data"]["v"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        };
+        let reads = api.reads();
+        let first = ctx.list_all(&cms);
+        assert_eq!(api.reads(), reads + 1);
+        let mut b = first[1].clone();
+        b["data"]["v"] = json!("1");
+        ctx.update(&cms, b).unwrap();
+        let mut b2 = ctx.list_all(&cms)[1].clone();
+        assert_eq!(
+            api.reads(),
+            reads + 1,
+            "its own update is folded in, no second list"
+        );
+        assert_eq!(names(&ctx.list_all(&cms)), ["a=0", "b=1", "c=0"]);
+        assert_eq!(
+            *ctx.list_all(&cms),
+            api.all(&cms),
+            "as a list would read it"
+        );
+        // The list the caller held is unchanged.
+        assert_eq!(names(&first), ["a=0", "b=0", "c=0"]);
+        b2["data"]["v"] = json!("2");
+        ctx.update(&cms, b2).unwrap();
+        assert_eq!(names(&ctx.list_all(&cms)), ["a=0", "b=2", "c=0"]);
+        // (+1: the comparison's own list above.)
+        assert_eq!(api.reads(), reads + 2);
+        // A create, or a failed update, reads the list again.
+        ctx.create(&cms, cm("bb", "0")).unwrap();
+        assert_eq!(names(&ctx.list_all(&cms)), ["a=0", "b=2", "bb=0", "c=0"]);
+        assert_eq!(api.reads(), reads + 3);
+        api.fail_next_updates(1);
+        let mut stale = ctx.list_all(&cms)[0].clone();
+        stale["data"]["v"] = json!("9");
+        assert!(ctx.update(&cms, stale).is_err());
+        assert_eq!(*ctx.list_all(&cms), api.all(&cms));
+        assert_eq!(api.reads(), reads + 5);
+        assert!(ctx.wrote.get());
     }
 
     #[test]

@@ -49,7 +49,8 @@ impl SimState {
     fn list_all(&self, table: &str, ns: Option<&str>) -> Vec<Value> {
         self.store
             .list(table, ns, &ListOptions::default(), &|_| true)
-            .map(|p| p.items.iter().map(|o| (**o).clone()).collect())
+            // A cold object is decoded into its own Arc: taken as is, not copied again.
+            .map(|p| p.items.into_iter().map(Arc::unwrap_or_clone).collect())
             .unwrap_or_default()
     }
 }
@@ -163,6 +164,27 @@ impl RbacSource for SimState {
     fn cluster_role_bindings(&self) -> Vec<Value> {
         self.list_all(&format!("{RBAC}/clusterrolebindings"), None)
     }
+    fn role_bindings_for(&self, ns: &str, user: &UserInfo) -> Vec<Arc<Value>> {
+        let keys = auth::subjects::user_subject_keys(ns, user);
+        match self.store.indexed(ROLE_BINDINGS, &keys) {
+            Some(bindings) => bindings,
+            None => self.role_bindings(ns).into_iter().map(Arc::new).collect(),
+        }
+    }
+    fn role(&self, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.store.get(&format!("{RBAC}/roles"), ns, name)
+    }
+}
+
+/// The RoleBindings' table, indexed by subject (see `auth::subjects`).
+const ROLE_BINDINGS: &str = "rbac.authorization.k8s.io/rolebindings";
+
+impl SimState {
+    /// Indexes RoleBindings by subject, so authorizing a request reads only the user's bindings.
+    pub(super) fn index_rbac(&self) {
+        self.store
+            .add_index(ROLE_BINDINGS, auth::subjects::binding_subject_keys);
+    }
 }
 
 impl SimState {
@@ -248,7 +270,9 @@ impl SimState {
     }
 }
 
-/// Runs the data plane: a pass every 50 ms, sooner after writes (at most every 10 ms).
+/// Runs the data plane: a pass every 50 ms, sooner after writes (at most every 10 ms). A pass
+/// runs on the blocking pool (it lists every pod and job: long with thousands) and the next one
+/// waits at least as long as it took, so the data plane leaves the API at least half the CPU.
 pub async fn run_dataplane(state: Arc<SimState>, nodes: Vec<Value>) {
     let mut dp = if nodes.is_empty() {
         DataPlane::new()
@@ -256,8 +280,20 @@ pub async fn run_dataplane(state: Arc<SimState>, nodes: Vec<Value>) {
         DataPlane::with_nodes(nodes)
     };
     loop {
-        dp.tick(&*state, chrono::Utc::now());
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        let started = std::time::Instant::now();
+        let st = state.clone();
+        dp = match tokio::task::spawn_blocking(move || {
+            dp.tick(&*st, chrono::Utc::now());
+            dp
+        })
+        .await
+        {
+            Ok(dp) => dp,
+            // A pass that panicked: the data plane stops, as it would have before.
+            Err(_) => return,
+        };
+        let took = started.elapsed();
+        tokio::time::sleep(took.max(Duration::from_millis(10))).await;
         tokio::select! {
             _ = state.kick.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(40)) => {}

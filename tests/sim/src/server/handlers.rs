@@ -544,6 +544,7 @@ impl SimState {
             }
         }
         let ns_filter = if ri.namespaced { ns } else { None };
+        opts.unfiltered = sel.is_empty();
         let page = self
             .store
             .list(&ri.table, ns_filter, &opts, &|o| sel.matches(o))

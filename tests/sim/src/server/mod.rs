@@ -13,6 +13,8 @@ pub mod inject;
 pub mod openapi;
 pub mod openapi_pb;
 pub mod protobuf;
+#[cfg(test)]
+mod rbac_index_tests;
 pub mod registry;
 pub mod reviews;
 pub mod stats;
@@ -48,8 +50,13 @@ pub struct SimConfig {
     pub port: u16,
     /// Interval of BOOKMARK events on watches that allow them.
     pub bookmark_interval: Duration,
-    /// Number of events kept for watch resume.
+    /// Number of events always kept for watch resume (and snapshot lists).
     pub history: usize,
+    /// Beyond `history`, events younger than this are kept too, up to `history_max` in all
+    /// (`Duration::ZERO`: exactly `history` events). See `store::HistoryLimits`.
+    pub history_age: Duration,
+    /// Most events kept whatever their age.
+    pub history_max: usize,
     /// Run the data plane loop (scheduler, controllers of built-in workloads).
     pub dataplane: bool,
     /// How long after a namespace's DELETE its contents start being removed.
@@ -68,6 +75,8 @@ impl Default for SimConfig {
             port: 0,
             bookmark_interval: Duration::from_secs(5),
             history: crate::store::DEFAULT_HISTORY,
+            history_age: crate::store::DEFAULT_HISTORY_AGE,
+            history_max: crate::store::DEFAULT_HISTORY_MAX,
             dataplane: true,
             namespace_cleanup_delay: Duration::from_millis(500),
             insecure_http: false,
@@ -122,7 +131,11 @@ impl SimState {
             None => crate::faults::Faults::disabled(),
         };
         let state = Arc::new(SimState {
-            store: Arc::new(Store::new(config.history)),
+            store: Arc::new(Store::with_history(crate::store::HistoryLimits {
+                min_events: config.history,
+                max_age: config.history_age,
+                max_events: config.history_max,
+            })),
             registry: RwLock::new(Registry::with_builtins()),
             stats: stats::Stats::default(),
             config,
@@ -134,6 +147,7 @@ impl SimState {
             ns_pending: std::sync::Mutex::new(std::collections::HashMap::new()),
             openapi: openapi::OpenApiCache::new(),
         });
+        state.index_rbac();
         state.bootstrap();
         Ok(state)
     }

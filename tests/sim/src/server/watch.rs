@@ -121,6 +121,38 @@ impl WatchStream {
         }
     }
 
+    /// Catches up after falling behind the fan-out channel: the events after `last_rv` (every
+    /// event up to it was accepted, in order) come from the store's history, as a watch resumed
+    /// from `last_rv` would get them, then live events again. When they have left the window the
+    /// stream ends with a 410 `Expired` ERROR event, as the apiserver ends a watcher it dropped.
+    fn catch_up(&mut self) {
+        match self
+            .state
+            .store
+            .watch_from(&self.ri.table, Some(self.last_rv))
+        {
+            Ok(sub) => {
+                self.rx = sub.rx;
+                let mut last = sub.start_rv;
+                for ev in &sub.backlog {
+                    last = last.max(ev.rv);
+                    if let Some(b) = self.render(ev) {
+                        self.pending.push_back(b);
+                    }
+                }
+                self.start_rv = last;
+                self.last_rv = last;
+            }
+            Err(_) => {
+                self.done = true;
+                self.pending.push_back(super::inject::expired_line(
+                    self.last_rv,
+                    self.state.store.current_rv(),
+                ));
+            }
+        }
+    }
+
     /// An injected end of the stream: `Some(None)` closes it, `Some(Some(line))` sends a 410
     /// `Expired` ERROR event and closes it after.
     fn injected_end(&mut self) -> Option<Option<Bytes>> {
@@ -171,7 +203,7 @@ impl WatchStream {
                         while n < BATCH_EVENTS && buf.len() < BATCH_BYTES {
                             match self.rx.try_recv() {
                                 Ok(ev) => { self.accept(&ev, &mut buf); n += 1; }
-                                Err(TryRecvError::Lagged(_)) => { self.done = true; break; }
+                                Err(TryRecvError::Lagged(_)) => { self.catch_up(); break; }
                                 Err(_) => break,
                             }
                         }
@@ -182,8 +214,9 @@ impl WatchStream {
                             return Some(buf.freeze());
                         }
                     }
-                    // A watcher too slow for the fan-out window is closed; the client resumes.
-                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
+                    // A watcher too slow for the fan-out channel reads the history instead.
+                    Err(RecvError::Lagged(_)) => self.catch_up(),
+                    Err(RecvError::Closed) => return None,
                 },
                 _ = tokio::time::sleep_until(bookmark_at), if self.bookmark_every.is_some() => {
                     self.next_bookmark = Instant::now() + self.bookmark_every.unwrap_or(Duration::from_secs(60));

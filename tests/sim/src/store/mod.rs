@@ -5,6 +5,7 @@
 //! writes are kept as compact JSON and decoded on demand (see `compact`).
 
 mod compact;
+mod index;
 mod meta;
 
 pub use meta::{
@@ -14,13 +15,21 @@ pub use meta::{
 
 use bytes::Bytes;
 pub use compact::Version;
+pub use index::IndexFn;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
-/// Default number of events kept for watch resume.
+/// Default number of events always kept for watch resume.
 pub const DEFAULT_HISTORY: usize = 10_000;
+/// Events younger than this are kept beyond `DEFAULT_HISTORY` (the apiserver's watch cache aims
+/// to hold the last 75 s of events, its `eventFreshDuration`), up to [`DEFAULT_HISTORY_MAX`].
+pub const DEFAULT_HISTORY_AGE: Duration = Duration::from_secs(75);
+/// Most events kept whatever their age (the watch cache's upper bound is 100 Ki events): about
+/// 4 KiB each for the superseded versions of the operator's objects, so ~400 MiB at most.
+pub const DEFAULT_HISTORY_MAX: usize = 100 * 1024;
 /// Capacity of the fan-out channel; a watcher that falls this far behind is closed (it resumes).
 const BROADCAST_CAPACITY: usize = 16_384;
 
@@ -73,6 +82,8 @@ pub struct Event {
     /// The object before this change (for MODIFIED and DELETED).
     prev: Option<Arc<Version>>,
     wire: OnceLock<Bytes>,
+    /// When it was committed (the history keeps young events, see [`HistoryLimits`]).
+    at: Instant,
 }
 
 impl Event {
@@ -185,15 +196,21 @@ struct Inner {
     rv: u64,
     tables: HashMap<Arc<str>, Table>,
     history: VecDeque<Arc<Event>>,
-    history_cap: usize,
+    limits: HistoryLimits,
     /// Highest rv evicted from the history window (0 = nothing evicted yet).
     compacted: u64,
+    /// Per table, the highest rv of its events evicted from the window: a watch or snapshot of
+    /// that table can start from any later rv, as all its events after it are still held (the
+    /// apiserver keeps one watch cache per resource; a quiet resource's window spans long).
+    compacted_tables: HashMap<Arc<str>, u64>,
     /// uid -> (table, key)
     uids: HashMap<String, (Arc<str>, String)>,
     /// owner uid -> dependents (table, key)
     dependents: HashMap<String, HashSet<(Arc<str>, String)>>,
     /// Events past the hot window, waiting to be handed to the compactor as a batch.
     to_cool: Vec<Arc<Event>>,
+    /// Secondary indexes by table (see `index`).
+    secondary: HashMap<Arc<str>, index::SecondaryIndex>,
 }
 
 /// Result of one list page.
@@ -216,6 +233,8 @@ pub struct ListOptions {
     /// Return keys strictly after this one (continue token).
     pub start_after: Option<String>,
     pub limit: Option<usize>,
+    /// The filter matches every object: the items after a page are counted without decoding.
+    pub unfiltered: bool,
 }
 
 /// A watch subscription: events already committed after the start point, then the live channel.
@@ -247,6 +266,41 @@ impl Default for Store {
     }
 }
 
+/// How many events the history window holds for watch resume and snapshot lists: at least
+/// `min_events`; beyond that, the events younger than `max_age`, up to `max_events` in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    pub min_events: usize,
+    pub max_age: Duration,
+    pub max_events: usize,
+}
+
+impl HistoryLimits {
+    /// Exactly `events` events, whatever their age.
+    pub fn events(events: usize) -> Self {
+        HistoryLimits {
+            min_events: events.max(1),
+            max_age: Duration::ZERO,
+            max_events: events.max(1),
+        }
+    }
+
+    /// Whether the oldest of `len` events, committed at `oldest`, leaves the window.
+    fn evicts(&self, len: usize, oldest: Instant) -> bool {
+        len > self.min_events && (len > self.max_events || oldest.elapsed() > self.max_age)
+    }
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryLimits {
+            min_events: DEFAULT_HISTORY,
+            max_age: DEFAULT_HISTORY_AGE,
+            max_events: DEFAULT_HISTORY_MAX,
+        }
+    }
+}
+
 /// Builds the `namespace/name` key.
 pub fn object_key(namespace: &str, name: &str) -> String {
     let mut k = String::with_capacity(namespace.len() + name.len() + 1);
@@ -257,19 +311,32 @@ pub fn object_key(namespace: &str, name: &str) -> String {
 }
 
 impl Store {
+    /// A store whose history window holds exactly `history_cap` events.
     pub fn new(history_cap: usize) -> Self {
+        Self::with_history(HistoryLimits::events(history_cap))
+    }
+
+    /// A store whose history window follows `limits`.
+    pub fn with_history(limits: HistoryLimits) -> Self {
         let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let limits = HistoryLimits {
+            min_events: limits.min_events.max(1),
+            max_events: limits.max_events.max(limits.min_events).max(1),
+            ..limits
+        };
         Store {
             id: compact::next_store_id(),
             inner: RwLock::new(Inner {
                 rv: 1,
                 tables: HashMap::new(),
-                history: VecDeque::with_capacity(history_cap.min(1 << 16)),
-                history_cap: history_cap.max(1),
+                history: VecDeque::with_capacity(limits.min_events.min(1 << 16)),
+                limits,
                 compacted: 0,
+                compacted_tables: HashMap::new(),
                 uids: HashMap::new(),
                 dependents: HashMap::new(),
                 to_cool: Vec::new(),
+                secondary: HashMap::new(),
             }),
             tx,
         }
@@ -288,9 +355,14 @@ impl Store {
         self.read().rv
     }
 
-    /// Oldest resourceVersion a watch or snapshot list can still start from.
+    /// Oldest resourceVersion a watch or snapshot list of any table can still start from.
     pub fn oldest_rv(&self) -> u64 {
         self.read().compacted
+    }
+
+    /// Number of events in the history window.
+    pub fn history_len(&self) -> usize {
+        self.read().history.len()
     }
 
     pub fn get(&self, table: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
@@ -339,6 +411,34 @@ impl Store {
                 Some((t.clone(), obj))
             })
             .collect()
+    }
+
+    /// Keeps a secondary index over `table` (replacing one set before), built from the objects
+    /// stored now and kept by every later write; see [`Store::indexed`].
+    pub fn add_index(&self, table: &str, f: IndexFn) {
+        let mut inner = self.write();
+        let inner = &mut *inner;
+        let mut ix = index::SecondaryIndex::new(f);
+        if let Some(t) = inner.tables.get(table) {
+            for (key, e) in &t.objects {
+                ix.add(key, &e.scanned());
+            }
+        }
+        inner.secondary.insert(Arc::from(table), ix);
+    }
+
+    /// The objects of `table` whose index keys include any of `keys`, in `namespace/name` order.
+    /// `None` when the table has no index (the caller scans instead).
+    pub fn indexed(&self, table: &str, keys: &[String]) -> Option<Vec<Arc<Value>>> {
+        let inner = self.read();
+        let ix = inner.secondary.get(table)?;
+        let objects = inner.tables.get(table).map(|t| &t.objects);
+        Some(
+            ix.lookup(keys)
+                .into_iter()
+                .filter_map(|k| objects?.get(k).map(Entry::scanned))
+                .collect(),
+        )
     }
 
     /// Names of all tables that hold at least one object.
@@ -414,6 +514,9 @@ impl Store {
             },
         );
         index_add(inner, table, &key, &obj);
+        if let Some(ix) = inner.secondary.get_mut(table) {
+            ix.add(&key, &obj);
+        }
         self.commit(inner, rv, EventType::Added, table, key, version, None);
         Ok(obj)
     }
@@ -465,6 +568,9 @@ impl Store {
         if reindex {
             index_add(inner, table, &key, &obj);
         }
+        if let Some(ix) = inner.secondary.get_mut(table) {
+            ix.replace(&key, &old, &obj);
+        }
         self.commit(
             inner,
             rv,
@@ -514,6 +620,9 @@ impl Store {
             t.objects.remove(&key);
         }
         index_remove(inner, &key, table, &old);
+        if let Some(ix) = inner.secondary.get_mut(table) {
+            ix.remove(&key, &old);
+        }
         inner.rv += 1;
         let rv = inner.rv;
         let mut gone = (*old).clone();
@@ -539,6 +648,52 @@ impl Store {
         opts: &ListOptions,
         filter: &dyn Fn(&Value) -> bool,
     ) -> Result<ListPage, StoreError> {
+        let (snapshot, candidates) = self.list_versions(table, namespace, opts)?;
+        // Decoding happens here, without the lock: a list of thousands of cold objects does
+        // not hold up the writers.
+        let limit = opts.limit.filter(|l| *l > 0);
+        let mut page = ListPage {
+            items: Vec::new(),
+            rv: snapshot,
+            continue_after: None,
+            remaining: 0,
+        };
+        let mut last_key: Option<String> = None;
+        let mut rest = candidates.into_iter();
+        for (key, version) in rest.by_ref() {
+            let obj = version.value();
+            if !filter(&obj) {
+                continue;
+            }
+            if let Some(l) = limit
+                && page.items.len() >= l
+            {
+                page.remaining += 1;
+                page.continue_after = last_key.take();
+                break;
+            }
+            last_key = Some(key);
+            page.items.push(obj);
+        }
+        if page.remaining > 0 {
+            page.remaining += if opts.unfiltered {
+                rest.len()
+            } else {
+                rest.filter(|(_, v)| filter(&v.value())).count()
+            };
+        }
+        Ok(page)
+    }
+
+    /// The versions a list reads, in key order, under the lock: the live objects of the range,
+    /// with the states at `snapshot` where the objects changed after it. Returns the snapshot rv.
+    #[allow(clippy::type_complexity)]
+    fn list_versions(
+        &self,
+        table: &str,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<(u64, Vec<(String, Arc<Version>)>), StoreError> {
         let inner = self.read();
         let current = inner.rv;
         let snapshot = opts.snapshot.unwrap_or(current).min(current);
@@ -548,12 +703,13 @@ impl Store {
                 && opts.start_after.as_deref().is_none_or(|s| k > s)
         };
         // Overlay of keys changed after the snapshot: key -> state at snapshot (None = absent).
-        let mut overlay: BTreeMap<String, Option<Arc<Value>>> = BTreeMap::new();
+        let mut overlay: BTreeMap<&str, Option<&Arc<Version>>> = BTreeMap::new();
         if snapshot < current {
-            if snapshot < inner.compacted {
+            let oldest = inner.compacted_for(table);
+            if snapshot < oldest {
                 return Err(StoreError::Expired {
                     requested: snapshot,
-                    oldest: inner.compacted,
+                    oldest,
                 });
             }
             let start = inner.history.partition_point(|e| e.rv <= snapshot);
@@ -563,9 +719,9 @@ impl Store {
                 }
                 let before = match ev.etype {
                     EventType::Added => None,
-                    EventType::Modified | EventType::Deleted => ev.prev(),
+                    EventType::Modified | EventType::Deleted => ev.prev.as_ref(),
                 };
-                overlay.insert(ev.key.clone(), before);
+                overlay.insert(&ev.key, before);
             }
         }
         let empty = BTreeMap::new();
@@ -581,53 +737,34 @@ impl Store {
             (None, None) => std::ops::Bound::Unbounded,
         };
         let mut live = objects
-            .range((lower.clone(), std::ops::Bound::Unbounded))
+            .range((lower, std::ops::Bound::Unbounded))
             .take_while(|(k, _)| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
             .peekable();
         let mut over = overlay.into_iter().peekable();
-        let limit = opts.limit.filter(|l| *l > 0);
-        let mut page = ListPage {
-            items: Vec::new(),
-            rv: snapshot,
-            continue_after: None,
-            remaining: 0,
-        };
-        let mut last_key: Option<String> = None;
+        let mut out = Vec::new();
         loop {
             // Merge the live map with the overlay in key order; the overlay wins on equal keys.
-            let next: Option<(String, Option<Arc<Value>>)> = match (live.peek(), over.peek()) {
+            let next: Option<(&str, Option<&Arc<Version>>)> = match (live.peek(), over.peek()) {
                 (None, None) => None,
                 (Some((lk, _)), Some((ok, _))) => {
-                    if lk.as_str() < ok.as_str() {
-                        live.next().map(|(k, e)| (k.clone(), Some(e.scanned())))
+                    if lk.as_str() < *ok {
+                        live.next().map(|(k, e)| (k.as_str(), Some(&e.version)))
                     } else {
-                        if lk.as_str() == ok.as_str() {
+                        if lk.as_str() == *ok {
                             live.next();
                         }
                         over.next()
                     }
                 }
-                (Some(_), None) => live.next().map(|(k, e)| (k.clone(), Some(e.scanned()))),
+                (Some(_), None) => live.next().map(|(k, e)| (k.as_str(), Some(&e.version))),
                 (None, Some(_)) => over.next(),
             };
-            let Some((key, obj)) = next else { break };
-            let Some(obj) = obj else { continue };
-            if !filter(&obj) {
-                continue;
+            let Some((key, version)) = next else { break };
+            if let Some(v) = version {
+                out.push((key.to_string(), v.clone()));
             }
-            if let Some(l) = limit
-                && page.items.len() >= l
-            {
-                page.remaining += 1;
-                if page.continue_after.is_none() {
-                    page.continue_after = last_key.clone();
-                }
-                continue;
-            }
-            last_key = Some(key);
-            page.items.push(obj);
         }
-        Ok(page)
+        Ok((snapshot, out))
     }
 
     /// Subscribes to events of `table` committed after `from_rv` (None = from now).
@@ -640,10 +777,11 @@ impl Store {
         let inner = self.read();
         let rx = self.tx.subscribe();
         let start_rv = from_rv.unwrap_or(inner.rv).min(inner.rv);
-        if start_rv < inner.compacted {
+        let oldest = inner.compacted_for(table);
+        if start_rv < oldest {
             return Err(StoreError::Expired {
                 requested: start_rv,
-                oldest: inner.compacted,
+                oldest,
             });
         }
         let start = inner.history.partition_point(|e| e.rv <= start_rv);
@@ -670,23 +808,27 @@ impl Store {
         let inner = self.read();
         let rx = self.tx.subscribe();
         let prefix = namespace.map(|ns| format!("{ns}/"));
-        let items = inner
+        let versions: Vec<Arc<Version>> = inner
             .tables
             .get(table)
             .map(|t| {
                 t.objects
                     .iter()
                     .filter(|(k, _)| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
-                    .map(|(_, e)| e.scanned())
+                    .map(|(_, e)| e.version.clone())
                     .collect()
             })
             .unwrap_or_default();
+        let start_rv = inner.rv;
+        drop(inner);
+        // Decoded without the lock (see `list`).
+        let items = versions.iter().map(|v| v.value()).collect();
         (
             items,
             Subscription {
                 backlog: Vec::new(),
                 rx,
-                start_rv: inner.rv,
+                start_rv,
             },
         )
     }
@@ -715,15 +857,18 @@ impl Store {
             object,
             prev,
             wire: OnceLock::new(),
+            at: Instant::now(),
         });
-        if inner.history.len() >= inner.history_cap
+        inner.history.push_back(ev.clone());
+        while let Some(oldest) = inner.history.front()
+            && inner.limits.evicts(inner.history.len(), oldest.at)
             && let Some(old) = inner.history.pop_front()
         {
             inner.compacted = old.rv;
+            inner.compacted_tables.insert(old.table.clone(), old.rv);
             old.cool();
         }
-        inner.history.push_back(ev.clone());
-        let hot = compact::HOT_EVENTS.min(inner.history_cap);
+        let hot = compact::HOT_EVENTS.min(inner.limits.min_events);
         if let Some(i) = inner.history.len().checked_sub(hot + 1) {
             let ev = inner.history[i].clone();
             inner.to_cool.push(ev);
@@ -733,6 +878,13 @@ impl Store {
         }
         // No receivers is fine.
         let _ = self.tx.send(ev);
+    }
+}
+
+impl Inner {
+    /// The highest evicted rv of `table`'s events (see `compacted_tables`).
+    fn compacted_for(&self, table: &str) -> u64 {
+        self.compacted_tables.get(table).copied().unwrap_or(0)
     }
 }
 

@@ -75,6 +75,23 @@ fn pagination_returns_consistent_snapshot() {
     let p1 = s.list(&tb, Some("ns"), &opts, &|_| true).unwrap();
     assert_eq!(p1.items.len(), 4);
     assert_eq!(p1.remaining, 6);
+    // With a filter, only matching items count (c1, c3 on the page; c5, c7, c9 after it);
+    // `unfiltered` counts what is left without reading it.
+    let odd = |o: &Value| obj_name(o).ends_with(['1', '3', '5', '7', '9']);
+    let limited = ListOptions {
+        limit: Some(2),
+        ..Default::default()
+    };
+    let p = s.list(&tb, Some("ns"), &limited, &odd).unwrap();
+    assert_eq!((p.items.len(), p.remaining), (2, 3));
+    assert_eq!(p.continue_after.as_deref(), Some("ns/c3"));
+    let all = ListOptions {
+        unfiltered: true,
+        ..opts.clone()
+    };
+    let p = s.list(&tb, Some("ns"), &all, &|_| true).unwrap();
+    assert_eq!((p.items.len(), p.remaining), (4, 6));
+    assert_eq!(p.continue_after.as_deref(), Some("ns/c3"));
     let after = p1.continue_after.clone().unwrap();
     // Changes after the first page must not show up in later pages.
     s.delete(&tb, "ns", "c5", &Preconditions::default())
@@ -86,6 +103,7 @@ fn pagination_returns_consistent_snapshot() {
         limit: Some(100),
         start_after: Some(after),
         snapshot: Some(p1.rv),
+        ..Default::default()
     };
     let p2 = s.list(&tb, Some("ns"), &opts2, &|_| true).unwrap();
     let names: Vec<_> = p2.items.iter().map(|o| obj_name(o).to_string()).collect();
@@ -359,4 +377,169 @@ fn only_the_newest_writes_stay_decoded_and_old_events_replay_unchanged() {
     let sub = s.watch_from(&tb, Some(s.current_rv() - 1)).unwrap();
     assert!(sub.backlog[0].has_prev());
     assert_eq!(*sub.backlog[0].prev().unwrap(), *first);
+}
+
+/// Index keys of a test object: its `data.owner` values (comma-separated).
+fn owner_keys(ns: &str, obj: &Value) -> Vec<String> {
+    obj.pointer("/data/owner")
+        .and_then(Value::as_str)
+        .map(|s| s.split(',').map(|o| format!("{ns}:{o}")).collect())
+        .unwrap_or_default()
+}
+
+fn owned(ns: &str, name: &str, owner: &str) -> Value {
+    json!({"metadata": {"name": name, "namespace": ns}, "data": {"owner": owner}})
+}
+
+fn names(objs: Option<Vec<Arc<Value>>>) -> Vec<String> {
+    objs.expect("indexed table")
+        .iter()
+        .map(|o| obj_name(o).to_string())
+        .collect()
+}
+
+#[test]
+fn secondary_index_follows_creates_updates_and_deletes() {
+    let s = Store::new(100);
+    let tb = t("/configmaps");
+    s.create(&tb, "a", owned("a", "before-index", "x")).unwrap();
+    assert!(s.indexed(&tb, &["a:x".into()]).is_none());
+    s.add_index(&tb, owner_keys);
+    assert_eq!(names(s.indexed(&tb, &["a:x".into()])), ["before-index"]);
+    s.create(&tb, "a", owned("a", "m2", "x,y")).unwrap();
+    s.create(&tb, "a", owned("a", "m1", "y")).unwrap();
+    s.create(&tb, "b", owned("b", "m0", "x")).unwrap();
+    // Union of keys, in namespace/name order, each object once.
+    assert_eq!(
+        names(s.indexed(&tb, &["a:y".into(), "a:x".into()])),
+        ["before-index", "m1", "m2"]
+    );
+    assert_eq!(names(s.indexed(&tb, &["b:x".into()])), ["m0"]);
+    s.update(&tb, "a", "m2", owned("a", "m2", "z"), None)
+        .unwrap();
+    assert_eq!(names(s.indexed(&tb, &["a:x".into()])), ["before-index"]);
+    assert_eq!(names(s.indexed(&tb, &["a:z".into()])), ["m2"]);
+    s.delete(&tb, "a", "m1", &Preconditions::default()).unwrap();
+    assert!(names(s.indexed(&tb, &["a:y".into()])).is_empty());
+    // Objects of other tables are not indexed.
+    s.create(&t("/secrets"), "a", owned("a", "s", "z")).unwrap();
+    assert_eq!(names(s.indexed(&tb, &["a:z".into()])), ["m2"]);
+}
+
+#[test]
+fn a_quiet_table_resumes_after_a_burst_in_another_table() {
+    let s = Store::new(1_000);
+    let quiet = t("/secrets");
+    let busy = t("/configmaps");
+    let q = s.create(&quiet, "ns", cm("ns", "q", "0")).unwrap();
+    let rv = rv_of(&q);
+    s.create(&busy, "ns", cm("ns", "b", "0")).unwrap();
+    for i in 0..20_000 {
+        s.update(&busy, "ns", "b", cm("ns", "b", &i.to_string()), None)
+            .unwrap();
+    }
+    assert_eq!(s.history_len(), 1_000);
+    // Every secret written after rv is still held: the resume is exact.
+    let sub = s.watch_from(&quiet, Some(rv)).unwrap();
+    assert!(sub.backlog.is_empty());
+    s.update(&quiet, "ns", "q", cm("ns", "q", "1"), None)
+        .unwrap();
+    let list = s
+        .list(
+            &quiet,
+            None,
+            &ListOptions {
+                snapshot: Some(rv),
+                ..ListOptions::default()
+            },
+            &|_| true,
+        )
+        .unwrap();
+    assert_eq!(list.items[0]["data"]["v"], "0");
+    // The busy table's events from rv have left the window.
+    assert!(matches!(
+        s.watch_from(&busy, Some(rv)),
+        Err(StoreError::Expired { .. })
+    ));
+    // And one evicted secret event expires the secrets' older resumes too.
+    for i in 0..1_000 {
+        s.update(&busy, "ns", "b", cm("ns", "b", &format!("x{i}")), None)
+            .unwrap();
+    }
+    assert!(matches!(
+        s.watch_from(&quiet, Some(rv)),
+        Err(StoreError::Expired { .. })
+    ));
+}
+
+#[test]
+fn young_events_stay_in_the_window_beyond_the_minimum() {
+    let limits = HistoryLimits {
+        min_events: 1_000,
+        max_age: Duration::from_secs(600),
+        max_events: 30_000,
+    };
+    let s = Store::with_history(limits);
+    let tb = t("/configmaps");
+    let a = s.create(&tb, "ns", cm("ns", "a", "start")).unwrap();
+    let rv = rv_of(&a);
+    for i in 0..20_000 {
+        s.update(&tb, "ns", "a", cm("ns", "a", &i.to_string()), None)
+            .unwrap();
+    }
+    // A watch resumed from before a 20,000-event burst gets every event of it, in order.
+    let sub = s.watch_from(&tb, Some(rv)).unwrap();
+    assert_eq!(sub.backlog.len(), 20_000);
+    assert!(sub.backlog.windows(2).all(|w| w[0].rv + 1 == w[1].rv));
+    assert_eq!(sub.backlog[19_999].object()["data"]["v"], "19999");
+    // max_events bounds the window whatever the age.
+    for i in 0..20_000 {
+        s.update(&tb, "ns", "a", cm("ns", "a", &i.to_string()), None)
+            .unwrap();
+    }
+    assert_eq!(s.history_len(), 30_000);
+    assert!(matches!(
+        s.watch_from(&tb, Some(rv)),
+        Err(StoreError::Expired { .. })
+    ));
+    // Old events leave down to min_events.
+    let aged = Store::with_history(HistoryLimits {
+        max_age: Duration::ZERO,
+        ..limits
+    });
+    for i in 0..5_000 {
+        aged.create(&tb, "ns", cm("ns", &format!("c{i}"), ""))
+            .unwrap();
+    }
+    assert_eq!(aged.history_len(), 1_000);
+}
+
+#[test]
+fn writers_are_not_held_up_while_a_list_decodes() {
+    let s = Arc::new(Store::new(100));
+    let tb = t("/configmaps");
+    for i in 0..3 {
+        s.create(&tb, "ns", cm("ns", &format!("c{i}"), "x"))
+            .unwrap();
+    }
+    // While the list looks at its first object, another thread writes.
+    let wrote = std::cell::Cell::new(None);
+    let filter = |_: &Value| {
+        if wrote.get().is_none() {
+            let (done, finished) = std::sync::mpsc::channel();
+            let (s, tb) = (s.clone(), tb.clone());
+            std::thread::spawn(move || {
+                let _ = s.create(&tb, "ns", cm("ns", "during", "x"));
+                let _ = done.send(());
+            });
+            let in_time = finished.recv_timeout(std::time::Duration::from_secs(5));
+            wrote.set(Some(in_time.is_ok()));
+        }
+        true
+    };
+    let page = s.list(&tb, None, &ListOptions::default(), &filter).unwrap();
+    assert_eq!(wrote.get(), Some(true), "the write waited for the list");
+    // The list is the snapshot taken before the write.
+    assert_eq!(page.items.len(), 3);
+    assert!(s.get(&tb, "ns", "during").is_some());
 }
