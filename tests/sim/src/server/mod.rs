@@ -2,6 +2,7 @@
 //! resources (via `handlers`), watch streams, subresources, background controllers, request stats,
 //! and the `Sim` handle tests use to start and stop a simulator on a loopback port.
 
+pub mod builtin_validation;
 pub mod cluster;
 pub mod controllers;
 pub mod deps;
@@ -13,11 +14,13 @@ pub mod inject;
 pub mod openapi;
 pub mod openapi_pb;
 pub mod protobuf;
+mod rbac_writes;
 pub mod registry;
 pub mod reviews;
 pub mod stats;
 pub mod tls;
 pub mod watch;
+pub mod wire;
 
 use crate::store::Store;
 use bytes::Bytes;
@@ -295,6 +298,15 @@ async fn serve_one(
             ))));
         }
     };
+    // The apiserver reads at most MaxRequestBodyBytes of a request body (`limitedReadBody`).
+    if body.len() > builtin_validation::MAX_REQUEST_BODY {
+        return Ok(error_response(
+            &builtin_validation::request_entity_too_large(&format!(
+                "limit is {}",
+                builtin_validation::MAX_REQUEST_BODY
+            )),
+        ));
+    }
     let (body, content_type) = if protobuf::is_protobuf(&r.content_type) {
         match protobuf::decode(&body) {
             Ok(v) => (Bytes::from(v.to_string()), "application/json".to_string()),
@@ -642,7 +654,7 @@ impl SimState {
                     let body = parse_body(&r.body, false)?;
                     let out = self.create_obj(&ri, v, ns, body, &opts)?;
                     Ok(with_warnings(
-                        json_response(out.code, &out.object),
+                        self.object_response(&ri, v, table.as_deref(), out.code, out.object),
                         &out.warnings,
                     ))
                 }
@@ -659,7 +671,7 @@ impl SimState {
                         &opts,
                     )?;
                     Ok(with_warnings(
-                        json_response(out.code, &out.object),
+                        self.object_response(&ri, v, table.as_deref(), out.code, out.object),
                         &out.warnings,
                     ))
                 }
@@ -667,15 +679,28 @@ impl SimState {
                     let out =
                         self.patch_request(&ri, v, ns, p.name.as_deref().unwrap_or(""), None, &r)?;
                     Ok(with_warnings(
-                        json_response(out.code, &out.object),
+                        self.object_response(&ri, v, table.as_deref(), out.code, out.object),
                         &out.warnings,
                     ))
                 }
                 "delete" => {
                     let opts = DeleteOpts::for_request(&r)?;
-                    let (code, o) =
-                        self.delete_obj(&ri, v, ns, p.name.as_deref().unwrap_or(""), &opts)?;
-                    Ok(json_response(code, &o))
+                    let (code, o, removed) = self.delete_obj_outcome(
+                        &ri,
+                        v,
+                        ns,
+                        p.name.as_deref().unwrap_or(""),
+                        &opts,
+                    )?;
+                    // An object removed at once is answered with a Status, except by the
+                    // registries that return the deleted object (wire.rs).
+                    if removed && !wire::returns_deleted_object(&ri.group, &ri.plural) {
+                        return Ok(json_response(
+                            code,
+                            &wire::delete_status(&ri.group, &ri.plural, &o),
+                        ));
+                    }
+                    Ok(self.object_response(&ri, v, table.as_deref(), code, o))
                 }
                 "deletecollection" => {
                     let opts = DeleteOpts::for_request(&r)?;
@@ -690,6 +715,30 @@ impl SimState {
             Some(a) => self.fault_after_verb(a, &p, resp),
             None => resp,
         }
+    }
+
+    /// A single object answered by a verb, as PartialObjectMetadata or a Table when the request's
+    /// `Accept` asked for one (the apiserver transforms every verb's response object the same
+    /// way, `handlers/response.go`).
+    fn object_response(
+        &self,
+        ri: &ResourceInfo,
+        v: &str,
+        table: Option<&str>,
+        code: u16,
+        o: Value,
+    ) -> Response<Body> {
+        if let Some(inc) = table {
+            let meta = if inc == PARTIAL {
+                json!({"single": true})
+            } else {
+                json!({"resourceVersion": o["metadata"]["resourceVersion"]})
+            };
+            if let Some(t) = self.table_for(ri, v, std::slice::from_ref(&o), inc, meta) {
+                return json_response(code, &t);
+            }
+        }
+        json_response(code, &o)
     }
 
     fn patch_request(
