@@ -3,7 +3,7 @@
 //! size limits, reads at a resourceVersion the server has not reached.
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, GetParams, ListParams, PostParams};
 use kube::{Client, Config};
 use kube_sim::{Sim, SimConfig};
 use serde_json::{Value, json};
@@ -19,6 +19,8 @@ async fn start() -> (Sim, Client) {
     .expect("start sim");
     let mut config = Config::new(sim.url().parse().expect("url"));
     config.root_cert = sim.ca_der().map(|ca| vec![ca.to_vec()]);
+    // The 504s asserted here are answers, not something to retry.
+    config.default_retry = false;
     let client = Client::try_from(config).expect("client");
     (sim, client)
 }
@@ -207,5 +209,63 @@ async fn oversized_requests_and_objects_get_413() {
     assert_eq!(e.code, 413);
     assert_eq!(e.message, "Request entity too large: limit is 3145728");
     assert!(api.get_opt("etcd").await.unwrap().is_none());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn reads_at_a_future_resource_version_wait_then_time_out() {
+    let (sim, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let c1: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "c1"}})).unwrap();
+    let created = api.create(&PostParams::default(), &c1).await.unwrap();
+    let rv: u64 = created
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Nothing is written: after the apiserver's 3 s, 504 with the cause.
+    let far = rv + 1000;
+    let started = std::time::Instant::now();
+    let e = api_err(
+        api.list(&ListParams::default().at(&far.to_string()))
+            .await
+            .unwrap_err(),
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3));
+    assert_eq!(e.code, 504);
+    assert_eq!(e.reason, "Timeout");
+    assert_eq!(
+        e.message,
+        format!("Timeout: Too large resource version: {far}, current: {rv}")
+    );
+    let details = e.details.expect("details");
+    assert_eq!(details.retry_after_seconds, 1);
+    assert!(
+        details.causes[0]
+            .message
+            .contains("Too large resource version")
+    );
+    assert_eq!(details.causes[0].reason, "ResourceVersionTooLarge");
+    let e = api_err(
+        api.get_with("c1", &GetParams::at(&far.to_string()))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 504);
+    // A write that reaches the version while the read waits lets it through.
+    let next = (rv + 1).to_string();
+    let waiting = tokio::spawn({
+        let api = api.clone();
+        async move { api.get_with("c1", &GetParams::at(&next)).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let c2: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "c2"}})).unwrap();
+    api.create(&PostParams::default(), &c2).await.unwrap();
+    waiting
+        .await
+        .unwrap()
+        .expect("the read is served once the version exists");
     sim.shutdown().await;
 }

@@ -8,6 +8,7 @@ pub mod controllers;
 pub mod deps;
 pub mod discovery;
 pub mod errors;
+pub mod freshness;
 pub mod handlers;
 pub mod http;
 pub mod inject;
@@ -392,6 +393,32 @@ impl SimState {
                 user: Some(user.clone()),
                 ..r
             };
+            // A get or list at a resourceVersion the store has not reached waits for it
+            // (freshness.rs), once the request is known to be authorized.
+            let rv = (r.method == Method::GET
+                && !p.legacy_watch
+                && !r.query.flag("watch")
+                && r.query.get("continue").is_none())
+            .then(|| r.query.get("resourceVersion")?.parse::<u64>().ok())
+            .flatten();
+            if let Some(rv) = rv
+                && rv > self.store.current_rv()
+            {
+                let verb = if p.name.is_some() { "get" } else { "list" };
+                let attrs = crate::auth::Attributes::resource(
+                    verb,
+                    &p.group,
+                    &p.resource,
+                    p.subresource.as_deref(),
+                    ns_of(&p),
+                    p.name.as_deref(),
+                );
+                if self.authorize(&user, &attrs).is_ok()
+                    && let Err(e) = self.wait_until_fresh(rv).await
+                {
+                    return error_response(&e);
+                }
+            }
             return self.route_resource(p, r, &user);
         }
         let attrs = crate::auth::Attributes::non_resource("get", &r.path);
