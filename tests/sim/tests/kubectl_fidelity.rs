@@ -346,3 +346,228 @@ fn wire_order_delete_answers_and_name_lengths_are_the_apiservers() {
         "{err}"
     );
 }
+
+#[test]
+fn pods_terminate_gracefully_and_logs_follow_until_the_container_ends() {
+    let c = Cluster::start();
+    let pod = |name: &str, run: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}","annotations":{{
+                "sim.kube-sim.io/log":"line1\n","sim.hypersync.io/run-seconds":"{run}"}}}},
+               "spec":{{"restartPolicy":"Never","containers":[{{"name":"c","image":"img:1"}}]}}}}"#
+        )
+    };
+    for (name, run) in [("p1", "600"), ("p2", "600")] {
+        c.kubectl_stdin(&["create", "-f", "-"], &pod(name, run))
+            .expect_ok("create pod");
+    }
+    let running = |name: &str| {
+        c.kubectl(&[
+            "wait",
+            "--for=jsonpath={.status.phase}=Running",
+            &format!("pod/{name}"),
+            "--timeout=20s",
+        ])
+        .expect_ok("pod running");
+    };
+    running("p1");
+    running("p2");
+
+    // A bound, running pod is not removed by the DELETE: it is marked with its grace period
+    // and the kubelet finishes it.
+    let out = c
+        .kubectl(&["delete", "--raw", "/api/v1/namespaces/default/pods/p1"])
+        .expect_ok("delete --raw");
+    let deleted: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(deleted["kind"], "Pod", "{out}");
+    assert_eq!(
+        deleted["metadata"]["deletionGracePeriodSeconds"], 30,
+        "{out}"
+    );
+    assert!(
+        deleted["metadata"]["deletionTimestamp"].is_string(),
+        "{out}"
+    );
+    c.kubectl(&["wait", "--for=delete", "pod/p1", "--timeout=20s"])
+        .expect_ok("the kubelet finishes the deletion");
+    // --grace-period=0 --force removes it at once.
+    c.kubectl(&["delete", "pod", "p2", "--grace-period=0", "--force"])
+        .expect_ok("force delete");
+    c.kubectl(&["get", "pod", "p2"]).expect_err("p2 is gone");
+
+    // `logs -f` streams until the container ends, including output appended meanwhile.
+    c.kubectl_stdin(&["create", "-f", "-"], &pod("logger", "3"))
+        .expect_ok("create pod");
+    running("logger");
+    std::thread::scope(|s| {
+        let follower = s.spawn(|| {
+            let started = std::time::Instant::now();
+            let out = c.kubectl(&["logs", "-f", "logger"]).expect_ok("logs -f");
+            (out, started.elapsed())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        c.kubectl(&[
+            "annotate",
+            "--overwrite",
+            "pod",
+            "logger",
+            "sim.kube-sim.io/log=line1\nline2\n",
+        ])
+        .expect_ok("more output");
+        let (out, took) = follower.join().expect("follower");
+        assert_eq!(out, "line1\nline2\n");
+        assert!(took >= std::time::Duration::from_secs(1), "{took:?}");
+    });
+    let out = c
+        .kubectl(&["logs", "logger"])
+        .expect_ok("logs after the end");
+    assert_eq!(out, "line1\nline2\n");
+}
+
+#[test]
+fn a_zero_replica_deployment_records_no_scaling_event() {
+    let c = Cluster::start();
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "zero",
+        "--image=img:1",
+        "--replicas=0",
+    ])
+    .expect_ok("create deployment");
+    c.kubectl(&[
+        "create",
+        "deployment",
+        "one",
+        "--image=img:1",
+        "--replicas=1",
+    ])
+    .expect_ok("create deployment");
+    assert!(c.eventually(std::time::Duration::from_secs(20), || {
+        let out = c
+            .kubectl(&["get", "replicasets", "-o", "name"])
+            .expect_ok("get rs");
+        out.lines().count() == 2
+    }));
+    assert!(c.eventually(std::time::Duration::from_secs(20), || {
+        let out = c
+            .kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                "reason=ScalingReplicaSet",
+                "-o",
+                "name",
+            ])
+            .expect_ok("get events");
+        out.lines().count() == 1
+    }));
+    let out = c
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=zero",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .expect_ok("events of zero");
+    assert!(!out.contains("Scaled up"), "{out}");
+    let out = c
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=one",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .expect_ok("events of one");
+    assert!(out.contains("from 0 to 1"), "{out}");
+}
+
+const WIDGET_CRD: &str = r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
+ "metadata":{"name":"widgets.example.com"},
+ "spec":{"group":"example.com","scope":"Namespaced",
+  "names":{"plural":"widgets","singular":"widget","kind":"Widget"},
+  "versions":[{"name":"v1alpha1","served":true,"storage":true,
+   "schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#;
+
+#[test]
+fn apiservices_and_component_statuses_are_served() {
+    let c = Cluster::start_with(kube_sim::SimConfig {
+        dataplane: false,
+        ..kube_sim::SimConfig::default()
+    });
+    // ComponentStatus: read-only, Healthy, with the deprecation warning.
+    let run = c.kubectl(&["get", "componentstatuses"]);
+    let stderr = run.stderr.clone();
+    let out = run.expect_ok("get cs");
+    assert!(
+        stderr.contains("Warning: v1 ComponentStatus is deprecated in v1.19+"),
+        "{stderr}"
+    );
+    for name in ["scheduler", "controller-manager", "etcd-0"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {out}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[1..3], ["Healthy", "ok"], "{out}");
+    }
+    let err = c
+        .kubectl(&["delete", "componentstatus", "scheduler"])
+        .expect_err("read-only");
+    assert!(
+        err.contains("MethodNotAllowed") || err.contains("not allowed"),
+        "{err}"
+    );
+
+    // One local, available APIService per served group/version, in discovery.
+    let out = c
+        .kubectl(&["get", "apiservices"])
+        .expect_ok("get apiservices");
+    let row = |name: &str, out: &str| -> Vec<String> {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(row("v1.", &out)[1..3], ["Local", "True"], "{out}");
+    assert_eq!(row("v1.apps", &out)[1..3], ["Local", "True"], "{out}");
+    assert_eq!(
+        row("v1.apiregistration.k8s.io", &out)[1..3],
+        ["Local", "True"]
+    );
+    let out = c
+        .kubectl(&[
+            "api-resources",
+            "--api-group=apiregistration.k8s.io",
+            "-o",
+            "name",
+        ])
+        .expect_ok("api-resources");
+    assert_eq!(out.trim(), "apiservices.apiregistration.k8s.io");
+    let apps = c.get_json(&["apiservice", "v1.apps"]);
+    assert_eq!(apps["spec"]["groupPriorityMinimum"], 17800);
+    assert_eq!(
+        apps["metadata"]["labels"]["kube-aggregator.kubernetes.io/automanaged"],
+        "onstart"
+    );
+    // A CRD's group/version gets one while the CRD serves it.
+    c.kubectl_stdin(&["apply", "-f", "-"], WIDGET_CRD)
+        .expect_ok("apply crd");
+    let w = c.get_json(&["apiservice", "v1alpha1.example.com"]);
+    assert_eq!(w["spec"]["groupPriorityMinimum"], 1000);
+    assert_eq!(w["spec"]["versionPriority"], 100);
+    assert_eq!(w["status"]["conditions"][0]["reason"], "Local");
+    c.kubectl(&["delete", "crd", "widgets.example.com"])
+        .expect_ok("delete crd");
+    assert!(c.eventually(std::time::Duration::from_secs(10), || {
+        c.kubectl(&["get", "apiservice", "v1alpha1.example.com"])
+            .stderr
+            .contains("NotFound")
+    }));
+}

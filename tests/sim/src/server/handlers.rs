@@ -721,8 +721,9 @@ impl SimState {
         let charset_ok = match ri.plural.as_str() {
             // Length aside (checked below), as the DNS-1123 regexes.
             "namespaces" | "services" => !name.contains('.') && is_dns_subdomain_chars(name),
-            // RBAC objects and a few others accept path-segment names (no length limit).
-            "roles" | "rolebindings" | "clusterroles" | "clusterrolebindings" => {
+            // RBAC objects and a few others accept path-segment names (no length limit);
+            // APIServices are named `<version>.<group>`, `v1.` for the core group.
+            "roles" | "rolebindings" | "clusterroles" | "clusterrolebindings" | "apiservices" => {
                 let ok = !name.is_empty()
                     && !name.contains('/')
                     && !name.contains('%')
@@ -945,6 +946,7 @@ impl SimState {
     pub fn register_crd(&self, crd: &Value) {
         if let Ok(info) = super::registry::crd_info(crd) {
             self.registry_write().insert(info);
+            self.sync_apiservices();
         }
     }
 
@@ -1606,7 +1608,8 @@ impl SimState {
                 _ => {}
             }
             let is_ns = &*ri.table == NS_TABLE;
-            if fins.is_empty() && !is_ns {
+            let pod_grace = self.pod_grace_period(ri, &old, opts);
+            if fins.is_empty() && !is_ns && pod_grace.is_none() {
                 if opts.dry_run {
                     return Ok((200, self.to_served(ri, version, &old), true));
                 }
@@ -1631,10 +1634,15 @@ impl SimState {
             set_finalizers(&mut new, &fins);
             if !is_deleting(&old) {
                 if let Some(m) = meta_mut(&mut new) {
-                    m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+                    // A pod's deletion is due when its grace period ends.
+                    let at = chrono::Utc::now() + chrono::Duration::seconds(pod_grace.unwrap_or(0));
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                    );
                     m.insert(
                         "deletionGracePeriodSeconds".into(),
-                        json!(opts.grace_period.unwrap_or(0).max(0)),
+                        json!(pod_grace.unwrap_or(opts.grace_period.unwrap_or(0)).max(0)),
                     );
                     if ri.tracks_generation {
                         let g = m.get("generation").and_then(Value::as_i64).unwrap_or(0);
@@ -1665,6 +1673,32 @@ impl SimState {
         Err(ApiError::conflict(&ri.group, &ri.plural, name))
     }
 
+    /// The grace period of a pod deletion (`pkg/registry/core/pod/strategy.go`
+    /// `CheckGracefulDelete`): the request's `gracePeriodSeconds`, else the pod's
+    /// `terminationGracePeriodSeconds` (30 by default); `None` (removed at once) for a zero grace
+    /// period, a pod not bound to a node or already finished, a pod already terminating (the
+    /// kubelet's final delete), and when no simulated kubelet runs to finish the deletion.
+    fn pod_grace_period(&self, ri: &ResourceInfo, pod: &Value, opts: &DeleteOpts) -> Option<i64> {
+        if !ri.group.is_empty() || ri.plural != "pods" || !self.config.dataplane || is_deleting(pod)
+        {
+            return None;
+        }
+        let bound = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+        if !bound || matches!(phase, Some("Succeeded" | "Failed")) {
+            return None;
+        }
+        let grace = opts.grace_period.unwrap_or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30)
+        });
+        (grace > 0).then_some(grace)
+    }
+
     /// Bookkeeping after an object is removed from the store.
     pub fn after_delete(&self, ri: &ResourceInfo, gone: &Value) {
         if &*ri.table == CRD_TABLE
@@ -1675,6 +1709,8 @@ impl SimState {
             if reg.get(&info.group, &info.plural).is_some_and(|r| r.is_crd) {
                 reg.remove(&info.group, &info.plural);
             }
+            drop(reg);
+            self.sync_apiservices();
         }
     }
 

@@ -2,6 +2,7 @@
 //! resources (via `handlers`), watch streams, subresources, background controllers, request stats,
 //! and the `Sim` handle tests use to start and stop a simulator on a loopback port.
 
+pub mod aggregation;
 pub mod builtin_validation;
 pub mod cluster;
 pub mod controllers;
@@ -12,6 +13,7 @@ pub mod freshness;
 pub mod handlers;
 pub mod http;
 pub mod inject;
+pub mod logs;
 pub mod openapi;
 pub mod openapi_pb;
 pub mod protobuf;
@@ -177,6 +179,8 @@ impl SimState {
             let _ = self.create_obj(&svc, "v1", Some("default"), body, &opts);
         }
         self.bootstrap_rbac();
+        self.bootstrap_component_statuses();
+        self.sync_apiservices();
         let sa = self.registry_read().get("", "serviceaccounts");
         if let Some(sa) = sa {
             for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -607,6 +611,10 @@ impl SimState {
             })
         };
         let result: Result<Response<Body>, ApiError> = (|| {
+            if sub == Some("log") && verb == "get" && ri.extra_subs.contains(&"log") {
+                let name = p.name.as_deref().unwrap_or("");
+                return self.pod_log(&ri, v, ns, name, r.query.flag("follow"));
+            }
             if let Some(s) = sub {
                 return self.route_subresource(
                     &ri,
@@ -737,7 +745,10 @@ impl SimState {
                 _ => Err(ApiError::method_not_allowed()),
             }
         })();
-        let resp = result.unwrap_or_else(|e| error_response(&e));
+        let mut resp = result.unwrap_or_else(|e| error_response(&e));
+        if ri.group.is_empty() && ri.plural == "componentstatuses" {
+            resp = with_warnings(resp, &[aggregation::COMPONENT_STATUS_WARNING.to_string()]);
+        }
         match fault {
             Some(a) => self.fault_after_verb(a, &p, resp),
             None => resp,
@@ -863,16 +874,6 @@ impl SimState {
                     &opts,
                 )?;
                 Ok(json_response(out.code, &out.object))
-            }
-            ("log", "get") if ri.extra_subs.contains(&"log") => {
-                let pod = self.get_obj(ri, v, ns, name)?;
-                let log = pod
-                    .get("metadata")
-                    .and_then(|m| m.get("annotations"))
-                    .and_then(|a| a.get("sim.kube-sim.io/log"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                Ok(text_response(200, log))
             }
             ("eviction", "create") if ri.extra_subs.contains(&"eviction") => {
                 let opts = DeleteOpts::default();

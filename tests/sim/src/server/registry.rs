@@ -239,6 +239,26 @@ fn builtins() -> Vec<Builtin> {
         )
         .status(),
         b("", "v1", "events", "Event", true, &["ev"], NONE),
+        b(
+            "",
+            "v1",
+            "componentstatuses",
+            "ComponentStatus",
+            false,
+            &["cs"],
+            NONE,
+        )
+        .verbs(&["get", "list"]),
+        b(
+            "apiregistration.k8s.io",
+            "v1",
+            "apiservices",
+            "APIService",
+            false,
+            NONE,
+            &["api-extensions"],
+        )
+        .status(),
         b("", "v1", "nodes", "Node", false, &["no"], NONE).status(),
         b(
             "",
