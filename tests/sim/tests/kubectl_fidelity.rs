@@ -571,3 +571,154 @@ fn apiservices_and_component_statuses_are_served() {
             .contains("NotFound")
     }));
 }
+
+#[test]
+fn apply_of_a_kind_list() {
+    let c = Cluster::start();
+    let list = r#"apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata:
+    name: l1
+  data:
+    a: "1"
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata:
+    name: l2
+  spec:
+    replicas: 1
+    selector:
+      matchLabels: {app: l2}
+    template:
+      metadata:
+        labels: {app: l2}
+      spec:
+        containers:
+        - name: c
+          image: img:1
+"#;
+    let out = c
+        .kubectl_stdin(&["apply", "-f", "-"], list)
+        .expect_ok("apply a List");
+    assert!(
+        out.contains("configmap/l1 created") && out.contains("deployment.apps/l2 created"),
+        "{out}"
+    );
+    let out = c
+        .kubectl_stdin(&["apply", "-f", "-"], &list.replace("a: \"1\"", "a: \"2\""))
+        .expect_ok("re-apply a List");
+    assert!(
+        out.contains("configmap/l1 configured") && out.contains("deployment.apps/l2 unchanged"),
+        "{out}"
+    );
+    assert_eq!(c.get_json(&["configmap", "l1"])["data"]["a"], "2");
+    let out = c
+        .kubectl_stdin(&["apply", "--server-side", "-f", "-"], list)
+        .expect_ok("server-side apply of a List");
+    assert!(out.contains("configmap/l1 serverside-applied"), "{out}");
+}
+
+fn csr_pem(cn: &str) -> String {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem")
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn certificate_signing_requests_validate_approve_and_sign() {
+    let c = Cluster::start_with(kube_sim::SimConfig {
+        dataplane: false,
+        ..kube_sim::SimConfig::default()
+    });
+    let csr = |name: &str, request: &str, signer: &str| {
+        format!(
+            r#"{{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest",
+                "metadata":{{"name":"{name}"}},
+                "spec":{{"request":"{request}","signerName":"{signer}","usages":["client auth"],
+                         "expirationSeconds":86400}}}}"#
+        )
+    };
+    c.kubectl_stdin(
+        &["create", "-f", "-"],
+        &csr(
+            "alice",
+            &b64(&csr_pem("alice")),
+            "kubernetes.io/kube-apiserver-client",
+        ),
+    )
+    .expect_ok("create csr");
+    let got = c.get_json(&["csr", "alice"]);
+    assert_eq!(got["spec"]["username"], "kubernetes-admin", "{got}");
+    let out = c
+        .kubectl(&[
+            "get",
+            "csr",
+            "--field-selector",
+            "spec.signerName=kubernetes.io/kube-apiserver-client",
+            "-o",
+            "name",
+        ])
+        .expect_ok("csr by signer");
+    assert_eq!(
+        out.trim(),
+        "certificatesigningrequest.certificates.k8s.io/alice"
+    );
+
+    let out = c
+        .kubectl(&["certificate", "approve", "alice"])
+        .expect_ok("certificate approve");
+    assert!(out.contains("approved"), "{out}");
+    let got = c.get_json(&["csr", "alice"]);
+    assert_eq!(got["status"]["conditions"][0]["type"], "Approved", "{got}");
+    assert_eq!(got["status"]["conditions"][0]["reason"], "KubectlApprove");
+    use base64::Engine;
+    let cert = base64::engine::general_purpose::STANDARD
+        .decode(
+            got["status"]["certificate"]
+                .as_str()
+                .expect("certificate issued"),
+        )
+        .expect("base64");
+    assert!(
+        String::from_utf8_lossy(&cert).starts_with("-----BEGIN CERTIFICATE-----"),
+        "{got}"
+    );
+
+    // A request that is not a PEM CSR, without signer, with an unknown usage.
+    let bad = r#"{"apiVersion":"certificates.k8s.io/v1","kind":"CertificateSigningRequest",
+        "metadata":{"name":"bad"},"spec":{"request":"aGk=","usages":["flying"]}}"#;
+    let err = c
+        .kubectl_stdin(&["create", "-f", "-"], bad)
+        .expect_err("invalid csr");
+    assert!(
+        err.contains("spec.request: Invalid value: []byte{0x68, 0x69}: PEM block type must be CERTIFICATE REQUEST")
+            && err.contains("spec.signerName: Required value")
+            && err.contains("spec.usages[0]: Unsupported value: \"flying\""),
+        "{err}"
+    );
+    // A custom signer's request is approved but left for its signer.
+    c.kubectl_stdin(
+        &["create", "-f", "-"],
+        &csr("bob", &b64(&csr_pem("bob")), "example.com/custom"),
+    )
+    .expect_ok("create custom csr");
+    c.kubectl(&["certificate", "approve", "bob"])
+        .expect_ok("approve bob");
+    let got = c.get_json(&["csr", "bob"]);
+    assert!(got["status"].get("certificate").is_none(), "{got}");
+}

@@ -465,16 +465,21 @@ impl SimState {
         obj: &Value,
         create: bool,
     ) -> Result<(), ApiError> {
-        if ri.plural != "events" || !(ri.group.is_empty() || ri.group == "events.k8s.io") {
-            return Ok(());
-        }
-        let strict = create && ri.group == "events.k8s.io";
-        let errors = super::builtin_validation::validate_event(obj, strict);
+        let errors = match (ri.group.as_str(), ri.plural.as_str()) {
+            ("" | "events.k8s.io", "events") => {
+                let strict = create && ri.group == "events.k8s.io";
+                super::builtin_validation::validate_event(obj, strict)
+            }
+            ("certificates.k8s.io", "certificatesigningrequests") if create => {
+                super::certificates::validate_csr(obj)
+            }
+            _ => return Ok(()),
+        };
         if errors.is_empty() {
             return Ok(());
         }
         Err(ApiError::from_status(crate::schema::invalid_status(
-            "Event",
+            &ri.kind,
             &ri.group,
             obj_name(obj),
             &errors,
@@ -804,6 +809,9 @@ impl SimState {
                 obj["status"] = json!({"phase": "Active"});
             }
             CRD_TABLE => self.prepare_crd(&mut obj)?,
+            "certificates.k8s.io/certificatesigningrequests" => {
+                super::certificates::prepare_create(&mut obj, opts.user.as_ref())
+            }
             _ => {}
         }
         self.default_on_create(ri, version, None, &mut obj);

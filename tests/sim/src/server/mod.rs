@@ -4,6 +4,7 @@
 
 pub mod aggregation;
 pub mod builtin_validation;
+pub mod certificates;
 pub mod cluster;
 pub mod controllers;
 pub mod deps;
@@ -874,6 +875,14 @@ impl SimState {
                     &opts,
                 )?;
                 Ok(json_response(out.code, &out.object))
+            }
+            ("approval", "update") if ri.extra_subs.contains(&"approval") => {
+                let opts = WriteOpts::for_request(r)?;
+                let out = self.csr_approval(ri, v, name, parse_body(&r.body, false)?, &opts)?;
+                Ok(json_response(200, &out))
+            }
+            ("approval", "get") if ri.extra_subs.contains(&"approval") => {
+                Ok(json_response(200, &self.get_obj(ri, v, ns, name)?))
             }
             ("eviction", "create") if ri.extra_subs.contains(&"eviction") => {
                 let opts = DeleteOpts::default();

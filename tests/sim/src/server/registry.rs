@@ -250,6 +250,17 @@ fn builtins() -> Vec<Builtin> {
         )
         .verbs(&["get", "list"]),
         b(
+            "certificates.k8s.io",
+            "v1",
+            "certificatesigningrequests",
+            "CertificateSigningRequest",
+            false,
+            &["csr"],
+            NONE,
+        )
+        .status()
+        .extra(&["approval"]),
+        b(
             "apiregistration.k8s.io",
             "v1",
             "apiservices",
