@@ -722,3 +722,70 @@ fn certificate_signing_requests_validate_approve_and_sign() {
     let got = c.get_json(&["csr", "bob"]);
     assert!(got["status"].get("certificate").is_none(), "{got}");
 }
+
+#[test]
+fn kubectl_debug_adds_ephemeral_containers() {
+    let c = Cluster::start();
+    c.kubectl(&["run", "app", "--image=img:1"]).expect_ok("run");
+    c.kubectl(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Running",
+        "pod/app",
+        "--timeout=20s",
+    ])
+    .expect_ok("running");
+    for dbg in ["dbg1", "dbg2"] {
+        c.kubectl(&["debug", "app", "--image=busybox:1.36", "-c", dbg])
+            .expect_ok("kubectl debug");
+    }
+    assert!(c.eventually(std::time::Duration::from_secs(10), || {
+        let pod = c.get_json(&["pod", "app"]);
+        pod["status"]["ephemeralContainerStatuses"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2 && s.iter().all(|x| x["state"]["running"].is_object()))
+    }));
+    let pod = c.get_json(&["pod", "app"]);
+    let names: Vec<&str> = pod["spec"]["ephemeralContainers"]
+        .as_array()
+        .expect("ephemeral containers")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names, ["dbg1", "dbg2"]);
+    // Existing ephemeral containers cannot be removed or changed, names stay unique.
+    let err = c
+        .kubectl(&[
+            "patch",
+            "pod",
+            "app",
+            "--subresource=ephemeralcontainers",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/spec/ephemeralContainers/0"}]"#,
+        ])
+        .expect_err("remove an ephemeral container");
+    assert!(
+        err.contains("spec.ephemeralContainers: Forbidden: existing ephemeral containers \"dbg1\" may not be removed"),
+        "{err}"
+    );
+    let err = c
+        .kubectl(&["debug", "app", "--image=busybox:1.36", "-c", "app"])
+        .expect_err("a duplicate name");
+    assert!(err.contains("Duplicate value: \"app\""), "{err}");
+    // The main resource does not change them.
+    c.kubectl(&[
+        "patch",
+        "pod",
+        "app",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"x":"y"}}}"#,
+    ])
+    .expect_ok("label");
+    assert_eq!(
+        c.get_json(&["pod", "app"])["spec"]["ephemeralContainers"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+}

@@ -1019,6 +1019,14 @@ impl SimState {
                 m.insert("managedFields".into(), mf);
             }
             out
+        } else if sub == Some("ephemeralcontainers") {
+            let errors = super::ephemeral::validate(old, &new);
+            if !errors.is_empty() {
+                return Err(ApiError::from_status(crate::schema::invalid_status(
+                    &ri.kind, &ri.group, &name, &errors,
+                )));
+            }
+            super::ephemeral::apply(old, &new)
         } else {
             if ri.status_sub(version)
                 && let Some(m) = new.as_object_mut()

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod controllers;
 pub mod deps;
 pub mod discovery;
+pub mod ephemeral;
 pub mod errors;
 pub mod freshness;
 pub mod handlers;
@@ -874,6 +875,26 @@ impl SimState {
                     Some("finalize"),
                     &opts,
                 )?;
+                Ok(json_response(out.code, &out.object))
+            }
+            ("ephemeralcontainers", "get") if ri.extra_subs.contains(&"ephemeralcontainers") => {
+                Ok(json_response(200, &self.get_obj(ri, v, ns, name)?))
+            }
+            ("ephemeralcontainers", "update") if ri.extra_subs.contains(&"ephemeralcontainers") => {
+                let opts = WriteOpts::for_request(r)?;
+                let out = self.update_obj(
+                    ri,
+                    v,
+                    ns,
+                    name,
+                    parse_body(&r.body, false)?,
+                    Some("ephemeralcontainers"),
+                    &opts,
+                )?;
+                Ok(json_response(out.code, &out.object))
+            }
+            ("ephemeralcontainers", "patch") if ri.extra_subs.contains(&"ephemeralcontainers") => {
+                let out = self.patch_request(ri, v, ns, name, Some("ephemeralcontainers"), r)?;
                 Ok(json_response(out.code, &out.object))
             }
             ("approval", "update") if ri.extra_subs.contains(&"approval") => {

@@ -203,7 +203,7 @@ fn builtins() -> Vec<Builtin> {
             .extra(&["finalize"]),
         b("", "v1", "pods", "Pod", true, &["po"], ALL)
             .status()
-            .extra(&["log", "binding", "eviction"]),
+            .extra(&["log", "binding", "eviction", "ephemeralcontainers"]),
         b("", "v1", "services", "Service", true, &["svc"], ALL).status(),
         b("", "v1", "endpoints", "Endpoints", true, &["ep"], NONE),
         b("", "v1", "configmaps", "ConfigMap", true, &["cm"], NONE),
