@@ -33,7 +33,7 @@ fn is_qualified_name_errors(v: &str) -> Vec<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if let Some(p) = prefix
-        && (p.is_empty() || !is_dns1123_subdomain_chars(p) || p.len() > 253)
+        && (p.is_empty() || !super::handlers::is_dns_subdomain_chars(p) || p.len() > 253)
     {
         errs.push("prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".to_string());
     }
@@ -46,17 +46,6 @@ fn is_qualified_name_errors(v: &str) -> Vec<String> {
         errs.push("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".to_string());
     }
     errs
-}
-
-fn is_dns1123_subdomain_chars(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
 }
 
 /// Validates a core/v1 Event as stored (core field names). `strict` for writes through

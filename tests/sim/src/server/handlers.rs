@@ -271,7 +271,7 @@ fn same_except_bookkeeping(a: &Value, b: &Value) -> bool {
 }
 
 /// The DNS-1123 subdomain character rules, whatever the length.
-fn is_dns_subdomain_chars(s: &str) -> bool {
+pub(super) fn is_dns_subdomain_chars(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|l| {
             !l.is_empty()
