@@ -120,6 +120,18 @@ async fn write_responses_honour_partial_object_metadata() {
     )
     .await
     .unwrap();
+    // The status subresource too.
+    let status = raw(
+        &client,
+        "PATCH",
+        "/api/v1/namespaces/default/pods/p1/status",
+        PARTIAL,
+        "application/merge-patch+json",
+        br#"{"status":{"message":"hi"}}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status["kind"], "PartialObjectMetadata", "{status}");
     let deleted = raw(
         &client,
         "DELETE",

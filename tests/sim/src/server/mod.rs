@@ -626,6 +626,7 @@ impl SimState {
                     s,
                     verb,
                     &r,
+                    table.as_deref(),
                 );
             }
             match verb {
@@ -823,10 +824,11 @@ impl SimState {
         sub: &str,
         verb: &str,
         r: &Req,
+        table: Option<&str>,
     ) -> Result<Response<Body>, ApiError> {
         match (sub, verb) {
             ("status", "get") if ri.status_sub(v) => {
-                Ok(json_response(200, &self.get_obj(ri, v, ns, name)?))
+                Ok(self.object_response(ri, v, table, 200, self.get_obj(ri, v, ns, name)?))
             }
             ("status", "update") if ri.status_sub(v) => {
                 let opts = WriteOpts::for_request(r)?;
@@ -840,14 +842,14 @@ impl SimState {
                     &opts,
                 )?;
                 Ok(with_warnings(
-                    json_response(out.code, &out.object),
+                    self.object_response(ri, v, table, out.code, out.object),
                     &out.warnings,
                 ))
             }
             ("status", "patch") if ri.status_sub(v) => {
                 let out = self.patch_request(ri, v, ns, name, Some("status"), r)?;
                 Ok(with_warnings(
-                    json_response(out.code, &out.object),
+                    self.object_response(ri, v, table, out.code, out.object),
                     &out.warnings,
                 ))
             }
@@ -878,7 +880,7 @@ impl SimState {
                 Ok(json_response(out.code, &out.object))
             }
             ("ephemeralcontainers", "get") if ri.extra_subs.contains(&"ephemeralcontainers") => {
-                Ok(json_response(200, &self.get_obj(ri, v, ns, name)?))
+                Ok(self.object_response(ri, v, table, 200, self.get_obj(ri, v, ns, name)?))
             }
             ("ephemeralcontainers", "update") if ri.extra_subs.contains(&"ephemeralcontainers") => {
                 let opts = WriteOpts::for_request(r)?;
@@ -891,11 +893,11 @@ impl SimState {
                     Some("ephemeralcontainers"),
                     &opts,
                 )?;
-                Ok(json_response(out.code, &out.object))
+                Ok(self.object_response(ri, v, table, out.code, out.object))
             }
             ("ephemeralcontainers", "patch") if ri.extra_subs.contains(&"ephemeralcontainers") => {
                 let out = self.patch_request(ri, v, ns, name, Some("ephemeralcontainers"), r)?;
-                Ok(json_response(out.code, &out.object))
+                Ok(self.object_response(ri, v, table, out.code, out.object))
             }
             ("approval", "update") if ri.extra_subs.contains(&"approval") => {
                 let opts = WriteOpts::for_request(r)?;
