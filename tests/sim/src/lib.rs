@@ -5,6 +5,7 @@ pub mod auth;
 pub mod bench;
 pub mod dataplane;
 pub mod faults;
+pub mod field_labels;
 pub mod patch;
 pub mod schema;
 pub mod selector;

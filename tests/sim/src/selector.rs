@@ -901,8 +901,14 @@ impl FieldSelector {
     /// missing field (or JSON null) is the empty string, numbers and booleans compare by their
     /// JSON text.
     pub fn matches(&self, obj: &Value) -> bool {
+        self.matches_with(obj, &|o, f| field_text(o, f))
+    }
+
+    /// Like `matches`, with the value of each field label read by `value_of` (the resource's
+    /// selectable field set, see `field_labels`).
+    pub fn matches_with(&self, obj: &Value, value_of: &dyn Fn(&Value, &str) -> String) -> bool {
         self.requirements.iter().all(|r| {
-            let have = field_text(obj, &r.field);
+            let have = value_of(obj, &r.field);
             match r.operator {
                 FieldOperator::Equals | FieldOperator::DoubleEquals => have == r.value,
                 FieldOperator::NotEquals => have != r.value,

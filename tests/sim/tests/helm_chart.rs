@@ -114,7 +114,6 @@ fn helm_install_upgrade_and_uninstall_a_chart() {
 }
 
 #[test]
-#[ignore = "helm upgrade --atomic to 3 replicas does not finish within its timeout against kube-sim yet (see CLIENT-NOTES.md)"]
 fn helm_create_namespace_atomic_upgrade_rollback_and_upgrade_install() {
     let c = Cluster::start();
     let chart = fixture("chart");

@@ -17,6 +17,7 @@
 //! permissions it does not hold itself (the real apiserver refuses that unless the user has the
 //! `escalate` / `bind` verbs). Tests of the operator's own RBAC are unaffected.
 
+pub mod escalation;
 pub mod impersonation;
 pub mod rbac;
 pub mod review;

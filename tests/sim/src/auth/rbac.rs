@@ -102,7 +102,7 @@ fn name_of(obj: &Value) -> &str {
 }
 
 /// Does one binding subject denote this user? `binding_ns` is empty for ClusterRoleBindings.
-fn subject_matches(subject: &Value, user: &UserInfo, binding_ns: &str) -> bool {
+pub(super) fn subject_matches(subject: &Value, user: &UserInfo, binding_ns: &str) -> bool {
     let kind = subject.get("kind").and_then(Value::as_str).unwrap_or("");
     let name = subject.get("name").and_then(Value::as_str).unwrap_or("");
     match kind {

@@ -239,14 +239,18 @@ fn sync_one(ctx: &Ctx<'_>, d: &Value, mut owned: Vec<Value>, hash: &str) {
                 });
                 match ctx.create(&ResourceRef::replicasets(), rs) {
                     Ok(created) => {
-                        events::record(
-                            ctx,
-                            &with_kind(d, "apps/v1", "Deployment"),
-                            "Normal",
-                            "ScalingReplicaSet",
-                            &format!("Scaled up replica set {rs_name} from 0 to {initial}"),
-                            COMPONENT,
-                        );
+                        // As the deployment controller's getNewReplicaSet: no event for a new
+                        // ReplicaSet created at 0 replicas.
+                        if initial > 0 {
+                            events::record(
+                                ctx,
+                                &with_kind(d, "apps/v1", "Deployment"),
+                                "Normal",
+                                "ScalingReplicaSet",
+                                &format!("Scaled up replica set {rs_name} from 0 to {initial}"),
+                                COMPONENT,
+                            );
+                        }
                         created_new = Some(rs_name);
                         new_rs = Some(created);
                     }

@@ -95,6 +95,9 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>, st: &mut KubeletState) {
         if pod_finished(pod) {
             continue;
         }
+        if sync_ephemeral(ctx, pod) {
+            continue;
+        }
         let used = used.entry(node.to_string()).or_default();
         sync_pod(ctx, st, pod, host_ip, prefix, used);
     }
@@ -287,6 +290,45 @@ fn allocate_ip(prefix: &str, used: &mut HashSet<String>) -> String {
         }
     }
     format!("{prefix}255")
+}
+
+/// Starts ephemeral containers (`kubectl debug`) that have no status yet: they run at once
+/// (never ready, no probes). True when the pod's status was written.
+fn sync_ephemeral(ctx: &Ctx<'_>, pod: &Value) -> bool {
+    let eph = containers(pod, "ephemeralContainers");
+    if eph.is_empty() {
+        return false;
+    }
+    let mut statuses = at(pod, &["status", "ephemeralContainerStatuses"])
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let known: HashSet<String> = statuses
+        .iter()
+        .filter_map(|s| s.get("name").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect();
+    let mut added = false;
+    for c in eph {
+        let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+        if known.contains(name) {
+            continue;
+        }
+        let mut s = running_status(uid(pod), c, ctx.now_s.as_str(), false, 0, json!({}));
+        set(&mut s, &["started"], json!(true));
+        statuses.push(s);
+        added = true;
+    }
+    if !added {
+        return false;
+    }
+    let mut status = pod.get("status").cloned().unwrap_or_else(|| json!({}));
+    set(
+        &mut status,
+        &["ephemeralContainerStatuses"],
+        Value::Array(statuses),
+    );
+    write_status(ctx, pod, status)
 }
 
 fn write_status(ctx: &Ctx<'_>, pod: &Value, status: Value) -> bool {

@@ -540,6 +540,32 @@ pub fn builtin_printer_columns(resource: &str) -> Option<Vec<PrinterColumn>> {
             age_col(),
         ],
         "customresourcedefinitions" => default_printer_columns(),
+        // kube-apiserver's ComponentStatus printer (pkg/printers/internalversion).
+        "componentstatuses" => vec![
+            name_col(),
+            s("Status", "#cs.status", "Status of the component conditions"),
+            s(
+                "Message",
+                "#cs.message",
+                "Message of the component conditions",
+            ),
+            s("Error", "#cs.error", "Error of the component conditions"),
+        ],
+        // The aggregator's APIService columns (kube-aggregator apiservice table convertor).
+        "apiservices" => vec![
+            name_col(),
+            s(
+                "Service",
+                "#apisvc.service",
+                "The reference to the service that hosts the API endpoint.",
+            ),
+            s(
+                "Available",
+                "#apisvc.available",
+                "Whether this service is available.",
+            ),
+            age_col(),
+        ],
         _ => return None,
     };
     Some(cols)
@@ -959,6 +985,56 @@ fn builtin_cell(key: &str, obj: &Value, now: DateTime<Utc>) -> Value {
             )
         }
         "#ns.status" => text(st(obj, &["status", "phase"]).unwrap_or("").into()),
+        "#cs.status" | "#cs.message" | "#cs.error" => {
+            let healthy = arr(obj, &["conditions"])
+                .iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("Healthy"))
+                .cloned();
+            let field = |k: &str| {
+                healthy
+                    .as_ref()
+                    .and_then(|c| c.get(k))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            text(match key {
+                "#cs.status" => match healthy
+                    .as_ref()
+                    .and_then(|c| c.get("status"))
+                    .and_then(Value::as_str)
+                {
+                    Some("True") => "Healthy".into(),
+                    Some(_) => "Unhealthy".into(),
+                    None => "Unknown".into(),
+                },
+                "#cs.message" => field("message"),
+                _ => field("error"),
+            })
+        }
+        "#apisvc.service" => text(match at(obj, &["spec", "service"]) {
+            Some(s) if !s.is_null() => format!(
+                "{}/{}",
+                st(s, &["namespace"]).unwrap_or(""),
+                st(s, &["name"]).unwrap_or("")
+            ),
+            _ => "Local".into(),
+        }),
+        "#apisvc.available" => {
+            let cond = arr(obj, &["status", "conditions"])
+                .iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("Available"))
+                .cloned();
+            text(match cond {
+                Some(c) if c.get("status").and_then(Value::as_str) == Some("True") => "True".into(),
+                Some(c) => format!(
+                    "{} ({})",
+                    c.get("status").and_then(Value::as_str).unwrap_or("Unknown"),
+                    c.get("reason").and_then(Value::as_str).unwrap_or("")
+                ),
+                None => "Unknown".into(),
+            })
+        }
         "#pvc.status" => text(if at(obj, &["metadata", "deletionTimestamp"]).is_some() {
             "Terminating".into()
         } else {

@@ -132,6 +132,20 @@ impl ApiError {
         Self::new(403, "Forbidden", msg)
     }
 
+    /// `errors.NewForbidden`: `<resource>.<group> "<name>" is forbidden: <reason>`.
+    pub fn forbidden_object(group: &str, resource: &str, name: &str, reason: &str) -> Self {
+        ApiError {
+            code: 403,
+            reason: "Forbidden",
+            message: format!(
+                "{} \"{name}\" is forbidden: {reason}",
+                qualified(group, resource)
+            ),
+            details: Some(Box::new(details(group, resource, name))),
+            raw: None,
+        }
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")
     }

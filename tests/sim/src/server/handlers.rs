@@ -270,9 +270,9 @@ fn same_except_bookkeeping(a: &Value, b: &Value) -> bool {
     true
 }
 
-fn is_dns_subdomain(s: &str) -> bool {
+/// The DNS-1123 subdomain character rules, whatever the length.
+pub(super) fn is_dns_subdomain_chars(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 253
         && s.split('.').all(|l| {
             !l.is_empty()
                 && l.bytes()
@@ -280,10 +280,6 @@ fn is_dns_subdomain(s: &str) -> bool {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
-}
-
-fn is_dns_label(s: &str) -> bool {
-    s.len() <= 63 && !s.contains('.') && is_dns_subdomain(s)
 }
 
 /// Continue tokens: base64 of `{"rv":N,"start":"key"}`.
@@ -306,9 +302,37 @@ pub fn decode_continue(token: &str) -> Option<(u64, String)> {
 pub struct Selectors {
     pub label: Option<LabelSelector>,
     pub field: Option<FieldSelector>,
+    /// The resource's field labels (which are supported, what each reads on an object).
+    pub field_labels: Option<crate::field_labels::FieldLabels>,
 }
 
 impl Selectors {
+    /// Selectors of a list or watch of `ri` at `version`: a field label the resource does not
+    /// support is a 400 with the apiserver's message.
+    pub fn for_resource(q: &Query, ri: &ResourceInfo, version: &str) -> Result<Self, ApiError> {
+        let mut s = Self::from_query(q)?;
+        if let Some(f) = &s.field {
+            let crd_version = if ri.is_crd {
+                Some(
+                    ri.version(version)
+                        .and_then(|v| v.crd_version.as_ref())
+                        .unwrap_or(&Value::Null),
+                )
+            } else {
+                None
+            };
+            let labels = crate::field_labels::FieldLabels::new(
+                &ri.group,
+                &ri.plural,
+                ri.namespaced,
+                crd_version,
+            );
+            labels.check(f).map_err(ApiError::bad_request)?;
+            s.field_labels = Some(labels);
+        }
+        Ok(s)
+    }
+
     pub fn from_query(q: &Query) -> Result<Self, ApiError> {
         let label =
             match q.get("labelSelector") {
@@ -321,7 +345,11 @@ impl Selectors {
             Some(s) => Some(FieldSelector::parse(s).map_err(ApiError::bad_request)?),
             None => None,
         };
-        Ok(Selectors { label, field })
+        Ok(Selectors {
+            label,
+            field,
+            field_labels: None,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -340,10 +368,14 @@ impl Selectors {
                 return false;
             }
         }
-        if let Some(f) = &self.field
-            && !f.matches(obj)
-        {
-            return false;
+        if let Some(f) = &self.field {
+            let ok = match &self.field_labels {
+                Some(fl) => f.matches_with(obj, &|o, l| fl.value(o, l)),
+                None => f.matches(obj),
+            };
+            if !ok {
+                return false;
+            }
         }
         true
     }
@@ -423,6 +455,44 @@ impl SimState {
         ri.version(version)
             .map(|v| v.hints.clone())
             .unwrap_or_else(|| Arc::new(TypeHints::untyped()))
+    }
+
+    /// Built-in validation beyond names (`builtin_validation.rs`): Event limits. `create` for
+    /// creates (events.k8s.io/v1 creates get the strict checks).
+    fn validate_builtin(
+        &self,
+        ri: &ResourceInfo,
+        obj: &Value,
+        create: bool,
+    ) -> Result<(), ApiError> {
+        let errors = match (ri.group.as_str(), ri.plural.as_str()) {
+            ("" | "events.k8s.io", "events") => {
+                let strict = create && ri.group == "events.k8s.io";
+                super::builtin_validation::validate_event(obj, strict)
+            }
+            ("certificates.k8s.io", "certificatesigningrequests") if create => {
+                super::certificates::validate_csr(obj)
+            }
+            _ => return Ok(()),
+        };
+        if errors.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::from_status(crate::schema::invalid_status(
+            &ri.kind,
+            &ri.group,
+            obj_name(obj),
+            &errors,
+        )))
+    }
+
+    /// Puts an object about to be stored in the apiserver's wire key order (`wire.rs`).
+    pub fn wire_order(&self, ri: &ResourceInfo, obj: &mut Value) {
+        if ri.is_crd {
+            super::wire::order_custom(obj);
+        } else {
+            super::wire::order_builtin(obj);
+        }
     }
 
     /// Converts a stored object to the shape served at `version`.
@@ -516,7 +586,7 @@ impl SimState {
         ns: Option<&str>,
         q: &Query,
     ) -> Result<(Value, Vec<Value>), ApiError> {
-        let sel = Selectors::from_query(q)?;
+        let sel = Selectors::for_resource(q, ri, version)?;
         let limit = q
             .get("limit")
             .and_then(|l| l.parse::<usize>().ok())
@@ -653,40 +723,42 @@ impl SimState {
     }
 
     fn validate_name(&self, ri: &ResourceInfo, name: &str) -> Result<(), ApiError> {
-        let ok = match ri.plural.as_str() {
-            "namespaces" | "services" => is_dns_label(name),
-            // RBAC objects and a few others accept path-segment names.
-            "roles" | "rolebindings" | "clusterroles" | "clusterrolebindings" => {
-                !name.is_empty()
+        let label = matches!(ri.plural.as_str(), "namespaces" | "services");
+        let charset_ok = match ri.plural.as_str() {
+            // Length aside (checked below), as the DNS-1123 regexes.
+            "namespaces" | "services" => !name.contains('.') && is_dns_subdomain_chars(name),
+            // RBAC objects and a few others accept path-segment names (no length limit);
+            // APIServices are named `<version>.<group>`, `v1.` for the core group.
+            "roles" | "rolebindings" | "clusterroles" | "clusterrolebindings" | "apiservices" => {
+                let ok = !name.is_empty()
                     && !name.contains('/')
                     && !name.contains('%')
                     && name != "."
-                    && name != ".."
+                    && name != "..";
+                if ok {
+                    return Ok(());
+                }
+                false
             }
-            _ => is_dns_subdomain(name),
+            _ => is_dns_subdomain_chars(name),
         };
-        if ok {
-            return Ok(());
-        }
-        let msg = if matches!(ri.plural.as_str(), "namespaces" | "services") {
+        let charset_msg = if label {
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
         } else {
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
         };
-        Err(ApiError::invalid(
-            &ri.group,
-            &ri.kind,
-            name,
-            format!(
-                "{} \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": {msg}",
-                kind_qualified(ri)
-            ),
-            vec![(
-                "metadata.name".into(),
-                "FieldValueInvalid".into(),
-                format!("Invalid value: \"{name}\": {msg}"),
-            )],
-        ))
+        let msgs =
+            super::builtin_validation::dns1123_name_errors(name, label, charset_ok, charset_msg);
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        let errors: Vec<crate::schema::FieldError> = msgs
+            .into_iter()
+            .map(|m| crate::schema::FieldError::invalid("metadata.name", json!(name), m))
+            .collect();
+        Err(ApiError::from_status(crate::schema::invalid_status(
+            &ri.kind, &ri.group, name, &errors,
+        )))
     }
 
     /// Creates an object (POST).
@@ -738,11 +810,16 @@ impl SimState {
                 obj["status"] = json!({"phase": "Active"});
             }
             CRD_TABLE => self.prepare_crd(&mut obj)?,
+            "certificates.k8s.io/certificatesigningrequests" => {
+                super::certificates::prepare_create(&mut obj, opts.user.as_ref())
+            }
             _ => {}
         }
         self.default_on_create(ri, version, None, &mut obj);
         crate::admission::prepare_definition(&ri.table, &mut obj)?;
         let mut warnings = self.run_schema(ri, version, &mut obj, None, opts)?;
+        self.validate_builtin(ri, &obj, true)?;
+        self.check_escalation(ri, &ns, &obj, None, opts.user.as_ref())?;
         warnings.extend(self.admit(
             ri,
             version,
@@ -767,6 +844,10 @@ impl SimState {
                 warnings,
             });
         }
+        if let Some(e) = super::builtin_validation::object_too_large(&obj) {
+            return Err(e);
+        }
+        self.wire_order(ri, &mut obj);
         let created = self
             .store
             .create(&ri.table, &ns, obj)
@@ -874,6 +955,7 @@ impl SimState {
     pub fn register_crd(&self, crd: &Value) {
         if let Ok(info) = super::registry::crd_info(crd) {
             self.registry_write().insert(info);
+            self.sync_apiservices();
         }
     }
 
@@ -938,6 +1020,14 @@ impl SimState {
                 m.insert("managedFields".into(), mf);
             }
             out
+        } else if sub == Some("ephemeralcontainers") {
+            let errors = super::ephemeral::validate(old, &new);
+            if !errors.is_empty() {
+                return Err(ApiError::from_status(crate::schema::invalid_status(
+                    &ri.kind, &ri.group, &name, &errors,
+                )));
+            }
+            super::ephemeral::apply(old, &new)
         } else {
             if ri.status_sub(version)
                 && let Some(m) = new.as_object_mut()
@@ -993,6 +1083,17 @@ impl SimState {
         }
         crate::admission::prepare_definition(&ri.table, &mut new)?;
         let mut warnings = self.run_schema(ri, version, &mut new, Some(old), opts)?;
+        self.validate_builtin(ri, &new, false)?;
+        if let Some(e) = super::builtin_validation::object_too_large(&new) {
+            return Err(e);
+        }
+        self.check_escalation(
+            ri,
+            crate::store::obj_namespace(old),
+            &new,
+            Some(old),
+            opts.user.as_ref(),
+        )?;
         warnings.extend(self.admit(
             ri,
             version,
@@ -1041,6 +1142,8 @@ impl SimState {
         new: Value,
         expected: u64,
     ) -> Result<Arc<Value>, StoreError> {
+        let mut new = new;
+        self.wire_order(ri, &mut new);
         let (_, stored) = self
             .store
             .update(&ri.table, ns, name, new, Some(expected))?;
@@ -1446,6 +1549,19 @@ impl SimState {
         name: &str,
         opts: &DeleteOpts,
     ) -> Result<(u16, Value), ApiError> {
+        self.delete_obj_outcome(ri, version, ns, name, opts)
+            .map(|(code, o, _)| (code, o))
+    }
+
+    /// DELETE of one object: (HTTP code, object, whether it left the store at once).
+    pub fn delete_obj_outcome(
+        &self,
+        ri: &Arc<ResourceInfo>,
+        version: &str,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> Result<(u16, Value, bool), ApiError> {
         let nsn = self.ns_of(ri, ns).to_string();
         for _ in 0..32 {
             let old = self
@@ -1509,9 +1625,10 @@ impl SimState {
                 _ => {}
             }
             let is_ns = &*ri.table == NS_TABLE;
-            if fins.is_empty() && !is_ns {
+            let pod_grace = self.pod_grace_period(ri, &old, opts);
+            if fins.is_empty() && !is_ns && pod_grace.is_none() {
                 if opts.dry_run {
-                    return Ok((200, self.to_served(ri, version, &old)));
+                    return Ok((200, self.to_served(ri, version, &old), true));
                 }
                 let pre = Preconditions {
                     uid: Some(uid_of(&old).to_string()),
@@ -1521,23 +1638,28 @@ impl SimState {
                     Ok(gone) => {
                         self.after_delete(ri, &gone);
                         self.kick();
-                        return Ok((200, self.to_served(ri, version, &gone)));
+                        return Ok((200, self.to_served(ri, version, &gone), true));
                     }
                     Err(StoreError::Precondition(_)) | Err(StoreError::NotFound) => continue,
                     Err(e) => return Err(self.map_store_err(ri, name, e)),
                 }
             }
             if is_deleting(&old) && fins == before {
-                return Ok((200, self.to_served(ri, version, &old)));
+                return Ok((200, self.to_served(ri, version, &old), false));
             }
             let mut new = (*old).clone();
             set_finalizers(&mut new, &fins);
             if !is_deleting(&old) {
                 if let Some(m) = meta_mut(&mut new) {
-                    m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+                    // A pod's deletion is due when its grace period ends.
+                    let at = chrono::Utc::now() + chrono::Duration::seconds(pod_grace.unwrap_or(0));
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                    );
                     m.insert(
                         "deletionGracePeriodSeconds".into(),
-                        json!(opts.grace_period.unwrap_or(0).max(0)),
+                        json!(pod_grace.unwrap_or(opts.grace_period.unwrap_or(0)).max(0)),
                     );
                     if ri.tracks_generation {
                         let g = m.get("generation").and_then(Value::as_i64).unwrap_or(0);
@@ -1551,7 +1673,7 @@ impl SimState {
                 }
             }
             if opts.dry_run {
-                return Ok((200, self.to_served(ri, version, &new)));
+                return Ok((200, self.to_served(ri, version, &new), false));
             }
             match self
                 .store
@@ -1559,13 +1681,39 @@ impl SimState {
             {
                 Ok((_, stored)) => {
                     self.kick();
-                    return Ok((200, self.to_served(ri, version, &stored)));
+                    return Ok((200, self.to_served(ri, version, &stored), false));
                 }
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(self.map_store_err(ri, name, e)),
             }
         }
         Err(ApiError::conflict(&ri.group, &ri.plural, name))
+    }
+
+    /// The grace period of a pod deletion (`pkg/registry/core/pod/strategy.go`
+    /// `CheckGracefulDelete`): the request's `gracePeriodSeconds`, else the pod's
+    /// `terminationGracePeriodSeconds` (30 by default); `None` (removed at once) for a zero grace
+    /// period, a pod not bound to a node or already finished, a pod already terminating (the
+    /// kubelet's final delete), and when no simulated kubelet runs to finish the deletion.
+    fn pod_grace_period(&self, ri: &ResourceInfo, pod: &Value, opts: &DeleteOpts) -> Option<i64> {
+        if !ri.group.is_empty() || ri.plural != "pods" || !self.config.dataplane || is_deleting(pod)
+        {
+            return None;
+        }
+        let bound = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+        if !bound || matches!(phase, Some("Succeeded" | "Failed")) {
+            return None;
+        }
+        let grace = opts.grace_period.unwrap_or_else(|| {
+            pod.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30)
+        });
+        (grace > 0).then_some(grace)
     }
 
     /// Bookkeeping after an object is removed from the store.
@@ -1578,6 +1726,8 @@ impl SimState {
             if reg.get(&info.group, &info.plural).is_some_and(|r| r.is_crd) {
                 reg.remove(&info.group, &info.plural);
             }
+            drop(reg);
+            self.sync_apiservices();
         }
     }
 

@@ -99,7 +99,18 @@ pub fn text_response(code: u16, body: &str) -> Response<Body> {
 }
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(e.code, &e.status())
+    let status = e.status();
+    let mut resp = json_response(e.code, &status);
+    // As the apiserver's `ErrorNegotiated`: a Status asking for a retry carries `Retry-After`.
+    if let Some(secs) = status
+        .pointer("/details/retryAfterSeconds")
+        .and_then(Value::as_u64)
+        .filter(|s| *s > 0)
+        && let Ok(h) = hyper::header::HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert("retry-after", h);
+    }
+    resp
 }
 
 /// A chunked streaming response fed by a stream of byte chunks.

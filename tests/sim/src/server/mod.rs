@@ -2,24 +2,32 @@
 //! resources (via `handlers`), watch streams, subresources, background controllers, request stats,
 //! and the `Sim` handle tests use to start and stop a simulator on a loopback port.
 
+pub mod aggregation;
+pub mod builtin_validation;
+pub mod certificates;
 pub mod cluster;
 pub mod controllers;
 pub mod deps;
 pub mod discovery;
+pub mod ephemeral;
 pub mod errors;
+pub mod freshness;
 pub mod handlers;
 pub mod http;
 pub mod inject;
+pub mod logs;
 pub mod openapi;
 pub mod openapi_pb;
 pub mod protobuf;
 #[cfg(test)]
 mod rbac_index_tests;
+mod rbac_writes;
 pub mod registry;
 pub mod reviews;
 pub mod stats;
 pub mod tls;
 pub mod watch;
+pub mod wire;
 
 use crate::store::Store;
 use bytes::Bytes;
@@ -187,6 +195,8 @@ impl SimState {
             let _ = self.create_obj(&svc, "v1", Some("default"), body, &opts);
         }
         self.bootstrap_rbac();
+        self.bootstrap_component_statuses();
+        self.sync_apiservices();
         let sa = self.registry_read().get("", "serviceaccounts");
         if let Some(sa) = sa {
             for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -309,6 +319,15 @@ async fn serve_one(
             ))));
         }
     };
+    // The apiserver reads at most MaxRequestBodyBytes of a request body (`limitedReadBody`).
+    if body.len() > builtin_validation::MAX_REQUEST_BODY {
+        return Ok(error_response(
+            &builtin_validation::request_entity_too_large(&format!(
+                "limit is {}",
+                builtin_validation::MAX_REQUEST_BODY
+            )),
+        ));
+    }
     let (body, content_type) = if protobuf::is_protobuf(&r.content_type) {
         match protobuf::decode(&body) {
             Ok(v) => (Bytes::from(v.to_string()), "application/json".to_string()),
@@ -394,6 +413,32 @@ impl SimState {
                 user: Some(user.clone()),
                 ..r
             };
+            // A get or list at a resourceVersion the store has not reached waits for it
+            // (freshness.rs), once the request is known to be authorized.
+            let rv = (r.method == Method::GET
+                && !p.legacy_watch
+                && !r.query.flag("watch")
+                && r.query.get("continue").is_none())
+            .then(|| r.query.get("resourceVersion")?.parse::<u64>().ok())
+            .flatten();
+            if let Some(rv) = rv
+                && rv > self.store.current_rv()
+            {
+                let verb = if p.name.is_some() { "get" } else { "list" };
+                let attrs = crate::auth::Attributes::resource(
+                    verb,
+                    &p.group,
+                    &p.resource,
+                    p.subresource.as_deref(),
+                    ns_of(&p),
+                    p.name.as_deref(),
+                );
+                if self.authorize(&user, &attrs).is_ok()
+                    && let Err(e) = self.wait_until_fresh(rv).await
+                {
+                    return error_response(&e);
+                }
+            }
             return self.route_resource(p, r, &user);
         }
         let attrs = crate::auth::Attributes::non_resource("get", &r.path);
@@ -582,6 +627,10 @@ impl SimState {
             })
         };
         let result: Result<Response<Body>, ApiError> = (|| {
+            if sub == Some("log") && verb == "get" && ri.extra_subs.contains(&"log") {
+                let name = p.name.as_deref().unwrap_or("");
+                return self.pod_log(&ri, v, ns, name, r.query.flag("follow"));
+            }
             if let Some(s) = sub {
                 return self.route_subresource(
                     &ri,
@@ -591,6 +640,7 @@ impl SimState {
                     s,
                     verb,
                     &r,
+                    table.as_deref(),
                 );
             }
             match verb {
@@ -656,7 +706,7 @@ impl SimState {
                     let body = parse_body(&r.body, false)?;
                     let out = self.create_obj(&ri, v, ns, body, &opts)?;
                     Ok(with_warnings(
-                        json_response(out.code, &out.object),
+                        self.object_response(&ri, v, table.as_deref(), out.code, out.object),
                         &out.warnings,
                     ))
                 }
@@ -673,7 +723,7 @@ impl SimState {
                         &opts,
                     )?;
                     Ok(with_warnings(
-                        json_response(out.code, &out.object),
+                        self.object_response(&ri, v, table.as_deref(), out.code, out.object),
                         &out.warnings,
                     ))
                 }
@@ -681,15 +731,28 @@ impl SimState {
                     let out =
                         self.patch_request(&ri, v, ns, p.name.as_deref().unwrap_or(""), None, &r)?;
                     Ok(with_warnings(
-                        json_response(out.code, &out.object),
+                        self.object_response(&ri, v, table.as_deref(), out.code, out.object),
                         &out.warnings,
                     ))
                 }
                 "delete" => {
                     let opts = DeleteOpts::for_request(&r)?;
-                    let (code, o) =
-                        self.delete_obj(&ri, v, ns, p.name.as_deref().unwrap_or(""), &opts)?;
-                    Ok(json_response(code, &o))
+                    let (code, o, removed) = self.delete_obj_outcome(
+                        &ri,
+                        v,
+                        ns,
+                        p.name.as_deref().unwrap_or(""),
+                        &opts,
+                    )?;
+                    // An object removed at once is answered with a Status, except by the
+                    // registries that return the deleted object (wire.rs).
+                    if removed && !wire::returns_deleted_object(&ri.group, &ri.plural) {
+                        return Ok(json_response(
+                            code,
+                            &wire::delete_status(&ri.group, &ri.plural, &o),
+                        ));
+                    }
+                    Ok(self.object_response(&ri, v, table.as_deref(), code, o))
                 }
                 "deletecollection" => {
                     let opts = DeleteOpts::for_request(&r)?;
@@ -699,11 +762,38 @@ impl SimState {
                 _ => Err(ApiError::method_not_allowed()),
             }
         })();
-        let resp = result.unwrap_or_else(|e| error_response(&e));
+        let mut resp = result.unwrap_or_else(|e| error_response(&e));
+        if ri.group.is_empty() && ri.plural == "componentstatuses" {
+            resp = with_warnings(resp, &[aggregation::COMPONENT_STATUS_WARNING.to_string()]);
+        }
         match fault {
             Some(a) => self.fault_after_verb(a, &p, resp),
             None => resp,
         }
+    }
+
+    /// A single object answered by a verb, as PartialObjectMetadata or a Table when the request's
+    /// `Accept` asked for one (the apiserver transforms every verb's response object the same
+    /// way, `handlers/response.go`).
+    fn object_response(
+        &self,
+        ri: &ResourceInfo,
+        v: &str,
+        table: Option<&str>,
+        code: u16,
+        o: Value,
+    ) -> Response<Body> {
+        if let Some(inc) = table {
+            let meta = if inc == PARTIAL {
+                json!({"single": true})
+            } else {
+                json!({"resourceVersion": o["metadata"]["resourceVersion"]})
+            };
+            if let Some(t) = self.table_for(ri, v, std::slice::from_ref(&o), inc, meta) {
+                return json_response(code, &t);
+            }
+        }
+        json_response(code, &o)
     }
 
     fn patch_request(
@@ -748,10 +838,11 @@ impl SimState {
         sub: &str,
         verb: &str,
         r: &Req,
+        table: Option<&str>,
     ) -> Result<Response<Body>, ApiError> {
         match (sub, verb) {
             ("status", "get") if ri.status_sub(v) => {
-                Ok(json_response(200, &self.get_obj(ri, v, ns, name)?))
+                Ok(self.object_response(ri, v, table, 200, self.get_obj(ri, v, ns, name)?))
             }
             ("status", "update") if ri.status_sub(v) => {
                 let opts = WriteOpts::for_request(r)?;
@@ -765,14 +856,14 @@ impl SimState {
                     &opts,
                 )?;
                 Ok(with_warnings(
-                    json_response(out.code, &out.object),
+                    self.object_response(ri, v, table, out.code, out.object),
                     &out.warnings,
                 ))
             }
             ("status", "patch") if ri.status_sub(v) => {
                 let out = self.patch_request(ri, v, ns, name, Some("status"), r)?;
                 Ok(with_warnings(
-                    json_response(out.code, &out.object),
+                    self.object_response(ri, v, table, out.code, out.object),
                     &out.warnings,
                 ))
             }
@@ -802,15 +893,33 @@ impl SimState {
                 )?;
                 Ok(json_response(out.code, &out.object))
             }
-            ("log", "get") if ri.extra_subs.contains(&"log") => {
-                let pod = self.get_obj(ri, v, ns, name)?;
-                let log = pod
-                    .get("metadata")
-                    .and_then(|m| m.get("annotations"))
-                    .and_then(|a| a.get("sim.kube-sim.io/log"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                Ok(text_response(200, log))
+            ("ephemeralcontainers", "get") if ri.extra_subs.contains(&"ephemeralcontainers") => {
+                Ok(self.object_response(ri, v, table, 200, self.get_obj(ri, v, ns, name)?))
+            }
+            ("ephemeralcontainers", "update") if ri.extra_subs.contains(&"ephemeralcontainers") => {
+                let opts = WriteOpts::for_request(r)?;
+                let out = self.update_obj(
+                    ri,
+                    v,
+                    ns,
+                    name,
+                    parse_body(&r.body, false)?,
+                    Some("ephemeralcontainers"),
+                    &opts,
+                )?;
+                Ok(self.object_response(ri, v, table, out.code, out.object))
+            }
+            ("ephemeralcontainers", "patch") if ri.extra_subs.contains(&"ephemeralcontainers") => {
+                let out = self.patch_request(ri, v, ns, name, Some("ephemeralcontainers"), r)?;
+                Ok(self.object_response(ri, v, table, out.code, out.object))
+            }
+            ("approval", "update") if ri.extra_subs.contains(&"approval") => {
+                let opts = WriteOpts::for_request(r)?;
+                let out = self.csr_approval(ri, v, name, parse_body(&r.body, false)?, &opts)?;
+                Ok(json_response(200, &out))
+            }
+            ("approval", "get") if ri.extra_subs.contains(&"approval") => {
+                Ok(json_response(200, &self.get_obj(ri, v, ns, name)?))
             }
             ("eviction", "create") if ri.extra_subs.contains(&"eviction") => {
                 let opts = DeleteOpts::default();

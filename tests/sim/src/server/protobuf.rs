@@ -178,6 +178,8 @@ enum Kind {
     MapStr,
     /// `map<string, bytes>`, base64 in JSON.
     MapBytes,
+    /// `bytes`, base64 in JSON.
+    Bytes,
     /// `metav1.Time`.
     Time,
     /// `FieldsV1`: raw JSON in field 1.
@@ -302,6 +304,44 @@ const TOKEN_REQUEST: &[Spec] = &[
 
 /// `SelfSubjectReview`: only metadata; the status (field 2) is the server's answer.
 const SELF_SUBJECT_REVIEW: &[Spec] = &[META, (2, "status", Kind::Ignore)];
+
+/// `certificates.k8s.io/v1` CertificateSigningRequest, status included: `kubectl certificate
+/// approve` sends its conditions to `/approval`.
+const CERTIFICATE_SIGNING_REQUEST: &[Spec] = &[
+    META,
+    (
+        2,
+        "spec",
+        Kind::Msg(&[
+            (1, "request", Kind::Bytes),
+            (2, "username", Kind::Str),
+            (3, "uid", Kind::Str),
+            (4, "groups", Kind::Strs),
+            (5, "usages", Kind::Strs),
+            (7, "signerName", Kind::Str),
+            (8, "expirationSeconds", Kind::Int(false)),
+        ]),
+    ),
+    (
+        3,
+        "status",
+        Kind::Msg(&[
+            (
+                1,
+                "conditions",
+                Kind::Msgs(&[
+                    (1, "type", Kind::Str),
+                    (2, "reason", Kind::Str),
+                    (3, "message", Kind::Str),
+                    (4, "lastUpdateTime", Kind::Time),
+                    (5, "lastTransitionTime", Kind::Time),
+                    (6, "status", Kind::Str),
+                ]),
+            ),
+            (2, "certificate", Kind::Bytes),
+        ]),
+    ),
+];
 
 const TOKEN_REVIEW: &[Spec] = &[
     META,
@@ -689,6 +729,7 @@ fn layout(api_version: &str, kind: &str) -> Option<&'static [Spec]> {
             SUBJECT_ACCESS_REVIEW
         }
         ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => SELF_SUBJECT_RULES_REVIEW,
+        ("certificates.k8s.io/v1", "CertificateSigningRequest") => CERTIFICATE_SIGNING_REQUEST,
         ("rbac.authorization.k8s.io/v1", "Role" | "ClusterRole") => ROLE,
         ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => ROLE_BINDING,
         _ => return None,
@@ -787,6 +828,9 @@ fn message(buf: &[u8], layout: &[Spec]) -> Result<Map<String, Value>, ProtobufEr
             (Kind::MapStr, Field::Bytes(v)) => {
                 let (k, val) = map_entry(v)?;
                 insert_map(&mut o, name, k, json!(string(val)));
+            }
+            (Kind::Bytes, Field::Bytes(v)) => {
+                o.insert(name.into(), b64(v));
             }
             (Kind::MapBytes, Field::Bytes(v)) => {
                 let (k, val) = map_entry(v)?;

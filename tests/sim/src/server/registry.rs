@@ -203,7 +203,7 @@ fn builtins() -> Vec<Builtin> {
             .extra(&["finalize"]),
         b("", "v1", "pods", "Pod", true, &["po"], ALL)
             .status()
-            .extra(&["log", "binding", "eviction"]),
+            .extra(&["log", "binding", "eviction", "ephemeralcontainers"]),
         b("", "v1", "services", "Service", true, &["svc"], ALL).status(),
         b("", "v1", "endpoints", "Endpoints", true, &["ep"], NONE),
         b("", "v1", "configmaps", "ConfigMap", true, &["cm"], NONE),
@@ -239,6 +239,37 @@ fn builtins() -> Vec<Builtin> {
         )
         .status(),
         b("", "v1", "events", "Event", true, &["ev"], NONE),
+        b(
+            "",
+            "v1",
+            "componentstatuses",
+            "ComponentStatus",
+            false,
+            &["cs"],
+            NONE,
+        )
+        .verbs(&["get", "list"]),
+        b(
+            "certificates.k8s.io",
+            "v1",
+            "certificatesigningrequests",
+            "CertificateSigningRequest",
+            false,
+            &["csr"],
+            NONE,
+        )
+        .status()
+        .extra(&["approval"]),
+        b(
+            "apiregistration.k8s.io",
+            "v1",
+            "apiservices",
+            "APIService",
+            false,
+            NONE,
+            &["api-extensions"],
+        )
+        .status(),
         b("", "v1", "nodes", "Node", false, &["no"], NONE).status(),
         b(
             "",

@@ -248,7 +248,7 @@ pub fn serve_watch(
     table: Option<String>,
     fault_target: WatchTarget,
 ) -> Response<Body> {
-    let sel = match Selectors::from_query(q) {
+    let sel = match Selectors::for_resource(q, &ri, version) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
