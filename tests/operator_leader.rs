@@ -97,6 +97,50 @@ async fn only_the_leader_reconciles_and_a_successor_takes_over() {
 /// A rollout with the real controllers: the leader is asked to stop while one of its reconciles
 /// waits on a slow API call. It drains its reconciles and only then releases the Lease, so the API
 /// server sees the successor's first request after the old leader's last one.
+/// Another replica takes the Lease over (as after a partition): a valid term in its name.
+async fn take_over(leases: &Api<Lease>, identity: &str) {
+    let mut lease = leases
+        .get("hypersync-operator-leader")
+        .await
+        .expect("lease");
+    let spec = lease.spec.get_or_insert_with(Default::default);
+    spec.holder_identity = Some(identity.into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    spec.lease_duration_seconds = Some(3600);
+    leases
+        .replace("hypersync-operator-leader", &PostParams::default(), &lease)
+        .await
+        .expect("takeover");
+}
+
+/// Delay the proxied replica's API calls (not its Lease renewals) by 3 s each, create five
+/// ModelEntries and wait until one of their writes is in flight.
+async fn slow_writes_in_flight(cluster: &Cluster, proxy: &Proxy) {
+    proxy.set_delay(Duration::from_secs(3));
+    let seen = proxy.records().len();
+    for i in 0..5 {
+        cluster.apply_yaml(&remote(&format!("slow-{i}"))).await;
+    }
+    cluster
+        .wait_for(
+            "a ModelEntry write in flight",
+            Duration::from_secs(30),
+            || async {
+                proxy.records()[seen..]
+                    .iter()
+                    .any(|r| {
+                        r.method == "PATCH"
+                            && r.path.contains("/modelentries/slow-")
+                            && r.ended.is_none()
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_real_controllers_the_successor_starts_after_the_old_leaders_last_write() {
     // The recording proxies speak plain HTTP.
@@ -125,27 +169,7 @@ async fn with_real_controllers_the_successor_starts_after_the_old_leaders_last_w
         .await;
 
     // Replica A's API calls (not its Lease renewals) now take 3 s each.
-    proxy_a.set_delay(Duration::from_secs(3));
-    let seen = proxy_a.records().len();
-    for i in 0..5 {
-        cluster.apply_yaml(&remote(&format!("slow-{i}"))).await;
-    }
-    cluster
-        .wait_for(
-            "replica-a writing a ModelEntry",
-            Duration::from_secs(30),
-            || async {
-                proxy_a.records()[seen..]
-                    .iter()
-                    .any(|r| {
-                        r.method == "PATCH"
-                            && r.path.contains("/modelentries/slow-")
-                            && r.ended.is_none()
-                    })
-                    .then_some(())
-            },
-        )
-        .await;
+    slow_writes_in_flight(&cluster, &proxy_a).await;
     let stop_requested = Instant::now();
     a.stop().await;
 
@@ -346,20 +370,7 @@ async fn a_leader_that_loses_its_lease_cancels_its_controllers_and_exits() {
 
     // Another replica takes the Lease over (as after a partition): a valid term in its name.
     let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), NS);
-    let mut lease = leases
-        .get("hypersync-operator-leader")
-        .await
-        .expect("lease");
-    let spec = lease.spec.get_or_insert_with(Default::default);
-    spec.holder_identity = Some("replica-z".into());
-    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
-        k8s_openapi::jiff::Timestamp::now(),
-    ));
-    spec.lease_duration_seconds = Some(3600);
-    leases
-        .replace("hypersync-operator-leader", &PostParams::default(), &lease)
-        .await
-        .expect("takeover");
+    take_over(&leases, "replica-z").await;
 
     let result = tokio::time::timeout(Duration::from_secs(15), run)
         .await
@@ -416,42 +427,9 @@ async fn after_losing_its_lease_a_leader_sends_no_further_controller_requests() 
 
     // Its API calls (not its Lease renewals) now take 3 s each, so reconciles are in flight when
     // the Lease is taken over.
-    proxy.set_delay(Duration::from_secs(3));
-    let seen = proxy.records().len();
-    for i in 0..5 {
-        cluster.apply_yaml(&remote(&format!("slow-{i}"))).await;
-    }
-    cluster
-        .wait_for(
-            "a ModelEntry write in flight",
-            Duration::from_secs(30),
-            || async {
-                proxy.records()[seen..]
-                    .iter()
-                    .any(|r| {
-                        r.method == "PATCH"
-                            && r.path.contains("/modelentries/slow-")
-                            && r.ended.is_none()
-                    })
-                    .then_some(())
-            },
-        )
-        .await;
+    slow_writes_in_flight(&cluster, &proxy).await;
 
-    let mut lease = leases
-        .get("hypersync-operator-leader")
-        .await
-        .expect("lease");
-    let spec = lease.spec.get_or_insert_with(Default::default);
-    spec.holder_identity = Some("replica-z".into());
-    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
-        k8s_openapi::jiff::Timestamp::now(),
-    ));
-    spec.lease_duration_seconds = Some(3600);
-    leases
-        .replace("hypersync-operator-leader", &PostParams::default(), &lease)
-        .await
-        .expect("takeover");
+    take_over(&leases, "replica-z").await;
     cluster
         .wait_for("replica-a stopped", Duration::from_secs(15), || async {
             a.is_finished().then_some(())
