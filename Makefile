@@ -24,7 +24,7 @@ sandbox:
 
 ## The sandbox story end to end, exiting non-zero if it does not complete.
 sandbox-smoke:
-	$(CARGO) build --workspace # the features `cargo test --workspace` unified: nothing to rebuild in make test
+	$(CARGO) build --workspace --all-targets # the features `cargo test --workspace` unified (dev-dependencies included): nothing to rebuild in make test
 	target/debug/hypersync-sandbox --exit-when-done
 
 ## The operator (release build) under fault injection and 5 SIGKILLs with 2,000 AgentNodes on kube-sim,
@@ -36,7 +36,7 @@ chaos:
 
 ## The short form in `make test`: 200 nodes, 2 kills, debug builds (the ones `make test` builds anyway).
 chaos-smoke:
-	$(CARGO) build --workspace # as sandbox-smoke
+	$(CARGO) build --workspace --all-targets # as sandbox-smoke
 	target/debug/hypersync-chaos --operator target/debug/hypersync-operator --nodes 200 --kills 2 \
 		--timeout 120 --state-dir target/chaos-smoke $(CHAOS_ARGS)
 
