@@ -57,13 +57,21 @@ async fn missing_stack_is_reported_without_a_hot_loop_and_recovers() {
         condition.message,
         "spec.stackRef.name: AgentStack nope not found"
     );
-    let events = cluster.events_for("AgentNode", "orphan").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "StackNotFound"),
-        "{events:?}"
-    );
+    // The Warning Event is published after the status write that carries the condition.
+    cluster
+        .wait_for(
+            "a StackNotFound Warning Event",
+            Duration::from_secs(10),
+            || async {
+                cluster
+                    .events_for("AgentNode", "orphan")
+                    .await
+                    .iter()
+                    .any(|(t, r, _)| t == "Warning" && r == "StackNotFound")
+                    .then_some(())
+            },
+        )
+        .await;
     let entries: Api<hypersync_operator::api::ModelEntry> =
         Api::namespaced(cluster.client.clone(), NS);
     cluster
