@@ -97,6 +97,32 @@ async fn only_the_leader_reconciles_and_a_successor_takes_over() {
 /// A rollout with the real controllers: the leader is asked to stop while one of its reconciles
 /// waits on a slow API call. It drains its reconciles and only then releases the Lease, so the API
 /// server sees the successor's first request after the old leader's last one.
+/// Replica A, its requests recorded by a proxy, once it holds the Lease.
+async fn replica_a_leading(cluster: &Cluster) -> (Proxy, support::Operator) {
+    let proxy = Proxy::start(&cluster.sim.url()).await;
+    let a = run_operator(
+        proxy.kube_config(),
+        operator_config(Some(leader_election("replica-a"))),
+    );
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), NS);
+    let leader = cluster
+        .wait_for("a leader", Duration::from_secs(15), || holder(&leases))
+        .await;
+    assert_eq!(leader, "replica-a");
+    (proxy, a)
+}
+
+/// A first ModelEntry reconciled: the leader's controllers run.
+async fn warm_up(cluster: &Cluster) {
+    let entries: Api<ModelEntry> = Api::namespaced(cluster.client.clone(), NS);
+    cluster.apply_yaml(&remote("warm-up")).await;
+    cluster
+        .wait_for("warm-up reconciled", Duration::from_secs(15), || async {
+            entries.get("warm-up").await.ok()?.status.map(|_| ())
+        })
+        .await;
+}
+
 /// Another replica takes the Lease over (as after a partition): a valid term in its name.
 async fn take_over(leases: &Api<Lease>, identity: &str) {
     let mut lease = leases
@@ -145,28 +171,15 @@ async fn slow_writes_in_flight(cluster: &Cluster, proxy: &Proxy) {
 async fn with_real_controllers_the_successor_starts_after_the_old_leaders_last_write() {
     // The recording proxies speak plain HTTP.
     let cluster = Cluster::start_plain_http().await;
-    let proxy_a = Proxy::start(&cluster.sim.url()).await;
+    let (proxy_a, a) = replica_a_leading(&cluster).await;
     let proxy_b = Proxy::start(&cluster.sim.url()).await;
-    let a = run_operator(
-        proxy_a.kube_config(),
-        operator_config(Some(leader_election("replica-a"))),
-    );
     let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), NS);
-    let leader = cluster
-        .wait_for("a leader", Duration::from_secs(15), || holder(&leases))
-        .await;
-    assert_eq!(leader, "replica-a");
     let b = run_operator(
         proxy_b.kube_config(),
         operator_config(Some(leader_election("replica-b"))),
     );
+    warm_up(&cluster).await;
     let entries: Api<ModelEntry> = Api::namespaced(cluster.client.clone(), NS);
-    cluster.apply_yaml(&remote("warm-up")).await;
-    cluster
-        .wait_for("warm-up reconciled", Duration::from_secs(15), || async {
-            entries.get("warm-up").await.ok()?.status.map(|_| ())
-        })
-        .await;
 
     // Replica A's API calls (not its Lease renewals) now take 3 s each.
     slow_writes_in_flight(&cluster, &proxy_a).await;
@@ -407,23 +420,9 @@ async fn a_leader_that_loses_its_lease_cancels_its_controllers_and_exits() {
 async fn after_losing_its_lease_a_leader_sends_no_further_controller_requests() {
     // The recording proxy speaks plain HTTP.
     let cluster = Cluster::start_plain_http().await;
-    let proxy = Proxy::start(&cluster.sim.url()).await;
-    let a = run_operator(
-        proxy.kube_config(),
-        operator_config(Some(leader_election("replica-a"))),
-    );
+    let (proxy, a) = replica_a_leading(&cluster).await;
     let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), NS);
-    let leader = cluster
-        .wait_for("a leader", Duration::from_secs(15), || holder(&leases))
-        .await;
-    assert_eq!(leader, "replica-a");
-    let entries: Api<ModelEntry> = Api::namespaced(cluster.client.clone(), NS);
-    cluster.apply_yaml(&remote("warm-up")).await;
-    cluster
-        .wait_for("warm-up reconciled", Duration::from_secs(15), || async {
-            entries.get("warm-up").await.ok()?.status.map(|_| ())
-        })
-        .await;
+    warm_up(&cluster).await;
 
     // Its API calls (not its Lease renewals) now take 3 s each, so reconciles are in flight when
     // the Lease is taken over.
