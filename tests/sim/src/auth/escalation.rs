@@ -387,27 +387,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    struct Src {
-        roles: Vec<Value>,
-        role_bindings: Vec<Value>,
-        cluster_roles: Vec<Value>,
-        cluster_role_bindings: Vec<Value>,
-    }
-
-    impl RbacSource for Src {
-        fn roles(&self, _ns: &str) -> Vec<Value> {
-            self.roles.clone()
-        }
-        fn role_bindings(&self, _ns: &str) -> Vec<Value> {
-            self.role_bindings.clone()
-        }
-        fn cluster_roles(&self) -> Vec<Value> {
-            self.cluster_roles.clone()
-        }
-        fn cluster_role_bindings(&self) -> Vec<Value> {
-            self.cluster_role_bindings.clone()
-        }
-    }
+    use crate::auth::MemoryRbac as Src;
 
     fn src() -> Src {
         Src {

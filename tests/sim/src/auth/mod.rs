@@ -172,6 +172,47 @@ pub trait RbacSource {
     }
 }
 
+/// An in-memory [`RbacSource`] for unit tests: the objects as given, namespaced ones filtered by
+/// their `metadata.namespace`.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct MemoryRbac {
+    pub roles: Vec<Value>,
+    pub role_bindings: Vec<Value>,
+    pub cluster_roles: Vec<Value>,
+    pub cluster_role_bindings: Vec<Value>,
+}
+
+#[cfg(test)]
+impl RbacSource for MemoryRbac {
+    fn roles(&self, ns: &str) -> Vec<Value> {
+        in_namespace(&self.roles, ns)
+    }
+    fn role_bindings(&self, ns: &str) -> Vec<Value> {
+        in_namespace(&self.role_bindings, ns)
+    }
+    fn cluster_roles(&self) -> Vec<Value> {
+        self.cluster_roles.clone()
+    }
+    fn cluster_role_bindings(&self) -> Vec<Value> {
+        self.cluster_role_bindings.clone()
+    }
+}
+
+#[cfg(test)]
+fn in_namespace(objects: &[Value], ns: &str) -> Vec<Value> {
+    objects
+        .iter()
+        .filter(|o| {
+            o.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                == ns
+        })
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -500,42 +500,7 @@ pub fn default_cluster_role_bindings() -> Vec<Value> {
 mod tests {
     use super::*;
 
-    #[derive(Default)]
-    struct Src {
-        roles: Vec<Value>,
-        role_bindings: Vec<Value>,
-        cluster_roles: Vec<Value>,
-        cluster_role_bindings: Vec<Value>,
-    }
-
-    fn ns_of(v: &Value) -> &str {
-        v.pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-    }
-
-    impl RbacSource for Src {
-        fn roles(&self, ns: &str) -> Vec<Value> {
-            self.roles
-                .iter()
-                .filter(|r| ns_of(r) == ns)
-                .cloned()
-                .collect()
-        }
-        fn role_bindings(&self, ns: &str) -> Vec<Value> {
-            self.role_bindings
-                .iter()
-                .filter(|r| ns_of(r) == ns)
-                .cloned()
-                .collect()
-        }
-        fn cluster_roles(&self) -> Vec<Value> {
-            self.cluster_roles.clone()
-        }
-        fn cluster_role_bindings(&self) -> Vec<Value> {
-            self.cluster_role_bindings.clone()
-        }
-    }
+    use crate::auth::MemoryRbac as Src;
 
     fn sa() -> UserInfo {
         UserInfo::service_account("ns", "sa")

@@ -268,28 +268,7 @@ mod tests {
     use crate::auth::TokenIssuer;
     use chrono::Utc;
 
-    #[derive(Default)]
-    struct Src {
-        cluster_roles: Vec<Value>,
-        cluster_role_bindings: Vec<Value>,
-        roles: Vec<Value>,
-        role_bindings: Vec<Value>,
-    }
-
-    impl RbacSource for Src {
-        fn roles(&self, _: &str) -> Vec<Value> {
-            self.roles.clone()
-        }
-        fn role_bindings(&self, _: &str) -> Vec<Value> {
-            self.role_bindings.clone()
-        }
-        fn cluster_roles(&self) -> Vec<Value> {
-            self.cluster_roles.clone()
-        }
-        fn cluster_role_bindings(&self) -> Vec<Value> {
-            self.cluster_role_bindings.clone()
-        }
-    }
+    use crate::auth::MemoryRbac as Src;
 
     fn src() -> Src {
         Src {
