@@ -17,8 +17,9 @@ test: fmt-check lint validate-crds helm-lint validate-manifests unit-test sandbo
 unit-test:
 	$(CARGO) test --workspace
 
-## The operator on kube-sim playing the seed story live (Ctrl-C stops it); KUBECONFIG in .sandbox/.
+## The operator on kube-sim playing the seed story live, then narrating your own changes until Ctrl-C; KUBECONFIG in .sandbox/.
 sandbox:
+	@test -x target/debug/hypersync-sandbox && test -x target/debug/hypersync-operator || echo "make sandbox: first build of the operator, kube-sim and the sandbox; this takes several minutes"
 	$(CARGO) build -p hypersync-operator -p hypersync-sandbox
 	target/debug/hypersync-sandbox
 

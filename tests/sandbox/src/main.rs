@@ -2,7 +2,8 @@
 //! runs the operator as a child process, applies manifests/sandbox, plays the coordinator's agent
 //! (which creates the analyst's stack and spawns the analyst, `coordinator.rs`) and the analyst's,
 //! narrates every change kubectl-style, and prints how long it took, the operator's API calls for
-//! the AgentNode and its peak memory; then serves until Ctrl-C.
+//! the AgentNode and its peak memory; then prints commands to try (`try_it.rs`) and keeps narrating
+//! what the user and the operator change (with the operator's children) until Ctrl-C.
 
 mod coordinator;
 mod kustomize;
@@ -25,7 +26,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use hypersync_sandbox::process::{self, Operator};
-use narrate::Kind;
+use hypersync_sandbox::try_it;
+use narrate::{Kind, Narrator};
 use story::{Action, Milestone, Story};
 
 /// User agent of the sandbox's own clients; every other request to kube-sim is the operator's
@@ -87,7 +89,7 @@ enum SandboxError {
     Process(#[from] process::ProcessError),
     #[error("failed to see the CRDs served within 30s")]
     CrdsNotServed,
-    #[error("failed to finish the story: the operator exited ({0}); see its log")]
+    #[error("failed to keep the operator running: it exited ({0}); see its log")]
     OperatorExited(String),
     #[error("failed to finish the story within {0}s")]
     Timeout(u64),
@@ -130,26 +132,18 @@ async fn main() -> ExitCode {
         _ = shutdown_signal() => None,
     };
     let code = match outcome {
+        // After the story, Ctrl-C is how the sandbox ends.
+        None if sandbox.following => {
+            println!();
+            clock.say("stopping");
+            ExitCode::SUCCESS
+        }
         None => {
             println!();
             clock.say("interrupted");
             ExitCode::from(130)
         }
-        Some(Ok(())) if args.exit_when_done => ExitCode::SUCCESS,
-        Some(Ok(())) => {
-            println!();
-            println!("The sandbox keeps running. Look around:");
-            println!(
-                "  export KUBECONFIG={}",
-                absolute(&args.state_dir.join("kubeconfig")).display()
-            );
-            println!("  kubectl get hypersync");
-            println!("  kubectl get events --sort-by=.metadata.creationTimestamp");
-            println!("Press Ctrl-C to stop the operator and the simulator.");
-            shutdown_signal().await;
-            println!();
-            ExitCode::SUCCESS
-        }
+        Some(Ok(())) => ExitCode::SUCCESS,
         Some(Err(err)) => {
             eprintln!("error: {err}");
             let mut source = std::error::Error::source(&err);
@@ -170,6 +164,8 @@ struct Sandbox {
     sim: Option<kube_sim::Sim>,
     operator: Option<Operator>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The story is over; the sandbox narrates the user's changes until Ctrl-C.
+    following: bool,
 }
 
 impl Sandbox {
@@ -329,7 +325,7 @@ impl Sandbox {
         let mut coordinator_started = false;
 
         let mut story = Story::new(models, &stack_name, &node_name);
-        let mut seen: HashMap<(Kind, String, String), Value> = HashMap::new();
+        let mut narrator = Narrator::default();
         let deadline = Instant::now() + Duration::from_secs(args.timeout);
         let mut node_applied_at: Option<Instant> = None;
         let mut resolved_at: Option<Instant> = None;
@@ -341,16 +337,7 @@ impl Sandbox {
         while !story.complete() {
             tokio::select! {
                 Some(obs) = rx.recv() => {
-                    let key = (obs.kind, obs.namespace.clone(), narrate::name(&obs.obj).to_string());
-                    let lines = if obs.deleted {
-                        seen.remove(&key);
-                        narrate::deleted(obs.kind, &obs.obj).into_iter().collect()
-                    } else {
-                        let lines = narrate::changed(obs.kind, seen.get(&key), &obs.obj);
-                        seen.insert(key, obs.obj.clone());
-                        lines
-                    };
-                    for line in lines {
+                    for line in narrator.observe(obs.kind, &obs.namespace, &obs.obj, obs.deleted) {
                         clock.say(&line);
                     }
                     if let (Some(c), Some((agent, who))) = (&cast, &coordinator_agent)
@@ -512,7 +499,43 @@ impl Sandbox {
             ),
             None => println!("  operator peak memory: unavailable (no /proc/{pid}/status)"),
         }
-        Ok(())
+        if args.exit_when_done {
+            return Ok(());
+        }
+
+        // The sandbox stays up: what to try, then the narration of whatever changes, children included.
+        println!();
+        let bin_dir = args.operator.parent().map(absolute).unwrap_or_default();
+        print!(
+            "{}",
+            try_it::TryIt {
+                kubeconfig: &absolute(&kubeconfig),
+                bin_dir: &bin_dir,
+                namespace: &node_ns,
+                stack: &stack_name,
+                anchor,
+            }
+            .render()
+        );
+        println!(
+            "Narrating what changes (the operator log is {}); Ctrl-C stops the operator and the simulator.",
+            log.display()
+        );
+        self.following = true;
+        narrator.children = true;
+        loop {
+            tokio::select! {
+                Some(obs) = rx.recv() => {
+                    for line in narrator.observe(obs.kind, &obs.namespace, &obs.obj, obs.deleted) {
+                        clock.say(&line);
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            if let Some(status) = self.operator.as_mut().and_then(Operator::exited) {
+                return Err(SandboxError::OperatorExited(status));
+            }
+        }
     }
 }
 
@@ -690,6 +713,42 @@ async fn watched_resources(client: &Client) -> Result<Vec<(Kind, ApiResource)>, 
         Kind::Event,
         ApiResource::erase::<k8s_openapi::api::events::v1::Event>(&()),
     ));
+    // The operator's children (narrated after the story).
+    use k8s_openapi::api::{apps, batch, core, networking, rbac};
+    out.extend([
+        (
+            Kind::Child("serviceaccount"),
+            ApiResource::erase::<core::v1::ServiceAccount>(&()),
+        ),
+        (
+            Kind::Child("role"),
+            ApiResource::erase::<rbac::v1::Role>(&()),
+        ),
+        (
+            Kind::Child("rolebinding"),
+            ApiResource::erase::<rbac::v1::RoleBinding>(&()),
+        ),
+        (
+            Kind::Child("job"),
+            ApiResource::erase::<batch::v1::Job>(&()),
+        ),
+        (
+            Kind::Child("deployment"),
+            ApiResource::erase::<apps::v1::Deployment>(&()),
+        ),
+        (
+            Kind::Child("service"),
+            ApiResource::erase::<core::v1::Service>(&()),
+        ),
+        (
+            Kind::Child("persistentvolumeclaim"),
+            ApiResource::erase::<core::v1::PersistentVolumeClaim>(&()),
+        ),
+        (
+            Kind::Child("networkpolicy"),
+            ApiResource::erase::<networking::v1::NetworkPolicy>(&()),
+        ),
+    ]);
     Ok(out)
 }
 
@@ -703,9 +762,14 @@ struct Obs {
 
 async fn watch(client: Client, ar: ApiResource, kind: Kind, tx: mpsc::UnboundedSender<Obs>) {
     let api: Api<DynamicObject> = Api::all_with(client, &ar);
-    let mut stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let config = match kind {
+        Kind::Child(_) => {
+            use hypersync_operator::workload::labels::{LABEL_MANAGED_BY, MANAGED_BY_VALUE};
+            watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}"))
+        }
+        _ => watcher::Config::default(),
+    };
+    let mut stream = watcher(api, config).default_backoff().boxed();
     while let Some(ev) = stream.next().await {
         let (obj, deleted) = match ev {
             Ok(watcher::Event::Apply(o)) | Ok(watcher::Event::InitApply(o)) => (o, false),

@@ -1,6 +1,9 @@
 //! Turns observed object states into kubectl-style narration lines: one line per meaningful change
 //! of a ModelEntry, AgentStack, AgentNode, Pod or Event (phase, placement, bindings, replicas,
-//! objective), comparing the previous state of the object with the new one.
+//! objective, spec), and the operator's children coming and going, comparing the previous state of
+//! the object with the new one.
+
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
@@ -12,6 +15,9 @@ pub enum Kind {
     AgentNode,
     Pod,
     Event,
+    /// An object the operator made (`app.kubernetes.io/managed-by=hypersync-operator`), by its
+    /// kubectl resource prefix (`job`, `serviceaccount`, ...).
+    Child(&'static str),
 }
 
 impl Kind {
@@ -23,6 +29,7 @@ impl Kind {
             Kind::AgentNode => "agentnode",
             Kind::Pod => "pod",
             Kind::Event => "event",
+            Kind::Child(prefix) => prefix,
         }
     }
 }
@@ -74,6 +81,7 @@ pub fn changed(kind: Kind, old: Option<&Value>, new: &Value) -> Vec<String> {
         Kind::AgentNode => agent_node(old, new),
         Kind::Pod => pod(old, new),
         Kind::Event => event(old, new),
+        Kind::Child(prefix) => child(prefix, old, new),
     }
 }
 
@@ -85,9 +93,38 @@ pub fn deleted(kind: Kind, old: &Value) -> Option<String> {
     }
 }
 
+/// `<id>  spec changed: spec.a, spec.b (generation 3)` when the generation moved (a user's edit).
+fn spec_change(id: &str, old: Option<&Value>, new: &Value) -> Option<String> {
+    let old = old?;
+    let generation = |v: &Value| v.pointer("/metadata/generation").and_then(Value::as_i64);
+    if generation(old) == generation(new) {
+        return None;
+    }
+    let (a, b) = (old.get("spec"), new.get("spec"));
+    let keys = |v: Option<&Value>| -> BTreeSet<String> {
+        v.and_then(Value::as_object)
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let fields: Vec<String> = keys(a)
+        .union(&keys(b))
+        .filter(|k| a.and_then(|a| a.get(*k)) != b.and_then(|b| b.get(*k)))
+        .map(|k| format!("spec.{k}"))
+        .collect();
+    let what = if fields.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", fields.join(", "))
+    };
+    Some(format!(
+        "{id}  spec changed{what} (generation {})",
+        generation(new).unwrap_or(0)
+    ))
+}
+
 fn model_entry(old: Option<&Value>, new: &Value) -> Vec<String> {
     let id = format!("modelentry/{}", name(new));
-    let mut out = Vec::new();
+    let mut out: Vec<String> = spec_change(&id, old, new).into_iter().collect();
     if old.is_none() {
         let source = if new.pointer("/spec/source/local").is_some() {
             let gpus = i(new, "/spec/source/local/gpu/count");
@@ -149,7 +186,7 @@ fn bindings(v: &Value) -> String {
 
 fn agent_stack(old: Option<&Value>, new: &Value) -> Vec<String> {
     let id = format!("agentstack/{}", name(new));
-    let mut out = Vec::new();
+    let mut out: Vec<String> = spec_change(&id, old, new).into_iter().collect();
     if old.is_none() {
         let cognitive = new
             .pointer("/spec/layers/cognitive/selector/capabilities")
@@ -217,7 +254,7 @@ fn objective(v: &Value) -> Option<String> {
 
 fn agent_node(old: Option<&Value>, new: &Value) -> Vec<String> {
     let id = format!("agentnode/{}", name(new));
-    let mut out = Vec::new();
+    let mut out: Vec<String> = spec_change(&id, old, new).into_iter().collect();
     if old.is_none() {
         let near = match (
             n(new, "/spec/placement/near/point/r"),
@@ -324,6 +361,59 @@ fn event(old: Option<&Value>, new: &Value) -> Vec<String> {
     )]
 }
 
+/// A child of the operator: one line when it appears, naming its owner (its deletion is
+/// [`deleted`]'s).
+fn child(prefix: &str, old: Option<&Value>, new: &Value) -> Vec<String> {
+    if old.is_some() {
+        return Vec::new();
+    }
+    let owner = new
+        .pointer("/metadata/ownerReferences/0")
+        .map(|o| {
+            format!(
+                "  (owned by {}/{})",
+                s(o, "/kind").unwrap_or("?").to_lowercase(),
+                s(o, "/name").unwrap_or("?")
+            )
+        })
+        .unwrap_or_default();
+    vec![format!("{prefix}/{}  created{owner}", name(new))]
+}
+
+/// The last state seen of every watched object, turning each observation into narration lines.
+/// Children are tracked from the start but narrated only once `children` is set (the story itself
+/// shows phases, pods and Events; what the operator creates for a user's own objects is shown after).
+#[derive(Default)]
+pub struct Narrator {
+    seen: HashMap<(Kind, String, String), Value>,
+    pub children: bool,
+}
+
+impl Narrator {
+    /// Lines for `obj` of `kind` in `namespace`, created or changed (or `deleted`).
+    pub fn observe(
+        &mut self,
+        kind: Kind,
+        namespace: &str,
+        obj: &Value,
+        deleted: bool,
+    ) -> Vec<String> {
+        let key = (kind, namespace.to_string(), name(obj).to_string());
+        let lines: Vec<String> = if deleted {
+            self.seen.remove(&key);
+            self::deleted(kind, obj).into_iter().collect()
+        } else {
+            let lines = changed(kind, self.seen.get(&key), obj);
+            self.seen.insert(key, obj.clone());
+            lines
+        };
+        if matches!(kind, Kind::Child(_)) && !self.children {
+            return Vec::new();
+        }
+        lines
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,5 +501,64 @@ mod tests {
         );
         assert!(changed(Kind::Event, Some(&ev), &ev).is_empty());
         assert_eq!(deleted(Kind::Event, &ev), None);
+    }
+
+    #[test]
+    fn a_user_edit_names_the_spec_fields_it_changed() {
+        let v1 = json!({"metadata": {"name": "a", "generation": 1},
+            "spec": {"stackRef": {"name": "s"}, "lifecycle": {"mode": "Ephemeral"}}, "status": {"phase": "Running"}});
+        let mut status_only = v1.clone();
+        status_only["status"]["objective"] = json!({"observed": 1.0});
+        assert!(changed(Kind::AgentNode, Some(&v1), &status_only).is_empty());
+        let mut v2 = v1.clone();
+        v2["metadata"]["generation"] = json!(2);
+        v2["spec"]["lifecycle"] = json!({"mode": "Persistent"});
+        v2["spec"]["runtime"] = json!({"image": "busybox"});
+        assert_eq!(
+            changed(Kind::AgentNode, Some(&v1), &v2),
+            ["agentnode/a  spec changed: spec.lifecycle, spec.runtime (generation 2)"]
+        );
+        let mut me2 = deepseek(json!({"phase": "Idle"}));
+        let me1 = me2.clone();
+        me2["metadata"]["generation"] = json!(2);
+        me2["spec"]["capabilities"] = json!(["coding"]);
+        assert_eq!(
+            changed(Kind::ModelEntry, Some(&me1), &me2),
+            ["modelentry/deepseek-coder-33b  spec changed: spec.capabilities (generation 2)"]
+        );
+    }
+
+    #[test]
+    fn children_are_narrated_only_once_asked_for() {
+        let job = json!({"metadata": {"name": "a", "namespace": "default",
+            "ownerReferences": [{"kind": "AgentNode", "name": "a"}]}});
+        let mut narrator = Narrator::default();
+        assert!(
+            narrator
+                .observe(Kind::Child("job"), "default", &job, false)
+                .is_empty()
+        );
+        narrator.children = true;
+        // Seen before: no second "created".
+        assert!(
+            narrator
+                .observe(Kind::Child("job"), "default", &job, false)
+                .is_empty()
+        );
+        let mut other = job.clone();
+        other["metadata"]["name"] = json!("b");
+        assert_eq!(
+            narrator.observe(Kind::Child("job"), "default", &other, false),
+            ["job/b  created  (owned by agentnode/a)"]
+        );
+        assert_eq!(
+            narrator.observe(Kind::Child("job"), "default", &other, true),
+            ["job/b  deleted"]
+        );
+        let node = json!({"metadata": {"name": "a"}, "spec": {"stackRef": {"name": "s"}}});
+        assert_eq!(
+            narrator.observe(Kind::AgentNode, "default", &node, false),
+            ["agentnode/a  created  (stack s, ? placement)"]
+        );
     }
 }
