@@ -152,13 +152,22 @@ async fn selector_matching_nothing_leaves_the_stack_unresolved() {
         "{}",
         waiting.message
     );
-    let events = cluster.events_for("AgentStack", "quantum").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "Unresolved"),
-        "{events:?}"
-    );
+    // The stack's Warning comes once its grace is over (agent_stack::MODEL_GRACE), published after
+    // the status write the node reacts to.
+    cluster
+        .wait_for(
+            "an Unresolved Warning Event",
+            Duration::from_secs(10),
+            || async {
+                cluster
+                    .events_for("AgentStack", "quantum")
+                    .await
+                    .iter()
+                    .any(|(t, r, _)| t == "Warning" && r == "Unresolved")
+                    .then_some(())
+            },
+        )
+        .await;
     let calls = requests_during(&cluster, Duration::from_secs(4)).await;
     assert!(
         calls <= 4,

@@ -303,13 +303,16 @@ fn bound_models(
         (Some(pairs), _) => pairs.iter().map(|(l, m)| in_use(l, m)).collect(),
         (None, None) => return (Vec::new(), Models::StackMissing),
         (None, Some(stack)) => {
-            // A stack the stack controller has not looked at yet (created moments ago) is waited
-            // for, not reported as a problem.
-            let Some(status) = stack
-                .status
-                .as_ref()
-                .filter(|s| s.phase.is_some() || find(&s.conditions, "Resolved").is_some())
-            else {
+            // A stack the stack controller has not looked at yet (created moments ago), or whose
+            // resolution binds no model yet provisionally (within its grace its models may still
+            // be arriving), is waited for, not reported as a problem.
+            let Some(status) = stack.status.as_ref().filter(|s| {
+                let looked_at = s.phase.is_some() || find(&s.conditions, "Resolved").is_some();
+                let provisional = s.phase.is_none_or(|p| p == StackPhase::Unresolved)
+                    && find(&s.conditions, ready::READY)
+                        .is_some_and(|c| c.reason == ready::WAITING_FOR_MODEL_STATUS);
+                looked_at && !provisional
+            }) else {
                 return (
                     Vec::new(),
                     Models::StackPending(format!(

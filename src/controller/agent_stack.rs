@@ -2,8 +2,9 @@
 //! records the outcome in status; re-run whenever a ModelEntry of the namespace changes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
@@ -20,6 +21,28 @@ use crate::error::Error;
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "agentstack";
+
+/// How long a layer may be without an available model before the stack reports it (Ready False and
+/// a Warning Event), counted from when `Resolved` became False (or the stack's first resolution).
+/// Objects applied together reach the operator's cache in the order they were sent (`kubectl apply
+/// -k` sends AgentStacks before ModelEntries), so a stack is often resolved moments before the
+/// model it names, or its fallback, is in the cache; until then the outcome is provisional, as while
+/// a model has no status for its spec yet (Ready Unknown, `WaitingForModelStatus`), and the stack is
+/// resolved again when the grace ends.
+pub const MODEL_GRACE: Duration = Duration::from_secs(3);
+
+/// What is left of [`MODEL_GRACE`] when a layer has no available model (`None` once it is over, or
+/// when every layer is bound to an available model).
+fn grace_left(old: &[Condition], all_available: bool, now: Timestamp) -> Option<Duration> {
+    if all_available {
+        return None;
+    }
+    let since = find(old, "Resolved")
+        .filter(|c| c.status == "False")
+        .map_or(now, |c| c.last_transition_time.0);
+    let waited = Duration::try_from(now.duration_since(since)).unwrap_or(Duration::ZERO);
+    MODEL_GRACE.checked_sub(waited).filter(|d| !d.is_zero())
+}
 
 /// Reconcile one AgentStack.
 pub async fn reconcile(
@@ -55,6 +78,7 @@ async fn reconcile_inner(
     let mut conditions = old.conditions.clone();
     let generation = stack.metadata.generation;
     let now = Time(Timestamp::now());
+    let grace = grace_left(&old.conditions, resolution.all_available, now.0);
     set_condition(
         &mut conditions,
         condition(
@@ -69,13 +93,14 @@ async fn reconcile_inner(
     let readiness = ready::agent_stack(
         resolution.phase,
         resolution.all_available,
-        resolution.settling,
+        resolution.settling || grace.is_some(),
         resolution.reason,
         &resolution.message,
     );
     ready::set_ready(&mut conditions, &readiness, generation, now);
     // While a bound model has no status for its spec yet (moments after the operator started, or
-    // after the model changed) the outcome is provisional: no Event until it settles.
+    // after the model changed), or within the grace, the outcome is provisional: no Event until it
+    // settles.
     let settling = |reason: &str| reason == ready::WAITING_FOR_MODEL_STATUS;
     let was_settling =
         find(&old.conditions, ready::READY).is_some_and(|c| settling(c.reason.as_str()));
@@ -102,5 +127,43 @@ async fn reconcile_inner(
         )
         .await;
     }
-    Ok(Action::await_change())
+    Ok(grace.map_or_else(Action::await_change, Action::requeue))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::SignedDuration;
+
+    fn resolved(status: bool, at: Timestamp) -> Vec<Condition> {
+        vec![condition(
+            "Resolved",
+            status,
+            "R",
+            String::new(),
+            Some(1),
+            Time(at),
+        )]
+    }
+
+    #[test]
+    fn a_missing_model_is_reported_only_after_the_grace() {
+        let now = Timestamp::from_second(1_000_000).expect("timestamp");
+        let ago = |s: i64| now - SignedDuration::from_secs(s);
+        // A new stack, and one that was resolved: the grace starts now.
+        assert_eq!(grace_left(&[], false, now), Some(MODEL_GRACE));
+        assert_eq!(
+            grace_left(&resolved(true, ago(600)), false, now),
+            Some(MODEL_GRACE)
+        );
+        // Unresolved for a second: the rest of the grace; for longer: reported.
+        assert_eq!(
+            grace_left(&resolved(false, ago(1)), false, now),
+            Some(MODEL_GRACE - Duration::from_secs(1))
+        );
+        assert_eq!(grace_left(&resolved(false, ago(3)), false, now), None);
+        assert_eq!(grace_left(&resolved(false, ago(600)), false, now), None);
+        // Every layer on an available model (a fallback included): nothing to wait for.
+        assert_eq!(grace_left(&[], true, now), None);
+    }
 }

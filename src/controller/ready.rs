@@ -145,8 +145,9 @@ pub fn model_entry(phase: ModelPhase, reason: &str, message: &str) -> Readiness 
 
 /// An AgentStack is Ready when every layer is bound to an available model, from its primary target
 /// or a fallback (phase Resolved, or Degraded with `all_available`). While a layer is off its primary
-/// target and a model it could bind has no status for its current spec yet (`settling`) the outcome
-/// is provisional: Progressing. Otherwise a
+/// target and a model it could bind has no status for its current spec yet, or within
+/// `agent_stack::MODEL_GRACE` of a layer losing its model (`settling`), the outcome is provisional:
+/// Progressing. Otherwise a
 /// layer without a model, or bound to one that is not available, is not ready (the stack is
 /// resolved again whenever a ModelEntry changes).
 pub fn agent_stack(
