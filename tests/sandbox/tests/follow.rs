@@ -3,9 +3,11 @@
 //! user's AgentNode and what the operator does about it (children, phases, Events), and Ctrl-C stops
 //! it cleanly.
 //!
-//! Needs kubectl, and the operator's binaries next to the sandbox's (`cargo test --workspace` builds
-//! them; with `-p hypersync-sandbox` alone, `cargo build -p hypersync-operator` first).
+//! Needs the operator's binaries next to the sandbox's (`cargo test --workspace` builds them; with
+//! `-p hypersync-sandbox` alone, `cargo build -p hypersync-operator` first) and kubectl (on the PATH,
+//! else `tools/install-helm.sh --kubectl` installs it into `.tools/bin`, as for the client tests).
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -126,26 +128,44 @@ fn after<'a>(text: &'a str, marker: &str) -> &'a str {
     text.find(marker).map(|i| &text[i..]).unwrap_or("")
 }
 
-fn runs(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
+fn kubectl_runs(kubectl: &Path) -> bool {
+    Command::new(kubectl)
+        .args(["version", "--client"])
         .output()
         .is_ok_and(|o| o.status.success())
-        || Command::new(cmd)
-            .args(["version", "--client"])
-            .output()
-            .is_ok_and(|o| o.status.success())
 }
 
-/// Runs `script` with `bash -euo pipefail` in `dir`, at most `timeout`; returns its output.
-fn run_script(dir: &Path, script: &str, timeout: Duration) -> String {
-    let path: PathBuf = dir.join("try-it.sh");
-    std::fs::write(&path, script).expect("script written");
+/// A PATH on which `kubectl` runs: this one, or `.tools/bin` first once `tools/install-helm.sh
+/// --kubectl` has installed it there.
+fn path_with_kubectl() -> OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if kubectl_runs(Path::new("kubectl")) {
+        return path;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let bin = root.join(".tools/bin");
+    if !kubectl_runs(&bin.join("kubectl")) {
+        let status = Command::new("bash")
+            .arg(root.join("tools/install-helm.sh"))
+            .arg("--kubectl")
+            .status()
+            .expect("failed to run tools/install-helm.sh");
+        assert!(status.success(), "tools/install-helm.sh --kubectl failed");
+    }
+    std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&path))).expect("a PATH")
+}
+
+/// Runs `script` with `bash -euo pipefail` in `dir` with `path`, at most `timeout`; returns its
+/// output.
+fn run_script(dir: &Path, path: &OsString, script: &str, timeout: Duration) -> String {
+    let file: PathBuf = dir.join("try-it.sh");
+    std::fs::write(&file, script).expect("script written");
     let out = std::fs::File::create(dir.join("try-it.out")).expect("output file");
     let mut child = Command::new("bash")
         .args(["-euo", "pipefail"])
-        .arg(&path)
+        .arg(&file)
         .current_dir(dir)
+        .env("PATH", path)
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("clone"))
         .stderr(out)
@@ -175,8 +195,7 @@ fn run_script(dir: &Path, script: &str, timeout: Duration) -> String {
 
 #[test]
 fn after_the_story_the_printed_commands_work_and_the_users_node_is_narrated() {
-    assert!(runs("kubectl"), "kubectl is needed on the PATH");
-    assert!(runs("bash"), "bash is needed");
+    let path = path_with_kubectl();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut sandbox = Sandbox::start(&dir.path().join("state"));
 
@@ -200,7 +219,7 @@ fn after_the_story_the_printed_commands_work_and_the_users_node_is_narrated() {
     // Every printed command, as printed.
     let work = dir.path().join("work");
     std::fs::create_dir_all(&work).expect("work dir");
-    let out = run_script(&work, &script, Duration::from_secs(300));
+    let out = run_script(&work, &path, &script, Duration::from_secs(300));
     assert!(
         out.contains(&format!("agentnode.hypersync.io/{NODE} created")),
         "{out}"
