@@ -39,7 +39,7 @@ chaos:
 chaos-smoke:
 	$(CARGO) build --workspace --all-targets # as sandbox-smoke
 	target/debug/hypersync-chaos --operator target/debug/hypersync-operator --nodes 200 --kills 2 \
-		--timeout 120 --state-dir target/chaos-smoke $(CHAOS_ARGS)
+		--timeout 300 --state-dir target/chaos-smoke $(CHAOS_ARGS)
 
 ## Regenerate crds/, schemas/, the hypersync-crds chart templates and the CRD copies from src/api (never edit them by hand).
 crds:

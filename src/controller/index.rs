@@ -43,6 +43,13 @@ pub struct Triggers {
 }
 
 impl Triggers {
+    /// Add `other`'s triggers to these.
+    pub fn extend(&mut self, other: Triggers) {
+        self.nodes.extend(other.nodes);
+        self.entries.extend(other.entries);
+        self.stacks.extend(other.stacks);
+    }
+
     fn entries_of(&mut self, namespace: &str, models: impl IntoIterator<Item = String>) {
         self.entries
             .extend(models.into_iter().map(|m| (namespace.to_string(), m)));

@@ -73,7 +73,7 @@ pub fn pipeline<K, H>(
     config: watcher::Config,
     writer: reflector::store::Writer<K>,
     trim: fn(&mut K),
-    mut handler: H,
+    handler: H,
     queues: Queues,
 ) -> impl Stream<Item = ()> + Send
 where
@@ -86,50 +86,76 @@ where
         + 'static,
     H: Handler<K>,
 {
+    let events = watch_fn(api, config).default_backoff().modify(move |obj| {
+        strip(obj);
+        trim(obj);
+    });
+    process(events, writer, handler, queues)
+}
+
+/// Feed watcher events through the store, the handler and the queues.
+///
+/// During a relist (`Init` .. `InitDone`, after a restart of the watch or a `410 Gone`) the
+/// reflector collects the listed objects in a buffer and swaps it into the store only at
+/// `InitDone`: until then the store still holds the state from before the watch broke. So the
+/// triggers of a relist are held back until `InitDone`; sent at `InitApply`, a reconcile would read
+/// the old object from the store (missing, for instance, the agent's report that arrived while the
+/// watch was down) and, with nothing new to trigger it later, never see the change.
+pub fn process<K, H, S>(
+    events: S,
+    writer: reflector::store::Writer<K>,
+    mut handler: H,
+    queues: Queues,
+) -> impl Stream<Item = ()> + Send
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    H: Handler<K>,
+    S: Stream<Item = Result<Event<K>, watcher::Error>> + Send,
+{
     let mut known: HashSet<Key> = HashSet::new();
-    let mut seen: Option<HashSet<Key>> = None;
-    watch_fn(api, config)
-        .default_backoff()
-        .modify(move |obj| {
-            strip(obj);
-            trim(obj);
-        })
-        .reflect(writer)
-        .filter_map(move |ev| {
-            match ev {
-                Err(err) => tracing::warn!(%err, "watch error; retrying with backoff"),
-                Ok(Event::Apply(obj)) => {
-                    let key = key_of(&obj);
-                    known.insert(key);
-                    queues.send(handler.applied(&obj));
-                }
-                Ok(Event::Delete(obj)) => {
-                    let key = key_of(&obj);
-                    known.remove(&key);
-                    queues.send(handler.deleted(&key, Some(&obj)));
-                }
-                Ok(Event::Init) => seen = Some(HashSet::new()),
-                Ok(Event::InitApply(obj)) => {
-                    let key = key_of(&obj);
-                    if let Some(seen) = seen.as_mut() {
-                        seen.insert(key.clone());
+    // While relisting: the keys listed so far and the triggers held until the store has them.
+    let mut relist: Option<(HashSet<Key>, Triggers)> = None;
+    events.reflect(writer).filter_map(move |ev| {
+        match ev {
+            Err(err) => tracing::warn!(%err, "watch error; retrying with backoff"),
+            Ok(Event::Apply(obj)) => {
+                let key = key_of(&obj);
+                known.insert(key);
+                queues.send(handler.applied(&obj));
+            }
+            Ok(Event::Delete(obj)) => {
+                let key = key_of(&obj);
+                known.remove(&key);
+                queues.send(handler.deleted(&key, Some(&obj)));
+            }
+            Ok(Event::Init) => relist = Some((HashSet::new(), Triggers::default())),
+            Ok(Event::InitApply(obj)) => {
+                let key = key_of(&obj);
+                known.insert(key.clone());
+                let triggers = handler.applied(&obj);
+                match relist.as_mut() {
+                    Some((seen, held)) => {
+                        seen.insert(key);
+                        held.extend(triggers);
                     }
-                    known.insert(key);
-                    queues.send(handler.applied(&obj));
+                    None => queues.send(triggers),
                 }
-                Ok(Event::InitDone) => {
+            }
+            Ok(Event::InitDone) => {
+                if let Some((seen, held)) = relist.take() {
+                    // The store holds the relisted objects now.
+                    queues.send(held);
                     // Objects deleted while the watch was down are gone from the relist.
-                    if let Some(seen) = seen.take() {
-                        let gone: Vec<Key> = known.difference(&seen).cloned().collect();
-                        for key in gone {
-                            known.remove(&key);
-                            queues.send(handler.deleted(&key, None));
-                        }
+                    let gone: Vec<Key> = known.difference(&seen).cloned().collect();
+                    for key in gone {
+                        known.remove(&key);
+                        queues.send(handler.deleted(&key, None));
                     }
                 }
             }
-            futures::future::ready(Some(()))
-        })
+        }
+        futures::future::ready(Some(()))
+    })
 }
 
 /// Keys of the valid stacks of a namespace in the store (stacks are few; used when a ModelEntry
@@ -267,5 +293,109 @@ impl Handler<k8s_openapi::api::core::v1::Pod> for Pods {
 
     fn deleted(&mut self, key: &Key, _: Option<&k8s_openapi::api::core::v1::Pod>) -> Triggers {
         self.index.pod_deleted(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use futures::channel::mpsc;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+
+    use super::*;
+
+    fn cm(name: &str, rv: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                resource_version: Some(rv.into()),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        }
+    }
+
+    /// Triggers the changed object itself and remembers which version of it it was shown.
+    struct Shown(Arc<Mutex<HashMap<Key, Option<String>>>>);
+
+    impl Handler<ConfigMap> for Shown {
+        fn applied(&mut self, obj: &ConfigMap) -> Triggers {
+            let key = key_of(obj);
+            self.0
+                .lock()
+                .unwrap()
+                .insert(key.clone(), obj.resource_version());
+            Triggers {
+                nodes: vec![key],
+                ..Triggers::default()
+            }
+        }
+
+        fn deleted(&mut self, key: &Key, _: Option<&ConfigMap>) -> Triggers {
+            self.0.lock().unwrap().insert(key.clone(), None);
+            Triggers {
+                nodes: vec![key.clone()],
+                ..Triggers::default()
+            }
+        }
+    }
+
+    /// Every trigger a controller receives finds the store already holding the version of the
+    /// object that caused it (or no object, for a deletion), also across a relist: after a watch
+    /// restart the store is swapped in only at `InitDone`.
+    #[tokio::test]
+    async fn a_trigger_never_arrives_before_the_store_has_its_object() {
+        let events = vec![
+            Event::Init,
+            Event::InitApply(cm("a", "1")),
+            Event::InitApply(cm("gone-later", "2")),
+            Event::InitDone,
+            Event::Apply(cm("a", "3")),
+            // The watch broke and relists: `a` changed meanwhile (the agent's report), `b` is new,
+            // `gone-later` was deleted.
+            Event::Init,
+            Event::InitApply(cm("a", "7")),
+            Event::InitApply(cm("b", "8")),
+            Event::InitDone,
+            Event::Apply(cm("b", "9")),
+        ];
+        let (store, writer) = reflector::store::<ConfigMap>();
+        let (nodes, mut node_rx) = mpsc::unbounded();
+        let (entries, _entry_rx) = mpsc::unbounded();
+        let (stacks, _stack_rx) = mpsc::unbounded();
+        let queues = Queues {
+            nodes,
+            entries,
+            stacks,
+        };
+        let shown = Arc::new(Mutex::new(HashMap::new()));
+        let stream = process(
+            futures::stream::iter(events.into_iter().map(Ok)),
+            writer,
+            Shown(shown.clone()),
+            queues,
+        );
+        futures::pin_mut!(stream);
+        let mut received = Vec::new();
+        while stream.next().await.is_some() {
+            while let Ok(r) = node_rx.try_recv() {
+                let key: Key = (r.namespace.clone().unwrap_or_default(), r.name.clone());
+                let cached = store
+                    .get(&ObjectRef::<ConfigMap>::new(&r.name).within("ns"))
+                    .and_then(|o| o.resource_version());
+                let caused_by = shown.lock().unwrap().get(&key).cloned().flatten();
+                assert_eq!(
+                    cached, caused_by,
+                    "trigger for {key:?} while the store holds {cached:?}"
+                );
+                received.push((key.1, cached));
+            }
+        }
+        let names: Vec<&str> = received.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "gone-later", "a", "a", "b", "gone-later", "b"]);
     }
 }

@@ -132,7 +132,11 @@ struct Clock(Instant);
 
 impl Clock {
     fn say(self, line: &str) {
-        println!("[{:>6.1}s] {line}", self.0.elapsed().as_secs_f64());
+        println!("[{:>6.1}s] {line}", self.seconds());
+    }
+
+    fn seconds(self) -> f64 {
+        self.0.elapsed().as_secs_f64()
     }
 }
 
@@ -253,6 +257,7 @@ async fn run(args: &Args, clock: Clock) -> Result<bool, ChaosError> {
         url.clone(),
         kinds_of,
         deleted.clone(),
+        AgentLog::open(&args.state_dir.join("agents.log"), clock),
     ));
 
     let mut incarnation = 0;
@@ -317,7 +322,7 @@ async fn run(args: &Args, clock: Clock) -> Result<bool, ChaosError> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let mut last_line = String::new();
     let mut self_exits = 0;
-    let invs = loop {
+    let (invs, snap) = loop {
         if let Some(status) = operator.exited() {
             // As the kubelet would: an operator that lost its Lease exits so a restart rejoins.
             let log = args.state_dir.join(format!("operator-{incarnation}.log"));
@@ -359,7 +364,7 @@ async fn run(args: &Args, clock: Clock) -> Result<bool, ChaosError> {
             .map(|i| format!("{} {}", i.name, i.violations.len()))
             .collect();
         if failing.is_empty() || Instant::now() >= deadline {
-            break invs;
+            break (invs, snap);
         }
         let line = format!(
             "{} nodes left; waiting on: {}",
@@ -409,6 +414,21 @@ async fn run(args: &Args, clock: Clock) -> Result<bool, ChaosError> {
             argv.join(" ")
         );
         println!("operator logs: {}/operator-*.log", args.state_dir.display());
+        // The objects as they were at the end, for the post-mortem.
+        let dump = args.state_dir.join("objects.json");
+        let objects: serde_json::Map<String, Value> = snap
+            .objects
+            .iter()
+            .filter(|(kind, _)| matches!(**kind, "AgentNode" | "ModelEntry" | "Job" | "Pod"))
+            .map(|(kind, list)| (kind.to_string(), Value::Array(list.clone())))
+            .collect();
+        if serde_json::to_vec_pretty(&objects)
+            .ok()
+            .is_some_and(|bytes| std::fs::write(&dump, bytes).is_ok())
+        {
+            println!("objects at the end: {}", dump.display());
+        }
+        println!("agents' reports: {}/agents.log", args.state_dir.display());
     }
     let how = operator.stop(Duration::from_secs(10)).await;
     clock.say(&format!("operator {how}"));
@@ -576,6 +596,7 @@ async fn watch_nodes(
     url: String,
     kinds: HashMap<String, NodeKind>,
     deleted: Arc<Mutex<HashMap<String, Value>>>,
+    log: AgentLog,
 ) {
     let api: Api<DynamicObject> = Api::namespaced_with(admin, NS, &ar);
     let mut stream = watcher(api, watcher::Config::default())
@@ -619,11 +640,16 @@ async fn watch_nodes(
             continue;
         }
         let (url, ar, limit, started) = (url.clone(), ar.clone(), limit.clone(), started.clone());
+        let log = log.clone();
+        log.line(&format!(
+            "{name}: seen Running at resourceVersion {}; starting its agent",
+            obj.metadata.resource_version.as_deref().unwrap_or("?")
+        ));
         tokio::spawn(async move {
             let Ok(_permit) = limit.acquire().await else {
                 return;
             };
-            let reported = play_agent(&url, &ar, &name).await;
+            let reported = play_agent(&url, &ar, &name, &log).await;
             if !reported && let Ok(mut s) = started.lock() {
                 // Let a later event of the node start it again.
                 s.remove(&name);
@@ -634,7 +660,7 @@ async fn watch_nodes(
 
 /// The agent of `node`, as its own ServiceAccount: report the objective met, retrying faults and
 /// the moments before its RBAC exists. `false` if it gave up.
-async fn play_agent(url: &str, ar: &ApiResource, node: &str) -> bool {
+async fn play_agent(url: &str, ar: &ApiResource, node: &str, log: &AgentLog) -> bool {
     let token = scenario::sa_token(NS, &format!("{node}-agent"));
     let Ok(agent) = client(url, &token, &format!("{USER_AGENT}/agent")).await else {
         return false;
@@ -646,12 +672,51 @@ async fn play_agent(url: &str, ar: &ApiResource, node: &str) -> bool {
             .patch_status(node, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => return true,
-            Err(kube::Error::Api(s)) if s.code == 404 => return true,
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Ok(o) => {
+                log.line(&format!(
+                    "{node}: reported; the node is at resourceVersion {}",
+                    o.metadata.resource_version.as_deref().unwrap_or("?")
+                ));
+                return true;
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                log.line(&format!("{node}: gone before its report"));
+                return true;
+            }
+            Err(err) => {
+                log.line(&format!("{node}: report failed: {err}"));
+                tokio::time::sleep(Duration::from_millis(500)).await
+            }
         }
     }
+    log.line(&format!("{node}: agent gave up"));
     false
+}
+
+/// What the agents did, one timestamped line each, in `<state-dir>/agents.log` (to tell a report
+/// that never happened from one the operator missed).
+#[derive(Clone)]
+struct AgentLog {
+    file: Option<Arc<Mutex<std::fs::File>>>,
+    clock: Clock,
+}
+
+impl AgentLog {
+    fn open(path: &Path, clock: Clock) -> Self {
+        let file = std::fs::File::create(path)
+            .ok()
+            .map(|f| Arc::new(Mutex::new(f)));
+        Self { file, clock }
+    }
+
+    fn line(&self, text: &str) {
+        use std::io::Write;
+        if let Some(file) = &self.file
+            && let Ok(mut f) = file.lock()
+        {
+            let _ = writeln!(f, "[{:7.1}s] {text}", self.clock.seconds());
+        }
+    }
 }
 
 /// How many planned Ephemeral nodes still exist (`None` if the list failed).
