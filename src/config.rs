@@ -142,7 +142,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         flag,
         message: message.into(),

@@ -28,7 +28,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, invalid as bad};
 use crate::telemetry::TraceId;
 
 /// Annotation on the Warning Events the operator publishes while an exported (sampled) reconcile
@@ -84,13 +84,6 @@ impl Eq for Ratio {}
 impl Ratio {
     pub fn get(self) -> f64 {
         self.0
-    }
-}
-
-fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        flag: setting,
-        message: message.into(),
     }
 }
 
