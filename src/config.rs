@@ -126,17 +126,23 @@ pub struct Args {
         value_name = "SECONDS"
     )]
     pub drain_timeout_seconds: u64,
+
+    /// Export traces over OTLP/HTTP (protobuf) to this base URL (`/v1/traces` is appended), e.g.
+    /// `http://otel-collector.observability:4318`. Off by default; the standard `OTEL_*`
+    /// variables also configure it (see the README's Telemetry section).
+    #[arg(long, env = "HYPERSYNC_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
-/// A flag has a value that cannot work. The message names the flag.
+/// A flag (or a standard `OTEL_*` variable) has a value that cannot work. The message names it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid --{flag}: {message}")]
+#[error("invalid {}{flag}: {message}", if flag.starts_with("OTEL_") { "" } else { "--" })]
 pub struct ConfigError {
     pub flag: &'static str,
     pub message: String,
 }
 
-fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(flag: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         flag,
         message: message.into(),
@@ -160,6 +166,8 @@ pub struct OperatorConfig {
     pub liveness_stall: Duration,
     /// How long in-flight reconciles may run after shutdown is requested before they are cancelled.
     pub drain_timeout: Duration,
+    /// Where and how to export traces; `None`: export is off.
+    pub otel: Option<crate::otel::OtelConfig>,
 }
 
 /// Where and as whom to take part in leader election.
@@ -198,6 +206,7 @@ impl Args {
             requeue_max_seconds,
             liveness_stall_seconds,
             drain_timeout_seconds,
+            otlp_endpoint,
         } = self;
 
         let mut namespaces: Vec<String> = namespaces
@@ -229,6 +238,8 @@ impl Args {
             return Err(invalid("drain-timeout-seconds", "must be at least 1"));
         }
 
+        let otel = crate::otel::resolve(otlp_endpoint.as_deref(), env)?;
+
         let leader_election = if leader_election {
             Some(resolve_leader_election(
                 env,
@@ -254,6 +265,7 @@ impl Args {
             requeue_max: Duration::from_secs(requeue_max_seconds),
             liveness_stall: Duration::from_secs(liveness_stall_seconds),
             drain_timeout: Duration::from_secs(drain_timeout_seconds),
+            otel,
         })
     }
 }
@@ -440,6 +452,39 @@ mod tests {
     }
 
     #[test]
+    fn trace_export_is_off_by_default_and_configured_by_flag_or_otel_variables() {
+        assert_eq!(resolve(&[], &[]).expect("valid").otel, None);
+        let cfg = resolve(
+            &["--otlp-endpoint", "http://collector:4318"],
+            &[("POD_NAME", "op-1"), ("OTEL_SERVICE_NAME", "ops-operator")],
+        )
+        .expect("valid");
+        let otel = cfg.otel.expect("export on");
+        assert_eq!(otel.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(otel.resource["service.name"], "ops-operator");
+        assert_eq!(otel.resource["k8s.pod.name"], "op-1");
+        let err = resolve(
+            &[],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("OTEL_TRACES_SAMPLER", "sometimes"),
+            ],
+        )
+        .expect_err("bad sampler");
+        assert_eq!(err.flag, "OTEL_TRACES_SAMPLER");
+        assert!(
+            err.to_string()
+                .starts_with("invalid OTEL_TRACES_SAMPLER: \"sometimes\""),
+            "{err}"
+        );
+        let err = resolve(&["--otlp-endpoint", "collector:4318"], &[]).expect_err("bad URL");
+        assert!(
+            err.to_string().starts_with("invalid --otlp-endpoint: "),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn without_pod_env_falls_back_to_default_namespace_and_hostname_suffix() {
         let cfg = resolve(&[], &[("HOSTNAME", "laptop")]).expect("valid");
         let le = cfg.leader_election.expect("on");
@@ -536,7 +581,7 @@ mod tests {
             );
             count += 1;
         }
-        assert_eq!(count, 14);
+        assert_eq!(count, 15);
     }
 
     fn error_of(argv: &[&str]) -> ConfigError {

@@ -10,6 +10,7 @@ pub mod leader;
 pub mod lifeline;
 pub mod metrics;
 pub mod operator;
+pub mod otel;
 pub mod plugin;
 pub mod telemetry;
 pub mod workload;

@@ -98,16 +98,29 @@ fn write_all(dir: &std::path::Path, files: Vec<(String, String)>) -> std::io::Re
 
 fn run_operator(args: hypersync_operator::config::Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = args.resolve()?;
-    hypersync_operator::telemetry::init(config.log_format, &config.log_level)?;
+    let exporter = hypersync_operator::telemetry::init(
+        config.log_format,
+        &config.log_level,
+        config.otel.as_ref(),
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let kube_config = kube::Config::infer().await?;
         hypersync_operator::operator::run(kube_config, config, shutdown_signal()).await?;
         Ok::<(), Box<dyn std::error::Error>>(())
-    })
+    });
+    // The controllers have drained and the Lease is released: export the last spans (bounded, so
+    // an unreachable collector cannot hold up the exit).
+    if let Some(exporter) = exporter {
+        exporter.shutdown(EXPORT_FLUSH_TIMEOUT);
+    }
+    result
 }
+
+/// How long the exit waits for the last spans to be exported.
+const EXPORT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Resolves on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {

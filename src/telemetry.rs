@@ -1,16 +1,21 @@
-//! Logging setup (text or JSON, env-filter syntax) and the per-reconcile span with its trace id.
+//! Logging setup (text or JSON, env-filter syntax), optional OpenTelemetry export ([`crate::otel`]),
+//! and the per-reconcile span with its trace id.
 //!
-//! Every reconcile runs inside [`reconcile_span`], whose `trace_id` field is 16 random bytes in
-//! lowercase hex (the W3C Trace Context / OpenTelemetry trace-id format, so it can later be handed
-//! to an exporter unchanged). With `--log-format json` each log line carries the current span's
-//! fields, so all lines of one reconcile can be grouped by `trace_id`.
+//! Every reconcile runs inside [`reconcile_span`], whose `trace_id` field is 32 lowercase hex
+//! digits (the W3C Trace Context / OpenTelemetry format): the OpenTelemetry trace id when spans are
+//! exported, so a log line leads to its trace, else 16 random bytes. Each log line carries the
+//! current span's fields, so all lines of one reconcile can be grouped by `trace_id`.
 
 use std::fmt;
 
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::otel::{Exporter, OtelConfig, OtelError};
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +49,8 @@ pub enum TelemetryError {
         #[source]
         source: tracing_subscriber::util::TryInitError,
     },
+    #[error("failed to start the OpenTelemetry trace export")]
+    Export(#[source] OtelError),
 }
 
 /// Parses an env-filter directive string such as `info` or `hypersync_operator=debug,kube=warn`.
@@ -54,12 +61,29 @@ pub fn parse_filter(level: &str) -> Result<EnvFilter, TelemetryError> {
     })
 }
 
-/// Installs the global subscriber writing to stdout. Call once, early in `run`; a second call
-/// returns [`TelemetryError::AlreadyInitialized`].
-pub fn init(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
-    subscriber(format, level, std::io::stdout)?
+/// Installs the global subscriber writing to stdout and, with `otel`, starts exporting spans over
+/// OTLP. Call once, early in `run` and outside any async runtime; a second call returns
+/// [`TelemetryError::AlreadyInitialized`]. Keep the returned exporter and
+/// [`Exporter::shutdown`] it when the operator has stopped, so the last spans are flushed.
+pub fn init(
+    format: LogFormat,
+    level: &str,
+    otel: Option<&OtelConfig>,
+) -> Result<Option<Exporter>, TelemetryError> {
+    let (exporter, tracer) = match otel {
+        Some(config) => {
+            let (exporter, tracer) = Exporter::start(config).map_err(TelemetryError::Export)?;
+            (Some(exporter), Some(tracer))
+        }
+        None => (None, None),
+    };
+    subscriber_with(format, level, std::io::stdout, tracer)?
         .try_init()
-        .map_err(|source| TelemetryError::AlreadyInitialized { source })
+        .map_err(|source| TelemetryError::AlreadyInitialized { source })?;
+    if let Some(config) = otel {
+        tracing::info!(endpoint = %config.endpoint, "exporting traces over OTLP/HTTP");
+    }
+    Ok(exporter)
 }
 
 /// Builds the subscriber `init` installs, writing to `writer` (tests capture output with this).
@@ -71,22 +95,46 @@ pub fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = parse_filter(level)?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    subscriber_with(format, level, writer, None)
+}
+
+/// [`subscriber`], also turning spans into OpenTelemetry spans of `tracer` when given. The log
+/// filter applies to both: what is not logged is not exported either.
+pub fn subscriber_with<W>(
+    format: LogFormat,
+    level: &str,
+    writer: W,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> Result<Box<dyn Subscriber + Send + Sync>, TelemetryError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let registry = tracing_subscriber::registry().with(parse_filter(level)?);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_target(true);
     Ok(match format {
-        LogFormat::Text => Box::new(builder.with_ansi(false).finish()),
-        LogFormat::Json => Box::new(
-            builder
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
-                .finish(),
+        LogFormat::Text => with_otel(registry.with(fmt.with_ansi(false)), tracer),
+        LogFormat::Json => with_otel(
+            registry.with(
+                fmt.json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            ),
+            tracer,
         ),
     })
+}
+
+fn with_otel<S>(
+    subscriber: S,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    Box::new(subscriber.with(tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t))))
 }
 
 /// A 16-byte random trace id, displayed as 32 lowercase hex digits.
@@ -104,6 +152,10 @@ impl TraceId {
         }
     }
 
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        TraceId(bytes)
+    }
+
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }
@@ -118,31 +170,38 @@ impl fmt::Display for TraceId {
     }
 }
 
-/// The span one reconcile runs in: fields `controller`, `object` (`namespace/name`) and a fresh
-/// `trace_id`. Returns the id too, so it can go into an Event annotation or an error report.
+/// The span one reconcile runs in: fields `controller`, `kind`, `namespace`, `object` (the
+/// object's name; `name` would clash with the span's own name in JSON logs) and `trace_id` (the OpenTelemetry trace id when spans are exported, else a fresh random one).
+/// Returns the id too. A failed reconcile records `otel.status_code = "ERROR"` on it.
 ///
 /// ```ignore
-/// let (span, trace_id) = telemetry::reconcile_span("agentnode", node.namespace().as_deref(), &name);
+/// let (span, trace_id) =
+///     telemetry::reconcile_span("agentnode", "AgentNode", node.namespace().as_deref(), &name);
 /// async { reconcile(node, ctx).await }.instrument(span).await
 /// ```
 pub fn reconcile_span(
     controller: &'static str,
+    kind: &'static str,
     namespace: Option<&str>,
     name: &str,
 ) -> (tracing::Span, TraceId) {
-    let trace_id = TraceId::random();
-    let object = match namespace {
-        Some(ns) => format!("{ns}/{name}"),
-        None => name.to_owned(),
-    };
     // ERROR level so the span (and its trace id) stays enabled under any filter that still lets
     // warnings and errors through; the level of a span does not change how its events are logged.
     let span = tracing::error_span!(
         "reconcile",
         controller,
-        object = %object,
-        trace_id = %trace_id,
+        kind,
+        namespace = tracing::field::Empty,
+        object = name,
+        trace_id = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
+    if let Some(ns) = namespace {
+        span.record("namespace", ns);
+    }
+    // Asking for the OpenTelemetry context starts the exported span (with the fields so far).
+    let trace_id = crate::otel::trace_id(&span).unwrap_or_else(TraceId::random);
+    span.record("trace_id", tracing::field::display(trace_id));
     (span, trace_id)
 }
 
@@ -193,7 +252,7 @@ mod tests {
         let capture = Capture::default();
         let sub = subscriber(LogFormat::Json, "info", capture.clone()).expect("subscriber");
         let id = tracing::subscriber::with_default(sub, || {
-            let (span, id) = reconcile_span("agentnode", Some("team-a"), "n1");
+            let (span, id) = reconcile_span("agentnode", "AgentNode", Some("team-a"), "n1");
             let _guard = span.enter();
             tracing::info!(phase = "Placed", "placed node");
             id
@@ -205,7 +264,10 @@ mod tests {
         assert_eq!(line["phase"], "Placed");
         assert_eq!(line["level"], "INFO");
         assert_eq!(line["span"]["controller"], "agentnode");
-        assert_eq!(line["span"]["object"], "team-a/n1");
+        assert_eq!(line["span"]["kind"], "AgentNode");
+        assert_eq!(line["span"]["namespace"], "team-a");
+        assert_eq!(line["span"]["object"], "n1");
+        assert_eq!(line["span"]["name"], "reconcile");
         let logged = line["span"]["trace_id"].as_str().expect("trace_id string");
         assert!(is_trace_id(logged), "{logged}");
         assert_eq!(logged, id.to_string());
@@ -216,7 +278,7 @@ mod tests {
         let capture = Capture::default();
         let sub = subscriber(LogFormat::Text, "warn", capture.clone()).expect("subscriber");
         let id = tracing::subscriber::with_default(sub, || {
-            let (span, id) = reconcile_span("modelentry", None, "m");
+            let (span, id) = reconcile_span("modelentry", "ModelEntry", None, "m");
             let _guard = span.enter();
             tracing::info!("filtered out");
             tracing::warn!("kept");
@@ -226,6 +288,45 @@ mod tests {
         assert!(!out.contains("filtered out"), "{out}");
         assert!(out.contains("kept"));
         assert!(out.contains(&format!("trace_id={id}")), "{out}");
+    }
+
+    /// With OpenTelemetry on, the logged trace id is the exported span's, and only a sampled span
+    /// offers its id for Event annotations.
+    #[test]
+    fn with_otel_the_logged_trace_id_is_the_spans() {
+        use opentelemetry::trace::TracerProvider as _;
+        for (sampler, sampled) in [
+            (opentelemetry_sdk::trace::Sampler::AlwaysOn, true),
+            (opentelemetry_sdk::trace::Sampler::AlwaysOff, false),
+        ] {
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_sampler(sampler)
+                .build();
+            let capture = Capture::default();
+            let sub = subscriber_with(
+                LogFormat::Json,
+                "info",
+                capture.clone(),
+                Some(provider.tracer("test")),
+            )
+            .expect("subscriber");
+            let (id, otel_id, sampled_id) = tracing::subscriber::with_default(sub, || {
+                let (span, id) = reconcile_span("agentnode", "AgentNode", Some("ns"), "n");
+                let _guard = span.enter();
+                tracing::info!("inside");
+                (
+                    id,
+                    crate::otel::trace_id(&span),
+                    crate::otel::sampled_trace_id(&tracing::Span::current()),
+                )
+            });
+            assert_eq!(otel_id, Some(id));
+            assert_eq!(sampled_id, sampled.then_some(id));
+            let out = capture.text();
+            let line: serde_json::Value =
+                serde_json::from_str(out.lines().next().expect("a line")).expect("json");
+            assert_eq!(line["span"]["trace_id"], id.to_string());
+        }
     }
 
     #[test]

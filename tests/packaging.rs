@@ -688,6 +688,79 @@ fn operator_deployments_are_hardened_and_use_real_flags() {
     assert_hardened(find(&rendered, "Deployment", "")[0], "chart");
 }
 
+/// Trace export is off unless `opentelemetry.otlp.endpoint` is set; then the Deployment carries the
+/// standard variables the operator honours (src/otel.rs) and the NetworkPolicy lets it reach the
+/// receiver.
+#[test]
+fn chart_renders_opentelemetry_export_only_when_configured() {
+    let rendered = helm_template(&["--set", "networkPolicy.enabled=true"]);
+    let deployment = find(&rendered, "Deployment", "")[0];
+    let otel_vars = |d: &Value| -> Vec<String> {
+        container(d)["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .filter_map(|e| e["name"].as_str())
+            .filter(|n| n.starts_with("OTEL_"))
+            .map(String::from)
+            .collect()
+    };
+    assert!(
+        otel_vars(deployment).is_empty(),
+        "{:?}",
+        otel_vars(deployment)
+    );
+    let policy = find(&rendered, "NetworkPolicy", "")[0];
+    let egress_ports = |p: &Value| -> Vec<u64> {
+        p["spec"]["egress"]
+            .as_array()
+            .expect("egress")
+            .iter()
+            .flat_map(|r| r["ports"].as_array().cloned().unwrap_or_default())
+            .filter_map(|port| port["port"].as_u64())
+            .collect()
+    };
+    assert!(!egress_ports(policy).contains(&4318));
+
+    let rendered = helm_template(&[
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "opentelemetry.otlp.endpoint=http://otel-collector.observability:4318",
+        "--set",
+        "opentelemetry.sampler=parentbased_traceidratio",
+        "--set-string",
+        "opentelemetry.samplerArg=0.1",
+        "--set",
+        "opentelemetry.resourceAttributes=deployment.environment=prod",
+    ]);
+    let deployment = find(&rendered, "Deployment", "")[0];
+    for (name, value) in [
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://otel-collector.observability:4318",
+        ),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod"),
+    ] {
+        assert_eq!(env_value(deployment, name), Some(value), "{name}");
+    }
+    let honoured = read("src/otel.rs");
+    for name in otel_vars(deployment) {
+        assert!(
+            honoured.contains(&format!("\"{name}\"")),
+            "{name} is not read by src/otel.rs"
+        );
+    }
+    assert!(egress_ports(find(&rendered, "NetworkPolicy", "")[0]).contains(&4318));
+    // The schema refuses an endpoint that is not a URL and an unknown sampler.
+    assert!(
+        helm_template_result(&["--set", "opentelemetry.otlp.endpoint=collector:4318"]).is_err()
+    );
+    assert!(helm_template_result(&["--set", "opentelemetry.sampler=jaeger_remote"]).is_err());
+}
+
 /// The value of the env var `name` of the operator container.
 fn env_value<'a>(deployment: &'a Value, name: &str) -> Option<&'a str> {
     container(deployment)["env"]
@@ -906,6 +979,7 @@ async fn seed_story_runs_with_exactly_the_chart_rbac() {
         requeue_max: Duration::from_secs(5),
         liveness_stall: Duration::from_secs(60),
         drain_timeout: Duration::from_secs(20),
+        otel: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

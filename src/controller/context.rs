@@ -53,6 +53,29 @@ impl Warned {
     }
 }
 
+/// The span of each object's failed reconcile whose trace is exported, from the end of the
+/// reconcile to the error policy that reports the failure, so the failure's log line and Warning
+/// Event carry that trace id (the policy runs outside the reconcile span). Empty when export is off.
+#[derive(Default)]
+pub struct FailedSpans(Mutex<HashMap<ObjectKey, tracing::Span>>);
+
+impl FailedSpans {
+    pub fn put(&self, key: ObjectKey, span: tracing::Span) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, span);
+    }
+
+    /// The span stored for `key`, forgotten.
+    pub fn take(&self, key: &ObjectKey) -> Option<tracing::Span> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key)
+    }
+}
+
 /// How far this process got in dissolving a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
@@ -131,6 +154,7 @@ pub struct Context {
     pub reporter: Reporter,
     pub backoff: Backoff,
     pub warned: Warned,
+    pub failed_spans: FailedSpans,
     /// Children applied by this process, to skip re-applying unchanged ones.
     pub applied: super::status::AppliedCache,
     /// Statuses written by this process, so a reconcile reading a cache older than its own write
@@ -158,7 +182,8 @@ impl Context {
     }
 
     /// Publish an Event about `obj`, reporting a failure to the caller (for Events that must not be
-    /// lost, such as `Dissolved`).
+    /// lost, such as `Dissolved`). A Warning published while an exported (sampled) span is current
+    /// is annotated with its trace id ([`crate::otel::TRACE_ID_ANNOTATION`]).
     pub async fn publish(
         &self,
         reference: &ObjectReference,
@@ -174,30 +199,41 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        if reference
+        let trace_id = match type_ {
+            EventType::Warning => crate::otel::sampled_trace_id(&tracing::Span::current()),
+            EventType::Normal => None,
+        };
+        let too_long = reference
             .name
             .as_ref()
-            .is_some_and(|n| n.len() > RECORDER_NAME_MAX)
-        {
-            return self.publish_shortened(&ev, reference).await;
+            .is_some_and(|n| n.len() > RECORDER_NAME_MAX);
+        if too_long || trace_id.is_some() {
+            return self.create_event(&ev, reference, trace_id).await;
         }
         self.recorder.publish(&ev, reference).await
     }
 
-    /// An Event about an object whose name is too long for the recorder's `<name>.<nanoseconds>`
-    /// Event names (over 253 characters, refused by the API server): the same Event under
-    /// `<child_name(name)>.<nanoseconds>`, still regarding the object by its full name. Such Events
-    /// are not folded into series.
-    async fn publish_shortened(
+    /// Creates the Event itself, as the recorder would, where the recorder cannot: for an object
+    /// whose name is too long for its `<name>.<nanoseconds>` Event names (over 253 characters,
+    /// refused by the API server; named `<child_name(name)>.<nanoseconds>` here, still regarding the
+    /// object by its full name), and for an Event annotated with a trace id (the recorder sets no
+    /// annotations). Such Events are not folded into series; each has its own trace anyway.
+    async fn create_event(
         &self,
         ev: &Event,
         reference: &ObjectReference,
+        trace_id: Option<crate::telemetry::TraceId>,
     ) -> Result<(), kube::Error> {
         use k8s_openapi::api::events::v1::Event as K8sEvent;
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
         let now = k8s_openapi::jiff::Timestamp::now();
         let name = reference.name.as_deref().unwrap_or_default();
         let namespace = reference.namespace.as_deref().unwrap_or("default");
+        let base = if name.len() > RECORDER_NAME_MAX {
+            crate::workload::child_name(name, "")
+        } else {
+            name.to_string()
+        };
         let event = K8sEvent {
             action: Some(ev.action.clone()),
             reason: Some(ev.reason.clone()),
@@ -205,12 +241,14 @@ impl Context {
             event_time: Some(MicroTime(now)),
             regarding: Some(reference.clone()),
             metadata: ObjectMeta {
-                name: Some(format!(
-                    "{}.{:x}",
-                    crate::workload::child_name(name, ""),
-                    now.as_nanosecond()
-                )),
+                name: Some(format!("{base}.{:x}", now.as_nanosecond())),
                 namespace: Some(namespace.to_string()),
+                annotations: trace_id.map(|id| {
+                    std::collections::BTreeMap::from([(
+                        crate::otel::TRACE_ID_ANNOTATION.to_string(),
+                        id.to_string(),
+                    )])
+                }),
                 ..ObjectMeta::default()
             },
             reporting_controller: Some(self.reporter.controller.clone()),

@@ -100,8 +100,8 @@ where
     Ok(Action::await_change())
 }
 
-/// Run one reconcile inside a span carrying a fresh trace id, record its duration and result, and
-/// reset the object's error backoff when it succeeds.
+/// Run one reconcile inside a span carrying its trace id (see [`crate::telemetry::reconcile_span`]),
+/// record its duration and result, and reset the object's error backoff when it succeeds.
 pub async fn observe<F>(
     controller: &'static str,
     kind: &'static str,
@@ -115,14 +115,20 @@ where
     use tracing::Instrument;
     let name = meta.name.clone().unwrap_or_default();
     let (span, _trace_id) =
-        crate::telemetry::reconcile_span(controller, meta.namespace.as_deref(), &name);
+        crate::telemetry::reconcile_span(controller, kind, meta.namespace.as_deref(), &name);
     let timer = ctx.metrics.reconcile_started(controller);
-    let result = reconcile.instrument(span).await;
+    let result = reconcile.instrument(span.clone()).await;
     timer.finish_with(&result);
-    if result.is_ok() {
-        let key = ObjectKey::new(kind, meta.namespace.as_deref(), name);
+    let key = ObjectKey::new(kind, meta.namespace.as_deref(), name);
+    if let Ok(action) = &result {
+        span.in_scope(|| tracing::debug!(?action, "reconciled"));
         ctx.backoff.reset(&key);
         ctx.warned.clear(&key);
+    } else {
+        span.record("otel.status_code", "ERROR");
+        if crate::otel::sampled_trace_id(&span).is_some() {
+            ctx.failed_spans.put(key, span);
+        }
     }
     result
 }
@@ -137,6 +143,10 @@ where
         obj.meta().namespace.as_deref(),
         obj.meta().name.clone().unwrap_or_default(),
     );
+    // The failed reconcile's span when its trace is exported: the log line and the Warning below
+    // carry its trace id.
+    let failed = ctx.failed_spans.take(&key);
+    let _entered = failed.as_ref().map(tracing::Span::enter);
     let delay = ctx.backoff.next_delay(&key);
     let reason = err.reason();
     if err.is_retryable() {
@@ -149,6 +159,7 @@ where
     tracing::warn!(kind = %K::kind(&()), name = ?obj.meta().name, reason, error = %err, ?delay, "reconcile failed; requeueing");
     // One Warning per object and reason until it reconciles successfully again.
     if ctx.warned.first(&key, reason) {
+        use tracing::Instrument;
         let reference = obj.object_ref(&());
         let note = format!(
             "{err}{}",
@@ -156,10 +167,13 @@ where
                 .map(|s| format!(": {s}"))
                 .unwrap_or_default()
         );
-        tokio::spawn(async move {
-            ctx.event(&reference, EventType::Warning, reason, "Reconcile", note)
-                .await;
-        });
+        tokio::spawn(
+            async move {
+                ctx.event(&reference, EventType::Warning, reason, "Reconcile", note)
+                    .await;
+            }
+            .instrument(failed.clone().unwrap_or_else(tracing::Span::none)),
+        );
     }
     Action::requeue(delay)
 }
@@ -238,6 +252,7 @@ pub async fn run_scope(
         reporter,
         backoff: Backoff::new(settings.requeue_max),
         warned: context::Warned::default(),
+        failed_spans: context::FailedSpans::default(),
         applied: status::AppliedCache::default(),
         written: status::WrittenStatus::default(),
         dissolved: context::Dissolved::default(),

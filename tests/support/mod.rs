@@ -348,6 +348,7 @@ pub fn operator_config(
         requeue_max: Duration::from_secs(30),
         liveness_stall: Duration::from_secs(60),
         drain_timeout: Duration::from_secs(20),
+        otel: None,
     }
 }
 
