@@ -344,6 +344,7 @@ pub async fn run_over(objects: usize, insecure_http: bool) -> Result<String, Ben
     }
     let rss_after = rss_kib();
     let stored = st.store.total_objects();
+    let usage = usage_line(&st.store.usage());
 
     // 4. Reads: gets of stored objects through the verb handler, spread over the whole table.
     let reads = 100_000usize;
@@ -373,7 +374,7 @@ pub async fn run_over(objects: usize, insecure_http: bool) -> Result<String, Ben
         "writes: {writes} creates in-process at {write_rate:.0}/s ({write_cpu:.1} us CPU each); {http_writes} creates over {scheme} (4 connections) at {http_rate:.0}/s ({http_cpu:.1} us CPU each)\n\
          watch: {delivered} events delivered to 10 {scheme} watchers in {watch_secs:.2}s = {watch_rate:.0} events/s ({watch_cpu:.1} us CPU each)\n\
          reads: {reads} gets in-process at {read_rate:.0}/s ({read_cpu:.1} us CPU each)\n\
-         {}\n\
+         {}\n{usage}\n\
          stats: request recording at {stats_1:.0}/s on 1 thread, {stats_4:.0}/s on 4 threads (240 distinct keys)\n{admission}",
         memory_line(stored, rss_before, rss_after)
     ))
@@ -409,6 +410,27 @@ fn memory_line(stored: usize, rss_before: u64, rss_after: u64) -> String {
     )
 }
 
+/// Where the stored bytes are (`Store::usage`): live objects and the earlier versions the history
+/// window holds, as compact JSON, and how many of each are still decoded.
+fn usage_line(u: &crate::store::StoreUsage) -> String {
+    let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+    let avg = |b: usize, n: usize| b / n.max(1);
+    let cold = u.objects - u.objects_decoded;
+    let old_cold = u.superseded - u.superseded_decoded;
+    format!(
+        "store: {} objects, {cold} as compact JSON ({:.1} MiB, {} bytes each), {} decoded; history {} events holding {} earlier versions, {old_cold} as compact JSON ({:.1} MiB, {} bytes each), {} decoded",
+        u.objects,
+        mib(u.object_json_bytes),
+        avg(u.object_json_bytes, cold),
+        u.objects_decoded,
+        u.history_events,
+        u.superseded,
+        mib(u.superseded_json_bytes),
+        avg(u.superseded_json_bytes, old_cold),
+        u.superseded_decoded,
+    )
+}
+
 /// `--mix agents`: stores `objects` objects of the realistic mix (see `mix`), reporting writes/s
 /// (every create, apply, patch and status update counts) and memory.
 pub async fn run_agents(objects: usize) -> Result<String, BenchError> {
@@ -431,10 +453,11 @@ pub async fn run_agents(objects: usize) -> Result<String, BenchError> {
     let writes = st.store.current_rv() - rv_before;
     let rss_after = rss_kib();
     let stored = st.store.total_objects() - stored_before;
+    let usage = usage_line(&st.store.usage());
     sim.shutdown().await;
     Ok(format!(
         "mix: {nodes} AgentNodes with their ServiceAccount, Role, RoleBinding, Job and Pod (namespace {}), \
-         {writes} writes in {secs:.1}s = {:.0} writes/s\n{}",
+         {writes} writes in {secs:.1}s = {:.0} writes/s\n{}\n{usage}",
         mix::NAMESPACE,
         writes as f64 / secs,
         memory_line(stored, rss_before, rss_after)

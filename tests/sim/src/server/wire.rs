@@ -101,23 +101,26 @@ fn sort_map(m: &mut Map<String, Value>) {
 }
 
 /// Moves `first` keys (those present, in that order) before all others, keeping the others'
-/// order; a no-op when the map already starts that way.
+/// order; a no-op when the map already is that way. The entries are moved (keys and values are
+/// not copied) and put back in one stable sort by their place in `first`.
 fn reorder(m: &mut Map<String, Value>, first: &[&str]) {
-    let present: Vec<&str> = first
-        .iter()
-        .copied()
-        .filter(|k| m.contains_key(*k))
-        .collect();
-    if m.keys().zip(&present).all(|(a, b)| a == b) {
+    let rank = |k: &str| first.iter().position(|f| *f == k).unwrap_or(first.len());
+    let mut last = 0;
+    let in_order = m.keys().all(|k| {
+        let r = rank(k);
+        let ok = r >= last;
+        last = r;
+        ok
+    });
+    if in_order {
         return;
     }
-    let mut rest = std::mem::take(m);
-    for k in present {
-        if let Some(v) = rest.remove(k) {
-            m.insert(k.to_string(), v);
-        }
-    }
-    m.extend(rest);
+    let mut entries: Vec<(usize, String, Value)> = std::mem::take(m)
+        .into_iter()
+        .map(|(k, v)| (rank(&k), k, v))
+        .collect();
+    entries.sort_by_key(|e| e.0);
+    m.extend(entries.into_iter().map(|(_, k, v)| (k, v)));
 }
 
 /// Whether a DELETE that removes the object at once answers with the object (`ReturnDeletedObject:
@@ -196,6 +199,19 @@ mod tests {
         );
         // Struct fields below the top are not maps: their order is left alone.
         assert_eq!(keys(&p["spec"]), ["b", "a"]);
+    }
+
+    #[test]
+    fn fields_after_the_known_ones_keep_their_order() {
+        let mut o = json!({"x": 1, "kind": "RoleBinding", "y": 2, "z": 3, "apiVersion": "v1"});
+        order_builtin(&mut o);
+        assert_eq!(keys(&o), ["kind", "apiVersion", "x", "y", "z"]);
+        let mut m = json!({"metadata": {"finalizers": [], "a": 1, "name": "n", "b": 2, "c": 3}});
+        order_builtin(&mut m);
+        assert_eq!(
+            keys(&m["metadata"]),
+            ["name", "resourceVersion", "finalizers", "a", "b", "c"]
+        );
     }
 
     #[test]

@@ -135,12 +135,23 @@ impl Version {
     }
 }
 
-/// Serializes an object compactly, without spare capacity.
+/// Serializes an object compactly, without spare capacity: into this thread's reused buffer, then
+/// one allocation of the exact size (no growth by doubling, no shrinking copy).
 pub(super) fn encode(obj: &Value) -> Bytes {
-    // Writing a Value into a Vec cannot fail.
-    let mut out = serde_json::to_vec(obj).unwrap_or_default();
-    out.shrink_to_fit();
-    Bytes::from(out)
+    thread_local! {
+        static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    BUF.with(|buf| {
+        let mut out = buf.borrow_mut();
+        out.clear();
+        // Writing a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, obj);
+        let bytes = Bytes::copy_from_slice(&out);
+        if out.capacity() > 1 << 20 {
+            *out = Vec::new();
+        }
+        bytes
+    })
 }
 
 /// Decodes bytes written by `encode`.

@@ -245,6 +245,25 @@ pub struct Subscription {
     pub start_rv: u64,
 }
 
+/// What the store holds ([`Store::usage`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreUsage {
+    /// Stored objects.
+    pub objects: usize,
+    /// Compact JSON bytes of the cold ones.
+    pub object_json_bytes: usize,
+    /// Stored objects still decoded (among the newest writes).
+    pub objects_decoded: usize,
+    /// Events in the history window.
+    pub history_events: usize,
+    /// Versions held only by the history (earlier states of objects, deleted objects).
+    pub superseded: usize,
+    /// Compact JSON bytes of the cold ones.
+    pub superseded_json_bytes: usize,
+    /// Superseded versions still decoded.
+    pub superseded_decoded: usize,
+}
+
 /// Preconditions for a delete.
 #[derive(Debug, Clone, Default)]
 pub struct Preconditions {
@@ -463,6 +482,41 @@ impl Store {
     /// Total number of stored objects.
     pub fn total_objects(&self) -> usize {
         self.read().tables.values().map(|t| t.objects.len()).sum()
+    }
+
+    /// Where the stored bytes are: the live objects' versions and the superseded versions only the
+    /// history window holds, compact JSON bytes of the cold ones, counts of the decoded ones (the
+    /// bench prints it next to the RSS figure).
+    pub fn usage(&self) -> StoreUsage {
+        let inner = self.read();
+        let mut u = StoreUsage {
+            history_events: inner.history.len(),
+            ..StoreUsage::default()
+        };
+        let mut live: HashSet<*const Version> = HashSet::new();
+        for e in inner.tables.values().flat_map(|t| t.objects.values()) {
+            live.insert(Arc::as_ptr(&e.version));
+            u.objects += 1;
+            match e.version.cold_json() {
+                Some(j) => u.object_json_bytes += j.len(),
+                None => u.objects_decoded += 1,
+            }
+        }
+        let mut seen: HashSet<*const Version> = HashSet::new();
+        for ev in &inner.history {
+            for v in std::iter::once(&ev.object).chain(ev.prev.as_ref()) {
+                let p = Arc::as_ptr(v);
+                if live.contains(&p) || !seen.insert(p) {
+                    continue;
+                }
+                u.superseded += 1;
+                match v.cold_json() {
+                    Some(j) => u.superseded_json_bytes += j.len(),
+                    None => u.superseded_decoded += 1,
+                }
+            }
+        }
+        u
     }
 
     /// Creates an object. `obj.metadata.name` or `generateName` must be set; the namespace is taken
