@@ -97,6 +97,7 @@ fn write_all(dir: &std::path::Path, files: Vec<(String, String)>) -> std::io::Re
 }
 
 fn run_operator(args: hypersync_operator::config::Args) -> Result<(), Box<dyn std::error::Error>> {
+    malloc::tune();
     let config = args.resolve()?;
     let exporter = hypersync_operator::telemetry::init(
         config.log_format,
@@ -144,4 +145,54 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// glibc's malloc, tuned for the operator's watch caches. At 10,000 nodes every watch event replaces
+/// a cached object (a new one decoded and cloned into the store, the old one freed), and glibc kept
+/// the freed memory resident, spread over one arena per thread that ever contended: the operator's
+/// peak RSS stood 60-70 MiB above its live heap and kept rising while nodes were dissolved. Two
+/// arenas (the runtime has two worker threads on the target machine) and a `malloc_trim` every few
+/// seconds, which hands whole free pages back to the kernel: with the same caches, `make
+/// bench-scale` at 10,000 nodes peaked at 176 MiB instead of 233 MiB (README, "Scale").
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod malloc {
+    use std::time::Duration;
+
+    unsafe extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+        fn malloc_trim(pad: usize) -> i32;
+    }
+
+    /// `M_ARENA_MAX` of glibc's `malloc.h`.
+    const M_ARENA_MAX: i32 = -8;
+    /// How often free pages are handed back.
+    const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+    /// Call before any other thread starts.
+    pub fn tune() {
+        // SAFETY: sets one parameter of glibc's allocator; no other thread exists yet.
+        unsafe {
+            mallopt(M_ARENA_MAX, 2);
+        }
+        let trim = std::thread::Builder::new()
+            .name("malloc-trim".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(TRIM_EVERY);
+                    // SAFETY: malloc_trim locks each arena while it walks it; safe from any thread.
+                    unsafe {
+                        malloc_trim(0);
+                    }
+                }
+            });
+        if let Err(err) = trim {
+            eprintln!("warning: cannot start the malloc-trim thread: {err}");
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod malloc {
+    /// Other allocators need no tuning.
+    pub fn tune() {}
 }

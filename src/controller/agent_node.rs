@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -354,7 +354,7 @@ fn bound_models(
     (models, state)
 }
 
-fn job_finished_at(job: &Job) -> Option<Timestamp> {
+fn job_finished_at(job: &super::cached::Job) -> Option<Timestamp> {
     let status = job.status.as_ref()?;
     status.completion_time.as_ref().map(|t| t.0).or_else(|| {
         status
@@ -374,7 +374,7 @@ fn observe_workload(
     mode: LifecycleMode,
 ) -> (Workload, WorkloadMeta) {
     let name = agent_workload_name(node);
-    let pods: Vec<Arc<Pod>> = ctx
+    let pods: Vec<Arc<super::cached::Pod>> = ctx
         .index
         .pods_of_node(namespace, node)
         .iter()
@@ -1221,15 +1221,11 @@ fn outcome_note(node: &AgentNode, how: &str) -> String {
 /// Write the `Dissolved` Event with the node's outcome; an error makes the reconcile retry it before
 /// the node may go.
 async fn record_dissolved(ctx: &Context, node: &AgentNode, uid: &str) -> Result<(), Error> {
-    ctx.publish(
-        &reference(node),
-        EventType::Normal,
-        "Dissolved",
-        "Dissolve",
-        outcome_note(node, "dissolved"),
-    )
-    .await
-    .map_err(Error::kube("record the Dissolved Event"))?;
+    let note = outcome_note(node, "dissolved");
+    let event = super::context::new_event(EventType::Normal, "Dissolved", "Dissolve", note);
+    ctx.publish_once(&event, &reference(node), None)
+        .await
+        .map_err(Error::kube("record the Dissolved Event"))?;
     ctx.dissolved.set(uid, Stage::Recorded);
     Ok(())
 }

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
 
+use super::cached::{Job, Pod};
 use super::index::Index;
 use crate::api::{AgentNode, AgentStack, ModelEntry};
 use crate::error::{Backoff, ObjectKey};
@@ -192,13 +192,7 @@ impl Context {
         action: &str,
         note: String,
     ) -> Result<(), kube::Error> {
-        let ev = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(truncate(note, 1000)),
-            action: action.to_string(),
-            secondary: None,
-        };
+        let ev = new_event(type_, reason, action, note);
         let trace_id = match type_ {
             EventType::Warning => crate::otel::sampled_trace_id(&tracing::Span::current()),
             EventType::Normal => None,
@@ -208,17 +202,22 @@ impl Context {
             .as_ref()
             .is_some_and(|n| n.len() > RECORDER_NAME_MAX);
         if too_long || trace_id.is_some() {
-            return self.create_event(&ev, reference, trace_id).await;
+            return self.publish_once(&ev, reference, trace_id).await;
         }
         self.recorder.publish(&ev, reference).await
     }
 
-    /// Creates the Event itself, as the recorder would, where the recorder cannot: for an object
-    /// whose name is too long for its `<name>.<nanoseconds>` Event names (over 253 characters,
-    /// refused by the API server; named `<child_name(name)>.<nanoseconds>` here, still regarding the
-    /// object by its full name), and for an Event annotated with a trace id (the recorder sets no
-    /// annotations). Such Events are not folded into series; each has its own trace anyway.
-    async fn create_event(
+    /// Create an Event as the recorder would, named `<name>.<nanoseconds>`, without the recorder:
+    /// - for Events this process writes once per object (the `Dissolved` Event: [`Dissolved`] keeps
+    ///   it from being repeated), as kube-runtime's recorder keeps every Event it publishes for 6
+    ///   minutes to fold repeats into a series (10,000 dissolving nodes would leave 10,000 cached
+    ///   Events that never fold);
+    /// - for an Event annotated with a trace id (the recorder sets no annotations; each such Event
+    ///   has its own trace anyway);
+    /// - for objects whose name is too long for the recorder's Event names (over 253 characters,
+    ///   refused by the API server): those get `<child_name(name)>.<nanoseconds>`, still regarding
+    ///   the object by its full name.
+    pub async fn publish_once(
         &self,
         ev: &Event,
         reference: &ObjectReference,
@@ -227,13 +226,16 @@ impl Context {
         use k8s_openapi::api::events::v1::Event as K8sEvent;
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
         let now = k8s_openapi::jiff::Timestamp::now();
-        let name = reference.name.as_deref().unwrap_or_default();
-        let namespace = reference.namespace.as_deref().unwrap_or("default");
-        let base = if name.len() > RECORDER_NAME_MAX {
+        let name = reference
+            .name
+            .as_deref()
+            .unwrap_or(&self.reporter.controller);
+        let name = if name.len() > RECORDER_NAME_MAX {
             crate::workload::child_name(name, "")
         } else {
             name.to_string()
         };
+        let namespace = reference.namespace.as_deref().unwrap_or("default");
         let event = K8sEvent {
             action: Some(ev.action.clone()),
             reason: Some(ev.reason.clone()),
@@ -241,7 +243,7 @@ impl Context {
             event_time: Some(MicroTime(now)),
             regarding: Some(reference.clone()),
             metadata: ObjectMeta {
-                name: Some(format!("{base}.{:x}", now.as_nanosecond())),
+                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
                 namespace: Some(namespace.to_string()),
                 annotations: trace_id.map(|id| {
                     std::collections::BTreeMap::from([(
@@ -285,6 +287,17 @@ impl Context {
         if let Err(err) = self.publish(reference, type_, reason, action, note).await {
             tracing::warn!(%err, reason, "failed to publish event");
         }
+    }
+}
+
+/// An Event to publish (the note cut at 1,000 bytes).
+pub fn new_event(type_: EventType, reason: &str, action: &str, note: String) -> Event {
+    Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(truncate(note, 1000)),
+        action: action.to_string(),
+        secondary: None,
     }
 }
 

@@ -14,11 +14,10 @@ use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use super::agent_node_decide::metric_met;
+use super::cached::{Job, Pod};
 use crate::api::agent_node::{AgentNode, LifecycleMode, PlacementStatus};
 use crate::api::agent_stack::AgentStack;
 use crate::api::model_entry::ModelEntry;

@@ -10,6 +10,7 @@
 pub mod agent_node;
 pub mod agent_node_decide;
 pub mod agent_stack;
+pub mod cached;
 pub mod context;
 pub mod index;
 pub mod lineage;
@@ -27,8 +28,6 @@ use std::time::Duration;
 
 use futures::{StreamExt, future};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
@@ -43,6 +42,7 @@ use crate::error::{Backoff, Error, ObjectKey};
 use crate::metrics::Metrics;
 use crate::operator::changed;
 use crate::workload::labels::{LABEL_MANAGED_BY, MANAGED_BY_VALUE};
+use cached::{Job, Pod};
 use context::Context;
 
 /// What the controllers watch.
@@ -187,21 +187,6 @@ pub const OTHER_CONCURRENCY: u16 = 8;
 /// about once per this window (trailing edge), not once per node.
 pub const ENTRY_DEBOUNCE: Duration = Duration::from_secs(1);
 
-/// Pods: the controllers read labels and status only.
-fn trim_pod(pod: &mut Pod) {
-    pod.spec = None;
-}
-
-/// Jobs: metadata (owner, models annotation) and status only.
-fn trim_job(job: &mut Job) {
-    job.spec = None;
-}
-
-/// Deployments: metadata and status only.
-fn trim_deployment(deployment: &mut Deployment) {
-    deployment.spec = None;
-}
-
 fn keep<K>(_: &mut K) {}
 
 /// Run the three controllers for one scope until `shutdown` flips to true. `ready` flips to true once
@@ -304,7 +289,7 @@ pub async fn run_scope(
             api_for::<Deployment>(&client, &scope),
             owned.clone(),
             deployments_w,
-            trim_deployment,
+            cached::deployment,
             watch::Deployments {
                 index: index.clone(),
             },
@@ -315,7 +300,7 @@ pub async fn run_scope(
             api_for::<Job>(&client, &scope),
             owned.clone(),
             jobs_w,
-            trim_job,
+            cached::job,
             watch::Jobs {
                 index: index.clone(),
             },
@@ -326,7 +311,7 @@ pub async fn run_scope(
             api_for::<Pod>(&client, &scope),
             owned.clone(),
             pods_w,
-            trim_pod,
+            cached::pod,
             watch::Pods {
                 index: index.clone(),
             },

@@ -6,8 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::ContainerStatus;
 use k8s_openapi::jiff::Timestamp;
+
+use super::cached::Pod;
 
 /// How long a restarted container must run after a failed exit before it counts as recovered.
 pub const STEADY: Duration = Duration::from_secs(120);

@@ -252,12 +252,12 @@ pub struct Jobs {
     pub index: Arc<Index>,
 }
 
-impl Handler<k8s_openapi::api::batch::v1::Job> for Jobs {
-    fn applied(&mut self, obj: &k8s_openapi::api::batch::v1::Job) -> Triggers {
+impl Handler<super::cached::Job> for Jobs {
+    fn applied(&mut self, obj: &super::cached::Job) -> Triggers {
         self.index.job_applied(obj)
     }
 
-    fn deleted(&mut self, key: &Key, _: Option<&k8s_openapi::api::batch::v1::Job>) -> Triggers {
+    fn deleted(&mut self, key: &Key, _: Option<&super::cached::Job>) -> Triggers {
         self.index.workload_deleted("Job", key)
     }
 }
@@ -286,12 +286,12 @@ pub struct Pods {
     pub index: Arc<Index>,
 }
 
-impl Handler<k8s_openapi::api::core::v1::Pod> for Pods {
-    fn applied(&mut self, obj: &k8s_openapi::api::core::v1::Pod) -> Triggers {
+impl Handler<super::cached::Pod> for Pods {
+    fn applied(&mut self, obj: &super::cached::Pod) -> Triggers {
         self.index.pod_applied(obj)
     }
 
-    fn deleted(&mut self, key: &Key, _: Option<&k8s_openapi::api::core::v1::Pod>) -> Triggers {
+    fn deleted(&mut self, key: &Key, _: Option<&super::cached::Pod>) -> Triggers {
         self.index.pod_deleted(key)
     }
 }
