@@ -207,6 +207,22 @@ pub async fn stats(client: &Client) -> Result<Snapshot, ClientError> {
     Ok(Snapshot::from_json(&get_json(client, "/sim/stats").await?))
 }
 
+/// kube-sim's whole `/sim/stats` document now (counters and latencies).
+pub async fn stats_json(client: &Client) -> Result<Value, ClientError> {
+    get_json(client, "/sim/stats").await
+}
+
+/// Zeroes kube-sim's request counters, latencies and lock timings.
+pub async fn reset_stats(client: &Client) -> Result<(), ClientError> {
+    send(client, Method::POST, "/sim/stats/reset", "", None, None)
+        .await
+        .map(drop)
+        .map_err(|source| ClientError::Call {
+            what: "reset /sim/stats".into(),
+            source,
+        })
+}
+
 /// DELETE of a whole collection (no waiting for it to empty).
 pub async fn delete_collection(client: &Client, path: &str) -> Result<(), ClientError> {
     send(client, Method::DELETE, path, "", None, None)

@@ -6,6 +6,7 @@
 //! A global timeout bounds the run; a run cut short prints what it has and exits non-zero.
 
 mod client;
+mod latency;
 mod report;
 mod scenario;
 mod stats;
@@ -120,6 +121,8 @@ struct Bench {
     first_report: Option<f64>,
     after_settle: Option<Snapshot>,
     at_running: Option<Snapshot>,
+    /// Scheduler times of kube-sim, the operator and the bench at the first create.
+    sched_at_first_create: Option<[latency::Sched; 3]>,
 }
 
 /// Progress lines and the text report: stdout, or stderr when stdout carries the JSON.
@@ -211,6 +214,7 @@ impl Bench {
             first_report: None,
             after_settle: None,
             at_running: None,
+            sched_at_first_create: None,
         }
     }
 
@@ -349,7 +353,10 @@ impl Bench {
         let _ = rx.await;
 
         self.phase = "create the AgentNodes";
+        // Latencies from here on: the ramp's by the time all are Running, the whole run's at the end.
+        client::reset_stats(self.admin()?).await?;
         self.before_nodes = Some(client::stats(self.admin()?).await?);
+        self.sched_at_first_create = self.sched();
         self.first_create = Some(self.now());
         let created = self.create_nodes().await?;
         self.say(&format!(
@@ -364,7 +371,19 @@ impl Bench {
         self.all_running = all_running;
         self.report.all_running_seconds =
             self.first_create.zip(self.all_running).map(|(a, b)| b - a);
-        self.at_running = Some(client::stats(self.admin()?).await?);
+        let stats = client::stats_json(self.admin()?).await?;
+        self.at_running = Some(Snapshot::from_json(&stats));
+        self.report.latency_to_running = Some(latency::ServerLatency::from_json(&stats));
+        if let (Some(before), Some(now), Some(t0)) =
+            (self.sched_at_first_create, self.sched(), self.first_create)
+        {
+            let secs = self.now() - t0;
+            self.report.cpu_to_running = Some(report::CpuShare {
+                kube_sim: now[0].rate_since(&before[0], secs),
+                operator: now[1].rate_since(&before[1], secs),
+                bench: now[2].rate_since(&before[2], secs),
+            });
+        }
         self.say(&format!(
             "all {n} Running, {} after the first create",
             self.since_first_create(self.all_running)
@@ -431,6 +450,15 @@ impl Bench {
             self.report.children_collected_seconds.unwrap_or_default()
         ));
         Ok(())
+    }
+
+    /// Scheduler times so far of kube-sim, the operator and the bench itself.
+    fn sched(&self) -> Option<[latency::Sched; 3]> {
+        Some([
+            latency::Sched::of(self.sim.as_ref()?.pid)?,
+            latency::Sched::of(self.operator.as_ref()?.pid)?,
+            latency::Sched::of(std::process::id())?,
+        ])
     }
 
     fn timeline(&self) -> std::sync::MutexGuard<'_, Timeline> {
@@ -546,7 +574,7 @@ impl Bench {
         let (n, ttl) = (self.n, self.args.ttl);
         let path = scenario::nodes_path();
         let t0 = Instant::now();
-        let failed = self
+        let (durations, failed) = self
             .for_each_node(Step::Created, |i, name, attempt| {
                 let (admin, path) = (&admin, &path);
                 async move {
@@ -560,6 +588,11 @@ impl Bench {
             })
             .await;
         let seconds = t0.elapsed().as_secs_f64();
+        if let Some(m) = latency::Millis::of_seconds(durations) {
+            self.report
+                .client_latency
+                .insert("bench: create agentnodes".into(), m);
+        }
         if let Some((name, source)) = failed.into_iter().next() {
             return Err(BenchError::Create { name, source });
         }
@@ -580,7 +613,7 @@ impl Bench {
         };
         let patch = scenario::objective_met();
         let t0 = Instant::now();
-        let failed = self
+        let (durations, failed) = self
             .for_each_node(Step::Reported, |_, name, _| {
                 let (agent, patch) = (&agent, &patch);
                 async move {
@@ -591,6 +624,11 @@ impl Bench {
             })
             .await;
         let seconds = t0.elapsed().as_secs_f64();
+        if let Some(m) = latency::Millis::of_seconds(durations) {
+            self.report
+                .client_latency
+                .insert("agent: patch agentnodes/status".into(), m);
+        }
         self.report.report_errors = failed.len() as u64;
         self.report.first_report_error = failed
             .first()
@@ -600,38 +638,52 @@ impl Bench {
 
     /// Calls `call(index, node name, attempt)` for every node with `concurrency` calls in flight,
     /// retrying up to three times (500 ms apart) what may pass later, and marks `step` for each
-    /// node whose call succeeded. Returns the nodes that failed.
-    async fn for_each_node<F, Fut>(&self, step: Step, call: F) -> Vec<(String, kube::Error)>
+    /// node whose call succeeded. Returns how long each succeeded call took (seconds, from sending
+    /// to its answer, as the client sees it) and the nodes that failed.
+    async fn for_each_node<F, Fut>(
+        &self,
+        step: Step,
+        call: F,
+    ) -> (Vec<f64>, Vec<(String, kube::Error)>)
     where
         F: Fn(usize, String, u32) -> Fut,
         Fut: std::future::Future<Output = Result<(), kube::Error>>,
     {
         let (n, start, timeline, call) = (self.n, self.start, &self.timeline, &call);
-        let results: Vec<Option<(String, kube::Error)>> = futures::stream::iter(0..n)
+        let results: Vec<Result<f64, (String, kube::Error)>> = futures::stream::iter(0..n)
             .map(|i| async move {
                 let name = scenario::node_name(i, n);
                 let mut attempt = 0;
-                loop {
+                let took = loop {
+                    let sent = Instant::now();
                     match call(i, name.clone(), attempt).await {
-                        Ok(()) => break,
+                        Ok(()) => break sent.elapsed().as_secs_f64(),
                         Err(e) if attempt < 3 && retryable(&e) => {
                             attempt += 1;
                             tokio::time::sleep(Duration::from_millis(500)).await;
                         }
-                        Err(e) => return Some((name, e)),
+                        Err(e) => return Err((name, e)),
                     }
-                }
+                };
                 let at = start.elapsed().as_secs_f64();
                 timeline
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .mark(&name, step, at);
-                None
+                Ok(took)
             })
             .buffer_unordered(self.args.concurrency as usize)
             .collect()
             .await;
-        results.into_iter().flatten().collect()
+        let mut took = Vec::with_capacity(results.len());
+        let mut failed = Vec::new();
+        for r in results {
+            match r {
+                Ok(t) => took.push(t),
+                Err(f) => failed.push(f),
+            }
+        }
+        (took, failed)
     }
 
     /// Waits until `done` holds, printing progress every 10 s.
@@ -740,9 +792,15 @@ impl Bench {
                     }
                 }
             }
-            let end = tokio::time::timeout(bound, client::stats(&admin)).await;
-            if let (Some(before), Ok(Ok(end))) = (&self.before_nodes, end) {
-                self.report.operator = Some(self.operator_calls(before, &end));
+            let end = tokio::time::timeout(bound, client::stats_json(&admin)).await;
+            if let Ok(Ok(end)) = end {
+                if self.first_create.is_some() {
+                    self.report.latency_whole_run = Some(latency::ServerLatency::from_json(&end));
+                }
+                if let Some(before) = &self.before_nodes {
+                    let end = Snapshot::from_json(&end);
+                    self.report.operator = Some(self.operator_calls(before, &end));
+                }
             }
         }
         self.report.operator_peak_memory_kib = self

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::latency::{Millis, Sched, ServerLatency};
 use crate::stats::Calls;
 use crate::timeline::Summary;
 
@@ -63,6 +64,16 @@ pub struct OperatorCalls {
     pub teardown_ratio_to_ceiling: Option<f64>,
 }
 
+/// Each process's threads over a window, in cores (1.0 = one core throughout): on a CPU, and
+/// runnable but waiting for one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CpuShare {
+    pub kube_sim: Sched,
+    pub operator: Sched,
+    pub bench: Sched,
+}
+
 /// Where each node was when the run ended.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -117,6 +128,14 @@ pub struct Report {
     pub operator: Option<OperatorCalls>,
     pub operator_peak_memory_kib: Option<u64>,
     pub kube_sim_peak_memory_kib: Option<u64>,
+    /// CPU of kube-sim and the operator from the first create to all Running.
+    pub cpu_to_running: Option<CpuShare>,
+    /// The bench's own calls as its client saw them (send -> answer): `"<client>: <call>"`.
+    pub client_latency: BTreeMap<String, Millis>,
+    /// kube-sim's latencies from the first create to all Running.
+    pub latency_to_running: Option<ServerLatency>,
+    /// kube-sim's latencies from the first create to the end of the run.
+    pub latency_whole_run: Option<ServerLatency>,
 }
 
 fn secs(s: Option<f64>) -> String {
@@ -305,6 +324,33 @@ impl Report {
             mib(self.operator_peak_memory_kib),
             mib(self.kube_sim_peak_memory_kib)
         );
+        if let Some(c) = &self.cpu_to_running {
+            let _ = writeln!(
+                o,
+                "  CPU to Running       on a CPU / runnable but waiting for one, in cores: kube-sim {:.2} / {:.2}, operator {:.2} / {:.2}, bench {:.2} / {:.2}",
+                c.kube_sim.cpu,
+                c.kube_sim.waiting,
+                c.operator.cpu,
+                c.operator.waiting,
+                c.bench.cpu,
+                c.bench.waiting
+            );
+        }
+        if !self.client_latency.is_empty() {
+            let _ = writeln!(
+                o,
+                "  client-side latency  (the bench's clients: send -> answer)"
+            );
+            for (call, m) in &self.client_latency {
+                let _ = writeln!(o, "    {call:<32} {}", m.line());
+            }
+        }
+        if let Some(l) = &self.latency_to_running {
+            o.push_str(&l.text("first create -> all Running"));
+        }
+        if let Some(l) = &self.latency_whole_run {
+            o.push_str(&l.text("first create -> end of run"));
+        }
         o
     }
 }

@@ -15,6 +15,7 @@ pub mod freshness;
 pub mod handlers;
 pub mod http;
 pub mod inject;
+pub mod latency;
 pub mod logs;
 pub mod openapi;
 pub mod openapi_pb;
@@ -112,6 +113,11 @@ pub struct SimState {
     pub store: Arc<Store>,
     pub registry: RwLock<Registry>,
     pub stats: stats::Stats,
+    /// How late the runtime wakes a sleeping task (`latency::probe_runtime`).
+    pub runtime_lag: latency::Latency,
+    /// Wall time of each data plane pass, and its time on a CPU.
+    pub dataplane_pass: latency::Latency,
+    pub dataplane_cpu: latency::Latency,
     pub config: SimConfig,
     pub addr: RwLock<Option<SocketAddr>>,
     /// Signalled on writes so the data plane reacts before its next tick.
@@ -146,6 +152,9 @@ impl SimState {
             })),
             registry: RwLock::new(Registry::with_builtins()),
             stats: stats::Stats::default(),
+            runtime_lag: latency::Latency::default(),
+            dataplane_pass: latency::Latency::default(),
+            dataplane_cpu: latency::Latency::default(),
             config,
             addr: RwLock::new(None),
             kick: tokio::sync::Notify::new(),
@@ -269,6 +278,8 @@ pub struct Req {
     pub body: Bytes,
     /// The authenticated user, set once authentication passed (admission sees it).
     pub user: Option<crate::auth::UserInfo>,
+    /// When hyper handed the request over (before its body was read): its latency counts from here.
+    pub received: std::time::Instant,
 }
 
 impl WriteOpts {
@@ -294,6 +305,7 @@ async fn serve_one(
     state: Arc<SimState>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, inject::Disconnected> {
+    let received = std::time::Instant::now();
     let authorization = header(&req, "authorization").to_string();
     let r = Req {
         method: req.method().clone(),
@@ -310,6 +322,7 @@ async fn serve_one(
         ),
         body: Bytes::new(),
         user: None,
+        received,
     };
     let body = match req.into_body().collect().await {
         Ok(c) => c.to_bytes(),
@@ -374,20 +387,35 @@ fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
 }
 
 impl SimState {
-    /// Routes one request.
+    /// Routes one request, and adds the time from its receipt to its response to the latency of
+    /// the stats row it was counted in.
     pub async fn route(self: &Arc<Self>, r: Req) -> Response<Body> {
+        let received = r.received;
+        let counted = std::sync::OnceLock::new();
+        let resp = self.route_counted(r, &counted).await;
+        if let Some(latency) = counted.get() {
+            latency.observe(received.elapsed());
+        }
+        resp
+    }
+
+    async fn route_counted(
+        self: &Arc<Self>,
+        r: Req,
+        counted: &std::sync::OnceLock<Arc<latency::Latency>>,
+    ) -> Response<Body> {
         let route = http::parse_path(&r.path);
         // Non-resource requests (discovery, openapi, health) are counted by path.
         let record_path = |user: &str| {
             if !matches!(route, Route::Resource(_)) {
                 let verb = r.method.as_str().to_ascii_lowercase();
-                self.stats.record(&stats::RequestKey {
+                let _ = counted.set(self.stats.record(&stats::RequestKey {
                     verb: &verb,
                     subresource: &r.path,
                     user,
                     user_agent: &r.user_agent,
                     ..Default::default()
-                });
+                }));
             }
         };
         if matches!(route, Route::Version | Route::Health(_)) {
@@ -439,7 +467,22 @@ impl SimState {
                     return error_response(&e);
                 }
             }
-            return self.route_resource(p, r, &user);
+            // A list or deletecollection reads (and decodes) a whole collection: 10,000 pods
+            // took seconds on the loaded 2-core machine. It runs with `block_in_place`, so the
+            // runtime hands this worker's other tasks (a Lease renewal on another connection) to
+            // another thread instead of leaving them behind it, as the apiserver serves every
+            // request on its own goroutine. (Not on a current-thread runtime: there it panics.)
+            let collection = p.name.is_none()
+                && !p.legacy_watch
+                && !r.query.flag("watch")
+                && (r.method == Method::GET || r.method == Method::DELETE);
+            if collection
+                && tokio::runtime::Handle::try_current()
+                    .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+            {
+                return tokio::task::block_in_place(|| self.route_resource(p, r, &user, counted));
+            }
+            return self.route_resource(p, r, &user, counted);
         }
         let attrs = crate::auth::Attributes::non_resource("get", &r.path);
         if let Err(e) = self.authorize(&user, &attrs) {
@@ -518,16 +561,24 @@ impl SimState {
                     None => error_response(&ApiError::not_found_path()),
                 }
             }
-            Route::SimStats => json_response(
-                200,
-                &self
+            Route::SimStats => {
+                let mut v = self
                     .stats
                     .to_json_filtered(&stats::StatsFilter::from_query(|k| {
                         r.query.get(k).map(str::to_string)
-                    })),
-            ),
+                    }));
+                v["storeLock"] = self.store.lock_stats().to_json();
+                v["runtimeLag"] = self.runtime_lag.snapshot().to_json();
+                v["dataplanePass"] = self.dataplane_pass.snapshot().to_json();
+                v["dataplanePassCpu"] = self.dataplane_cpu.snapshot().to_json();
+                json_response(200, &v)
+            }
             Route::SimStatsReset => {
                 self.stats.reset();
+                self.store.lock_stats().reset();
+                self.runtime_lag.reset();
+                self.dataplane_pass.reset();
+                self.dataplane_cpu.reset();
                 json_response(200, &json!({"reset": true}))
             }
             Route::SimFaults => self.sim_faults(&r),
@@ -542,6 +593,7 @@ impl SimState {
         p: ResourcePath,
         r: Req,
         user: &crate::auth::UserInfo,
+        counted: &std::sync::OnceLock<Arc<latency::Latency>>,
     ) -> Response<Body> {
         let Some(ri) = self
             .registry_read()
@@ -566,14 +618,14 @@ impl SimState {
             (&Method::DELETE, false) => "deletecollection",
             _ => return error_response(&ApiError::method_not_allowed()),
         };
-        self.stats.record(&stats::RequestKey {
+        let _ = counted.set(self.stats.record(&stats::RequestKey {
             verb,
             group: &p.group,
             resource: &p.resource,
             subresource: sub.unwrap_or(""),
             user: &user.username,
             user_agent: &r.user_agent,
-        });
+        }));
         let attrs = crate::auth::Attributes::resource(
             verb,
             &p.group,
@@ -1027,6 +1079,7 @@ impl Sim {
         }
         let mut tasks = vec![
             tokio::spawn(controllers::run(state.clone())),
+            tokio::spawn(latency::probe_runtime(state.clone())),
             tokio::spawn(accept_loop(
                 listener,
                 state.clone(),

@@ -4,12 +4,16 @@
 //!
 //! Recording is on every request path, so it allocates only for a combination not seen before: the
 //! key is hashed from the borrowed strings (a word-at-a-time multiply-rotate hash) and looked up in
-//! a table of rows under one short lock.
+//! a table of rows under one short lock. Each row also keeps a latency histogram (`latency.rs`):
+//! recording hands back the row's histogram, and the request's time is added to it with atomics
+//! once its response is ready, without taking the lock again.
 
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use super::latency::{Histogram, Latency};
 
 /// What a verb does to the stored state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +108,8 @@ struct Row {
     user: Box<str>,
     user_agent: Box<str>,
     count: u64,
+    /// Time from receiving the request to its response being ready.
+    latency: Arc<Latency>,
     /// Next row with the same hash.
     next: Option<u32>,
 }
@@ -212,13 +218,13 @@ fn bump(m: &mut BTreeMap<String, u64>, k: &str, c: u64) {
 }
 
 impl Stats {
-    /// Counts one request.
-    pub fn record(&self, k: &RequestKey) {
+    /// Counts one request; returns the histogram its latency goes to ([`Latency::observe`]).
+    pub fn record(&self, k: &RequestKey) -> Arc<Latency> {
         let verb = static_verb(k.verb);
-        self.record_hashed(k, verb, k.hash(verb));
+        self.record_hashed(k, verb, k.hash(verb))
     }
 
-    fn record_hashed(&self, k: &RequestKey, verb: &'static str, h: u64) {
+    fn record_hashed(&self, k: &RequestKey, verb: &'static str, h: u64) -> Arc<Latency> {
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let mut at = t.index.get(&h).copied();
         let mut last = None;
@@ -226,12 +232,13 @@ impl Stats {
             let row = &mut t.rows[i as usize];
             if row.is(verb, k) {
                 row.count += 1;
-                return;
+                return row.latency.clone();
             }
             last = Some(i);
             at = row.next;
         }
         let i = t.rows.len() as u32;
+        let latency = Arc::new(Latency::default());
         t.rows.push(Row {
             verb,
             group: k.group.into(),
@@ -240,6 +247,7 @@ impl Stats {
             user: k.user.into(),
             user_agent: k.user_agent.into(),
             count: 1,
+            latency: latency.clone(),
             next: None,
         });
         match last {
@@ -248,6 +256,7 @@ impl Stats {
                 t.index.insert(h, i);
             }
         }
+        latency
     }
 
     pub fn reset(&self) {
@@ -265,8 +274,12 @@ impl Stats {
     /// `{"total", "writes", "reads", "byVerb": {verb: n}, "byResource": {"plural[.group]": n},
     /// "byResourceVerb": {"plural[.group][/sub]": {verb: n}}, "byUser": {user: n},
     /// "byUserAgent": {ua: n}, "requests": [{verb, group, resource, subresource, user, userAgent,
-    /// access, count}]}`. Non-resource requests have an empty resource and their path as
-    /// subresource; `byResource` and `byResourceVerb` leave them out.
+    /// access, count}], "latency": L, "latencyByResourceVerb": {"plural[.group][/sub]": {verb: L}},
+    /// "latencyByUserAgent": {ua: {"all": L, "byResourceVerb": {..: {verb: L}}}}}` where `L` is
+    /// `{"count", "meanMs", "p50Ms", "p90Ms", "p99Ms", "maxMs"}` (time from the request received
+    /// to its response ready; a watch's until its stream starts). Non-resource requests have an
+    /// empty resource and their path as subresource; `byResource` and `byResourceVerb` (and the
+    /// latencies by resource) leave them out.
     pub fn to_json_filtered(&self, f: &StatsFilter) -> Value {
         let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let (mut total, mut writes, mut reads) = (0u64, 0u64, 0u64);
@@ -295,8 +308,15 @@ impl Stats {
                 ))
         });
         let mut out_rows = Vec::with_capacity(rows.len());
+        let mut lat_all = Histogram::default();
+        let mut lat_by_resource_verb = ResourceVerbLatency::new();
+        let mut lat_by_ua: BTreeMap<&str, (Histogram, ResourceVerbLatency)> = BTreeMap::new();
         for r in rows {
             let c = r.count;
+            let h = r.latency.snapshot();
+            lat_all.merge(&h);
+            let ua = lat_by_ua.entry(&r.user_agent).or_default();
+            ua.0.merge(&h);
             let access = Access::of(r.verb);
             total += c;
             match access {
@@ -315,7 +335,15 @@ impl Stats {
                     format!("{q}/{}", r.subresource)
                 };
                 bump(&mut by_resource, &q, c);
-                bump(by_resource_verb.entry(with_sub).or_default(), r.verb, c);
+                bump(
+                    by_resource_verb.entry(with_sub.clone()).or_default(),
+                    r.verb,
+                    c,
+                );
+                let lat = lat_by_resource_verb.entry(with_sub.clone()).or_default();
+                lat.entry(r.verb).or_default().merge(&h);
+                let lat = ua.1.entry(with_sub).or_default();
+                lat.entry(r.verb).or_default().merge(&h);
             }
             let mut row = Map::new();
             row.insert("verb".into(), json!(r.verb));
@@ -328,10 +356,38 @@ impl Stats {
             row.insert("count".into(), json!(c));
             out_rows.push(Value::Object(row));
         }
+        let lat_by_ua: Map<String, Value> = lat_by_ua
+            .into_iter()
+            .map(|(ua, (all, by))| {
+                (
+                    ua.to_string(),
+                    json!({"all": all.to_json(), "byResourceVerb": latency_json(&by)}),
+                )
+            })
+            .collect();
         json!({"total": total, "writes": writes, "reads": reads, "byVerb": by_verb,
             "byResource": by_resource, "byResourceVerb": by_resource_verb, "byUser": by_user,
-            "byUserAgent": by_ua, "requests": out_rows})
+            "byUserAgent": by_ua, "requests": out_rows, "latency": lat_all.to_json(),
+            "latencyByResourceVerb": latency_json(&lat_by_resource_verb),
+            "latencyByUserAgent": lat_by_ua})
     }
+}
+
+/// Latencies by `plural[.group][/sub]`, then verb.
+type ResourceVerbLatency<'a> = BTreeMap<String, BTreeMap<&'a str, Histogram>>;
+
+fn latency_json(by: &ResourceVerbLatency) -> Value {
+    Value::Object(
+        by.iter()
+            .map(|(res, verbs)| {
+                let verbs: Map<String, Value> = verbs
+                    .iter()
+                    .map(|(v, h)| (v.to_string(), h.to_json()))
+                    .collect();
+                (res.clone(), Value::Object(verbs))
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -406,6 +462,64 @@ mod tests {
         s.reset();
         assert_eq!(s.to_json()["total"], 0);
         assert_eq!(s.to_json()["requests"], json!([]));
+    }
+
+    #[test]
+    fn latencies_are_kept_per_row_and_merged_by_user_agent_and_resource() {
+        let s = Stats::default();
+        let ms = std::time::Duration::from_millis;
+        // The operator's creates take 2 ms, the bench's 100 ms; one agent patch 7 ms.
+        for _ in 0..3 {
+            s.record(&key("create", "agentnodes", "admin", "op"))
+                .observe(ms(2));
+        }
+        s.record(&key("create", "agentnodes", "admin", "bench"))
+            .observe(ms(100));
+        s.record(&RequestKey {
+            subresource: "status",
+            ..key("patch", "agentnodes", "system:serviceaccount:a:n1", "agent")
+        })
+        .observe(ms(7));
+        // Counted but not finished yet: no latency.
+        let _pending = s.record(&key("get", "agentnodes", "admin", "op"));
+        let j = s.to_json();
+        assert_eq!(j["latency"]["count"], 5);
+        assert_eq!(j["latency"]["maxMs"], 100.0);
+        let op = &j["latencyByUserAgent"]["op"];
+        assert_eq!(
+            (&op["all"]["count"], &op["all"]["maxMs"]),
+            (&json!(3), &json!(2.0))
+        );
+        let created = &op["byResourceVerb"]["agentnodes.hypersync.io"]["create"];
+        assert_eq!(
+            (&created["count"], &created["meanMs"]),
+            (&json!(3), &json!(2.0))
+        );
+        assert_eq!(
+            op["byResourceVerb"]["agentnodes.hypersync.io"]["get"]["count"],
+            0
+        );
+        let all_creates = &j["latencyByResourceVerb"]["agentnodes.hypersync.io"]["create"];
+        assert_eq!(
+            (&all_creates["count"], &all_creates["maxMs"]),
+            (&json!(4), &json!(100.0))
+        );
+        assert!(
+            all_creates["p50Ms"].as_f64().unwrap() <= 2.5,
+            "{all_creates}"
+        );
+        assert_eq!(
+            j["latencyByUserAgent"]["agent"]["byResourceVerb"]["agentnodes.hypersync.io/status"]["patch"]
+                ["meanMs"],
+            7.0
+        );
+        // Filters apply to the latencies too.
+        let bench = s.to_json_filtered(&StatsFilter {
+            user_agent: Some("bench".into()),
+            ..StatsFilter::default()
+        });
+        assert_eq!(bench["latency"]["meanMs"], 100.0);
+        assert_eq!(bench["latencyByUserAgent"].as_object().unwrap().len(), 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod compact;
 mod index;
+pub mod lock_stats;
 mod meta;
 
 pub use meta::{
@@ -277,6 +278,8 @@ pub struct Store {
     id: u64,
     inner: RwLock<Inner>,
     tx: broadcast::Sender<Arc<Event>>,
+    /// Time waited for and holding `inner`.
+    locks: lock_stats::LockStats,
 }
 
 impl Default for Store {
@@ -358,15 +361,25 @@ impl Store {
                 secondary: HashMap::new(),
             }),
             tx,
+            locks: lock_stats::LockStats::default(),
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> lock_stats::Timed<'_, std::sync::RwLockReadGuard<'_, Inner>> {
+        lock_stats::Timed::acquire(&self.locks.read, || {
+            self.inner.read().unwrap_or_else(|e| e.into_inner())
+        })
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
-        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> lock_stats::Timed<'_, std::sync::RwLockWriteGuard<'_, Inner>> {
+        lock_stats::Timed::acquire(&self.locks.write, || {
+            self.inner.write().unwrap_or_else(|e| e.into_inner())
+        })
+    }
+
+    /// Time waited for and holding the store's lock.
+    pub fn lock_stats(&self) -> &lock_stats::LockStats {
+        &self.locks
     }
 
     /// The latest committed resourceVersion.
