@@ -210,13 +210,20 @@ async fn agent_pod_failing_on_a_missing_secret_is_reported_on_the_node() {
         "{}",
         condition.message
     );
-    let events = cluster.events_for("AgentNode", "searcher").await;
-    assert!(
-        events
-            .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "AgentContainerError"),
-        "{events:?}"
-    );
+    // The Event follows the status write (same reconcile, after it).
+    cluster
+        .wait_for(
+            "AgentContainerError Warning",
+            Duration::from_secs(10),
+            || async {
+                let events = cluster.events_for("AgentNode", "searcher").await;
+                events
+                    .iter()
+                    .any(|(t, r, _)| t == "Warning" && r == "AgentContainerError")
+                    .then_some(())
+            },
+        )
+        .await;
     operator.stop().await;
 }
 

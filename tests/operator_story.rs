@@ -136,13 +136,19 @@ async fn seed_story_from_registration_to_release() {
         jobs.get("security-analyst").await.is_ok(),
         "agent Job exists"
     );
+    // The Job controller makes its pod moments later (the node is Running once its Job exists).
     let pods: Api<Pod> = Api::namespaced(c.clone(), NS);
-    let agent_pod = pods
-        .list(&ListParams::default().labels("hypersync.io/agent-node=security-analyst"))
-        .await
-        .expect("pods")
-        .items;
-    let agent_pod = agent_pod.first().expect("agent pod");
+    let agent_pod = cluster
+        .wait_for("agent pod", Duration::from_secs(30), || async {
+            pods.list(&ListParams::default().labels("hypersync.io/agent-node=security-analyst"))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .next()
+        })
+        .await;
+    let agent_pod = &agent_pod;
     let pod_annotations = agent_pod.metadata.annotations.clone().unwrap_or_default();
     assert!(pod_annotations.contains_key("hypersync.io/theta-degrees"));
     assert_eq!(

@@ -381,10 +381,7 @@ fn expected_grants() -> Vec<(Vec<Grant>, Evidence)> {
             "controller/mod.rs",
             "api_for::<DeserializeGuard<AgentStack>>",
         ),
-        (
-            "controller/mod.rs",
-            "api_for::<DeserializeGuard<AgentNode>>",
-        ),
+        ("controller/mod.rs", "api_for::<lean::Lean<AgentNode>>"),
         ("controller/status.rs", "Patch::Apply(obj)"),
     ];
     vec![
@@ -399,10 +396,7 @@ fn expected_grants() -> Vec<(Vec<Grant>, Evidence)> {
         (
             g("hypersync.io", "agentnodes", &["list", "watch", "patch"]),
             &[
-                (
-                    "controller/mod.rs",
-                    "api_for::<DeserializeGuard<AgentNode>>",
-                ),
+                ("controller/mod.rs", "api_for::<lean::Lean<AgentNode>>"),
                 ("controller/agent_node.rs", "Patch::Json::<()>"),
             ],
         ),
@@ -445,7 +439,10 @@ fn expected_grants() -> Vec<(Vec<Grant>, Evidence)> {
             .concat(),
             &[
                 ("controller/status.rs", "api.patch_status("),
-                ("controller/agent_node.rs", "api.patch_status("),
+                (
+                    "controller/agent_node.rs",
+                    "patch_for_version(api, &name, Some(\"status\")",
+                ),
             ],
         ),
         (

@@ -981,13 +981,18 @@ async fn write_status(
         PatchParams::apply(FIELD_MANAGER).force(),
         Patch::Apply(&doc),
     );
-    let written = api.patch_status(&name, &params, &patch);
-    let written = written
+    let written = super::status::patch_for_version(api, &name, Some("status"), &params, &patch)
         .await
         .map_err(Error::kube("apply AgentNode status"))?;
-    ctx.written
-        .record(key, written.resource_version().as_deref());
+    ctx.written.record(key, written.as_deref());
     Ok(())
+}
+
+/// Whether this node event is the quiet echo of this process's last status write for it (see
+/// [`super::status::WrittenStatus::is_quiet_echo`]).
+pub fn is_quiet_echo(ctx: &Context, node: &AgentNode) -> bool {
+    ctx.written
+        .is_quiet_echo(&written_key(node), node.resource_version().as_deref())
 }
 
 fn written_key(node: &AgentNode) -> String {

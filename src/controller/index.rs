@@ -28,6 +28,9 @@ use crate::workload::names::label_value;
 /// `(namespace, name)` of an object.
 pub type Key = (String, String);
 
+/// A pod's agent-node and model-entry label values.
+type PodLabels = (Option<String>, Option<String>);
+
 /// The key of an object with metadata.
 pub fn key_of<K: kube::Resource>(obj: &K) -> Key {
     (obj.namespace().unwrap_or_default(), obj.name_any())
@@ -110,6 +113,10 @@ struct Inner {
     anchors: AnchorIndex,
     points: PointIndex<Key>,
     written: HashMap<Key, Written>,
+    /// A digest of what a node's reconcile reads of each of its Jobs (`job_view`) and agent pods
+    /// (`pod_view`): their events trigger the node only when it changes (a pod's phases and a Job's
+    /// counters would otherwise wake every running node several times for nothing).
+    views: HashMap<(&'static str, Key), u64>,
 }
 
 /// The indexes of one controller scope.
@@ -167,6 +174,64 @@ pub fn workload_models(annotations: &std::collections::BTreeMap<String, String>)
     models.sort();
     models.dedup();
     models
+}
+
+fn hash_time(
+    h: &mut impl std::hash::Hasher,
+    t: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+) {
+    use std::hash::Hash;
+    t.map(|t| t.0.as_nanosecond()).hash(h);
+}
+
+/// What the AgentNode reconcile and its prune step read of a child's (trimmed) metadata: identity,
+/// labels, owners, the kept annotations, creation and deletion; not its resourceVersion.
+fn hash_meta(
+    h: &mut impl std::hash::Hasher,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) {
+    use std::hash::Hash;
+    (&meta.name, &meta.uid, &meta.labels, &meta.annotations).hash(h);
+    for o in meta.owner_references.iter().flatten() {
+        (&o.kind, &o.name, &o.uid, o.controller).hash(h);
+    }
+    hash_time(h, meta.creation_timestamp.as_ref());
+    hash_time(h, meta.deletion_timestamp.as_ref());
+}
+
+/// A digest of what the node's reconcile reads of its Job: the metadata above, whether a pod is
+/// ready, the conditions (complete, failed, with reason and message) and the completion time.
+pub fn job_view(job: &Job) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    hash_meta(&mut h, &job.metadata);
+    if let Some(status) = &job.status {
+        (status.ready.unwrap_or(0) > 0).hash(&mut h);
+        hash_time(&mut h, status.completion_time.as_ref());
+        for c in status.conditions.iter().flatten() {
+            (&c.type_, &c.status, &c.reason, &c.message).hash(&mut h);
+            hash_time(&mut h, c.last_transition_time.as_ref());
+        }
+    }
+    h.finish()
+}
+
+/// A digest of what the node's reconcile reads of one of its pods: its containers' problems
+/// ([`super::pods::pod_problems`]).
+pub fn pod_view(pod: &Pod) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (message, until) in super::pods::pod_problems(pod) {
+        message.hash(&mut h);
+        until.map(|t| t.as_nanosecond()).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The view of a pod without any problem (a new pod in that state changes nothing for its node).
+fn quiet_pod_view() -> u64 {
+    use std::hash::Hasher;
+    std::collections::hash_map::DefaultHasher::new().finish()
 }
 
 fn owner_node(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<String> {
@@ -365,11 +430,15 @@ impl Index {
     // ---- Jobs and Deployments ----
 
     /// An agent's Job or Deployment (`kind`), or an engine's Deployment, was added or changed.
+    ///
+    /// `view` is a digest of what the node's reconcile reads of the workload (None: anything may
+    /// matter); the node is triggered only when it changes.
     fn workload_applied(
         &self,
         kind: &'static str,
         meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
         finished: bool,
+        view: Option<u64>,
     ) -> Triggers {
         let mut t = Triggers::default();
         let namespace = meta.namespace.clone().unwrap_or_default();
@@ -390,6 +459,10 @@ impl Index {
             return t;
         };
         let key = (namespace, node);
+        let changed = match view {
+            Some(v) => inner.views.insert((kind, own.clone()), v) != Some(v),
+            None => true,
+        };
         inner.owners.insert((kind, own), key.clone());
         t.nodes.extend(self.lineage.workload_applied(
             &key,
@@ -408,7 +481,9 @@ impl Index {
             inner.workloads.insert(key.clone(), rec);
             inner.refresh_demand(&key, &mut t);
         }
-        t.nodes.push(key);
+        if changed {
+            t.nodes.push(key);
+        }
         t
     }
 
@@ -416,6 +491,7 @@ impl Index {
     pub fn workload_deleted(&self, kind: &'static str, own: &Key) -> Triggers {
         let mut t = Triggers::default();
         let mut inner = self.lock();
+        inner.views.remove(&(kind, own.clone()));
         let Some(owner) = inner.owners.remove(&(kind, own.clone())) else {
             return t;
         };
@@ -441,12 +517,12 @@ impl Index {
                 cs.iter()
                     .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
             });
-        self.workload_applied("Job", &job.metadata, finished)
+        self.workload_applied("Job", &job.metadata, finished, Some(job_view(job)))
     }
 
     /// A Deployment was added or changed: an agent's (owned by a node) or an engine's.
     pub fn deployment_applied(&self, deployment: &Deployment) -> Triggers {
-        self.workload_applied("Deployment", &deployment.metadata, false)
+        self.workload_applied("Deployment", &deployment.metadata, false, None)
     }
 
     // ---- Pods ----
@@ -458,7 +534,7 @@ impl Index {
             pod.labels().get(LABEL_AGENT_NODE).cloned(),
             pod.labels().get(LABEL_MODEL_ENTRY).cloned(),
         );
-        self.pod_labels_changed(key, Some(labels))
+        self.pod_labels_changed(key, Some((labels, pod_view(pod))))
     }
 
     /// A pod is gone.
@@ -466,14 +542,24 @@ impl Index {
         self.pod_labels_changed(key.clone(), None)
     }
 
-    fn pod_labels_changed(
-        &self,
-        key: Key,
-        labels: Option<(Option<String>, Option<String>)>,
-    ) -> Triggers {
+    /// A pod's labels and view (None: the pod is gone). Its node is triggered when the pod's view
+    /// changes (a pod appearing or going without a problem changes nothing for the node) or the pod
+    /// moves to another node's label; its entry (an engine's pod) at every change.
+    fn pod_labels_changed(&self, key: Key, labels: Option<(PodLabels, u64)>) -> Triggers {
         let mut t = Triggers::default();
         let mut inner = self.lock();
+        let quiet = quiet_pod_view();
+        let view_key = ("Pod", key.clone());
+        let old_view = inner.views.remove(&view_key).unwrap_or(quiet);
+        let new_view = labels.as_ref().map_or(quiet, |(_, v)| *v);
+        if new_view != quiet {
+            inner.views.insert(view_key, new_view);
+        }
+        let labels = labels.map(|(l, _)| l);
         let old = inner.pod_labels.remove(&key);
+        let moved = labels.is_some()
+            && old.is_some()
+            && old.as_ref().map(|o| &o.0) != labels.as_ref().map(|l| &l.0);
         if let Some((old_node, old_model)) = &old {
             if let Some(l) = old_node
                 && let Some(set) = inner
@@ -509,8 +595,15 @@ impl Index {
                 .pod_labels
                 .insert(key.clone(), (node_label.clone(), model_label.clone()));
         }
+        if moved
+            && let Some(l) = old.as_ref().and_then(|o| o.0.clone())
+            && let Some(node) = inner.node_by_label.get(&(key.0.clone(), l))
+        {
+            t.nodes.push((key.0.clone(), node.clone()));
+        }
         let (node_label, model_label) = labels.or(old).unwrap_or_default();
         if let Some(l) = node_label
+            && (moved || old_view != new_view)
             && let Some(node) = inner.node_by_label.get(&(key.0.clone(), l))
         {
             t.nodes.push((key.0.clone(), node.clone()));
@@ -880,12 +973,106 @@ mod tests {
                 "labels": {LABEL_AGENT_NODE: label_value(&long)}},
         }))
         .expect("pod");
-        let t = index.pod_applied(&pod);
-        assert_eq!(t.nodes, vec![key(&long)]);
+        index.pod_applied(&pod);
         assert_eq!(index.pods_of_node("ns", &long), vec!["p".to_string()]);
-        let t = index.pod_deleted(&key("p"));
-        assert_eq!(t.nodes, vec![key(&long)]);
+        index.pod_deleted(&key("p"));
         assert!(index.pods_of_node("ns", &long).is_empty());
+    }
+
+    fn agent_pod(node: &str, phase: &str, containers: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("{node}-pod"), "namespace": "ns",
+                "labels": {LABEL_AGENT_NODE: label_value(node)}},
+            "status": {"phase": phase, "containerStatuses": containers},
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_pod_triggers_its_node_only_when_its_problems_change() {
+        let index = Index::default();
+        index.node_applied(&node("a", "s", json!({})));
+        let waiting = |reason: &str, message: &str| {
+            json!([{"name": "agent", "image": "i", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": reason, "message": message}}}])
+        };
+        let running = json!([{"name": "agent", "image": "i", "ready": true, "restartCount": 0,
+            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]);
+        let done = json!([{"name": "agent", "image": "i", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]);
+        let nodes = |t: Triggers| t.nodes;
+        // A pod's life without a problem: nothing for the node to decide.
+        for pod in [
+            agent_pod("a", "Pending", json!(null)),
+            agent_pod("a", "Pending", waiting("ContainerCreating", "")),
+            agent_pod("a", "Running", running.clone()),
+            agent_pod("a", "Succeeded", done),
+        ] {
+            assert!(nodes(index.pod_applied(&pod)).is_empty(), "{pod:?}");
+        }
+        assert!(nodes(index.pod_deleted(&key("a-pod"))).is_empty());
+        // A pull error is news, the same error again is not, its end is.
+        let pull = agent_pod("a", "Pending", waiting("ErrImagePull", "no such image"));
+        assert_eq!(nodes(index.pod_applied(&pull)), vec![key("a")]);
+        assert!(nodes(index.pod_applied(&pull)).is_empty());
+        let back_off = agent_pod("a", "Pending", waiting("ImagePullBackOff", "no such image"));
+        assert_eq!(nodes(index.pod_applied(&back_off)), vec![key("a")]);
+        assert_eq!(
+            nodes(index.pod_applied(&agent_pod("a", "Running", running))),
+            vec![key("a")]
+        );
+        // A pod that goes away with a problem takes it with it.
+        assert_eq!(nodes(index.pod_applied(&back_off)), vec![key("a")]);
+        assert_eq!(nodes(index.pod_deleted(&key("a-pod"))), vec![key("a")]);
+    }
+
+    #[test]
+    fn a_job_triggers_its_node_only_when_what_the_node_reads_changes() {
+        let index = Index::default();
+        index.node_applied(&node("a", "s", json!({})));
+        let with_status = |status: serde_json::Value| {
+            let mut j = serde_json::to_value(job("a", "cognitive=m", false)).expect("job");
+            j["metadata"]["resourceVersion"] = json!(status.to_string().len().to_string());
+            j["status"] = status;
+            serde_json::from_value::<Job>(j).expect("job")
+        };
+        let nodes = |t: Triggers| t.nodes;
+        // First sight: the node learns its Job exists.
+        assert_eq!(
+            nodes(index.job_applied(&with_status(json!({})))),
+            vec![key("a")]
+        );
+        // Counters and a new resourceVersion: nothing the node reads.
+        assert!(nodes(index.job_applied(&with_status(json!({"active": 1})))).is_empty());
+        assert!(
+            nodes(index.job_applied(&with_status(json!({"active": 1, "ready": 0})))).is_empty()
+        );
+        // A ready pod, a completion: news.
+        assert_eq!(
+            nodes(index.job_applied(&with_status(json!({"active": 1, "ready": 1})))),
+            vec![key("a")]
+        );
+        assert!(
+            nodes(index.job_applied(&with_status(json!({"active": 1, "ready": 2})))).is_empty()
+        );
+        let complete = json!({"succeeded": 1, "ready": 0,
+            "completionTime": "2026-01-01T00:00:09Z",
+            "conditions": [{"type": "Complete", "status": "True",
+                "lastTransitionTime": "2026-01-01T00:00:09Z"}]});
+        assert_eq!(
+            nodes(index.job_applied(&with_status(complete))),
+            vec![key("a")]
+        );
+        // Its deletion too.
+        assert_eq!(
+            nodes(index.workload_deleted("Job", &key("a"))),
+            vec![key("a")]
+        );
+        // A Job seen again after its deletion is news again.
+        assert_eq!(
+            nodes(index.job_applied(&with_status(json!({})))),
+            vec![key("a")]
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod agent_stack;
 pub mod cached;
 pub mod context;
 pub mod index;
+pub mod lean;
 pub mod lineage;
 pub mod model_entry;
 pub mod model_entry_decide;
@@ -249,15 +250,21 @@ pub async fn run_scope(
         let ctx = ctx.clone();
         Box::new(move |node: &AgentNode| agent_node::on_deleted(&ctx, node))
     };
+    let quiet_echo = {
+        let ctx = ctx.clone();
+        Box::new(move |node: &AgentNode| agent_node::is_quiet_echo(&ctx, node))
+    };
     let pipelines = [
         watch::pipeline(
-            api_for::<DeserializeGuard<AgentNode>>(&client, &scope),
+            api_for::<lean::Lean<AgentNode>>(&client, &scope),
             all.clone(),
             nodes_w,
+            lean::unwrap,
             keep,
             watch::Nodes {
                 index: index.clone(),
                 on_deleted,
+                quiet_echo,
             },
             queues.clone(),
         )
@@ -266,6 +273,7 @@ pub async fn run_scope(
             api_for::<DeserializeGuard<AgentStack>>(&client, &scope),
             all.clone(),
             stacks_w,
+            std::convert::identity,
             keep,
             watch::Stacks {
                 index: index.clone(),
@@ -277,6 +285,7 @@ pub async fn run_scope(
             api_for::<DeserializeGuard<ModelEntry>>(&client, &scope),
             all.clone(),
             entries_w,
+            std::convert::identity,
             keep,
             watch::Entries {
                 index: index.clone(),
@@ -289,6 +298,7 @@ pub async fn run_scope(
             api_for::<Deployment>(&client, &scope),
             owned.clone(),
             deployments_w,
+            std::convert::identity,
             cached::deployment,
             watch::Deployments {
                 index: index.clone(),
@@ -300,6 +310,7 @@ pub async fn run_scope(
             api_for::<Job>(&client, &scope),
             owned.clone(),
             jobs_w,
+            std::convert::identity,
             cached::job,
             watch::Jobs {
                 index: index.clone(),
@@ -311,6 +322,7 @@ pub async fn run_scope(
             api_for::<Pod>(&client, &scope),
             owned.clone(),
             pods_w,
+            std::convert::identity,
             cached::pod,
             watch::Pods {
                 index: index.clone(),

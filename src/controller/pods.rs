@@ -26,56 +26,74 @@ const STUCK: [&str; 4] = [
 /// restarted container will count as recovered then (no pod event marks that moment).
 pub fn agent_problem(pods: &[Arc<Pod>], now: Timestamp) -> (Option<String>, Option<Duration>) {
     for pod in pods {
-        let statuses = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_ref());
-        for cs in statuses.into_iter().flatten() {
-            let state = cs.state.as_ref();
-            if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
-                let reason = waiting.reason.as_deref().unwrap_or_default();
-                if reason == "CrashLoopBackOff" {
-                    return (Some(crash_message(cs)), None);
+        for (message, steady_at) in pod_problems(pod) {
+            match steady_at {
+                None => return (Some(message), None),
+                // Running again after a failed exit: still crash-looping until it has run for
+                // STEADY.
+                Some(at) if at > now => {
+                    let wait = at
+                        .duration_since(now)
+                        .try_into()
+                        .unwrap_or(STEADY)
+                        .max(Duration::from_secs(1));
+                    return (Some(message), Some(wait));
                 }
-                if STUCK.contains(&reason) {
-                    let message = waiting.message.as_deref().unwrap_or_default();
-                    return (Some(format!("{reason}: {message}")), None);
-                }
-            }
-            if state
-                .and_then(|s| s.terminated.as_ref())
-                .is_some_and(|t| t.exit_code != 0)
-                && cs.restart_count > 0
-            {
-                return (Some(crash_message(cs)), None);
-            }
-            // Running again after a failed exit: still crash-looping until it has run for STEADY.
-            let Some(started) = state
-                .and_then(|s| s.running.as_ref())
-                .and_then(|r| r.started_at.as_ref())
-            else {
-                continue;
-            };
-            let failed_before = cs
-                .last_state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_some_and(|t| t.exit_code != 0);
-            if !failed_before {
-                continue;
-            }
-            let steady_at = started.0 + STEADY;
-            if steady_at > now {
-                let wait = steady_at
-                    .duration_since(now)
-                    .try_into()
-                    .unwrap_or(STEADY)
-                    .max(Duration::from_secs(1));
-                return (Some(crash_message(cs)), Some(wait));
+                Some(_) => {}
             }
         }
     }
     (None, None)
+}
+
+/// What each container of `pod` says, in order, whatever the time: a problem, or one that holds
+/// until the given moment (a container running again after a failed exit). [`agent_problem`] is a
+/// function of these and the time only, so a pod event that leaves them unchanged changes nothing
+/// the node's reconcile decides (the index triggers the node only when they change).
+pub fn pod_problems(pod: &Pod) -> Vec<(String, Option<Timestamp>)> {
+    let mut out = Vec::new();
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
+    for cs in statuses.into_iter().flatten() {
+        let state = cs.state.as_ref();
+        if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
+            let reason = waiting.reason.as_deref().unwrap_or_default();
+            if reason == "CrashLoopBackOff" {
+                out.push((crash_message(cs), None));
+                continue;
+            }
+            if STUCK.contains(&reason) {
+                let message = waiting.message.as_deref().unwrap_or_default();
+                out.push((format!("{reason}: {message}"), None));
+                continue;
+            }
+        }
+        if state
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code != 0)
+            && cs.restart_count > 0
+        {
+            out.push((crash_message(cs), None));
+            continue;
+        }
+        let Some(started) = state
+            .and_then(|s| s.running.as_ref())
+            .and_then(|r| r.started_at.as_ref())
+        else {
+            continue;
+        };
+        let failed_before = cs
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code != 0);
+        if failed_before {
+            out.push((crash_message(cs), Some(started.0 + STEADY)));
+        }
+    }
+    out
 }
 
 /// One message for a crash-looping container whatever moment of the loop it is seen in (waiting in

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::channel::mpsc::UnboundedSender;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -68,28 +68,36 @@ pub fn strip<K: Resource>(obj: &mut K) {
 
 /// One watch: store + index + triggers. Runs until the stream ends (it does not: the watcher retries
 /// with backoff).
-pub fn pipeline<K, H>(
-    api: Api<K>,
+///
+/// The watch decodes objects as `D` (the stored type `K`, or a cheaper decoder of it such as
+/// [`super::lean::Lean`]) and `decoded` turns its events into events of `K`.
+pub fn pipeline<D, K, H>(
+    api: Api<D>,
     config: watcher::Config,
     writer: reflector::store::Writer<K>,
+    decoded: fn(Event<D>) -> Event<K>,
     trim: fn(&mut K),
     handler: H,
     queues: Queues,
 ) -> impl Stream<Item = ()> + Send
 where
-    K: Resource<DynamicType = ()>
+    D: Resource<DynamicType = ()>
         + Clone
         + DeserializeOwned
         + std::fmt::Debug
         + Send
         + Sync
         + 'static,
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
     H: Handler<K>,
 {
-    let events = watch_fn(api, config).default_backoff().modify(move |obj| {
-        strip(obj);
-        trim(obj);
-    });
+    let events = watch_fn(api, config)
+        .default_backoff()
+        .map_ok(decoded)
+        .modify(move |obj| {
+            strip(obj);
+            trim(obj);
+        });
     process(events, writer, handler, queues)
 }
 
@@ -181,12 +189,22 @@ where
 pub struct Nodes {
     pub index: Arc<Index>,
     pub on_deleted: Box<dyn FnMut(&AgentNode) + Send>,
+    /// Whether a node event is the quiet echo of this process's own status write (the node itself
+    /// is then not triggered; what the index derives from it still is).
+    pub quiet_echo: Box<dyn Fn(&AgentNode) -> bool + Send>,
 }
 
 impl Handler<DeserializeGuard<AgentNode>> for Nodes {
     fn applied(&mut self, obj: &DeserializeGuard<AgentNode>) -> Triggers {
         match &obj.0 {
-            Ok(node) => self.index.node_applied(node),
+            Ok(node) => {
+                let mut t = self.index.node_applied(node);
+                if (self.quiet_echo)(node) {
+                    let own = key_of(node);
+                    t.nodes.retain(|k| *k != own);
+                }
+                t
+            }
             Err(_) => Triggers {
                 nodes: vec![key_of(obj)],
                 ..Triggers::default()

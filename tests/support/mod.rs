@@ -144,6 +144,33 @@ impl Cluster {
         self.operator_with(None)
     }
 
+    /// Run the real operator (no leader election) and return its metrics as well.
+    pub async fn operator_with_metrics(&self) -> (Operator, hypersync_operator::metrics::Metrics) {
+        let started = hypersync_operator::operator::Operator::start(
+            self.operator_kube_config(),
+            operator_config(None),
+        )
+        .await
+        .expect("operator starts");
+        let metrics = started.metrics();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            if let Err(err) = started.run(shutdown).await {
+                eprintln!("operator stopped with an error: {err}");
+            }
+        });
+        (
+            Operator {
+                stop: Some(tx),
+                task,
+            },
+            metrics,
+        )
+    }
+
     /// Run the real operator taking part in leader election as `identity`.
     pub fn elected_operator(&self, identity: &str) -> Operator {
         self.operator_with(Some(leader_election(identity)))
