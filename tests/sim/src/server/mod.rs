@@ -130,6 +130,8 @@ pub struct SimState {
     pub faults: crate::faults::Faults,
     /// Terminating namespaces and when their cleanup may start.
     pub ns_pending: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Full passes of the garbage collector over the store (one at startup; see `controllers`).
+    pub gc_full_passes: std::sync::atomic::AtomicUsize,
     openapi: openapi::OpenApiCache,
 }
 
@@ -162,6 +164,7 @@ impl SimState {
             tokens: crate::auth::TokenIssuer::new(),
             faults,
             ns_pending: std::sync::Mutex::new(std::collections::HashMap::new()),
+            gc_full_passes: std::sync::atomic::AtomicUsize::new(0),
             openapi: openapi::OpenApiCache::new(),
         });
         state.index_rbac();
