@@ -380,8 +380,7 @@ fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body
 
 fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
     if yaml {
-        serde_saphyr::from_slice::<Value>(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+        crate::patch::parse_apply_body(body).map_err(|e| ApiError::bad_request(e.message()))
     } else {
         serde_json::from_slice::<Value>(body).map_err(|e| {
             ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
