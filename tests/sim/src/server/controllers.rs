@@ -1,5 +1,13 @@
 //! Background controllers over the store: owner-reference garbage collection (background, foreground
 //! and orphan propagation), namespace termination, and CRD cleanup (a deleted CRD's objects go first).
+//!
+//! They read the store's ownership feed (`Store::ownership_feed`): every deletion and every write of
+//! an object that has or had owner references or is marked for deletion, queued in commit order
+//! without bound, with the owner uids and the deletion mark taken when the object was written. So
+//! the work follows the changes: nothing is lost when the controllers fall behind, no pass over the
+//! whole store after startup, and the common event (an owned object written while its owners
+//! live) costs a few index lookups and no decode. Batches of changes run on the blocking pool, not
+//! on a runtime worker that serves requests.
 
 use super::SimState;
 use super::handlers::{
@@ -8,12 +16,19 @@ use super::handlers::{
 };
 use super::registry::ResourceInfo;
 use crate::store::{
-    Event, EventType, ListOptions, Preconditions, obj_name, obj_namespace, owner_uids, rv_of,
-    uid_of,
+    EventType, OwnershipChange, Preconditions, obj_name, obj_namespace, rv_of, uid_of,
 };
 use serde_json::Value;
 use std::sync::Arc;
-use tokio::sync::broadcast::error::RecvError;
+use std::sync::atomic::Ordering;
+
+/// Most changes handed to one blocking task.
+const BATCH: usize = 512;
+
+/// `namespace/name` -> (namespace, name).
+fn split_key(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or(("", key))
+}
 
 impl SimState {
     fn info_for_table(&self, table: &str) -> Option<Arc<ResourceInfo>> {
@@ -84,12 +99,54 @@ impl SimState {
         let Some(obj) = self.store.get(table, ns, name) else {
             return;
         };
-        let owners: Vec<&str> = owner_uids(&obj).collect();
+        let owners: Vec<&str> = crate::store::owner_uids(&obj).collect();
         if owners.is_empty() || is_deleting(&obj) {
             return;
         }
         if owners.iter().all(|u| !self.store.uid_exists(u)) {
             self.gc_delete(table, &obj, "Background");
+        }
+    }
+
+    /// Deletes one object by key unless it is gone or already marked for deletion.
+    fn gc_delete_key(&self, table: &str, key: &str, propagation: &str) {
+        let (ns, name) = split_key(key);
+        if let Some(obj) = self.store.get(table, ns, name)
+            && !is_deleting(&obj)
+        {
+            self.gc_delete(table, &obj, propagation);
+        }
+    }
+
+    /// Re-examines the owners (by uid) that are being deleted in the foreground: a dependent of
+    /// theirs changed or went.
+    fn gc_foreground_owners<'a>(&self, uids: impl IntoIterator<Item = &'a String>) {
+        for uid in uids {
+            if let Some((t, key, fins)) = self.store.deletion_by_uid(uid)
+                && fins.iter().any(|f| f == FINALIZER_FOREGROUND)
+            {
+                let (ns, name) = split_key(&key);
+                self.gc_foreground(&t, ns, name);
+            }
+        }
+    }
+
+    /// An object marked for deletion: orphan or foreground propagation, namespace termination,
+    /// CRD cleanup, as its current finalizers and table say.
+    fn gc_deleting(&self, table: &str, ns: &str, name: &str) {
+        let Some(fins) = self.store.deletion(table, ns, name) else {
+            return;
+        };
+        if fins.iter().any(|x| x == FINALIZER_ORPHAN) {
+            self.gc_orphan(table, ns, name);
+        } else if fins.iter().any(|x| x == FINALIZER_FOREGROUND) {
+            self.gc_foreground(table, ns, name);
+        }
+        if table == NS_TABLE {
+            self.ns_cleanup(name);
+        }
+        if table == CRD_TABLE {
+            self.crd_cleanup(name, None);
         }
     }
 
@@ -166,12 +223,10 @@ impl SimState {
         self.remove_finalizer(table, ns, name, FINALIZER_ORPHAN);
     }
 
-    /// Namespace termination: delete everything in it, then remove the namespace.
+    /// Namespace termination: delete everything in it, then remove the namespace. Reads the keys
+    /// and deletion marks of the namespace's objects, and decodes only the ones it deletes.
     fn ns_cleanup(&self, ns: &str) {
-        let Some(nso) = self.store.get(NS_TABLE, "", ns) else {
-            return;
-        };
-        if !is_deleting(&nso) {
+        if self.store.deletion(NS_TABLE, "", ns).is_none() {
             return;
         }
         // Like the real namespace controller, start a moment after the DELETE so that clients
@@ -185,46 +240,22 @@ impl SimState {
         if std::time::Instant::now() < ready {
             return;
         }
-        let mut remaining = 0usize;
-        for table in self.store.tables() {
-            if &*table == NS_TABLE {
-                continue;
-            }
-            let Ok(page) = self
-                .store
-                .list(&table, Some(ns), &ListOptions::default(), &|_| true)
-            else {
-                continue;
-            };
-            for o in page.items {
-                if obj_namespace(&o) != ns {
-                    continue;
-                }
-                remaining += 1;
-                if !is_deleting(&o) {
-                    self.gc_delete(&table, &o, "Background");
+        let tables: Vec<Arc<str>> = self
+            .store
+            .tables()
+            .into_iter()
+            .filter(|t| &**t != NS_TABLE)
+            .collect();
+        for table in &tables {
+            for (key, deleting) in self.store.keys(table, Some(ns)) {
+                if !deleting {
+                    self.gc_delete_key(table, &key, "Background");
                 }
             }
         }
-        let still = self
-            .store
-            .tables()
+        let still = tables
             .iter()
-            .filter(|t| &***t != NS_TABLE)
-            .any(|t| {
-                self.store
-                    .list(
-                        t,
-                        Some(ns),
-                        &ListOptions {
-                            limit: Some(1),
-                            ..Default::default()
-                        },
-                        &|_| true,
-                    )
-                    .is_ok_and(|p| !p.items.is_empty())
-            });
-        let _ = remaining;
+            .any(|t| !self.store.keys(t, Some(ns)).is_empty());
         if !still {
             for _ in 0..8 {
                 let Some(cur) = self.store.get(NS_TABLE, "", ns) else {
@@ -252,29 +283,36 @@ impl SimState {
         }
     }
 
-    /// CRD deletion: delete its objects; when none are left remove the cleanup finalizer.
-    fn crd_cleanup(&self, crd_name: &str) {
-        let Some(crd) = self.store.get(CRD_TABLE, "", crd_name) else {
+    /// CRD deletion: delete its objects; when none are left remove the cleanup finalizer. `table`
+    /// is the CRD's table when the caller knows it (the CRD is then not decoded).
+    fn crd_cleanup(&self, crd_name: &str, table: Option<&str>) {
+        let Some(fins) = self.store.deletion(CRD_TABLE, "", crd_name) else {
             return;
         };
-        if !is_deleting(&crd) || !finalizers(&crd).iter().any(|f| f == FINALIZER_CRD_CLEANUP) {
+        if !fins.iter().any(|f| f == FINALIZER_CRD_CLEANUP) {
             return;
         }
-        let Ok(info) = super::registry::crd_info(&crd) else {
-            self.remove_finalizer(CRD_TABLE, "", crd_name, FINALIZER_CRD_CLEANUP);
-            return;
-        };
-        if let Ok(page) = self
-            .store
-            .list(&info.table, None, &ListOptions::default(), &|_| true)
-        {
-            for o in &page.items {
-                if !is_deleting(o) {
-                    self.gc_delete(&info.table, o, "Background");
+        let table: Arc<str> = match table {
+            Some(t) => Arc::from(t),
+            None => {
+                let Some(crd) = self.store.get(CRD_TABLE, "", crd_name) else {
+                    return;
+                };
+                match super::registry::crd_info(&crd) {
+                    Ok(info) => info.table,
+                    Err(_) => {
+                        self.remove_finalizer(CRD_TABLE, "", crd_name, FINALIZER_CRD_CLEANUP);
+                        return;
+                    }
                 }
             }
+        };
+        for (key, deleting) in self.store.keys(&table, None) {
+            if !deleting {
+                self.gc_delete_key(&table, &key, "Background");
+            }
         }
-        if self.store.count(&info.table) == 0 {
+        if self.store.count(&table) == 0 {
             self.remove_finalizer(CRD_TABLE, "", crd_name, FINALIZER_CRD_CLEANUP);
         }
     }
@@ -284,75 +322,49 @@ impl SimState {
         (!group.is_empty()).then(|| format!("{plural}.{group}"))
     }
 
-    /// Reacts to one committed change.
-    pub fn controllers_handle(&self, ev: &Event) {
-        let obj = &ev.object();
-        let table = &*ev.table;
-        let ns = obj_namespace(obj).to_string();
-        let name = obj_name(obj).to_string();
-        match ev.etype {
+    /// Reacts to one committed change from the ownership feed.
+    pub fn controllers_handle(&self, change: &OwnershipChange) {
+        let OwnershipChange {
+            event,
+            uid,
+            owners,
+            owners_before,
+            deleting,
+        } = change;
+        let table = &*event.table;
+        let (ns, name) = split_key(&event.key);
+        match event.etype {
             EventType::Deleted => {
-                let uid = uid_of(obj).to_string();
-                for (t, d) in self.store.dependents_of(&uid) {
-                    self.gc_check_dependent(&t, obj_namespace(&d), obj_name(&d));
+                for (t, key) in self.store.dependent_keys(uid) {
+                    let (dns, dname) = split_key(&key);
+                    self.gc_check_dependent(&t, dns, dname);
                 }
-                for owner in owner_uids(obj) {
-                    if let Some((t, _, o)) = self.store.get_by_uid(owner)
-                        && is_deleting(&o)
-                        && finalizers(&o).iter().any(|f| f == FINALIZER_FOREGROUND)
-                    {
-                        self.gc_foreground(&t, obj_namespace(&o), obj_name(&o));
-                    }
-                }
-                if !ns.is_empty()
-                    && self
-                        .store
-                        .get(NS_TABLE, "", &ns)
-                        .is_some_and(|n| is_deleting(&n))
-                {
-                    self.ns_cleanup(&ns);
+                self.gc_foreground_owners(owners);
+                if !ns.is_empty() && self.store.deletion(NS_TABLE, "", ns).is_some() {
+                    self.ns_cleanup(ns);
                 }
                 if let Some(crd) = Self::crd_name_for_table(table)
-                    && self
-                        .store
-                        .get(CRD_TABLE, "", &crd)
-                        .is_some_and(|c| is_deleting(&c))
+                    && self.store.deletion(CRD_TABLE, "", &crd).is_some()
                 {
-                    self.crd_cleanup(&crd);
+                    self.crd_cleanup(&crd, Some(table));
                 }
                 if table == CRD_TABLE
                     && let Some(ri) = self.info_for_table(table)
                 {
-                    self.after_delete(&ri, obj);
+                    self.after_delete(&ri, &event.object());
                 }
             }
             EventType::Added | EventType::Modified => {
-                if is_deleting(obj) {
-                    let f = finalizers(obj);
-                    if f.iter().any(|x| x == FINALIZER_ORPHAN) {
-                        self.gc_orphan(table, &ns, &name);
-                    } else if f.iter().any(|x| x == FINALIZER_FOREGROUND) {
-                        self.gc_foreground(table, &ns, &name);
-                    }
-                    if table == NS_TABLE {
-                        self.ns_cleanup(&name);
-                    }
-                    if table == CRD_TABLE {
-                        self.crd_cleanup(&name);
-                    }
+                if *deleting {
+                    self.gc_deleting(table, ns, name);
                 }
-                if owner_uids(obj).next().is_some() {
-                    self.gc_check_dependent(table, &ns, &name);
-                    if ev.etype == EventType::Modified {
-                        for owner in owner_uids(obj) {
-                            if let Some((t, _, o)) = self.store.get_by_uid(owner)
-                                && is_deleting(&o)
-                                && finalizers(&o).iter().any(|f| f == FINALIZER_FOREGROUND)
-                            {
-                                self.gc_foreground(&t, obj_namespace(&o), obj_name(&o));
-                            }
-                        }
-                    }
+                if !owners.is_empty() && owners.iter().all(|u| !self.store.uid_exists(u)) {
+                    self.gc_check_dependent(table, ns, name);
+                }
+                if event.etype == EventType::Modified {
+                    // A dependent that changed (marked for deletion, or dropped its reference)
+                    // may unblock an owner deleted in the foreground.
+                    self.gc_foreground_owners(owners.iter().chain(owners_before));
                 }
             }
         }
@@ -362,7 +374,7 @@ impl SimState {
     fn pending_namespaces(&self) {
         let due: Vec<String> = {
             let mut pending = self.ns_pending.lock().unwrap_or_else(|e| e.into_inner());
-            pending.retain(|ns, _| self.store.get(NS_TABLE, "", ns).is_some());
+            pending.retain(|ns, _| self.store.deletion(NS_TABLE, "", ns).is_some());
             let now = std::time::Instant::now();
             pending
                 .iter()
@@ -375,56 +387,53 @@ impl SimState {
         }
     }
 
-    /// Full pass over every object (startup and after the controller fell behind the event stream).
+    /// Full pass at startup: the dependents of owners that are gone, and the objects marked for
+    /// deletion, found from the store's indexes without decoding the rest.
     pub fn controllers_resync(&self) {
-        for table in self.store.tables() {
-            let Ok(page) = self
-                .store
-                .list(&table, None, &ListOptions::default(), &|_| true)
-            else {
-                continue;
-            };
-            for o in page.items {
-                let ev_like = (is_deleting(&o), owner_uids(&o).next().is_some());
-                if ev_like.0 || ev_like.1 {
-                    let ns = obj_namespace(&o).to_string();
-                    let name = obj_name(&o).to_string();
-                    if ev_like.1 {
-                        self.gc_check_dependent(&table, &ns, &name);
-                    }
-                    if ev_like.0 {
-                        let f = finalizers(&o);
-                        if f.iter().any(|x| x == FINALIZER_ORPHAN) {
-                            self.gc_orphan(&table, &ns, &name);
-                        } else if f.iter().any(|x| x == FINALIZER_FOREGROUND) {
-                            self.gc_foreground(&table, &ns, &name);
-                        }
-                        if &*table == NS_TABLE {
-                            self.ns_cleanup(&name);
-                        }
-                        if &*table == CRD_TABLE {
-                            self.crd_cleanup(&name);
-                        }
-                    }
+        self.gc_full_passes.fetch_add(1, Ordering::Relaxed);
+        for (table, key) in self.store.dependents_of_missing_owners() {
+            let (ns, name) = split_key(&key);
+            self.gc_check_dependent(&table, ns, name);
+        }
+        for (table, key) in self.store.marked_for_deletion() {
+            let (ns, name) = split_key(&key);
+            self.gc_deleting(&table, ns, name);
+        }
+    }
+}
+
+/// Runs `f` on the blocking pool (the controllers' passes must not hold up a runtime worker).
+async fn offload(state: &Arc<SimState>, f: impl FnOnce(&SimState) + Send + 'static) {
+    let state = state.clone();
+    let _ = tokio::task::spawn_blocking(move || f(&state)).await;
+}
+
+/// Runs the controllers until the store's feed closes or the task is aborted.
+pub async fn run(state: Arc<SimState>) {
+    // Subscribed before the startup pass: a change committed during it is handled after it.
+    let mut feed = state.store.ownership_feed();
+    offload(&state, SimState::controllers_resync).await;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            n = feed.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    return;
+                }
+                let changes = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                offload(&state, move |s| changes.iter().for_each(|c| s.controllers_handle(c))).await;
+            }
+            _ = tick.tick() => {
+                let pending = !state.ns_pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+                if pending {
+                    offload(&state, SimState::pending_namespaces).await;
                 }
             }
         }
     }
 }
 
-/// Runs the controllers until the store's channel closes or the task is aborted.
-pub async fn run(state: Arc<SimState>) {
-    let mut rx = state.store.subscribe_all();
-    state.controllers_resync();
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
-    loop {
-        tokio::select! {
-            r = rx.recv() => match r {
-                Ok(ev) => state.controllers_handle(&ev),
-                Err(RecvError::Lagged(_)) => state.controllers_resync(),
-                Err(RecvError::Closed) => return,
-            },
-            _ = tick.tick() => state.pending_namespaces(),
-        }
-    }
-}
+#[cfg(test)]
+#[path = "controllers_tests.rs"]
+mod tests;

@@ -199,17 +199,7 @@ fn meta_mut(obj: &mut Value) -> Option<&mut Map<String, Value>> {
     store::metadata_mut(obj)
 }
 
-pub fn finalizers(obj: &Value) -> Vec<String> {
-    meta(obj)
-        .and_then(|m| m.get("finalizers"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|f| f.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+pub use crate::store::{finalizers, is_deleting};
 
 pub fn set_finalizers(obj: &mut Value, f: &[String]) {
     if let Some(m) = meta_mut(obj) {
@@ -219,10 +209,6 @@ pub fn set_finalizers(obj: &mut Value, f: &[String]) {
             m.insert("finalizers".into(), json!(f));
         }
     }
-}
-
-pub fn is_deleting(obj: &Value) -> bool {
-    meta(obj).is_some_and(|m| m.get("deletionTimestamp").is_some_and(|t| !t.is_null()))
 }
 
 /// Top-level fields other than apiVersion/kind/metadata (and status when `ignore_status`) differ.

@@ -130,6 +130,8 @@ pub struct SimState {
     pub faults: crate::faults::Faults,
     /// Terminating namespaces and when their cleanup may start.
     pub ns_pending: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Full passes of the garbage collector over the store (one at startup; see `controllers`).
+    pub gc_full_passes: std::sync::atomic::AtomicUsize,
     openapi: openapi::OpenApiCache,
 }
 
@@ -162,6 +164,7 @@ impl SimState {
             tokens: crate::auth::TokenIssuer::new(),
             faults,
             ns_pending: std::sync::Mutex::new(std::collections::HashMap::new()),
+            gc_full_passes: std::sync::atomic::AtomicUsize::new(0),
             openapi: openapi::OpenApiCache::new(),
         });
         state.index_rbac();
@@ -377,8 +380,7 @@ fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body
 
 fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
     if yaml {
-        serde_saphyr::from_slice::<Value>(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+        crate::patch::parse_apply_body(body).map_err(|e| ApiError::bad_request(e.message()))
     } else {
         serde_json::from_slice::<Value>(body).map_err(|e| {
             ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))

@@ -23,6 +23,38 @@ use tokio::time::Instant;
 const BATCH_EVENTS: usize = 512;
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// The lines of one chunk, kept as the shared `Bytes` they are (an event's wire line is shared by
+/// every watcher that sends it unchanged) and joined once at the end with one exact-size copy; a
+/// lone line is sent as is, without a copy. (Appending to a growing buffer reallocated and copied
+/// it as it doubled: 3% of kube-sim's CPU at 10,000 AgentNodes.)
+#[derive(Default)]
+struct Chunk {
+    lines: Vec<Bytes>,
+    len: usize,
+}
+
+impl Chunk {
+    fn push(&mut self, line: Bytes) {
+        self.len += line.len();
+        self.lines.push(line);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    fn join(mut self) -> Bytes {
+        if self.lines.len() == 1 {
+            return self.lines.pop().unwrap_or_default();
+        }
+        let mut buf = BytesMut::with_capacity(self.len);
+        for line in &self.lines {
+            buf.extend_from_slice(line);
+        }
+        buf.freeze()
+    }
+}
+
 struct WatchStream {
     state: Arc<SimState>,
     ri: Arc<ResourceInfo>,
@@ -111,13 +143,13 @@ impl WatchStream {
         encode_watch_line("BOOKMARK", &obj)
     }
 
-    fn accept(&mut self, ev: &Event, buf: &mut BytesMut) {
+    fn accept(&mut self, ev: &Event, chunk: &mut Chunk) {
         if ev.rv <= self.start_rv {
             return;
         }
         self.last_rv = self.last_rv.max(ev.rv);
         if let Some(b) = self.render(ev) {
-            buf.extend_from_slice(&b);
+            chunk.push(b);
         }
     }
 
@@ -176,31 +208,28 @@ impl WatchStream {
             {
                 return end;
             }
-            if let Some(first) = self.pending.pop_front() {
-                if self.pending.is_empty() {
-                    return Some(first);
-                }
-                let mut buf = BytesMut::from(&first[..]);
-                while buf.len() < BATCH_BYTES {
+            if !self.pending.is_empty() {
+                let mut chunk = Chunk::default();
+                while chunk.len < BATCH_BYTES {
                     match self.pending.pop_front() {
-                        Some(b) => buf.extend_from_slice(&b),
+                        Some(b) => chunk.push(b),
                         None => break,
                     }
                 }
-                return Some(buf.freeze());
+                return Some(chunk.join());
             }
             if self.done {
                 return None;
             }
             let bookmark_at = self.next_bookmark;
             let deadline = self.deadline;
-            let mut buf = BytesMut::new();
+            let mut buf = Chunk::default();
             tokio::select! {
                 r = self.rx.recv() => match r {
                     Ok(ev) => {
                         self.accept(&ev, &mut buf);
                         let mut n = 0;
-                        while n < BATCH_EVENTS && buf.len() < BATCH_BYTES {
+                        while n < BATCH_EVENTS && buf.len < BATCH_BYTES {
                             match self.rx.try_recv() {
                                 Ok(ev) => { self.accept(&ev, &mut buf); n += 1; }
                                 Err(TryRecvError::Lagged(_)) => { self.catch_up(); break; }
@@ -211,7 +240,7 @@ impl WatchStream {
                             if let Some(end) = self.injected_end() {
                                 return end;
                             }
-                            return Some(buf.freeze());
+                            return Some(buf.join());
                         }
                     }
                     // A watcher too slow for the fan-out channel reads the history instead.
@@ -357,4 +386,25 @@ pub fn serve_watch(
     let stream =
         futures::stream::unfold(ws, |mut ws| async move { ws.next().await.map(|b| (b, ws)) });
     stream_response(stream, "application/json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_sends_a_lone_line_as_is_and_joins_many_in_order() {
+        let line = Bytes::from_static(b"{\"type\":\"ADDED\"}\n");
+        let mut one = Chunk::default();
+        one.push(line.clone());
+        let sent = one.join();
+        assert_eq!(sent.as_ptr(), line.as_ptr(), "no copy of a lone line");
+        let mut many = Chunk::default();
+        for l in [&b"a\n"[..], b"bc\n", b"def\n"] {
+            many.push(Bytes::copy_from_slice(l));
+        }
+        assert_eq!(many.len, 9);
+        assert_eq!(&many.join()[..], b"a\nbc\ndef\n");
+        assert!(Chunk::default().is_empty());
+    }
 }

@@ -10,8 +10,8 @@ pub mod lock_stats;
 mod meta;
 
 pub use meta::{
-    fill_create_meta, generate_name_suffix, json_path_get, metadata_mut, now_rfc3339, obj_name,
-    obj_namespace, owner_uids, rv_of, set_rv, uid_of,
+    fill_create_meta, finalizers, generate_name_suffix, is_deleting, json_path_get, metadata_mut,
+    now_rfc3339, obj_name, obj_namespace, owner_uids, rv_of, set_rv, uid_of,
 };
 
 use bytes::Bytes;
@@ -21,7 +21,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 /// Default number of events always kept for watch resume.
 pub const DEFAULT_HISTORY: usize = 10_000;
@@ -174,9 +174,20 @@ struct Entry {
     /// The object's resourceVersion (the rv of its latest write).
     rv: u64,
     version: Arc<Version>,
+    /// The object's finalizers when it is marked for deletion (None otherwise): the garbage
+    /// collector's questions ("is this owner being deleted in the foreground?") without a decode.
+    deletion: Option<Arc<[String]>>,
 }
 
 impl Entry {
+    fn new(rv: u64, version: Arc<Version>, obj: &Value) -> Entry {
+        Entry {
+            rv,
+            version,
+            deletion: is_deleting(obj).then(|| finalizers(obj).into()),
+        }
+    }
+
     /// The object for a read that may be followed by a write from this thread.
     fn object(&self, store: u64) -> Arc<Value> {
         self.version.value_for_write(store, self.rv)
@@ -212,6 +223,26 @@ struct Inner {
     to_cool: Vec<Arc<Event>>,
     /// Secondary indexes by table (see `index`).
     secondary: HashMap<Arc<str>, index::SecondaryIndex>,
+    /// Where the changes that can matter to ownership go (see [`Store::ownership_feed`]).
+    feed: Option<mpsc::UnboundedSender<OwnershipChange>>,
+}
+
+/// A committed change that can matter to the garbage collector, namespace or CRD cleanup: every
+/// deletion, and every create or update of an object that has (or had) owner references or is
+/// marked for deletion. Built under the store's lock from the object as written (decoded then), so
+/// the collector reads what it needs without decoding the event's object, which may be cold by the
+/// time it gets there.
+#[derive(Debug)]
+pub struct OwnershipChange {
+    pub event: Arc<Event>,
+    /// uid of the object.
+    pub uid: String,
+    /// Owner uids of the object as written (as deleted, for DELETED).
+    pub owners: Vec<String>,
+    /// Owner uids before a MODIFIED that changed them (empty when they did not change).
+    pub owners_before: Vec<String>,
+    /// Whether the object as written is marked for deletion.
+    pub deleting: bool,
 }
 
 /// Result of one list page.
@@ -359,6 +390,7 @@ impl Store {
                 dependents: HashMap::new(),
                 to_cool: Vec::new(),
                 secondary: HashMap::new(),
+                feed: None,
             }),
             tx,
             locks: lock_stats::LockStats::default(),
@@ -443,6 +475,97 @@ impl Store {
                 Some((t.clone(), obj))
             })
             .collect()
+    }
+
+    /// (table, key) of the objects whose ownerReferences name this uid, without decoding them.
+    pub fn dependent_keys(&self, owner_uid: &str) -> Vec<(Arc<str>, String)> {
+        self.read()
+            .dependents
+            .get(owner_uid)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// (table, key) of the objects that name at least one owner uid no object has (candidates for
+    /// collection), without decoding anything.
+    pub fn dependents_of_missing_owners(&self) -> Vec<(Arc<str>, String)> {
+        let inner = self.read();
+        let mut out: Vec<(Arc<str>, String)> = inner
+            .dependents
+            .iter()
+            .filter(|(owner, _)| !inner.uids.contains_key(*owner))
+            .flat_map(|(_, set)| set.iter().cloned())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The finalizers of an object marked for deletion; None when it is not marked or not stored.
+    pub fn deletion(&self, table: &str, namespace: &str, name: &str) -> Option<Arc<[String]>> {
+        let key = object_key(namespace, name);
+        self.read()
+            .tables
+            .get(table)
+            .and_then(|t| t.objects.get(&key))
+            .and_then(|e| e.deletion.clone())
+    }
+
+    /// (table, key, finalizers) of the object with this uid when it is marked for deletion.
+    pub fn deletion_by_uid(&self, uid: &str) -> Option<(Arc<str>, String, Arc<[String]>)> {
+        let inner = self.read();
+        let (table, key) = inner.uids.get(uid)?;
+        let fins = inner
+            .tables
+            .get(table)?
+            .objects
+            .get(key)?
+            .deletion
+            .clone()?;
+        Some((table.clone(), key.clone(), fins))
+    }
+
+    /// Keys of `table`'s objects (in `namespace` when given), each with whether it is marked for
+    /// deletion, in key order, without decoding them.
+    pub fn keys(&self, table: &str, namespace: Option<&str>) -> Vec<(String, bool)> {
+        let inner = self.read();
+        let Some(t) = inner.tables.get(table) else {
+            return Vec::new();
+        };
+        let prefix = namespace.map(|ns| format!("{ns}/"));
+        let range = match &prefix {
+            Some(p) => t.objects.range::<String, _>(p.clone()..),
+            None => t.objects.range::<String, _>(..),
+        };
+        range
+            .take_while(|(k, _)| prefix.as_deref().is_none_or(|p| k.starts_with(p)))
+            .map(|(k, e)| (k.clone(), e.deletion.is_some()))
+            .collect()
+    }
+
+    /// (table, key) of every object marked for deletion, without decoding anything.
+    pub fn marked_for_deletion(&self) -> Vec<(Arc<str>, String)> {
+        let inner = self.read();
+        inner
+            .tables
+            .iter()
+            .flat_map(|(name, t)| {
+                t.objects
+                    .iter()
+                    .filter(|(_, e)| e.deletion.is_some())
+                    .map(|(k, _)| (name.clone(), k.clone()))
+            })
+            .collect()
+    }
+
+    /// From now on, every change that can matter to ownership ([`OwnershipChange`]) is queued, in
+    /// commit order, on the returned receiver, with no bound: a consumer that falls behind loses
+    /// nothing and never has to rescan the store. One consumer (the garbage collector); a second
+    /// call replaces the first receiver.
+    pub fn ownership_feed(&self) -> mpsc::UnboundedReceiver<OwnershipChange> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.write().feed = Some(tx);
+        rx
     }
 
     /// Keeps a secondary index over `table` (replacing one set before), built from the objects
@@ -573,18 +696,14 @@ impl Store {
         set_rv(&mut obj, rv);
         let obj = Arc::new(obj);
         let version = Version::hot(obj.clone());
-        t.objects.insert(
-            key.clone(),
-            Entry {
-                rv,
-                version: version.clone(),
-            },
-        );
+        t.objects
+            .insert(key.clone(), Entry::new(rv, version.clone(), &obj));
         index_add(inner, table, &key, &obj);
         if let Some(ix) = inner.secondary.get_mut(table) {
             ix.add(&key, &obj);
         }
-        self.commit(inner, rv, EventType::Added, table, key, version, None);
+        let ev = self.commit(inner, rv, EventType::Added, table, key, version, None);
+        feed(inner, ev, &obj, None);
         Ok(obj)
     }
 
@@ -627,10 +746,7 @@ impl Store {
             .get_mut(table)
             .and_then(|t| t.objects.get_mut(&key))
         {
-            *e = Entry {
-                rv,
-                version: version.clone(),
-            };
+            *e = Entry::new(rv, version.clone(), &obj);
         }
         if reindex {
             index_add(inner, table, &key, &obj);
@@ -638,7 +754,7 @@ impl Store {
         if let Some(ix) = inner.secondary.get_mut(table) {
             ix.replace(&key, &old, &obj);
         }
-        self.commit(
+        let ev = self.commit(
             inner,
             rv,
             EventType::Modified,
@@ -647,6 +763,7 @@ impl Store {
             version,
             Some(old_version),
         );
+        feed(inner, ev, &obj, reindex.then_some(&*old));
         Ok((old, obj))
     }
 
@@ -695,7 +812,7 @@ impl Store {
         let mut gone = (*old).clone();
         set_rv(&mut gone, rv);
         let gone = Arc::new(gone);
-        self.commit(
+        let ev = self.commit(
             inner,
             rv,
             EventType::Deleted,
@@ -704,6 +821,7 @@ impl Store {
             Version::hot(gone.clone()),
             Some(old_version),
         );
+        feed(inner, ev, &gone, None);
         Ok(gone)
     }
 
@@ -915,7 +1033,7 @@ impl Store {
         key: String,
         object: Arc<Version>,
         prev: Option<Arc<Version>>,
-    ) {
+    ) -> Arc<Event> {
         let ev = Arc::new(Event {
             rv,
             etype,
@@ -944,7 +1062,36 @@ impl Store {
             }
         }
         // No receivers is fine.
-        let _ = self.tx.send(ev);
+        let _ = self.tx.send(ev.clone());
+        ev
+    }
+}
+
+/// Queues a change on the ownership feed when it can matter to ownership (see
+/// [`OwnershipChange`]); `before` is the previous object when the owner references changed.
+fn feed(inner: &mut Inner, event: Arc<Event>, obj: &Value, before: Option<&Value>) {
+    let Some(tx) = &inner.feed else { return };
+    let owners: Vec<String> = owner_uids(obj).map(str::to_string).collect();
+    let owners_before: Vec<String> = before
+        .map(|b| owner_uids(b).map(str::to_string).collect())
+        .unwrap_or_default();
+    let deleting = is_deleting(obj);
+    if event.etype != EventType::Deleted
+        && !deleting
+        && owners.is_empty()
+        && owners_before.is_empty()
+    {
+        return;
+    }
+    let change = OwnershipChange {
+        uid: uid_of(obj).to_string(),
+        event,
+        owners,
+        owners_before,
+        deleting,
+    };
+    if tx.send(change).is_err() {
+        inner.feed = None;
     }
 }
 
@@ -986,5 +1133,7 @@ fn index_remove(inner: &mut Inner, key: &str, table: &Arc<str>, obj: &Value) {
     }
 }
 
+#[cfg(test)]
+mod feed_tests;
 #[cfg(test)]
 mod tests;
