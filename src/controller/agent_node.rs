@@ -27,7 +27,7 @@ use super::agent_node_decide::{Decision, Inputs, Models, Workload, decide};
 use super::context::{Context, Stage, reference};
 use super::index::{Written, bindings_annotation, workload_bindings};
 use super::ready;
-use super::status::{ABSENT_GRACE, Live, apply_child_cached, digest_of};
+use super::status::{ABSENT_GRACE, Freshness, Live, apply_child_cached, digest_of};
 use super::watch;
 use crate::api::agent_node::{
     AgentNode, AgentNodeStatus, LifecycleMode, ModelInUse, Neighbor, NodePhase, ObjectiveStatus,
@@ -843,13 +843,16 @@ async fn reconcile_inner(
     if node.metadata.deletion_timestamp.is_some() {
         return finalize_legacy(ctx, &api, node).await;
     }
-    if ctx
+    match ctx
         .written
-        .cache_is_behind(&written_key(node), node.resource_version().as_deref())
+        .freshness(&written_key(node), node.resource_version().as_deref())
     {
         // This process wrote the node's status after the cached version: wait for the cache (the
         // write's watch event queues this node again) instead of deciding twice.
-        return Ok(Action::await_change());
+        Freshness::Behind => return Ok(Action::await_change()),
+        // The write's event reached the store after this reconcile read its object: read again.
+        Freshness::Passed => return Ok(Action::requeue(std::time::Duration::ZERO)),
+        Freshness::Current => {}
     }
     super::prune::node_workload(ctx, node, lifecycle_mode(node)).await?;
     let (snap, meta) = read(ctx, node);

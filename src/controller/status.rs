@@ -221,6 +221,20 @@ struct Written {
     rv: u64,
     /// A reconcile found the cache behind this write and left the object to the write's echo.
     deferred: bool,
+    /// The watch has delivered this write (or a later version): the store holds it.
+    echoed: bool,
+}
+
+/// How a reconcile's object stands against this process's last status write of it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// Not older than the write: decide.
+    Current,
+    /// Older, and the write's echo is still to come: it triggers the object again.
+    Behind,
+    /// Older, but the echo has passed (the reconcile read its object just before the store took
+    /// it): read again now, no event will come.
+    Passed,
 }
 
 /// Digest of a JSON document.
@@ -241,17 +255,23 @@ impl WrittenStatus {
     /// Whether the cached object (`cached_rv`) predates the last status this process wrote for
     /// `key`: a plan made from it is stale, and its write would only repeat or undo that write. The
     /// write's own watch event brings the reconcile back with a current cache (see
-    /// [`WrittenStatus::is_quiet_echo`]).
-    pub fn cache_is_behind(&self, key: &str, cached_rv: Option<&str>) -> bool {
+    /// [`WrittenStatus::is_quiet_echo`]) unless it has passed already.
+    pub fn freshness(&self, key: &str, cached_rv: Option<&str>) -> Freshness {
         let mut map = self.map();
         let Some(written) = map.get_mut(key) else {
-            return false;
+            return Freshness::Current;
         };
         let behind = cached_rv
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|cached| cached < written.rv);
-        written.deferred |= behind;
-        behind
+        match (behind, written.echoed) {
+            (false, _) => Freshness::Current,
+            (true, true) => Freshness::Passed,
+            (true, false) => {
+                written.deferred = true;
+                Freshness::Behind
+            }
+        }
     }
 
     /// Whether a watch event of `key` at `rv` is the echo of this process's last status write and
@@ -269,6 +289,7 @@ impl WrittenStatus {
         }
         let quiet = rv == written.rv && !written.deferred;
         written.deferred = false;
+        written.echoed = true;
         quiet
     }
 
@@ -282,6 +303,7 @@ impl WrittenStatus {
                 Written {
                     rv,
                     deferred: false,
+                    echoed: false,
                 },
             ),
             None => map.remove(&key),
@@ -295,7 +317,7 @@ impl WrittenStatus {
 
 #[cfg(test)]
 mod tests {
-    use super::WrittenStatus;
+    use super::{Freshness, WrittenStatus};
 
     #[test]
     fn only_the_echo_of_the_last_write_that_nothing_waited_for_is_quiet() {
@@ -311,13 +333,19 @@ mod tests {
         assert!(w.is_quiet_echo("n", Some("12")));
         // A reconcile that found the cache behind the write waits for the echo: it is not quiet.
         w.record("n".into(), Some("14"));
-        assert!(w.cache_is_behind("n", Some("12")));
+        assert_eq!(w.freshness("n", Some("12")), Freshness::Behind);
         assert!(!w.is_quiet_echo("n", Some("14")));
+        assert_eq!(w.freshness("n", Some("14")), Freshness::Current);
         // ... once.
         assert!(w.is_quiet_echo("n", Some("14")));
-        // A write whose answer has no usable version disables the check.
+        // A reconcile that read its object just before the echo reached the store: the echo has
+        // passed (quiet, nothing queued), so that reconcile must read again rather than wait.
+        w.record("n".into(), Some("16"));
+        assert!(w.is_quiet_echo("n", Some("16")));
+        assert_eq!(w.freshness("n", Some("14")), Freshness::Passed);
+        // A write whose answer has no usable version disables the checks.
         w.record("n".into(), None);
         assert!(!w.is_quiet_echo("n", Some("14")));
-        assert!(!w.cache_is_behind("n", Some("1")));
+        assert_eq!(w.freshness("n", Some("1")), Freshness::Current);
     }
 }
