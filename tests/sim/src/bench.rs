@@ -446,18 +446,20 @@ pub async fn run_agents(objects: usize) -> Result<String, BenchError> {
     let nodes = objects.div_ceil(mix::OBJECTS_PER_NODE).max(1);
     let rv_before = st.store.current_rv();
     let t0 = Instant::now();
+    let c0 = cpu_secs();
     for i in 0..nodes {
         m.create_node(&st, i)?;
     }
     let secs = t0.elapsed().as_secs_f64();
     let writes = st.store.current_rv() - rv_before;
+    let write_cpu = cpu_micros(c0, writes as usize);
     let rss_after = rss_kib();
     let stored = st.store.total_objects() - stored_before;
     let usage = usage_line(&st.store.usage());
     sim.shutdown().await;
     Ok(format!(
         "mix: {nodes} AgentNodes with their ServiceAccount, Role, RoleBinding, Job and Pod (namespace {}), \
-         {writes} writes in {secs:.1}s = {:.0} writes/s\n{}\n{usage}",
+         {writes} writes in {secs:.1}s = {:.0} writes/s ({write_cpu:.1} us CPU each)\n{}\n{usage}",
         mix::NAMESPACE,
         writes as f64 / secs,
         memory_line(stored, rss_before, rss_after)

@@ -9,10 +9,13 @@ use super::conflict::{ApplyConflict, ConflictCause};
 use super::fieldset::{FieldSet, canonical, path_string};
 use super::hints::TypeHints;
 use super::managed::{
-    Entry, Scope, api_version_of, cap_update_managers, decode_entries, encode_entries,
-    managed_fields_of, store_entries, without_managed_fields,
+    Entry, Scope, api_version_of, cap_update_managers, decode_entries, decode_entries_owned,
+    equal_without_managed_fields, managed_fields_of, remove_managed_fields, same_encoding,
+    store_entries, take_managed_fields, without_managed_fields,
 };
-use super::walk::{Comparison, compare, merge, prune, to_set, validate_value};
+use super::walk::{
+    Comparison, child, compare, map_is_atomic, merge, prune, to_set, validate_value,
+};
 
 /// The outcome of an apply: the new object (with `metadata.managedFields` updated) and whether
 /// anything (object or ownership) changed, so the server can skip a no-op write.
@@ -223,18 +226,34 @@ fn apply_core(
         }
     };
     let config = scoped_config(applied, scope);
-    let live_clean = live.map(without_managed_fields);
-    let mut entries = live
-        .map(|l| decode_entries(managed_fields_of(l)))
-        .unwrap_or_default();
-    let original_entries = entries.clone();
+    // The live object without its managedFields, merged with the configuration (which never
+    // carries managedFields: `scoped_config` strips them). Through non-atomic maps the merge
+    // copies the live managedFields as they are: they are decoded from that copy, so entries
+    // the apply leaves alone are written back without re-encoding.
+    let (mut merged, mut entries) = match live {
+        Some(l) => {
+            let mut m = merge(l, &config, root);
+            let copied = remove_managed_fields(&mut m);
+            let entries = if copied.is_some()
+                && !map_is_atomic(root)
+                && !map_is_atomic(child(root, "metadata"))
+            {
+                decode_entries_owned(copied)
+            } else {
+                decode_entries(managed_fields_of(l))
+            };
+            (m, entries)
+        }
+        None => (merge(&Value::Object(Map::new()), &config, root), Vec::new()),
+    };
+    let original_entries: Vec<Entry> = entries.iter().map(Entry::without_raw).collect();
 
-    if let (Some(l), true) = (&live_clean, entries.is_empty()) {
+    if let (Some(l), true) = (live, entries.is_empty()) {
         // Objects created without field tracking: every field (status included) belongs to
         // "before-first-apply"; only server-owned metadata is left out.
         let mut set = FieldSet::new();
-        to_set(l, root, &mut Vec::new(), &mut set);
-        let set = Scope::Other.filter(&set);
+        to_set(&without_managed_fields(l), root, &mut Vec::new(), &mut set);
+        let set = Scope::Other.filter_owned(set);
         if !set.is_empty() {
             entries.push(Entry {
                 manager: "before-first-apply".into(),
@@ -243,6 +262,7 @@ fn apply_core(
                 time: Some(now.to_string()),
                 subresource: None,
                 set,
+                raw: None,
             });
         }
     }
@@ -254,32 +274,19 @@ fn apply_core(
     let me = |e: &Entry| e.is(manager, "Apply", &api_version, subresource);
     let last_set = entries.iter().find(|e| me(e)).map(|e| e.set.clone());
 
-    let base = live_clean
-        .clone()
-        .unwrap_or_else(|| Value::Object(Map::new()));
-    let mut merged = merge(&base, &config, root);
-
     if let Some(last) = &last_set {
         // The unfiltered set still holds metadata.name etc., which keeps `metadata` alive.
-        let mut keep = raw_new_set.clone();
+        let mut keep = raw_new_set;
         for e in entries.iter().filter(|e| !me(e)) {
-            keep = keep.union(&e.set);
+            keep.union_with(&e.set);
         }
         prune(&mut merged, last, Some(&keep), root);
     }
 
-    let mut cmp = Comparison {
-        builtin: hints.is_builtin(),
-        ..Comparison::default()
-    };
-    compare(
-        live_clean.as_ref(),
-        Some(&merged),
-        root,
-        &mut Vec::new(),
-        &mut cmp,
-    );
-    let changed_fields = scope.filter(&cmp.modified.union(&cmp.added));
+    let cmp = compare_objects(live, &merged, hints);
+    let mut changed_fields = cmp.modified;
+    changed_fields.union_with(&cmp.added);
+    let changed_fields = scope.filter_owned(changed_fields);
     let removed = cmp.removed;
 
     let mut causes = Vec::new();
@@ -297,7 +304,7 @@ fn apply_core(
                 field: path_string(&path),
             });
         }
-        e.set = e.set.difference(&clash);
+        e.set.subtract(&clash);
     }
     if !force && !causes.is_empty() {
         // Grouped by manager; within a manager, field paths stay in path order.
@@ -309,11 +316,11 @@ fn apply_core(
         return Err(ApplyConflict { conflicts, causes });
     }
 
-    let object_changed = live_clean.as_ref() != Some(&merged);
+    let object_changed = live.is_none_or(|l| !equal_without_managed_fields(l, &merged));
     // Removed fields leave the other managers' sets; the applier keeps exactly what it applied
     // (an applied `null` stays owned).
     for e in entries.iter_mut().filter(|e| !me(e)) {
-        e.set = e.set.difference(&removed);
+        e.set.subtract(&removed);
     }
     match entries.iter_mut().find(|e| me(e)) {
         Some(e) => {
@@ -330,18 +337,35 @@ fn apply_core(
             time: Some(now.to_string()),
             subresource: subresource.filter(|s| !s.is_empty()).map(String::from),
             set: new_set,
+            raw: None,
         }),
     }
     entries.retain(|e| !e.set.is_empty());
 
+    let changed = object_changed || !same_encoding(&original_entries, &entries);
     let mut object = merged;
-    let before = encode_entries(original_entries);
     store_entries(&mut object, entries);
-    let after = managed_fields_of(&object)
-        .cloned()
-        .unwrap_or(Value::Array(Vec::new()));
-    let changed = object_changed || before != after;
     Ok(ApplyResult { object, changed })
+}
+
+/// Compares `old` (`None`: no object) with `new` as if neither had `metadata.managedFields`.
+fn compare_objects(old: Option<&Value>, new: &Value, hints: &TypeHints) -> Comparison {
+    let root = Some(&hints.root);
+    let mut cmp = Comparison {
+        builtin: hints.is_builtin(),
+        skip_managed_fields: true,
+        ..Comparison::default()
+    };
+    if map_is_atomic(root) || map_is_atomic(child(root, "metadata")) {
+        // An atomic map is compared whole: compare copies without the bookkeeping.
+        cmp.skip_managed_fields = false;
+        let old = old.map(without_managed_fields);
+        let new = without_managed_fields(new);
+        compare(old.as_ref(), Some(&new), root, &mut Vec::new(), &mut cmp);
+    } else {
+        compare(old, Some(new), root, &mut Vec::new(), &mut cmp);
+    }
+    cmp
 }
 
 /// Updates `new.metadata.managedFields` for a non-apply write (create, update, patch) by
@@ -359,56 +383,40 @@ pub fn track_update(
 ) {
     let subresource = subresource.filter(|s| !s.is_empty());
     let scope = Scope::new(subresource, hints);
-    let root = Some(&hints.root);
     let api_version = api_version_of(new);
-    let sent = managed_fields_of(new).cloned();
-    let old_mf = old.and_then(managed_fields_of).cloned();
+    let old_mf = old.and_then(managed_fields_of);
+    let sent = managed_fields_of(new);
     let client_set_fields = subresource.is_none()
-        && sent
-            .as_ref()
-            .is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty()))
+        && sent.is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty()))
         && sent != old_mf;
-    let mut entries = if client_set_fields {
-        decode_entries(sent.as_ref())
+    let mut entries = if client_set_fields || sent == old_mf {
+        // `new` carries the list the entries come from (usually the old one, copied): decoded
+        // from there, entries the write leaves alone are written back without re-encoding.
+        decode_entries_owned(take_managed_fields(new))
     } else {
-        decode_entries(old_mf.as_ref())
+        decode_entries(old_mf)
     };
 
-    let old_clean = old
-        .map(without_managed_fields)
-        .unwrap_or_else(|| Value::Object(Map::new()));
-    let new_clean = without_managed_fields(new);
-    let mut cmp = Comparison {
-        builtin: hints.is_builtin(),
-        ..Comparison::default()
-    };
-    compare(
-        Some(&old_clean),
-        Some(&new_clean),
-        root,
-        &mut Vec::new(),
-        &mut cmp,
-    );
-    let modified = scope.filter(&cmp.modified);
-    let added = scope.filter(&cmp.added);
+    let empty = Value::Object(Map::new());
+    let cmp = compare_objects(Some(old.unwrap_or(&empty)), new, hints);
+    let mut gained = cmp.modified;
+    gained.union_with(&cmp.added);
+    let gained = scope.filter_owned(gained);
     let removed = cmp.removed;
 
     let me = |e: &Entry| e.is(manager, operation, &api_version, subresource);
-    let gained = modified.union(&added);
     for e in entries.iter_mut() {
         if !me(e) {
-            e.set = e.set.difference(&gained);
+            e.set.subtract(&gained);
         }
-        e.set = e.set.difference(&removed);
+        e.set.subtract(&removed);
     }
     match entries.iter_mut().find(|e| me(e)) {
-        Some(e) => {
-            let updated = e.set.union(&gained);
-            if !gained.is_empty() || updated != e.set {
-                e.time = Some(now.to_string());
-            }
-            e.set = updated;
+        Some(e) if !gained.is_empty() => {
+            e.time = Some(now.to_string());
+            e.set.union_with(&gained);
         }
+        Some(_) => {}
         None if !gained.is_empty() => entries.push(Entry {
             manager: manager.to_string(),
             operation: operation.to_string(),
@@ -416,6 +424,7 @@ pub fn track_update(
             time: Some(now.to_string()),
             subresource: subresource.filter(|s| !s.is_empty()).map(String::from),
             set: gained,
+            raw: None,
         }),
         None => {}
     }

@@ -22,18 +22,38 @@ pub enum PathElement {
 impl PathElement {
     /// A key element from key field names and values (sorted by name, canonical JSON).
     pub fn key(pairs: &[(String, Value)]) -> PathElement {
-        let mut sorted: Vec<&(String, Value)> = pairs.iter().collect();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut m = Map::new();
-        for (k, v) in sorted {
-            m.insert(k.clone(), canonical(v));
+        let refs: Vec<(&str, &Value)> = pairs.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        PathElement::key_of(refs)
+    }
+
+    /// `key` from borrowed pairs: the canonical JSON object written directly (keys sorted, a
+    /// repeated name keeping its last value, as a JSON object built from the pairs would).
+    pub(crate) fn key_of(mut pairs: Vec<(&str, &Value)>) -> PathElement {
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = Vec::with_capacity(32);
+        out.push(b'{');
+        let mut first = true;
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            if pairs.get(i + 1).is_some_and(|next| next.0 == *k) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_json(&mut out, *k);
+            out.push(b':');
+            write_canonical(&mut out, v);
         }
-        PathElement::Key(Value::Object(m).to_string())
+        out.push(b'}');
+        PathElement::Key(String::from_utf8(out).unwrap_or_default())
     }
 
     /// A set-value element.
     pub fn value(v: &Value) -> PathElement {
-        PathElement::Value(canonical(v).to_string())
+        let mut out = Vec::with_capacity(16);
+        write_canonical(&mut out, v);
+        PathElement::Value(String::from_utf8(out).unwrap_or_default())
     }
 
     /// The `FieldsV1` key for this element.
@@ -43,6 +63,17 @@ impl PathElement {
             PathElement::Key(json) => format!("k:{json}"),
             PathElement::Value(json) => format!("v:{json}"),
             PathElement::Index(i) => format!("i:{i}"),
+        }
+    }
+
+    /// Whether `encode()` equals `key` (no allocation but for indices).
+    pub(crate) fn encodes_as(&self, key: &str) -> bool {
+        let (prefix, rest) = key.split_at_checked(2).unwrap_or(("", ""));
+        match self {
+            PathElement::Field(name) => prefix == "f:" && rest == name,
+            PathElement::Key(json) => prefix == "k:" && rest == json,
+            PathElement::Value(json) => prefix == "v:" && rest == json,
+            PathElement::Index(i) => prefix == "i:" && rest == i.to_string(),
         }
     }
 
@@ -81,6 +112,19 @@ impl PathElement {
             PathElement::Value(json) => format!("[={json}]"),
             PathElement::Index(i) => format!("[{i}]"),
         }
+    }
+}
+
+/// Appends compact JSON (writing into a Vec cannot fail).
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// Appends the canonical JSON of `v` (`canonical(v)` serialized; scalars as they are).
+fn write_canonical(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Object(_) | Value::Array(_) => write_json(out, &canonical(v)),
+        scalar => write_json(out, scalar),
     }
 }
 
@@ -127,7 +171,11 @@ impl FieldSet {
     pub fn insert(&mut self, path: &[PathElement]) {
         let mut cur = self;
         for pe in path {
-            cur = cur.children.entry(pe.clone()).or_default();
+            // Clone the element only when the node is new (most inserts share a prefix).
+            if !cur.children.contains_key(pe) {
+                cur.children.insert(pe.clone(), FieldSet::default());
+            }
+            cur = cur.children.get_mut(pe).expect("inserted above");
         }
         cur.member = true;
     }
@@ -158,41 +206,55 @@ impl FieldSet {
         self.children.iter()
     }
 
+    /// Keeps the children `keep` accepts (with everything below them).
+    pub(crate) fn retain_children(&mut self, mut keep: impl FnMut(&PathElement) -> bool) {
+        self.children.retain(|pe, _| keep(pe));
+    }
+
+    /// Removes and returns the subtree below one child.
+    pub(crate) fn take_child(&mut self, pe: &PathElement) -> Option<FieldSet> {
+        self.children.remove(pe)
+    }
+
+    /// Puts `sub` under the child `pe` (replacing it; nothing when `sub` is empty).
+    pub(crate) fn put_child(&mut self, pe: PathElement, sub: FieldSet) {
+        if !sub.is_empty() {
+            self.children.insert(pe, sub);
+        }
+    }
+
     /// Removes `path` and everything below it.
+    #[cfg(test)]
     pub(crate) fn remove_subtree(&mut self, path: &[PathElement]) {
         let Some((last, parents)) = path.split_last() else {
             *self = FieldSet::default();
             return;
         };
-        let mut cur = &mut *self;
-        for pe in parents {
-            match cur.children.get_mut(pe) {
-                Some(next) => cur = next,
-                None => return,
-            }
-        }
-        cur.children.remove(last);
-        self.prune_empty();
+        self.change_at(parents, |node| {
+            node.children.remove(last);
+        });
     }
 
     /// Clears the member flag at `path` (children stay).
     pub(crate) fn unmark(&mut self, path: &[PathElement]) {
-        let mut cur = &mut *self;
-        for pe in path {
-            match cur.children.get_mut(pe) {
-                Some(next) => cur = next,
-                None => return,
-            }
-        }
-        cur.member = false;
-        self.prune_empty();
+        self.change_at(path, |node| node.member = false);
     }
 
-    fn prune_empty(&mut self) {
-        for child in self.children.values_mut() {
-            child.prune_empty();
+    /// Runs `f` on the node at `path` (nothing when absent), then drops the nodes on the path that
+    /// it left empty. Every other node keeps a member below it (no operation leaves an empty node
+    /// in a set), so only the path needs pruning.
+    fn change_at(&mut self, path: &[PathElement], f: impl FnOnce(&mut FieldSet)) {
+        let Some((first, rest)) = path.split_first() else {
+            f(self);
+            return;
+        };
+        let Some(child) = self.children.get_mut(first) else {
+            return;
+        };
+        child.change_at(rest, f);
+        if child.is_empty() {
+            self.children.remove(first);
         }
-        self.children.retain(|_, c| !c.is_empty());
     }
 
     pub fn union(&self, other: &FieldSet) -> FieldSet {
@@ -206,6 +268,49 @@ impl FieldSet {
             out.children.insert(pe.clone(), merged);
         }
         out
+    }
+
+    /// Adds the members of `other` (in place: the work follows `other`, not `self`).
+    pub fn union_with(&mut self, other: &FieldSet) {
+        self.member |= other.member;
+        for (pe, sub) in &other.children {
+            match self.children.get_mut(pe) {
+                Some(mine) => mine.union_with(sub),
+                None => {
+                    self.children.insert(pe.clone(), sub.clone());
+                }
+            }
+        }
+    }
+
+    /// Removes the members of `other` (in place: the work follows `other`, not `self`); whether
+    /// anything was removed.
+    pub fn subtract(&mut self, other: &FieldSet) -> bool {
+        let mut removed = false;
+        if self.member && other.member {
+            self.member = false;
+            removed = true;
+        }
+        if self.children.len() <= other.children.len() {
+            self.children
+                .retain(|pe, mine| match other.children.get(pe) {
+                    Some(sub) => {
+                        removed |= mine.subtract(sub);
+                        !mine.is_empty()
+                    }
+                    None => true,
+                });
+        } else {
+            for (pe, sub) in &other.children {
+                if let Some(mine) = self.children.get_mut(pe) {
+                    removed |= mine.subtract(sub);
+                    if mine.is_empty() {
+                        self.children.remove(pe);
+                    }
+                }
+            }
+        }
+        removed
     }
 
     /// Members of `self` that are not members of `other`.
@@ -272,6 +377,29 @@ impl FieldSet {
             m.insert(pe.encode(), sub.to_fields_v1());
         }
         Value::Object(m)
+    }
+
+    /// Whether `to_fields_v1()` equals `v`, key order included (a walk, no allocation).
+    pub(crate) fn encodes_as(&self, v: &Value) -> bool {
+        let Value::Object(m) = v else {
+            return false;
+        };
+        if self.children.is_empty() {
+            return m.is_empty();
+        }
+        let mut it = m.iter();
+        if self.member
+            && !matches!(it.next(), Some((k, Value::Object(dot))) if k == "." && dot.is_empty())
+        {
+            return false;
+        }
+        for (pe, sub) in &self.children {
+            match it.next() {
+                Some((k, sv)) if pe.encodes_as(k) && sub.encodes_as(sv) => {}
+                _ => return false,
+            }
+        }
+        it.next().is_none()
     }
 
     /// Parses a `fieldsV1` JSON object. Leaves (`{}`) are members; `.` marks a member with

@@ -36,20 +36,15 @@ pub(super) fn item_pe(
         },
         ListType::Map(keys) => {
             let obj = item.as_object()?;
-            let mut pairs = Vec::new();
+            let mut pairs = Vec::with_capacity(keys.len());
             for k in keys {
                 let v = match obj.get(k) {
-                    Some(v) => v.clone(),
-                    None => node?
-                        .key_defaults
-                        .iter()
-                        .find(|(name, _)| name == k)?
-                        .1
-                        .clone(),
+                    Some(v) => v,
+                    None => &node?.key_defaults.iter().find(|(name, _)| name == k)?.1,
                 };
-                pairs.push((k.clone(), v));
+                pairs.push((k.as_str(), v));
             }
-            Some(PathElement::key(&pairs))
+            Some(PathElement::key_of(pairs))
         }
     }
 }
@@ -142,6 +137,17 @@ pub(super) struct Comparison {
     /// Compare against the zero value of a built-in Go type (see `zero_present`); custom
     /// resources compare against an empty object.
     pub(super) builtin: bool,
+    /// Compare as if `metadata.managedFields` were absent on both sides (the bookkeeping itself
+    /// is never compared), without copying the objects to drop it.
+    pub(super) skip_managed_fields: bool,
+}
+
+/// Whether `key` is `metadata.managedFields` of the root (`path` is the map holding it) and the
+/// comparison leaves it out.
+fn skipped(out: &Comparison, path: &[PathElement], key: &str) -> bool {
+    out.skip_managed_fields
+        && key == "managedFields"
+        && matches!(path, [PathElement::Field(m)] if m == "metadata")
 }
 
 /// Whether `path` exists in the zero value of a built-in Go type (non-pointer structs such as
@@ -183,12 +189,18 @@ pub(super) fn compare(
     path: &mut Vec<PathElement>,
     out: &mut Comparison,
 ) {
-    if l.is_none() && r.is_none() {
-        return;
+    match (l, r) {
+        (None, None) => return,
+        // Equal values have no added, removed or modified field anywhere below.
+        (Some(a), Some(b)) if std::ptr::eq(a, b) || a == b => return,
+        _ => {}
     }
     let is_obj = |v: Option<&Value>| v.is_none_or(Value::is_object);
     if !map_is_atomic(node) && is_obj(l) && is_obj(r) {
-        let empty = |v: Option<&Value>| v.and_then(Value::as_object).is_none_or(Map::is_empty);
+        let empty = |v: Option<&Value>| {
+            v.and_then(Value::as_object)
+                .is_none_or(|m| m.keys().all(|k| skipped(out, path, k)))
+        };
         if !(empty(l) && empty(r)) {
             if l.is_none() {
                 if !(out.builtin && zero_present(path)) {
@@ -199,13 +211,20 @@ pub(super) fn compare(
             }
             let lm = l.and_then(Value::as_object);
             let rm = r.and_then(Value::as_object);
-            let mut keys: Vec<&String> = lm.map(|m| m.keys().collect()).unwrap_or_default();
-            for k in rm.into_iter().flat_map(|m| m.keys()) {
-                if !keys.contains(&k) {
-                    keys.push(k);
-                }
-            }
+            // The left keys in order, then the right keys the left lacks.
+            let right_only = rm
+                .into_iter()
+                .flat_map(|m| m.keys())
+                .filter(|k| lm.is_none_or(|lm| !lm.contains_key(*k)));
+            let keys: Vec<&String> = lm
+                .into_iter()
+                .flat_map(|m| m.keys())
+                .chain(right_only)
+                .collect();
             for k in keys {
+                if skipped(out, path, k) {
+                    continue;
+                }
                 path.push(field(k));
                 compare(
                     lm.and_then(|m| m.get(k)),

@@ -6,7 +6,7 @@ use super::cel_env::{self, Outcome};
 use super::errors::{BadValue, FieldError, FieldErrorKind};
 use kube_cel::CompiledSchema;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 const MAX_DEPTH: usize = 64;
 
@@ -35,6 +35,8 @@ struct CelNode {
 #[derive(Debug, Default)]
 pub(super) struct CelRules {
     nodes: HashMap<String, CelNode>,
+    /// Schema pointers with a rule at or below them: the walk skips every other subtree.
+    rules_below: HashSet<String>,
     errors: Vec<String>,
 }
 
@@ -53,9 +55,10 @@ impl CelRules {
         self.errors.clone()
     }
 
-    fn collect(&mut self, s: &Value, ptr: String, depth: usize) {
+    /// Compiles the rules at `ptr` and below; whether there are any.
+    fn collect(&mut self, s: &Value, ptr: String, depth: usize) -> bool {
         if depth > MAX_DEPTH || !s.is_object() {
-            return;
+            return false;
         }
         if let Some(raw) = s
             .get("x-kubernetes-validations")
@@ -99,17 +102,22 @@ impl CelRules {
                 },
             );
         }
+        let mut any = self.nodes.contains_key(&ptr);
         if let Some(props) = s.get("properties").and_then(Value::as_object) {
             for (k, ps) in props {
-                self.collect(ps, format!("{ptr}/properties/{k}"), depth + 1);
+                any |= self.collect(ps, format!("{ptr}/properties/{k}"), depth + 1);
             }
         }
         if let Some(items) = s.get("items") {
-            self.collect(items, format!("{ptr}/items"), depth + 1);
+            any |= self.collect(items, format!("{ptr}/items"), depth + 1);
         }
         if let Some(add) = s.get("additionalProperties") {
-            self.collect(add, format!("{ptr}/additionalProperties"), depth + 1);
+            any |= self.collect(add, format!("{ptr}/additionalProperties"), depth + 1);
         }
+        if any {
+            self.rules_below.insert(ptr);
+        }
+        any
     }
 
     /// Evaluates every rule against `obj` (and `old` for transition rules), appending errors.
@@ -123,7 +131,15 @@ impl CelRules {
         if self.nodes.is_empty() {
             return;
         }
-        // At the root, CEL sees only metadata.name and metadata.generateName.
+        // At the root, CEL sees only metadata.name and metadata.generateName. Without rules at
+        // the root or anywhere `metadata` could lead, the walk never looks at it: no view needed.
+        let meta_seen = self.nodes.contains_key("")
+            || self.rules_below.contains("/properties/metadata")
+            || self.rules_below.contains("/additionalProperties");
+        if !meta_seen {
+            self.walk(schema, "", obj, old, "", errs, 0);
+            return;
+        }
         let root = root_view(obj);
         let old_root = old.map(root_view);
         self.walk(schema, "", &root, old_root.as_ref(), "", errs, 0);
@@ -140,12 +156,17 @@ impl CelRules {
         errs: &mut Vec<FieldError>,
         depth: usize,
     ) {
-        if depth > MAX_DEPTH || !s.is_object() || v.is_null() {
+        if depth > MAX_DEPTH || !s.is_object() || v.is_null() || !self.rules_below.contains(ptr) {
             return;
         }
         if let Some(node) = self.nodes.get(ptr) {
-            let node_type = s.get("type").and_then(Value::as_str).unwrap_or("");
-            evaluate(node, node_type, v, old, path, errs);
+            // Ratcheting drops every failure of an unchanged value but a transition rule's, so
+            // without transition rules an unchanged value is not evaluated at all.
+            let needed = node.rules.iter().any(|r| r.transition) || old.is_none_or(|o| o != v);
+            if needed {
+                let node_type = s.get("type").and_then(Value::as_str).unwrap_or("");
+                evaluate(node, node_type, v, old, path, errs);
+            }
         }
         match v {
             Value::Object(obj) => {

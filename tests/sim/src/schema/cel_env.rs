@@ -5,10 +5,12 @@
 //! and the evaluation of one schema node's compiled rules.
 
 use super::cel_urls;
+use kube_cel::cel::extractors::This;
 use kube_cel::cel::objects::{Key, Map, Value};
-use kube_cel::cel::{Context, ExecutionError, Program, ResolveResult};
+use kube_cel::cel::{Context, ExecutionError, FunctionContext, Program, ResolveResult};
 use kube_cel::{CompilationResult, KubeCelExt};
 use serde_json::Value as Json;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,13 +21,45 @@ thread_local! {
         cel_urls::register(&mut ctx);
         ctx.add_function("isQuantity", cel_is_quantity);
         ctx.add_function("quantity", cel_quantity);
+        ctx.add_function("matches", cel_matches);
         ctx
     };
+    /// Patterns `matches` compiled on this thread.
+    static PATTERNS: RefCell<HashMap<String, Result<regex::Regex, String>>> =
+        RefCell::new(HashMap::new());
     /// kube-cel's own environment, to build quantity values once Go's grammar accepted the text.
     static KUBE_CEL: (Context<'static>, Program) = (
         Context::default().with_all(),
         Program::compile("quantity(s)").expect("quantity(s) compiles"),
     );
+}
+
+/// Most patterns kept compiled per thread (rules hold a handful; beyond that, start over).
+const PATTERNS_MAX: usize = 256;
+
+/// `matches` as cel's own (same regex dialect, same error), with each pattern compiled once per
+/// thread: cel compiles it on every call, which made a list rule such as
+/// `self.all(t, t.matches('^[a-z0-9]...$'))` the costliest part of validating a write.
+fn cel_matches(
+    ftx: &FunctionContext,
+    This(this): This<Arc<String>>,
+    pattern: Arc<String>,
+) -> Result<bool, ExecutionError> {
+    PATTERNS.with(|p| {
+        let mut p = p.borrow_mut();
+        if !p.contains_key(pattern.as_str()) {
+            if p.len() >= PATTERNS_MAX {
+                p.clear();
+            }
+            let compiled = regex::Regex::new(&pattern).map_err(|e| e.to_string());
+            p.insert(pattern.to_string(), compiled);
+        }
+        match p.get(pattern.as_str()) {
+            Some(Ok(re)) => Ok(re.is_match(&this)),
+            Some(Err(err)) => Err(ftx.error(format!("'{pattern}' not a valid regex:\n{err}"))),
+            None => Ok(false),
+        }
+    })
 }
 
 /// Go's `resource.ParseQuantity` grammar: sign, digits, optional fraction, then a suffix that is a

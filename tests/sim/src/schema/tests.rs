@@ -496,3 +496,62 @@ fn operator_model_entry_messages() {
         ]
     );
 }
+
+#[test]
+fn unchanged_values_skip_only_ratcheted_cel_rules() {
+    let schema = json!({"type": "object", "properties": {
+        "metadata": {"type": "object"},
+        "spec": {"type": "object", "properties": {
+            "x": {"type": "integer", "x-kubernetes-validations": [{"rule": "self > oldSelf", "message": "x must grow"}]},
+            "y": {"type": "integer", "x-kubernetes-validations": [{"rule": "self < 10", "message": "y must be small"}]},
+        }},
+        "status": {"type": "object", "properties": {"phase": {"type": "string"}}},
+    }});
+    let s = StructuralSchema::new(&schema);
+    let old =
+        json!({"metadata": {"name": "a"}, "spec": {"x": 1, "y": 20}, "status": {"phase": "A"}});
+    let mut new = old.clone();
+    new["status"]["phase"] = json!("B");
+    // A transition rule runs on an unchanged value (it compares with the old one); a rule that
+    // is not one is ratcheted.
+    assert_eq!(
+        texts(&s.validate(&new, Some(&old))),
+        vec!["spec.x: Invalid value: \"integer\": x must grow"]
+    );
+    new["spec"]["y"] = json!(21);
+    assert_eq!(
+        texts(&s.validate(&new, Some(&old))),
+        vec![
+            "spec.x: Invalid value: \"integer\": x must grow",
+            "spec.y: Invalid value: \"integer\": y must be small"
+        ]
+    );
+    assert_eq!(
+        texts(&s.validate(&new, None)),
+        vec!["spec.y: Invalid value: \"integer\": y must be small"]
+    );
+}
+
+#[test]
+fn matches_rules_reuse_compiled_patterns() {
+    let schema = json!({"type": "object", "properties": {
+        "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-validations": [
+            {"rule": "self.all(t, t.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'))", "message": "bad tag"},
+            {"rule": "self.all(t, !matches(t, 'x$'))", "message": "no x"}]},
+    }});
+    let s = StructuralSchema::new(&schema);
+    assert!(s.compile_errors().is_empty(), "{:?}", s.compile_errors());
+    for _ in 0..3 {
+        assert!(
+            s.validate(&json!({"tags": ["a", "b-c", "d9"]}), None)
+                .is_empty()
+        );
+        assert_eq!(
+            texts(&s.validate(&json!({"tags": ["ok", "Not-Ok", "box"]}), None)),
+            vec![
+                "tags: Invalid value: \"array\": bad tag",
+                "tags: Invalid value: \"array\": no x"
+            ]
+        );
+    }
+}

@@ -15,6 +15,7 @@ use crate::store::{
 };
 use base64::Engine;
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 pub const FINALIZER_ORPHAN: &str = "orphan";
@@ -488,6 +489,23 @@ impl SimState {
         out
     }
 
+    /// `to_served`, borrowing `obj` when it already has the served shape (no copy).
+    pub fn to_served_cow<'a>(
+        &self,
+        ri: &ResourceInfo,
+        version: &str,
+        obj: &'a Value,
+    ) -> Cow<'a, Value> {
+        let same = ri.group != "events.k8s.io"
+            && obj.get("kind").and_then(Value::as_str) == Some(ri.kind.as_str())
+            && obj.get("apiVersion").and_then(Value::as_str) == Some(&ri.api_version(version));
+        if same {
+            Cow::Borrowed(obj)
+        } else {
+            Cow::Owned(self.to_served(ri, version, obj))
+        }
+    }
+
     pub fn needs_conversion(&self, ri: &ResourceInfo, version: &str) -> bool {
         ri.group == "events.k8s.io" || (ri.is_crd && version != ri.storage_version())
     }
@@ -756,6 +774,20 @@ impl SimState {
         body: Value,
         opts: &WriteOpts,
     ) -> Result<WriteOutcome, ApiError> {
+        self.create_tracked(ri, version, ns, body, opts, None)
+    }
+
+    /// Creates an object; `applied` is the managedFields a server-side apply computed for it (kept
+    /// as they are), `None` records the create as an Update by the request's manager.
+    fn create_tracked(
+        &self,
+        ri: &Arc<ResourceInfo>,
+        version: &str,
+        ns: Option<&str>,
+        body: Value,
+        opts: &WriteOpts,
+        applied: Option<Value>,
+    ) -> Result<WriteOutcome, ApiError> {
         if !body.is_object() {
             return Err(ApiError::bad_request(
                 "the body of the request was not a JSON object",
@@ -816,9 +848,18 @@ impl SimState {
             opts.user.as_ref(),
             opts.dry_run,
         )?);
-        let now = now_rfc3339();
-        let hints = self.hints(ri, version);
-        deps::track_update(None, &mut obj, &opts.manager, None, &hints, &now);
+        match applied {
+            Some(mf) => {
+                if let Some(m) = meta_mut(&mut obj) {
+                    m.insert("managedFields".into(), mf);
+                }
+            }
+            None => {
+                let now = now_rfc3339();
+                let hints = self.hints(ri, version);
+                deps::track_update(None, &mut obj, &opts.manager, None, &hints, &now);
+            }
+        }
         if opts.dry_run {
             let name = obj_name(&obj).to_string();
             if !name.is_empty() && self.store.get(&ri.table, &ns, &name).is_some() {
@@ -952,20 +993,49 @@ impl SimState {
         ri: &ResourceInfo,
         version: &str,
         old: &Value,
-        mut new: Value,
+        new: Cow<'_, Value>,
         sub: Option<&str>,
         opts: &WriteOpts,
         applied: Option<bool>,
     ) -> Result<(Option<Value>, Vec<String>), ApiError> {
-        new = self.to_stored(ri, new);
+        // Storing an object changes neither whether it is one nor its status and managedFields,
+        // all a status write takes from it: a borrowed status body is not copied whole.
         if !new.is_object() {
             return Err(ApiError::bad_request(
                 "the body of the request was not a JSON object",
             ));
         }
         let name = obj_name(old).to_string();
+        if sub == Some("status") {
+            let mut out = old.clone();
+            let (status, mf) = match new {
+                Cow::Owned(mut n) => {
+                    let mf = meta_mut(&mut n).and_then(|m| m.remove("managedFields"));
+                    (n.as_object_mut().and_then(|m| m.remove("status")), mf)
+                }
+                Cow::Borrowed(n) => (
+                    n.get("status").cloned(),
+                    meta(n).and_then(|m| m.get("managedFields")).cloned(),
+                ),
+            };
+            match status {
+                Some(s) => out["status"] = s,
+                None => {
+                    if let Some(m) = out.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            if applied.is_some()
+                && let (Some(mf), Some(m)) = (mf, meta_mut(&mut out))
+            {
+                m.insert("managedFields".into(), mf);
+            }
+            return self.finish_update(ri, version, old, out, sub, opts, applied);
+        }
+        let mut new = self.to_stored(ri, new.into_owned());
         // Server-owned metadata comes from the stored object.
-        let old_meta = meta(old).cloned().unwrap_or_default();
+        let old_meta = meta(old);
         if let Some(m) = meta_mut(&mut new) {
             for k in [
                 "uid",
@@ -976,7 +1046,7 @@ impl SimState {
                 "namespace",
                 "name",
             ] {
-                match old_meta.get(k) {
+                match old_meta.and_then(|om| om.get(k)) {
                     Some(v) => {
                         m.insert(k.into(), v.clone());
                     }
@@ -987,26 +1057,7 @@ impl SimState {
             }
             m.remove("selfLink");
         }
-        let mut new = if sub == Some("status") {
-            let mut out = old.clone();
-            match new.get("status") {
-                Some(s) => out["status"] = s.clone(),
-                None => {
-                    if let Some(m) = out.as_object_mut() {
-                        m.remove("status");
-                    }
-                }
-            }
-            if applied.is_some()
-                && let (Some(mf), Some(m)) = (
-                    meta(&new).and_then(|m| m.get("managedFields")).cloned(),
-                    meta_mut(&mut out),
-                )
-            {
-                m.insert("managedFields".into(), mf);
-            }
-            out
-        } else if sub == Some("ephemeralcontainers") {
+        let new = if sub == Some("ephemeralcontainers") {
             let errors = super::ephemeral::validate(old, &new);
             if !errors.is_empty() {
                 return Err(ApiError::from_status(crate::schema::invalid_status(
@@ -1029,6 +1080,22 @@ impl SimState {
             }
             new
         };
+        self.finish_update(ri, version, old, new, sub, opts, applied)
+    }
+
+    /// The rest of `prepare_update`, on the candidate object.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_update(
+        &self,
+        ri: &ResourceInfo,
+        version: &str,
+        old: &Value,
+        mut new: Value,
+        sub: Option<&str>,
+        opts: &WriteOpts,
+        applied: Option<bool>,
+    ) -> Result<(Option<Value>, Vec<String>), ApiError> {
+        let name = obj_name(old).to_string();
         if sub.is_none() {
             self.default_on_create(ri, version, Some(old), &mut new);
         }
@@ -1188,7 +1255,7 @@ impl SimState {
                 return Err(ApiError::conflict(&ri.group, &ri.plural, name));
             }
             let (new, warnings) =
-                self.prepare_update(ri, version, &old, body.clone(), sub, opts, None)?;
+                self.prepare_update(ri, version, &old, Cow::Borrowed(&body), sub, opts, None)?;
             let Some(new) = new else {
                 return Ok(WriteOutcome {
                     code: 200,
@@ -1243,12 +1310,12 @@ impl SimState {
                 }
                 return Err(ApiError::not_found(&ri.group, &ri.plural, name));
             };
-            let served = self.to_served(ri, version, &old);
+            let served = self.to_served_cow(ri, version, &old);
             let hints = self.hints(ri, version);
             let mut apply_changed = None;
             let patched = match ptype {
                 PatchType::Merge => {
-                    let mut t = served.clone();
+                    let mut t = (*served).clone();
                     deps::merge_patch(&mut t, patch);
                     t
                 }
@@ -1258,7 +1325,7 @@ impl SimState {
                     self.check_apply_body(ri, version, name, patch)?;
                     let now = now_rfc3339();
                     let (o, changed) = deps::server_side_apply(
-                        Some(&served),
+                        Some(&*served),
                         patch,
                         &opts.manager,
                         opts.force,
@@ -1285,12 +1352,19 @@ impl SimState {
             {
                 return Err(ApiError::conflict(&ri.group, &ri.plural, name));
             }
-            let (new, warnings) =
-                self.prepare_update(ri, version, &old, patched, sub, opts, apply_changed)?;
+            let (new, warnings) = self.prepare_update(
+                ri,
+                version,
+                &old,
+                Cow::Owned(patched),
+                sub,
+                opts,
+                apply_changed,
+            )?;
             let Some(new) = new else {
                 return Ok(WriteOutcome {
                     code: 200,
-                    object: served,
+                    object: served.into_owned(),
                     warnings,
                 });
             };
@@ -1377,34 +1451,11 @@ impl SimState {
         if let Some(m) = meta_mut(&mut obj) {
             m.insert("name".into(), json!(name));
         }
-        let managed = meta(&obj).and_then(|m| m.get("managedFields")).cloned();
-        let mut out = self.create_obj(ri, version, ns, obj, opts)?;
-        // Keep the apply ownership rather than the Update entry create would record.
-        if let Some(mf) = managed {
-            if !opts.dry_run {
-                let nsn = self.ns_of(ri, ns).to_string();
-                if let Some(cur) = self.store.get(&ri.table, &nsn, name) {
-                    let mut fixed = (*cur).clone();
-                    if let Some(m) = meta_mut(&mut fixed) {
-                        m.insert("managedFields".into(), mf.clone());
-                    }
-                    if (!same_except_bookkeeping(&cur, &fixed)
-                        || meta(&cur).and_then(|m| m.get("managedFields")) != Some(&mf))
-                        && let Ok((_, s)) =
-                            self.store
-                                .update(&ri.table, &nsn, name, fixed, Some(rv_of(&cur)))
-                    {
-                        out.object = self.to_served(ri, version, &s);
-                    }
-                }
-            } else if let Some(m) = meta_mut(&mut out.object) {
-                m.insert("managedFields".into(), mf);
-            }
-        }
-        Ok(out)
+        // The apply's ownership is stored as it is (one write, as the real server's create).
+        let managed = meta_mut(&mut obj).and_then(|m| m.shift_remove("managedFields"));
+        self.create_tracked(ri, version, ns, obj, opts, managed)
     }
 
-    /// GET /scale.
     pub fn get_scale(
         &self,
         ri: &ResourceInfo,
@@ -1495,8 +1546,15 @@ impl SimState {
             if let Some(slot) = mutate_path(&mut new, &spec.spec_replicas_path) {
                 *slot = json!(replicas);
             }
-            let (new, _) =
-                self.prepare_update(ri, version, &old, new, Some("scale"), opts, None)?;
+            let (new, _) = self.prepare_update(
+                ri,
+                version,
+                &old,
+                Cow::Owned(new),
+                Some("scale"),
+                opts,
+                None,
+            )?;
             let Some(new) = new else {
                 return Ok(WriteOutcome {
                     code: 200,
@@ -1788,5 +1846,68 @@ pub fn kind_qualified(ri: &ResourceInfo) -> String {
         ri.kind.clone()
     } else {
         format!("{}.{}", ri.kind, ri.group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::SimConfig;
+
+    #[test]
+    fn apply_create_is_one_write_owned_by_the_applier() {
+        let st: Arc<SimState> = SimState::new(SimConfig {
+            dataplane: false,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let ns_ri = st.registry_read().get("", "namespaces").unwrap();
+        st.create_obj(
+            &ns_ri,
+            "v1",
+            None,
+            json!({"metadata": {"name": "a"}}),
+            &WriteOpts::system("test"),
+        )
+        .unwrap();
+        let cm = st.registry_read().get("", "configmaps").unwrap();
+        let opts = WriteOpts {
+            force: true,
+            ..WriteOpts::system("op")
+        };
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "labels": {"x": "1"}}, "data": {"k": "v"}});
+        let mut events = st.store.subscribe_all();
+        let rv = st.store.current_rv();
+        let out = st
+            .patch_obj(
+                &cm,
+                "v1",
+                Some("a"),
+                "c",
+                PatchType::Apply,
+                &body,
+                None,
+                &opts,
+            )
+            .unwrap();
+        assert_eq!(st.store.current_rv(), rv + 1, "one write");
+        let ev = events.try_recv().unwrap();
+        assert_eq!(ev.etype, crate::store::EventType::Added);
+        assert!(events.try_recv().is_err(), "no second event");
+        let mf = &out.object["metadata"]["managedFields"];
+        assert_eq!(mf.as_array().map(Vec::len), Some(1), "{mf}");
+        assert_eq!(mf[0]["manager"], "op");
+        assert_eq!(mf[0]["operation"], "Apply");
+        assert_eq!(
+            mf[0]["fieldsV1"],
+            json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:x": {}}}})
+        );
+        let stored = st.store.get("/configmaps", "a", "c").unwrap();
+        assert_eq!(&stored["metadata"]["managedFields"], mf);
+        assert_eq!(
+            stored["metadata"]["resourceVersion"],
+            json!((rv + 1).to_string())
+        );
     }
 }
