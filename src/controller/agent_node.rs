@@ -411,21 +411,14 @@ fn observe_workload(
                     meta,
                 );
             }
-            let ready = job.status.as_ref().and_then(|s| s.ready).unwrap_or(0) > 0;
-            (Workload::Running { ready, problem }, meta)
+            (Workload::Running { problem }, meta)
         }
         LifecycleMode::Persistent => {
             let Some(d) = watch::get(&ctx.deployments, &key) else {
                 return (Workload::Absent, WorkloadMeta::default());
             };
-            let ready = d
-                .status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0)
-                > 0;
             (
-                Workload::Running { ready, problem },
+                Workload::Running { problem },
                 WorkloadMeta::of(&d.metadata, None),
             )
         }

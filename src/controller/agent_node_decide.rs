@@ -38,11 +38,8 @@ pub fn metric_met(metric: &Metric, observed: f64) -> bool {
 pub enum Workload {
     /// Not created yet.
     Absent,
-    /// Created and not finished; `ready` when its pod is ready.
-    Running {
-        ready: bool,
-        problem: Option<String>,
-    },
+    /// Created and not finished; `problem` when its container fails (pull errors, crash loops).
+    Running { problem: Option<String> },
     /// The Job completed successfully.
     Completed,
     /// The Job failed (`reason` from its `Failed` condition, e.g. BackoffLimitExceeded).
@@ -487,10 +484,7 @@ mod tests {
             &s,
             NodePhase::Running,
             Models::Ready,
-            Workload::Running {
-                ready: true,
-                problem: None,
-            },
+            Workload::Running { problem: None },
         );
         i.observed = Some(4.0);
         let d = decide(&i);
@@ -579,10 +573,7 @@ mod tests {
     #[test]
     fn a_healthy_agent_costs_no_agent_ready_condition_until_a_problem_clears() {
         let s = spec("");
-        let running = Workload::Running {
-            ready: true,
-            problem: None,
-        };
+        let running = Workload::Running { problem: None };
         let mut i = inputs(&s, NodePhase::Running, Models::Ready, running);
         let d = decide(&i);
         assert!(d.conditions.iter().all(|c| c.0 != "AgentReady"));
@@ -604,10 +595,7 @@ mod tests {
             &s,
             NodePhase::Running,
             Models::Ready,
-            Workload::Running {
-                ready: true,
-                problem: None,
-            },
+            Workload::Running { problem: None },
         );
         i.observed = Some(0.5);
         let d = decide(&i);
@@ -619,10 +607,7 @@ mod tests {
             &s,
             NodePhase::Succeeded,
             Models::Ready,
-            Workload::Running {
-                ready: true,
-                problem: None,
-            },
+            Workload::Running { problem: None },
         );
         later.completion_time = Some(at(0));
         later.now = at(1_000_000);
@@ -634,7 +619,6 @@ mod tests {
     fn container_problems_surface_as_a_condition() {
         let s = spec("");
         let w = Workload::Running {
-            ready: false,
             problem: Some(
                 "CreateContainerConfigError: secret \"openai-credentials\" not found".into(),
             ),

@@ -19,7 +19,7 @@
 //!   `hypersync.io/models` and `hypersync.io/spec-digest` annotations (the models a workload was
 //!   started with, the digest of its desired state); every other annotation, finalizers,
 //!   generateName, generation and managedFields are dropped.
-//! - Job: `status.conditions`, `completionTime` and `ready` (finished, failed, ready; lineage's
+//! - Job: `status.conditions` and `completionTime` (finished, failed; lineage's
 //!   finish time).
 //! - Deployment: `status.readyReplicas`.
 //! - Pod: `status.phase`, the `PodScheduled` condition (unschedulable engines) and per container
@@ -78,8 +78,6 @@ pub struct JobStatus {
     pub completion_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<Vec<JobCondition>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ready: Option<i32>,
 }
 
 cached_resource!(Job, k8s_openapi::api::batch::v1::Job);
@@ -430,8 +428,8 @@ mod tests {
                 serde_json::from_value(value.clone()).expect("job");
             let (status, full_status) = (job.status.as_ref(), full.status.as_ref());
             assert_eq!(
-                status.map(|s| (&s.conditions, &s.completion_time, s.ready)),
-                full_status.map(|s| (&s.conditions, &s.completion_time, s.ready))
+                status.map(|s| (&s.conditions, &s.completion_time)),
+                full_status.map(|s| (&s.conditions, &s.completion_time))
             );
             assert_eq!(
                 job.metadata.annotations.as_ref().map(workload_bindings),

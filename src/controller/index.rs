@@ -199,14 +199,14 @@ fn hash_meta(
     hash_time(h, meta.deletion_timestamp.as_ref());
 }
 
-/// A digest of what the node's reconcile reads of its Job: the metadata above, whether a pod is
-/// ready, the conditions (complete, failed, with reason and message) and the completion time.
+/// A digest of what the node's reconcile reads of its Job: the metadata above, the conditions
+/// (complete, failed, with reason and message) and the completion time; not its counters (active,
+/// ready, succeeded), which no decision reads.
 pub fn job_view(job: &Job) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     hash_meta(&mut h, &job.metadata);
     if let Some(status) = &job.status {
-        (status.ready.unwrap_or(0) > 0).hash(&mut h);
         hash_time(&mut h, status.completion_time.as_ref());
         for c in status.conditions.iter().flatten() {
             (&c.type_, &c.status, &c.reason, &c.message).hash(&mut h);
@@ -1047,13 +1047,9 @@ mod tests {
         assert!(
             nodes(index.job_applied(&with_status(json!({"active": 1, "ready": 0})))).is_empty()
         );
-        // A ready pod, a completion: news.
-        assert_eq!(
-            nodes(index.job_applied(&with_status(json!({"active": 1, "ready": 1})))),
-            vec![key("a")]
-        );
+        // Its pod ready: nothing either (no decision reads it). A completion: news.
         assert!(
-            nodes(index.job_applied(&with_status(json!({"active": 1, "ready": 2})))).is_empty()
+            nodes(index.job_applied(&with_status(json!({"active": 1, "ready": 1})))).is_empty()
         );
         let complete = json!({"succeeded": 1, "ready": 0,
             "completionTime": "2026-01-01T00:00:09Z",
