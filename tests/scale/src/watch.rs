@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::core::WatchEvent;
@@ -219,10 +219,13 @@ pub async fn count_collection(
             let Ok(req) = get(uri) else { return };
             let failed = match client.request_events::<Named>(req).await {
                 Ok(stream) => {
-                    let mut stream = std::pin::pin!(stream.into_stream());
+                    let mut stream = std::pin::pin!(stream);
                     let mut failed = false;
                     while let Some(ev) = stream.next().await {
-                        match ev.map_err(|e| e.to_string()).and_then(|ev| live.apply(ev)) {
+                        match ev
+                            .map_err(|e: kube::Error| e.to_string())
+                            .and_then(|ev| live.apply(ev))
+                        {
                             Ok(Some(v)) if !v.is_empty() => rv = v,
                             Ok(_) => {}
                             Err(e) => {
