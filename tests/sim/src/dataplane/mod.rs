@@ -174,7 +174,7 @@ pub(crate) struct Ctx<'a> {
     work: RefCell<Work>,
     /// The object being synced: its timers and failed writes bring it back.
     focus: RefCell<Option<(K, Key)>>,
-    timers: RefCell<Vec<(DateTime<Utc>, Option<(K, Key)>)>>,
+    timers: RefCell<Vec<(DateTime<Utc>, Timer)>>,
     retry: RefCell<BTreeSet<(K, Key)>>,
     /// The objects handed to the controllers to sync this pass.
     looked: RefCell<HashSet<(K, Key)>>,
@@ -336,6 +336,13 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Objects a pass takes from its work set (changed, due, retried); the rest waits for the next
+/// pass, which comes right away.
+const PASS_BUDGET: usize = 300;
+
+/// What a timer brings back: one object, or (None) the whole cluster.
+type Timer = Option<(K, Key)>;
+
 fn json_key(ns: &str, name: &str) -> Value {
     serde_json::json!({"metadata": {"namespace": ns, "name": name}})
 }
@@ -357,7 +364,7 @@ pub struct DataPlane {
     /// Objects to look at again next pass (failed writes).
     retry: BTreeSet<(K, Key)>,
     /// Per-object timers (None: the whole cluster).
-    timers: BTreeMap<DateTime<Utc>, BTreeSet<Option<(K, Key)>>>,
+    timers: BTreeMap<DateTime<Utc>, BTreeSet<Timer>>,
     stats: PassStats,
 }
 
@@ -431,7 +438,14 @@ impl DataPlane {
                         self.cache.put(k, Arc::new(o));
                     }
                 }
-                work.all = true;
+                // Every object, looked at over the next passes (see `PASS_BUDGET`).
+                for k in K::CACHED {
+                    let keys: Vec<Key> = self.cache.keys(k).cloned().collect();
+                    for key in keys {
+                        work.add(k, key);
+                    }
+                }
+                work.capacity = true;
                 self.synced = true;
                 self.stats.relists += 1;
                 let live: HashSet<String> = self
@@ -460,6 +474,24 @@ impl DataPlane {
             }
         }
         self.next_wake = self.timers.keys().next().copied();
+        // A bounded pass: the rest waits for the next one (a pass of thousands of objects, each
+        // a few writes, took long enough for the change feed to overflow and force a relist).
+        if !work.all {
+            let mut n = 0;
+            for k in K::CACHED {
+                let Some(keys) = work.keys.get_mut(&k) else {
+                    continue;
+                };
+                if n + keys.len() <= PASS_BUDGET {
+                    n += keys.len();
+                    continue;
+                }
+                let keep = PASS_BUDGET - n;
+                n = PASS_BUDGET;
+                let rest = keys.split_off(&keys.iter().nth(keep).cloned().unwrap_or_default());
+                self.retry.extend(rest.into_iter().map(|key| (k, key)));
+            }
+        }
         if work.is_empty() && self.nodes_created {
             self.last_revision = api.revision();
             return;
@@ -484,7 +516,7 @@ impl DataPlane {
         loadbalancer::sync_all(&ctx);
         self.seq = ctx.seq.get();
         self.dirty = ctx.wrote.get();
-        self.retry = ctx.retry.take();
+        self.retry.extend(ctx.retry.take());
         for (t, f) in ctx.timers.take() {
             self.timers.entry(t).or_default().insert(f);
         }
@@ -679,6 +711,53 @@ mod tests {
         assert_eq!(phase(&h, "c"), "Running");
         assert_eq!(phase(&h, "a"), "Running");
         assert_eq!(h.pods("default").len(), 3);
+    }
+
+    #[test]
+    fn many_jobs_converge_with_changes_lost_along_the_way() {
+        let mut h = Harness::new("cpu=3");
+        for i in 0..120 {
+            let mut j = job(&format!("j{i}"), if i % 3 == 0 { "1" } else { "1000" });
+            j["spec"]["ttlSecondsAfterFinished"] = json!(1);
+            h.api.create(&ResourceRef::jobs(), j).unwrap();
+            if i % 7 == 0 {
+                h.tick();
+            }
+            if i % 29 == 0 {
+                h.api.lose_changes();
+            }
+        }
+        for step in 0..60 {
+            h.run(0.1);
+            if step % 13 == 5 {
+                h.api.lose_changes();
+            }
+        }
+        h.run(3.0);
+        let pods = h.pods("default");
+        assert_eq!(pods.len(), 80, "the 40 short Jobs and their pods are gone");
+        assert!(
+            pods.iter().all(|p| p["status"]["phase"] == "Running"),
+            "{:?}",
+            pods.iter()
+                .map(|p| p["status"]["phase"].clone())
+                .collect::<Vec<_>>()
+        );
+        // Deleting the Jobs' pods in bulk: each is replaced.
+        for p in pods.iter().take(30) {
+            h.api
+                .delete(
+                    &ResourceRef::pods(),
+                    Some("default"),
+                    p["metadata"]["name"].as_str().unwrap(),
+                )
+                .unwrap();
+        }
+        h.api.lose_changes();
+        h.run(1.0);
+        let pods = h.pods("default");
+        assert_eq!(pods.len(), 80);
+        assert!(pods.iter().all(|p| p["status"]["phase"] == "Running"));
     }
 
     #[test]

@@ -273,63 +273,45 @@ impl SimState {
 /// Longest rest of the data plane between two passes.
 pub const DATAPLANE_REST_MAX: Duration = Duration::from_secs(10);
 
-/// Changes heard from the store and not yet handed to the data plane.
-#[derive(Default)]
-struct Feed {
-    events: Vec<Arc<crate::store::Event>>,
-    /// Some were lost (the fan-out channel overflowed): the next pass relists.
-    lost: bool,
-}
-
 /// Runs the data plane: a pass every 50 ms, sooner after writes (at most every 10 ms). A pass is
-/// fed the changes of the kinds it reads since the previous one (from the store's event stream,
-/// collected by a task of its own so a long pass loses none) and looks only at those objects
-/// and the ones they concern; it relists at the start and after lost events. A pass runs on the
+/// fed the changes of the kinds it reads since the previous one (drained from the store's event
+/// stream before the pass) and looks only at those objects and the ones they concern; it relists
+/// at the start and after lost events (the fan-out channel overflowed). A pass runs on the
 /// blocking pool and the next one waits as long as it took (at most `DATAPLANE_REST_MAX`), so
 /// the data plane leaves the API at least half the CPU.
 pub async fn run_dataplane(state: Arc<SimState>, nodes: Vec<Value>) {
+    use tokio::sync::broadcast::error::TryRecvError;
     let mut dp = if nodes.is_empty() {
         DataPlane::new()
     } else {
         DataPlane::with_nodes(nodes)
     };
-    let feed = Arc::new(std::sync::Mutex::new(Feed {
-        lost: true,
-        ..Feed::default()
-    }));
     let mut rx = state.store.subscribe_all();
-    let collector = {
-        let feed = feed.clone();
-        tokio::spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
-            loop {
-                let ev = rx.recv().await;
-                let mut f = feed.lock().unwrap_or_else(|e| e.into_inner());
-                match ev {
-                    Ok(ev) if dataplane::relevant_table(&ev.table) => f.events.push(ev),
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => {
-                        f.events.clear();
-                        f.lost = true;
-                    }
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        })
-    };
+    let mut lost = true;
     loop {
         let started = std::time::Instant::now();
+        let mut events = Vec::new();
+        loop {
+            match rx.try_recv() {
+                Ok(ev) if dataplane::relevant_table(&ev.table) => events.push(ev),
+                Ok(_) => {}
+                Err(TryRecvError::Lagged(_)) => {
+                    events.clear();
+                    lost = true;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Closed) => return,
+            }
+        }
+        let relist = std::mem::take(&mut lost);
         let st = state.clone();
-        let feed = feed.clone();
         dp = match tokio::task::spawn_blocking(move || {
             let cpu = super::latency::thread_cpu();
-            let taken = std::mem::take(&mut *feed.lock().unwrap_or_else(|e| e.into_inner()));
-            let changes = if taken.lost {
+            let changes = if relist {
                 Changes::Relist
             } else {
                 Changes::Since(
-                    taken
-                        .events
+                    events
                         .into_iter()
                         .map(|ev| Change {
                             table: ev.table.to_string(),
@@ -339,7 +321,25 @@ pub async fn run_dataplane(state: Arc<SimState>, nodes: Vec<Value>) {
                         .collect(),
                 )
             };
+            let n = match &changes {
+                Changes::Since(c) => c.len(),
+                Changes::Relist => usize::MAX,
+            };
+            let t0 = std::time::Instant::now();
             dp.tick_with(&*st, chrono::Utc::now(), changes);
+            // KUBE_SIM_DP_DEBUG=1: one line per pass on stderr.
+            if std::env::var_os("KUBE_SIM_DP_DEBUG").is_some() {
+                let changes = if n == usize::MAX {
+                    "relist".to_string()
+                } else {
+                    n.to_string()
+                };
+                eprintln!(
+                    "data plane pass: changes {changes}, took {:?}, {:?}",
+                    t0.elapsed(),
+                    dp.stats()
+                );
+            }
             if let (Some(a), Some(b)) = (cpu, super::latency::thread_cpu()) {
                 st.dataplane_cpu.observe(b.saturating_sub(a));
             }
@@ -349,10 +349,7 @@ pub async fn run_dataplane(state: Arc<SimState>, nodes: Vec<Value>) {
         {
             Ok(dp) => dp,
             // A pass that panicked: the data plane stops, as it would have before.
-            Err(_) => {
-                collector.abort();
-                return;
-            }
+            Err(_) => return,
         };
         let took = started.elapsed();
         state.dataplane_pass.observe(took);
