@@ -392,6 +392,10 @@ impl Bench {
             self.since_first_create(self.all_running)
         ));
 
+        // Listed once now (after the ramp, outside its figures), then kept by watch events.
+        self.phase = "start the live counts";
+        self.count_collections(&kubeconfig).await?;
+
         self.phase = "count the operator's writes once settled";
         let settle = Duration::from_secs(self.args.settle);
         tokio::time::sleep(settle).await;
@@ -430,7 +434,6 @@ impl Bench {
         self.report.reports = Some(reports);
 
         self.phase = "see every AgentNode dissolved";
-        self.count_collections(&kubeconfig).await?;
         self.wait_for_zero(&["agentnodes"]).await?;
         let all_gone = self.now();
         self.report.all_dissolved_seconds = self.first_report.map(|t| all_gone - t);
