@@ -456,9 +456,7 @@ impl DataPlane {
                 self.kubelet.retain(&live);
             }
         }
-        for f in std::mem::take(&mut self.retry) {
-            work.add(f.0, f.1);
-        }
+        let deferred = std::mem::take(&mut self.retry);
         if self.dirty {
             work.all = true;
         }
@@ -476,20 +474,32 @@ impl DataPlane {
         self.next_wake = self.timers.keys().next().copied();
         // A bounded pass: the rest waits for the next one (a pass of thousands of objects, each
         // a few writes, took long enough for the change feed to overflow and force a relist).
-        if !work.all {
+        // What waited already (or failed) goes first, so nothing starves.
+        if work.all {
+            for (k, key) in deferred {
+                work.add(k, key);
+            }
+        } else {
+            let mut fresh = std::mem::take(&mut work.keys);
             let mut n = 0;
-            for k in K::CACHED {
-                let Some(keys) = work.keys.get_mut(&k) else {
-                    continue;
-                };
-                if n + keys.len() <= PASS_BUDGET {
-                    n += keys.len();
-                    continue;
+            let mut take = |work: &mut Work, k: K, key: Key, retry: &mut BTreeSet<(K, Key)>| {
+                if work.keys.get(&k).is_some_and(|s| s.contains(&key)) {
+                    return;
                 }
-                let keep = PASS_BUDGET - n;
-                n = PASS_BUDGET;
-                let rest = keys.split_off(&keys.iter().nth(keep).cloned().unwrap_or_default());
-                self.retry.extend(rest.into_iter().map(|key| (k, key)));
+                if n < PASS_BUDGET {
+                    n += 1;
+                    work.add(k, key);
+                } else {
+                    retry.insert((k, key));
+                }
+            };
+            for (k, key) in deferred {
+                take(&mut work, k, key, &mut self.retry);
+            }
+            for k in K::CACHED {
+                for key in fresh.remove(&k).unwrap_or_default() {
+                    take(&mut work, k, key, &mut self.retry);
+                }
             }
         }
         if work.is_empty() && self.nodes_created {
@@ -711,6 +721,27 @@ mod tests {
         assert_eq!(phase(&h, "c"), "Running");
         assert_eq!(phase(&h, "a"), "Running");
         assert_eq!(h.pods("default").len(), 3);
+    }
+
+    #[test]
+    fn a_pass_takes_at_most_its_budget_and_leaves_the_rest_to_the_next() {
+        let mut h = Harness::new("cpu=5");
+        h.run(0.2);
+        let n = PASS_BUDGET + 100;
+        for i in 0..n {
+            h.api
+                .create(&ResourceRef::jobs(), job(&format!("j{i}"), "1000"))
+                .unwrap();
+        }
+        h.tick();
+        assert_eq!(
+            h.pods("default").len(),
+            PASS_BUDGET,
+            "one budget of Jobs synced"
+        );
+        // What waited goes first: the next pass syncs the Jobs left over.
+        h.tick();
+        assert_eq!(h.pods("default").len(), n, "the rest on the next pass");
     }
 
     #[test]
