@@ -169,13 +169,6 @@ fn items(list: &Value) -> u64 {
         .map_or(0, Vec::len) as u64
 }
 
-/// Whether the collection `path` holds any object (matching `selector` when given): one page of
-/// one item.
-pub async fn any(client: &Client, path: &str, selector: Option<&str>) -> Result<bool, ClientError> {
-    let list = get_json(client, &with_selector(path, selector, Some(1))).await?;
-    Ok(items(&list) > 0)
-}
-
 /// How many objects the collection `path` holds (matching `selector` when given): one page of one
 /// item plus `remainingItemCount`, or the whole list where the server leaves that out (as the
 /// apiserver does for a label selector).

@@ -123,6 +123,8 @@ struct Bench {
     at_running: Option<Snapshot>,
     /// Scheduler times of kube-sim, the operator and the bench at the first create.
     sched_at_first_create: Option<[latency::Sched; 3]>,
+    /// Live counts of the AgentNodes and the children, from watches (see `count_collections`).
+    live: Vec<(&'static str, Arc<watch::LiveSet>)>,
 }
 
 /// Progress lines and the text report: stdout, or stderr when stdout carries the JSON.
@@ -215,6 +217,7 @@ impl Bench {
             after_settle: None,
             at_running: None,
             sched_at_first_create: None,
+            live: Vec::new(),
         }
     }
 
@@ -389,6 +392,10 @@ impl Bench {
             self.since_first_create(self.all_running)
         ));
 
+        // Listed once now (after the ramp, outside its figures), then kept by watch events.
+        self.phase = "start the live counts";
+        self.count_collections(&kubeconfig).await?;
+
         self.phase = "count the operator's writes once settled";
         let settle = Duration::from_secs(self.args.settle);
         tokio::time::sleep(settle).await;
@@ -427,9 +434,7 @@ impl Bench {
         self.report.reports = Some(reports);
 
         self.phase = "see every AgentNode dissolved";
-        let nodes_path = scenario::nodes_path();
-        self.wait_for_zero(&[("agentnodes", nodes_path)], None)
-            .await?;
+        self.wait_for_zero(&["agentnodes"]).await?;
         let all_gone = self.now();
         self.report.all_dissolved_seconds = self.first_report.map(|t| all_gone - t);
         self.say(&format!(
@@ -438,11 +443,11 @@ impl Bench {
         ));
 
         self.phase = "see every child collected";
-        self.wait_for_zero(
-            &scenario::child_collections(),
-            Some(scenario::CHILD_SELECTOR),
-        )
-        .await?;
+        let children: Vec<&str> = scenario::child_collections()
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        self.wait_for_zero(&children).await?;
         let collected = self.now();
         self.report.children_collected_seconds = self.first_report.map(|t| collected - t);
         self.say(&format!(
@@ -705,36 +710,61 @@ impl Bench {
         }
     }
 
-    /// Polls the collections (each filtered by `selector`) every second until all are empty.
-    async fn wait_for_zero(
-        &mut self,
-        collections: &[(&str, String)],
-        selector: Option<&str>,
-    ) -> Result<(), BenchError> {
+    /// Starts the live counts of the AgentNodes and of the children (by the children's label):
+    /// one list each, then watch events, instead of a list of every pod per progress line.
+    async fn count_collections(&mut self, kubeconfig: &Path) -> Result<(), BenchError> {
+        let client = client::admin(kubeconfig, "count").await?;
+        let nodes = [("agentnodes", scenario::nodes_path(), None)];
+        let children = scenario::child_collections()
+            .into_iter()
+            .map(|(name, path)| (name, path, Some(scenario::CHILD_SELECTOR)));
+        for (name, path, selector) in nodes.into_iter().chain(children) {
+            let live = Arc::new(watch::LiveSet::default());
+            self.tasks.push(tokio::spawn(watch::count_collection(
+                client.clone(),
+                path,
+                selector,
+                live.clone(),
+            )));
+            self.live.push((name, live));
+        }
+        Ok(())
+    }
+
+    /// How many objects the named collections hold now (None: not listed yet).
+    fn left(&self, names: &[&str]) -> Vec<(&'static str, Option<usize>)> {
+        self.live
+            .iter()
+            .filter(|(name, _)| names.contains(name))
+            .map(|(name, live)| (*name, live.count()))
+            .collect()
+    }
+
+    /// Waits until the named live counts are all zero, printing progress every 10 s.
+    async fn wait_for_zero(&mut self, names: &[&str]) -> Result<(), BenchError> {
         let mut last_progress = Instant::now();
         loop {
-            let mut any = false;
-            for (_, path) in collections {
-                any |= client::any(self.admin()?, path, selector).await?;
-            }
-            if !any {
+            let left = self.left(names);
+            if left.iter().all(|(_, c)| *c == Some(0)) {
                 return Ok(());
             }
             self.check_alive()?;
             if last_progress.elapsed() >= Duration::from_secs(10) {
                 last_progress = Instant::now();
-                let mut left = Vec::new();
-                for (name, path) in collections {
-                    let c = client::count(self.admin()?, path, selector).await?;
-                    left.push(format!("{name} {c}"));
-                }
+                let left: Vec<String> = left
+                    .iter()
+                    .map(|(name, c)| match c {
+                        Some(c) => format!("{name} {c}"),
+                        None => format!("{name} ?"),
+                    })
+                    .collect();
                 self.say(&format!(
                     "{}; left: {}",
                     self.progress_line(),
                     left.join(", ")
                 ));
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -3,17 +3,17 @@
 //! cleanup, `spec.paused`, and status with the real controller's `Available`/`Progressing`
 //! conditions so `kubectl rollout status` and `helm --wait` see a finished rollout.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
 use super::events;
 use super::util::{
-    CondStyle, add_secs, at, canonical_json, condition, conditions_of, controller_uid, fnv32a,
-    generation, i64_at, int_or_percent, is_terminating, name, namespace, owner_ref, parse_time,
-    safe_encode, set, set_condition, str_at, uid,
+    CondStyle, add_secs, at, canonical_json, condition, conditions_of, fnv32a, generation, i64_at,
+    int_or_percent, is_terminating, name, namespace, owner_ref, parse_time, safe_encode, set,
+    set_condition, str_at, uid,
 };
-use super::{Ctx, ResourceRef};
+use super::{Ctx, K, ResourceRef};
 
 const COMPONENT: &str = "deployment-controller";
 pub(crate) const HASH_LABEL: &str = "pod-template-hash";
@@ -52,39 +52,35 @@ fn revision(rs: &Value) -> i64 {
 /// Template hashes by (deployment uid, generation), so settled passes skip re-hashing.
 pub(crate) type HashCache = HashMap<(String, i64), String>;
 
+/// Syncs the Deployments that changed, whose ReplicaSets changed, or whose timer is due.
 pub(crate) fn sync_all(ctx: &Ctx<'_>, hashes: &mut HashCache) {
-    let deployments = ctx.list_all(&ResourceRef::deployments());
-    let deployments = deployments.as_slice();
-    if deployments.is_empty() {
-        hashes.clear();
-        return;
-    }
-    let sets = ctx.list_all(&ResourceRef::replicasets());
-    let sets = sets.as_slice();
-    let mut by_owner: HashMap<(&str, &str), Vec<&Value>> = HashMap::new();
-    for rs in sets {
-        if let Some(u) = controller_uid(rs) {
-            by_owner.entry((namespace(rs), u)).or_default().push(rs);
-        }
-    }
-    let mut live = HashSet::new();
-    for d in deployments {
+    let deployments = ctx.cached(K::Deployment, &ctx.work_of(K::Deployment));
+    // Forget the hashes of Deployments gone (or of older generations).
+    ctx.with_cache(|c, _| {
+        hashes.retain(|(u, g), _| {
+            c.owner(u)
+                .and_then(|(k, key)| c.get(*k, key))
+                .is_some_and(|d| generation(d) == *g)
+        })
+    });
+    for d in &deployments {
         if is_terminating(d) {
             continue;
         }
+        ctx.focus(K::Deployment, d);
         let key = (uid(d).to_string(), generation(d));
-        live.insert(key.clone());
         let hash = hashes
             .entry(key)
             .or_insert_with(|| template_hash(at(d, &["spec", "template"]).unwrap_or(&Value::Null)))
             .clone();
-        let owned: Vec<Value> = by_owner
-            .get(&(namespace(d), uid(d)))
-            .map(|v| v.iter().map(|rs| (*rs).clone()).collect())
-            .unwrap_or_default();
+        let owned: Vec<Value> = ctx.with_cache(|c, _| {
+            c.sets_owned_by(uid(d))
+                .filter(|rs| namespace(rs) == namespace(d))
+                .cloned()
+                .collect()
+        });
         sync_one(ctx, d, owned, &hash);
     }
-    hashes.retain(|k, _| live.contains(k));
 }
 
 fn with_kind(v: &Value, api_version: &str, kind: &str) -> Value {

@@ -7,36 +7,47 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use super::cache::key_of;
 use super::labels::map_matches;
 use super::util::{
     at, is_terminating, labels, name, namespace, pod_finished, pod_ready, set, str_at, uid,
 };
-use super::{Ctx, ResourceRef};
+use super::{Ctx, K, ResourceRef};
 
 /// The annotation the real controller stamps on Endpoints it manages (and uses to find
 /// leftovers of deleted Services).
 const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
+/// Syncs the Endpoints of the Services that changed, whose Endpoints changed or whose
+/// namespace had a pod change, and removes leftover Endpoints that changed.
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let services = ctx.list_all(&ResourceRef::services());
-    let services = services.as_slice();
-    let endpoints = ctx.list_all(&ResourceRef::endpoints());
-    let endpoints = endpoints.as_slice();
-    if services.is_empty() && endpoints.is_empty() {
+    let work = ctx.work_of(K::Service);
+    let changed_eps = ctx.work_of(K::Endpoints);
+    if work.is_empty() && changed_eps.is_empty() {
         return;
     }
-    let pods = ctx.list_all(&ResourceRef::pods());
+    let services = ctx.cached(K::Service, &work);
+    let services = services.as_slice();
+    let endpoints = ctx.cached(K::Endpoints, &work.union(&changed_eps).cloned().collect());
+    let endpoints = endpoints.as_slice();
+    let namespaces: std::collections::BTreeSet<&str> = services.iter().map(namespace).collect();
+    let pods: Vec<Value> = ctx.with_cache(|c, _| {
+        namespaces
+            .iter()
+            .flat_map(|ns| c.pods_in_namespace(ns))
+            .cloned()
+            .collect()
+    });
     let pods = pods.as_slice();
-    let svc_names: std::collections::HashSet<(&str, &str)> =
-        services.iter().map(|s| (namespace(s), name(s))).collect();
     for ep in endpoints {
-        if at(ep, &["metadata", "annotations", TRIGGER_TIME]).is_some()
-            && !svc_names.contains(&(namespace(ep), name(ep)))
-        {
+        ctx.focus(K::Endpoints, ep);
+        let svc_gone = ctx.with_cache(|c, _| c.get(K::Service, &key_of(ep)).is_none());
+        if at(ep, &["metadata", "annotations", TRIGGER_TIME]).is_some() && svc_gone {
             let _ = ctx.delete(&ResourceRef::endpoints(), Some(namespace(ep)), name(ep));
         }
     }
     for svc in services {
+        ctx.focus(K::Service, svc);
         if is_terminating(svc) || str_at(svc, &["spec", "type"]) == Some("ExternalName") {
             continue;
         }

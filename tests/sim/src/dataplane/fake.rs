@@ -2,13 +2,13 @@
 //! status/spec separation, generateName, and the server's defaulting on create.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::util::{fmt_time, name, namespace, str_at};
-use super::{ClusterApi, DataPlane, IpAllocator, ResourceRef, default_on_create};
+use super::{Change, Changes, ClusterApi, DataPlane, IpAllocator, ResourceRef, default_on_create};
 
 type Key = (String, String, String); // (group/resource, namespace, name)
 
@@ -20,7 +20,22 @@ struct State {
     alloc: IpAllocator,
     writes: u64,
     reads: u64,
+    lists: u64,
     fail_updates: u32,
+    /// Changes not yet handed to the data plane.
+    log: Vec<Change>,
+    /// Whether the log overflowed (the next `changes()` asks for a relist).
+    lost: bool,
+}
+
+impl State {
+    fn record(&mut self, r: &ResourceRef, obj: &Value, deleted: bool) {
+        self.log.push(Change {
+            table: rkey(r),
+            object: Arc::new(obj.clone()),
+            deleted,
+        });
+    }
 }
 
 /// The fake store. Resources with a status subresource ignore status on `update` and take only
@@ -70,9 +85,31 @@ impl FakeApi {
         self.lock().reads
     }
 
+    /// Number of list calls so far (a relist reads every kind).
+    pub fn lists(&self) -> u64 {
+        self.lock().lists
+    }
+
     /// Makes the next `n` update/update_status calls fail with a conflict.
     pub fn fail_next_updates(&self, n: u32) {
         self.lock().fail_updates = n;
+    }
+
+    /// Drops the changes not yet delivered, as a watch that fell behind does: the data plane's
+    /// next pass relists.
+    pub fn lose_changes(&self) {
+        let mut st = self.lock();
+        st.log.clear();
+        st.lost = true;
+    }
+
+    /// Writes an object as a client other than the data plane does, without telling the data
+    /// plane (a change the feed missed).
+    pub fn write_unseen(&self, r: &ResourceRef, obj: Value) {
+        let key = (rkey(r), namespace(&obj).to_string(), name(&obj).to_string());
+        let mut st = self.lock();
+        st.rv += 1;
+        st.objects.insert(key, obj);
     }
 
     pub fn all(&self, r: &ResourceRef) -> Vec<Value> {
@@ -103,6 +140,7 @@ impl ClusterApi for FakeApi {
         let k = rkey(r);
         let mut st = self.lock();
         st.reads += 1;
+        st.lists += 1;
         st.objects
             .iter()
             .filter(|((rk, ons, _), _)| *rk == k && ns.is_none_or(|n| n == ons))
@@ -148,6 +186,7 @@ impl ClusterApi for FakeApi {
         default_on_create(r, &mut obj, &mut alloc);
         st.alloc = alloc;
         st.writes += 1;
+        st.record(r, &obj, false);
         st.objects.insert(key, obj.clone());
         Ok(obj)
     }
@@ -189,6 +228,7 @@ impl ClusterApi for FakeApi {
             return Ok(old);
         }
         st.writes += 1;
+        st.record(r, &obj, false);
         st.objects.insert(key, obj.clone());
         Ok(obj)
     }
@@ -214,6 +254,7 @@ impl ClusterApi for FakeApi {
         cur["status"] = new_status;
         cur["metadata"]["resourceVersion"] = json!(st.rv.to_string());
         st.writes += 1;
+        st.record(r, &cur, false);
         st.objects.insert(key, cur.clone());
         Ok(cur)
     }
@@ -221,9 +262,11 @@ impl ClusterApi for FakeApi {
     fn delete(&self, r: &ResourceRef, ns: Option<&str>, name: &str) -> Result<(), String> {
         let mut st = self.lock();
         match st.objects.remove(&Self::key(r, ns, name)) {
-            Some(_) => {
+            Some(mut old) => {
                 st.rv += 1;
+                old["metadata"]["resourceVersion"] = json!(st.rv.to_string());
                 st.writes += 1;
+                st.record(r, &old, true);
                 Ok(())
             }
             None => Err(format!("{} \"{name}\" not found", r.resource)),
@@ -232,6 +275,15 @@ impl ClusterApi for FakeApi {
 
     fn revision(&self) -> Option<u64> {
         Some(self.lock().rv)
+    }
+
+    fn changes(&self) -> Changes {
+        let mut st = self.lock();
+        if std::mem::take(&mut st.lost) {
+            st.log.clear();
+            return Changes::Relist;
+        }
+        Changes::Since(std::mem::take(&mut st.log))
     }
 }
 

@@ -17,25 +17,30 @@ use super::util::{
     CondStyle, add_secs, at, condition, condition_true, conditions_of, i64_at, is_terminating,
     name, namespace, parse_time, pod_active, pod_phase, pod_ready, set, set_condition, str_at, uid,
 };
-use super::{Ctx, ResourceRef};
+use super::{Ctx, K, ResourceRef};
 
 const COMPONENT: &str = "job-controller";
 const INDEX_LABEL: &str = "batch.kubernetes.io/job-completion-index";
 
+/// Syncs the Jobs that changed, whose pods changed, or whose timer is due.
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let jobs = ctx.list_all(&ResourceRef::jobs());
-    let jobs = jobs.as_slice();
+    let jobs = ctx.cached(K::Job, &ctx.work_of(K::Job));
     if jobs.is_empty() {
         return;
     }
-    let pods = ctx.list_all(&ResourceRef::pods());
-    let pods = pods.as_slice();
+    let pods: Vec<Value> = ctx.with_cache(|c, _| {
+        jobs.iter()
+            .flat_map(|j| c.pods_owned_by(uid(j)))
+            .cloned()
+            .collect()
+    });
     let mut names: HashSet<String> = pods.iter().map(|p| name(p).to_string()).collect();
-    let index = OwnedIndex::new(pods);
-    for job in jobs {
+    let index = OwnedIndex::new(&pods);
+    for job in &jobs {
         if is_terminating(job) {
             continue;
         }
+        ctx.focus(K::Job, job);
         sync_one(ctx, job, &index, &mut names);
     }
 }

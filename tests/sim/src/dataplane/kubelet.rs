@@ -9,13 +9,14 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::cache::key_of;
 use super::events;
 use super::util::{
     CondStyle, add_secs, annotation, annotation_secs, at, conditions_of, fnv32a, is_terminating,
     name, namespace, parse_time, pod_finished, set, set_condition, str_at, uid,
 };
 use super::{
-    ANN_EXIT_CODE, ANN_READY_AFTER, ANN_RESTART_BACKOFF, ANN_RUN_SECONDS, ANN_START_DELAY, Ctx,
+    ANN_EXIT_CODE, ANN_READY_AFTER, ANN_RESTART_BACKOFF, ANN_RUN_SECONDS, ANN_START_DELAY, Ctx, K,
     ResourceRef,
 };
 
@@ -29,21 +30,53 @@ pub(crate) struct KubeletState {
 
 const COMPONENT: &str = "kubelet";
 
+impl KubeletState {
+    /// Keeps the timings of these pods only (after a relist).
+    pub fn retain(&mut self, live: &HashSet<String>) {
+        self.created.retain(|k, _| live.contains(k.as_str()));
+        self.started.retain(|k, _| live.contains(k.as_str()));
+        self.warned.retain(|(k, _)| live.contains(k.as_str()));
+    }
+
+    /// Forgets pods that are gone.
+    pub fn forget(&mut self, uids: &[String]) {
+        if uids.is_empty() {
+            return;
+        }
+        for u in uids {
+            self.created.remove(u);
+            self.started.remove(u);
+        }
+        let gone: HashSet<&str> = uids.iter().map(String::as_str).collect();
+        self.warned.retain(|(k, _)| !gone.contains(k.as_str()));
+    }
+}
+
+/// Looks at the bound pods that changed or have a due timer, the pods of nodes that changed,
+/// and the waiting pods of namespaces whose Secrets, ConfigMaps or volumes changed.
 pub(crate) fn sync_all(ctx: &Ctx<'_>, st: &mut KubeletState) {
-    let pods = ctx.list_all(&ResourceRef::pods());
-    let pods = pods.as_slice();
+    let mut keys = ctx.work_of(K::Pod);
+    ctx.with_cache(|c, w| {
+        for node in ctx.work_of(K::Node) {
+            keys.extend(c.pod_keys_on(&node.1).cloned());
+        }
+        for ns in &w.config_ns {
+            keys.extend(
+                c.pods_in_namespace(ns)
+                    .filter(|p| str_at(p, &["status", "phase"]) == Some("Pending"))
+                    .map(key_of),
+            );
+        }
+    });
+    let pods = ctx.cached(K::Pod, &keys);
     let bound: Vec<&Value> = pods
         .iter()
         .filter(|p| !str_at(p, &["spec", "nodeName"]).unwrap_or("").is_empty())
         .collect();
-    let live: HashSet<&str> = pods.iter().map(uid).collect();
-    st.created.retain(|k, _| live.contains(k.as_str()));
-    st.started.retain(|k, _| live.contains(k.as_str()));
-    st.warned.retain(|(k, _)| live.contains(k.as_str()));
     if bound.is_empty() {
         return;
     }
-    let nodes = ctx.list_all(&ResourceRef::nodes());
+    let nodes = ctx.cached_all(K::Node);
     let nodes = nodes.as_slice();
     let node_info: HashMap<&str, (String, String)> = nodes
         .iter()
@@ -66,17 +99,16 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>, st: &mut KubeletState) {
         })
         .collect();
     let mut used: HashMap<String, HashSet<String>> = HashMap::new();
-    for p in &bound {
-        if let Some(ip) = str_at(p, &["status", "podIP"])
-            && !pod_finished(p)
-        {
+    ctx.with_cache(|c, _| {
+        for p in &bound {
             let node = str_at(p, &["spec", "nodeName"]).unwrap_or("");
-            used.entry(node.to_string())
-                .or_default()
-                .insert(ip.to_string());
+            if !used.contains_key(node) {
+                used.insert(node.to_string(), c.ips_on(node));
+            }
         }
-    }
+    });
     for pod in bound {
+        ctx.focus(K::Pod, pod);
         let node = str_at(pod, &["spec", "nodeName"]).unwrap_or("");
         let Some((host_ip, prefix)) = node_info.get(node) else {
             continue;

@@ -7,12 +7,17 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use super::util::{at, is_terminating, set, str_at};
-use super::{Ctx, ResourceRef};
+use super::{Ctx, K, ResourceRef};
 
 const PREFIX: &str = "172.18.255.";
 
+/// Gives LoadBalancer Services an ingress IP, when a Service changed (Services are few: the
+/// pass looks at all of them, to know the IPs in use).
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let services = ctx.list_all(&ResourceRef::services());
+    if ctx.work_of(K::Service).is_empty() {
+        return;
+    }
+    let services = ctx.cached_all(K::Service);
     let services = services.as_slice();
     let is_lb = |s: &Value| str_at(s, &["spec", "type"]) == Some("LoadBalancer");
     if !services.iter().any(is_lb) {

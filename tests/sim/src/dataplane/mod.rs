@@ -22,6 +22,7 @@
 //!
 //! The `--nodes` grammar is documented on [`parse_nodes`].
 
+mod cache;
 mod defaults;
 mod deployment;
 mod endpoints;
@@ -41,12 +42,14 @@ mod util;
 mod volumes;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::rc::Rc;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use cache::{Cache, K, Key, Work};
+pub use cache::{Change, Changes, relevant_table};
 pub use defaults::{IpAllocator, default_on_create, default_on_update};
 pub use deployment::template_hash;
 pub use nodes::parse_nodes;
@@ -90,6 +93,11 @@ pub trait ClusterApi {
     /// [`DataPlane::tick`] skips passes while nothing changed and no timer is due.
     fn revision(&self) -> Option<u64> {
         None
+    }
+    /// The changes since the previous call, oldest first, for [`DataPlane::tick`];
+    /// [`Changes::Relist`] when the API keeps no change feed or some changes were lost.
+    fn changes(&self) -> Changes {
+        Changes::Relist
     }
 }
 
@@ -154,108 +162,172 @@ impl ResourceRef {
     }
 }
 
-/// One tick's view of the cluster: the API, the clock, and bookkeeping of writes and timers.
+/// One pass's view of the cluster: the API, the clock, the informer cache and the pass's work
+/// set, and bookkeeping of writes and timers.
 pub(crate) struct Ctx<'a> {
     pub api: &'a dyn ClusterApi,
     pub now: DateTime<Utc>,
     pub now_s: String,
     wrote: Cell<bool>,
-    wake: Cell<Option<DateTime<Utc>>>,
     seq: Cell<u64>,
-    /// Lists read this pass. An update this pass replaces its object in the list at the next
-    /// read; a create, a delete or a failed write drops the list (read again when needed).
-    cache: RefCell<HashMap<ResourceRef, Rc<Vec<Value>>>>,
-    /// Objects updated this pass (as stored), not yet folded into their cached list.
-    updated: RefCell<HashMap<ResourceRef, Vec<Value>>>,
+    cache: RefCell<Cache>,
+    work: RefCell<Work>,
+    /// The object being synced: its timers and failed writes bring it back.
+    focus: RefCell<Option<(K, Key)>>,
+    timers: RefCell<Vec<(DateTime<Utc>, Timer)>>,
+    retry: RefCell<BTreeSet<(K, Key)>>,
+    /// The objects handed to the controllers to sync this pass.
+    looked: RefCell<HashSet<(K, Key)>>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(api: &'a dyn ClusterApi, now: DateTime<Utc>, seq: u64) -> Self {
+    fn new(
+        api: &'a dyn ClusterApi,
+        now: DateTime<Utc>,
+        seq: u64,
+        cache: Cache,
+        work: Work,
+    ) -> Self {
         Ctx {
             api,
             now,
             now_s: util::fmt_time(now),
             wrote: Cell::new(false),
-            wake: Cell::new(None),
             seq: Cell::new(seq),
-            cache: RefCell::new(HashMap::new()),
-            updated: RefCell::new(HashMap::new()),
+            cache: RefCell::new(cache),
+            work: RefCell::new(work),
+            focus: RefCell::new(None),
+            timers: RefCell::new(Vec::new()),
+            retry: RefCell::new(BTreeSet::new()),
+            looked: RefCell::new(HashSet::new()),
         }
     }
 
-    /// All objects of `r` (all namespaces), read once per pass unless this pass created or
-    /// deleted one (its own updates are folded in: a list of thousands of pods is not read again
-    /// after each status write).
-    pub fn list_all(&self, r: &ResourceRef) -> Rc<Vec<Value>> {
-        let updated = self.updated.borrow_mut().remove(r);
+    /// The keys of kind `k` this pass looks at (changed, due or concerned by a change).
+    pub fn work_of(&self, k: K) -> BTreeSet<Key> {
+        self.work.borrow().of(&self.cache.borrow(), k)
+    }
+
+    /// Reads the cache.
+    pub fn with_cache<R>(&self, f: impl FnOnce(&Cache, &Work) -> R) -> R {
+        f(&self.cache.borrow(), &self.work.borrow())
+    }
+
+    /// The cached objects of kind `k` with these keys.
+    pub fn cached(&self, k: K, keys: &BTreeSet<Key>) -> Vec<Value> {
+        let cache = self.cache.borrow();
+        self.looked
+            .borrow_mut()
+            .extend(keys.iter().map(|key| (k, key.clone())));
+        keys.iter()
+            .filter_map(|key| cache.get(k, key).map(|v| (**v).clone()))
+            .collect()
+    }
+
+    /// Every cached object of kind `k` (for the small kinds: nodes, Services).
+    pub fn cached_all(&self, k: K) -> Vec<Value> {
+        self.cache.borrow().all(k).map(|v| (**v).clone()).collect()
+    }
+
+    /// Names the object the next timers and failed writes belong to.
+    pub fn focus(&self, k: K, obj: &Value) {
+        *self.focus.borrow_mut() = Some((k, cache::key_of(obj)));
+    }
+
+    /// A write landed: the stored object replaces the cached one and counts as changed for the
+    /// controllers after this one.
+    fn stored(&self, r: &ResourceRef, obj: &Value) {
+        let Some(k) = K::of(r) else {
+            return;
+        };
+        let new = Arc::new(obj.clone());
         let mut cache = self.cache.borrow_mut();
-        if let Some(list) = cache.get_mut(r) {
-            match updated {
-                None => return Rc::clone(list),
-                Some(objs) => {
-                    let listed: &mut Vec<Value> = Rc::make_mut(list);
-                    if fold_updates(listed, objs) {
-                        return Rc::clone(list);
-                    }
+        let old = cache.put(k, new.clone());
+        if cache
+            .get(k, &cache::key_of(obj))
+            .is_some_and(|c| Arc::ptr_eq(c, &new))
+        {
+            self.work
+                .borrow_mut()
+                .changed(&cache, k, old.as_deref(), Some(&new));
+        }
+    }
+
+    /// Reads an object again after a delete or a failed write.
+    fn refresh(&self, r: &ResourceRef, ns: Option<&str>, name: &str) {
+        let Some(k) = K::of(r) else {
+            return;
+        };
+        match self.api.get(r, ns, name) {
+            Some(o) => self.stored(r, &o),
+            None => {
+                let mut cache = self.cache.borrow_mut();
+                let key = (ns.unwrap_or("").to_string(), name.to_string());
+                if let Some(old) = cache.remove(k, &key) {
+                    self.work.borrow_mut().changed(&cache, k, Some(&old), None);
                 }
             }
         }
-        drop(cache);
-        let v = Rc::new(self.api.list(r, None));
-        self.cache.borrow_mut().insert(r.clone(), Rc::clone(&v));
-        v
     }
 
-    fn invalidate(&self, r: &ResourceRef) {
-        self.wrote.set(true);
-        self.cache.borrow_mut().remove(r);
-        self.updated.borrow_mut().remove(r);
+    /// A write failed: the focused object is looked at again next pass.
+    fn failed(&self) {
+        match self.focus.borrow().clone() {
+            Some(f) => {
+                self.retry.borrow_mut().insert(f);
+            }
+            None => self.wrote.set(true),
+        }
     }
 
-    /// After an update: the stored object replaces the listed one at the next read.
-    fn updated(&self, r: &ResourceRef, result: &Result<Value, String>) {
-        self.wrote.set(true);
+    fn written(&self, r: &ResourceRef, obj: &Value, result: &Result<Value, String>) {
         match result {
-            Ok(obj) if self.cache.borrow().contains_key(r) => self
-                .updated
-                .borrow_mut()
-                .entry(r.clone())
-                .or_default()
-                .push(obj.clone()),
-            Ok(_) => {}
-            Err(_) => self.invalidate(r),
+            Ok(o) => self.stored(r, o),
+            Err(_) => {
+                self.failed();
+                let ns = util::namespace(obj);
+                self.refresh(r, (!ns.is_empty()).then_some(ns), util::name(obj));
+            }
         }
     }
 
     pub fn create(&self, r: &ResourceRef, obj: Value) -> Result<Value, String> {
-        self.invalidate(r);
-        self.api.create(r, obj)
+        let result = self.api.create(r, obj);
+        match &result {
+            Ok(o) => self.stored(r, o),
+            Err(_) => self.failed(),
+        }
+        result
     }
     pub fn update(&self, r: &ResourceRef, obj: Value) -> Result<Value, String> {
+        let (ns, name) = cache::key_of(&obj);
+        let key_only = json_key(&ns, &name);
         let result = self.api.update(r, obj);
-        self.updated(r, &result);
+        self.written(r, &key_only, &result);
         result
     }
     pub fn update_status(&self, r: &ResourceRef, obj: Value) -> Result<Value, String> {
+        let (ns, name) = cache::key_of(&obj);
+        let key_only = json_key(&ns, &name);
         let result = self.api.update_status(r, obj);
-        self.updated(r, &result);
+        self.written(r, &key_only, &result);
         result
     }
     pub fn delete(&self, r: &ResourceRef, ns: Option<&str>, name: &str) -> Result<(), String> {
-        self.invalidate(r);
-        self.api.delete(r, ns, name)
+        let result = self.api.delete(r, ns, name);
+        if result.is_err() {
+            self.failed();
+        }
+        // Gone, or terminating (graceful deletion, finalizers).
+        self.refresh(r, ns, name);
+        result
     }
-    /// Asks for a pass at `t` even if nothing else changes by then.
+    /// Asks for a pass at `t` for the focused object even if nothing else changes by then.
     pub fn wake_at(&self, t: DateTime<Utc>) {
         let t = t.max(self.now);
-        match self.wake.get() {
-            Some(w) if w <= t => {}
-            _ => self.wake.set(Some(t)),
-        }
-    }
-    /// Asks for another pass right away (something is still converging).
-    pub fn again(&self) {
-        self.wrote.set(true);
+        self.timers
+            .borrow_mut()
+            .push((t, self.focus.borrow().clone()));
     }
     pub fn next_seq(&self) -> u64 {
         let s = self.seq.get() + 1;
@@ -264,30 +336,15 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Replaces listed objects by their updated versions (same namespace and name); false when one
-/// is not in the list (the caller reads the list again).
-fn fold_updates(list: &mut [Value], updated: Vec<Value>) -> bool {
-    let position: HashMap<(String, String), usize> = list
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            (
-                (util::namespace(o).to_string(), util::name(o).to_string()),
-                i,
-            )
-        })
-        .collect();
-    for obj in updated {
-        let key = (
-            util::namespace(&obj).to_string(),
-            util::name(&obj).to_string(),
-        );
-        match position.get(&key) {
-            Some(&i) => list[i] = obj,
-            None => return false,
-        }
-    }
-    true
+/// Objects a pass takes from its work set (changed, due, retried); the rest waits for the next
+/// pass, which comes right away.
+const PASS_BUDGET: usize = 300;
+
+/// What a timer brings back: one object, or (None) the whole cluster.
+type Timer = Option<(K, Key)>;
+
+fn json_key(ns: &str, name: &str) -> Value {
+    serde_json::json!({"metadata": {"namespace": ns, "name": name}})
 }
 
 /// The data plane's controllers and their small amount of in-memory state.
@@ -301,6 +358,26 @@ pub struct DataPlane {
     last_revision: Option<u64>,
     dirty: bool,
     next_wake: Option<DateTime<Utc>>,
+    cache: Cache,
+    /// Whether the cache holds a full list (else the next pass relists).
+    synced: bool,
+    /// Objects to look at again next pass (failed writes).
+    retry: BTreeSet<(K, Key)>,
+    /// Per-object timers (None: the whole cluster).
+    timers: BTreeMap<DateTime<Utc>, BTreeSet<Timer>>,
+    stats: PassStats,
+}
+
+/// What the data plane's passes looked at, for tests and the bench.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassStats {
+    /// Passes run (skipped ones not counted).
+    pub passes: u64,
+    /// Passes that relisted every kind.
+    pub relists: u64,
+    /// Objects the last pass handed its controllers to sync (all kinds; the small kinds a
+    /// controller reads whole, nodes and Services, not counted).
+    pub last_work: u64,
 }
 
 impl DataPlane {
@@ -324,23 +401,118 @@ impl DataPlane {
         self.next_wake
     }
 
-    /// Runs one pass of all controllers. Cheap when nothing changed: with
-    /// [`ClusterApi::revision`] implemented, a pass with no new writes and no due timer returns
-    /// at once.
+    pub fn stats(&self) -> PassStats {
+        self.stats
+    }
+
+    /// Runs one pass with the changes the API reports ([`ClusterApi::changes`]).
     pub fn tick(&mut self, api: &dyn ClusterApi, now: DateTime<Utc>) {
-        let rev = api.revision();
-        if !self.dirty
-            && rev.is_some()
-            && rev == self.last_revision
-            && self.next_wake.is_none_or(|w| now < w)
-        {
+        let changes = api.changes();
+        self.tick_with(api, now, changes);
+    }
+
+    /// Runs one pass of the controllers over what changed: the changed objects, those with a
+    /// due timer or a failed write, and the objects they concern (a pod's owner, the pods of a
+    /// changed node, ...). [`Changes::Relist`] (and the first pass) reads every kind again and
+    /// looks at everything; without a change feed that happens whenever [`ClusterApi::revision`]
+    /// moved (or always, without it).
+    pub fn tick_with(&mut self, api: &dyn ClusterApi, now: DateTime<Utc>, changes: Changes) {
+        let timer_due = self.next_wake.is_some_and(|w| now >= w);
+        let mut work = Work::default();
+        match changes {
+            Changes::Since(list) if self.synced => cache::apply(&mut self.cache, &mut work, list),
+            _ => {
+                let rev = api.revision();
+                if self.synced
+                    && !self.dirty
+                    && self.retry.is_empty()
+                    && rev.is_some()
+                    && rev == self.last_revision
+                    && !timer_due
+                {
+                    return;
+                }
+                self.cache.clear();
+                for k in K::CACHED {
+                    for o in api.list(&k.resource(), None) {
+                        self.cache.put(k, Arc::new(o));
+                    }
+                }
+                // Every object, looked at over the next passes (see `PASS_BUDGET`).
+                for k in K::CACHED {
+                    let keys: Vec<Key> = self.cache.keys(k).cloned().collect();
+                    for key in keys {
+                        work.add(k, key);
+                    }
+                }
+                work.capacity = true;
+                self.synced = true;
+                self.stats.relists += 1;
+                let live: HashSet<String> = self
+                    .cache
+                    .all(K::Pod)
+                    .map(|p| util::uid(p).to_string())
+                    .collect();
+                self.kubelet.retain(&live);
+            }
+        }
+        let deferred = std::mem::take(&mut self.retry);
+        if self.dirty {
+            work.all = true;
+        }
+        while let Some(entry) = self.timers.first_entry() {
+            if *entry.key() > now {
+                break;
+            }
+            for f in entry.remove() {
+                match f {
+                    Some((k, key)) => work.add(k, key),
+                    None => work.all = true,
+                }
+            }
+        }
+        self.next_wake = self.timers.keys().next().copied();
+        // A bounded pass: the rest waits for the next one (a pass of thousands of objects, each
+        // a few writes, took long enough for the change feed to overflow and force a relist).
+        // What waited already (or failed) goes first, so nothing starves.
+        if work.all {
+            for (k, key) in deferred {
+                work.add(k, key);
+            }
+        } else {
+            let mut fresh = std::mem::take(&mut work.keys);
+            let mut n = 0;
+            let mut take = |work: &mut Work, k: K, key: Key, retry: &mut BTreeSet<(K, Key)>| {
+                if work.keys.get(&k).is_some_and(|s| s.contains(&key)) {
+                    return;
+                }
+                if n < PASS_BUDGET {
+                    n += 1;
+                    work.add(k, key);
+                } else {
+                    retry.insert((k, key));
+                }
+            };
+            for (k, key) in deferred {
+                take(&mut work, k, key, &mut self.retry);
+            }
+            for k in K::CACHED {
+                for key in fresh.remove(&k).unwrap_or_default() {
+                    take(&mut work, k, key, &mut self.retry);
+                }
+            }
+        }
+        if work.is_empty() && self.nodes_created {
+            self.last_revision = api.revision();
             return;
         }
-        let ctx = Ctx::new(api, now, self.seq);
+        self.kubelet.forget(&work.gone_pods);
+        self.stats.passes += 1;
+        let ctx = Ctx::new(api, now, self.seq, std::mem::take(&mut self.cache), work);
         if !self.nodes_created {
             self.nodes_created = nodes::ensure_nodes(&ctx, &self.nodes);
             if !self.nodes_created {
-                ctx.again();
+                ctx.wrote.set(true);
             }
         }
         deployment::sync_all(&ctx, &mut self.hashes);
@@ -354,7 +526,13 @@ impl DataPlane {
         loadbalancer::sync_all(&ctx);
         self.seq = ctx.seq.get();
         self.dirty = ctx.wrote.get();
-        self.next_wake = ctx.wake.get();
+        self.retry.extend(ctx.retry.take());
+        for (t, f) in ctx.timers.take() {
+            self.timers.entry(t).or_default().insert(f);
+        }
+        self.next_wake = self.timers.keys().next().copied();
+        self.stats.last_work = ctx.looked.borrow().len() as u64;
+        self.cache = ctx.cache.into_inner();
         self.last_revision = api.revision();
     }
 }
@@ -386,67 +564,6 @@ mod tests {
     }
 
     #[test]
-    fn a_pass_reads_a_list_once_and_sees_its_own_updates_in_it() {
-        let api = fake::FakeApi::new();
-        let cms = ResourceRef::configmaps();
-        let cm = |name: &str, v: &str| {
-            json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": name, "namespace": "default"}, "data": {"v": v}})
-        };
-        for n in ["a", "b", "c"] {
-            api.create(&cms, cm(n, "0")).unwrap();
-        }
-        let ctx = Ctx::new(&api, fake::base_time(), 0);
-        let names = |l: &[Value]| -> Vec<String> {
-            l.iter()
-                .map(|o| {
-                    format!(
-                        "{}={}",
-                        util::name(o),
-                        o["data"]["v"].as_str().unwrap_or("")
-                    )
-                })
-                .collect()
-        };
-        let reads = api.reads();
-        let first = ctx.list_all(&cms);
-        assert_eq!(api.reads(), reads + 1);
-        let mut b = first[1].clone();
-        b["data"]["v"] = json!("1");
-        ctx.update(&cms, b).unwrap();
-        let mut b2 = ctx.list_all(&cms)[1].clone();
-        assert_eq!(
-            api.reads(),
-            reads + 1,
-            "its own update is folded in, no second list"
-        );
-        assert_eq!(names(&ctx.list_all(&cms)), ["a=0", "b=1", "c=0"]);
-        assert_eq!(
-            *ctx.list_all(&cms),
-            api.all(&cms),
-            "as a list would read it"
-        );
-        // The list the caller held is unchanged.
-        assert_eq!(names(&first), ["a=0", "b=0", "c=0"]);
-        b2["data"]["v"] = json!("2");
-        ctx.update(&cms, b2).unwrap();
-        assert_eq!(names(&ctx.list_all(&cms)), ["a=0", "b=2", "c=0"]);
-        // (+1: the comparison's own list above.)
-        assert_eq!(api.reads(), reads + 2);
-        // A create, or a failed update, reads the list again.
-        ctx.create(&cms, cm("bb", "0")).unwrap();
-        assert_eq!(names(&ctx.list_all(&cms)), ["a=0", "b=2", "bb=0", "c=0"]);
-        assert_eq!(api.reads(), reads + 3);
-        api.fail_next_updates(1);
-        let mut stale = ctx.list_all(&cms)[0].clone();
-        stale["data"]["v"] = json!("9");
-        assert!(ctx.update(&cms, stale).is_err());
-        assert_eq!(*ctx.list_all(&cms), api.all(&cms));
-        assert_eq!(api.reads(), reads + 5);
-        assert!(ctx.wrote.get());
-    }
-
-    #[test]
     fn idle_ticks_skip_all_reads_until_something_changes_or_a_timer_is_due() {
         let mut h = Harness::new("cpu=1");
         h.api
@@ -466,8 +583,13 @@ mod tests {
                 json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "default"}}),
             )
             .unwrap();
+        let passes = h.dp.stats().passes;
         h.tick();
-        assert!(h.api.reads() > reads, "a write wakes the data plane");
+        assert_eq!(
+            h.dp.stats().passes,
+            passes + 1,
+            "a write wakes the data plane"
+        );
         // Timers: a pod turning ready later wakes the data plane without any write.
         let mut d = deployment("slow", 1, 0);
         d["spec"]["template"]["metadata"]["annotations"] = json!({ANN_READY_AFTER: "3"});
@@ -479,6 +601,194 @@ mod tests {
             .api
             .must_get(&ResourceRef::deployments(), "default", "slow");
         assert_eq!(d["status"]["availableReplicas"], 1);
+    }
+
+    fn job(name: &str, run_seconds: &str) -> Value {
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"template": {
+                "metadata": {"annotations": {ANN_RUN_SECONDS: run_seconds}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x:1",
+                         "resources": {"requests": {"cpu": "10m"}}}]}
+            }}
+        })
+    }
+
+    fn phase(h: &Harness, job: &str) -> String {
+        h.pods("default")
+            .iter()
+            .find(|p| p["metadata"]["labels"]["job-name"] == job)
+            .map(|p| p["status"]["phase"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_pass_after_one_change_looks_only_at_that_object_and_what_it_concerns() {
+        let mut h = Harness::new("cpu=2");
+        for i in 0..30 {
+            h.api
+                .create(&ResourceRef::jobs(), job(&format!("j{i}"), "1000"))
+                .unwrap();
+        }
+        h.run(1.0);
+        assert_eq!(h.pods("default").len(), 30);
+        assert!((0..30).all(|i| phase(&h, &format!("j{i}")) == "Running"));
+        let relists = h.dp.stats().relists;
+        // Runs the data plane, checking it lists nothing.
+        let run = |h: &mut Harness, secs: f64| {
+            let lists = h.api.lists();
+            if secs == 0.0 {
+                h.tick();
+            } else {
+                h.run(secs);
+            }
+            assert_eq!(h.api.lists(), lists, "no list after the first pass");
+        };
+        // One new Job: its pass looks at it and (as they appear) its pod, not the other 60.
+        h.api
+            .create(&ResourceRef::jobs(), job("new", "1000"))
+            .unwrap();
+        run(&mut h, 0.0);
+        assert!(
+            h.dp.stats().last_work <= 4,
+            "{:?} after one create",
+            h.dp.stats()
+        );
+        run(&mut h, 0.5);
+        assert_eq!(phase(&h, "new"), "Running");
+        // One pod gone: the pass looks at it and its Job, which replaces it.
+        let victim = h
+            .pods("default")
+            .into_iter()
+            .find(|p| p["metadata"]["labels"]["job-name"] == "j7")
+            .unwrap();
+        let victim_name = victim["metadata"]["name"].as_str().unwrap().to_string();
+        h.api
+            .delete(&ResourceRef::pods(), Some("default"), &victim_name)
+            .unwrap();
+        run(&mut h, 0.0);
+        let after_delete = h.dp.stats().last_work;
+        assert!(after_delete <= 4, "{after_delete} objects after one delete");
+        run(&mut h, 0.5);
+        assert_eq!(phase(&h, "j7"), "Running");
+        assert_eq!(h.pods("default").len(), 31);
+        assert_eq!(h.dp.stats().relists, relists);
+        // Timers bring back only their own pod: the new job's pod exits at its run time.
+        let mut short = job("short", "2");
+        short["spec"]["ttlSecondsAfterFinished"] = json!(1);
+        h.api.create(&ResourceRef::jobs(), short).unwrap();
+        run(&mut h, 1.0);
+        assert_eq!(phase(&h, "short"), "Running");
+        run(&mut h, 2.0);
+        assert!(h.dp.stats().last_work <= 4, "{:?}", h.dp.stats());
+        run(&mut h, 2.0);
+        assert!(
+            h.api
+                .get(&ResourceRef::jobs(), Some("default"), "short")
+                .is_none(),
+            "finished Job collected after its TTL"
+        );
+        assert_eq!(h.pods("default").len(), 31);
+        assert_eq!(h.dp.stats().relists, relists);
+    }
+
+    #[test]
+    fn lost_changes_are_recovered_by_a_relist() {
+        let mut h = Harness::new("cpu=2");
+        h.api
+            .create(&ResourceRef::jobs(), job("a", "1000"))
+            .unwrap();
+        h.run(1.0);
+        assert_eq!(phase(&h, "a"), "Running");
+        // A Job the feed never reported: a pass over changes alone does not see it...
+        let mut b = job("b", "1000");
+        b["metadata"]["uid"] = json!("uid-unseen");
+        b["metadata"]["resourceVersion"] = json!("1");
+        crate::dataplane::default_on_create(&ResourceRef::jobs(), &mut b, &mut IpAllocator::new());
+        h.api.write_unseen(&ResourceRef::jobs(), b);
+        h.run(1.0);
+        assert_eq!(phase(&h, "b"), "", "not seen without a change");
+        // ...and after lost changes the data plane relists and converges.
+        let relists = h.dp.stats().relists;
+        h.api
+            .create(&ResourceRef::jobs(), job("c", "1000"))
+            .unwrap();
+        h.api.lose_changes();
+        h.run(1.0);
+        assert_eq!(h.dp.stats().relists, relists + 1);
+        assert_eq!(phase(&h, "b"), "Running");
+        assert_eq!(phase(&h, "c"), "Running");
+        assert_eq!(phase(&h, "a"), "Running");
+        assert_eq!(h.pods("default").len(), 3);
+    }
+
+    #[test]
+    fn a_pass_takes_at_most_its_budget_and_leaves_the_rest_to_the_next() {
+        let mut h = Harness::new("cpu=5");
+        h.run(0.2);
+        let n = PASS_BUDGET + 100;
+        for i in 0..n {
+            h.api
+                .create(&ResourceRef::jobs(), job(&format!("j{i}"), "1000"))
+                .unwrap();
+        }
+        h.tick();
+        assert_eq!(
+            h.pods("default").len(),
+            PASS_BUDGET,
+            "one budget of Jobs synced"
+        );
+        // What waited goes first: the next pass syncs the Jobs left over.
+        h.tick();
+        assert_eq!(h.pods("default").len(), n, "the rest on the next pass");
+    }
+
+    #[test]
+    fn many_jobs_converge_with_changes_lost_along_the_way() {
+        let mut h = Harness::new("cpu=3");
+        for i in 0..120 {
+            let mut j = job(&format!("j{i}"), if i % 3 == 0 { "1" } else { "1000" });
+            j["spec"]["ttlSecondsAfterFinished"] = json!(1);
+            h.api.create(&ResourceRef::jobs(), j).unwrap();
+            if i % 7 == 0 {
+                h.tick();
+            }
+            if i % 29 == 0 {
+                h.api.lose_changes();
+            }
+        }
+        for step in 0..60 {
+            h.run(0.1);
+            if step % 13 == 5 {
+                h.api.lose_changes();
+            }
+        }
+        h.run(3.0);
+        let pods = h.pods("default");
+        assert_eq!(pods.len(), 80, "the 40 short Jobs and their pods are gone");
+        assert!(
+            pods.iter().all(|p| p["status"]["phase"] == "Running"),
+            "{:?}",
+            pods.iter()
+                .map(|p| p["status"]["phase"].clone())
+                .collect::<Vec<_>>()
+        );
+        // Deleting the Jobs' pods in bulk: each is replaced.
+        for p in pods.iter().take(30) {
+            h.api
+                .delete(
+                    &ResourceRef::pods(),
+                    Some("default"),
+                    p["metadata"]["name"].as_str().unwrap(),
+                )
+                .unwrap();
+        }
+        h.api.lose_changes();
+        h.run(1.0);
+        let pods = h.pods("default");
+        assert_eq!(pods.len(), 80);
+        assert!(pods.iter().all(|p| p["status"]["phase"] == "Running"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::util::{
     add_secs, at, controller_uid, generation, i64_at, is_terminating, labels, name, name_suffix,
     namespace, owner_ref, pod_active, pod_ready, pod_ready_since, set, str_at, uid,
 };
-use super::{Ctx, ResourceRef};
+use super::{Ctx, K, ResourceRef};
 use crate::selector::LabelSelector;
 
 const COMPONENT: &str = "replicaset-controller";
@@ -132,20 +132,27 @@ fn deletion_rank(p: &Value) -> (u8, std::cmp::Reverse<String>) {
     (rank, std::cmp::Reverse(created + name(p)))
 }
 
+/// Syncs the ReplicaSets that changed, whose pods changed (or an orphan they may adopt), or
+/// whose timer is due.
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let sets = ctx.list_all(&ResourceRef::replicasets());
-    let sets = sets.as_slice();
+    let sets = ctx.cached(K::ReplicaSet, &ctx.work_of(K::ReplicaSet));
     if sets.is_empty() {
         return;
     }
-    let pods = ctx.list_all(&ResourceRef::pods());
-    let pods = pods.as_slice();
+    let pods: Vec<Value> = ctx.with_cache(|c, _| {
+        sets.iter()
+            .flat_map(|rs| c.pods_owned_by(uid(rs)))
+            .chain(c.orphan_pods())
+            .cloned()
+            .collect()
+    });
     let mut names: HashSet<String> = pods.iter().map(|p| name(p).to_string()).collect();
-    let index = OwnedIndex::new(pods);
-    for rs in sets {
+    let index = OwnedIndex::new(&pods);
+    for rs in &sets {
         if is_terminating(rs) {
             continue;
         }
+        ctx.focus(K::ReplicaSet, rs);
         sync_one(ctx, rs, &index, &mut names);
     }
 }

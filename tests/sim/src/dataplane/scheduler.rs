@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
 
+use super::cache::{Usage, key_of};
 use super::events;
 use super::labels::{map_matches, node_term_matches};
 use super::quantity::{ResourceList, pod_requests, resource_list};
@@ -14,7 +15,7 @@ use super::util::{
     CondStyle, at, condition, conditions_of, i64_at, is_terminating, labels, name, namespace,
     pod_finished, set, set_condition, str_at,
 };
-use super::{Ctx, DEFAULT_SCHEDULER, ResourceRef};
+use super::{Ctx, DEFAULT_SCHEDULER, K, ResourceRef};
 
 /// One node's filter failure: the reasons shown in the message, and whether preemption could
 /// not help (`UnschedulableAndUnresolvable`).
@@ -134,13 +135,6 @@ impl<'a> NodeView<'a> {
                 == Some(true),
         }
     }
-}
-
-/// What is already placed on a node.
-#[derive(Default, Clone)]
-struct Usage {
-    requested: ResourceList,
-    pods: i128,
 }
 
 /// Whether any toleration tolerates the taint; with the matching toleration.
@@ -304,10 +298,25 @@ fn priority(pod: &Value) -> i64 {
     i64_at(pod, &["spec", "priority"]).unwrap_or(0)
 }
 
-/// Binds every schedulable pending pod, in priority then creation order.
+/// Binds the schedulable pending pods that changed (all pending pods when capacity may have
+/// been freed or added: a pod gone or finished, a node or volume changed), in priority then
+/// creation order.
 pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
-    let pods = ctx.list_all(&ResourceRef::pods());
-    let pods = pods.as_slice();
+    let (pods, mut usage) = ctx.with_cache(|c, w| {
+        let all = w.all || w.capacity;
+        let changed = w.keys.get(&K::Pod);
+        let pods: Vec<Value> = c
+            .unbound_pods()
+            .filter(|p| all || changed.is_some_and(|ch| ch.contains(&key_of(p))))
+            .cloned()
+            .collect();
+        let usage = if pods.is_empty() {
+            HashMap::new()
+        } else {
+            c.usage().clone()
+        };
+        (pods, usage)
+    });
     let mut pending: Vec<&Value> = pods
         .iter()
         .filter(|p| {
@@ -321,22 +330,9 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
     if pending.is_empty() {
         return;
     }
-    let node_objs = ctx.list_all(&ResourceRef::nodes());
+    let node_objs = ctx.cached_all(K::Node);
     let node_objs = node_objs.as_slice();
     let nodes: Vec<NodeView<'_>> = node_objs.iter().map(NodeView::new).collect();
-    let mut usage: HashMap<String, Usage> = HashMap::new();
-    for p in pods {
-        let node = str_at(p, &["spec", "nodeName"]).unwrap_or("");
-        if node.is_empty() || pod_finished(p) {
-            continue;
-        }
-        let u = usage.entry(node.to_string()).or_default();
-        u.pods += 1;
-        for (k, v) in pod_requests(p) {
-            let e = u.requested.entry(k).or_default();
-            *e = e.saturating_add(v);
-        }
-    }
     pending.sort_by(|a, b| {
         priority(b)
             .cmp(&priority(a))
@@ -347,6 +343,7 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
             .then_with(|| (namespace(a), name(a)).cmp(&(namespace(b), name(b))))
     });
     for pod in pending {
+        ctx.focus(K::Pod, pod);
         if at(pod, &["spec", "schedulingGates"])
             .and_then(Value::as_array)
             .is_some_and(|g| !g.is_empty())

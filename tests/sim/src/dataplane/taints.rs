@@ -8,12 +8,13 @@ use serde_json::{Value, json};
 use super::events;
 use super::scheduler::{pod_tolerations, toleration_for};
 use super::util::{add_secs, at, name, namespace, parse_time, pod_active, str_at};
-use super::{Ctx, ResourceRef};
+use super::{Ctx, K, ResourceRef};
 
 const COMPONENT: &str = "taint-eviction-controller";
 
+/// Looks at the pods that changed, the pods of nodes that changed, and those with a due timer.
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let nodes = ctx.list_all(&ResourceRef::nodes());
+    let nodes = ctx.cached_all(K::Node);
     let nodes = nodes.as_slice();
     let tainted: HashMap<&str, Vec<&Value>> = nodes
         .iter()
@@ -29,8 +30,17 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
     if tainted.is_empty() {
         return;
     }
-    let pods = ctx.list_all(&ResourceRef::pods());
+    let mut keys = ctx.work_of(K::Pod);
+    ctx.with_cache(|c, _| {
+        for node in ctx.work_of(K::Node) {
+            if tainted.contains_key(node.1.as_str()) {
+                keys.extend(c.pod_keys_on(&node.1).cloned());
+            }
+        }
+    });
+    let pods = ctx.cached(K::Pod, &keys);
     for pod in pods.iter() {
+        ctx.focus(K::Pod, pod);
         let node = str_at(pod, &["spec", "nodeName"]).unwrap_or("");
         let Some(taints) = tainted.get(node) else {
             continue;

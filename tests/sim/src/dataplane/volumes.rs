@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::util::{at, is_terminating, name, namespace, set, str_at, uid};
-use super::{Ctx, ResourceRef};
+use super::{Ctx, K, ResourceRef};
 
 pub(crate) fn pvcs() -> ResourceRef {
     ResourceRef::core("persistentvolumeclaims")
@@ -15,10 +15,11 @@ fn pvs() -> ResourceRef {
     ResourceRef::core("persistentvolumes")
 }
 
+/// Binds the claims that changed (or failed to bind last pass).
 pub(crate) fn sync_all(ctx: &Ctx<'_>) {
-    let claims = ctx.list_all(&pvcs());
-    let claims = claims.as_slice();
-    for pvc in claims {
+    let claims = ctx.cached(K::Pvc, &ctx.work_of(K::Pvc));
+    for pvc in &claims {
+        ctx.focus(K::Pvc, pvc);
         if is_terminating(pvc) || str_at(pvc, &["status", "phase"]) == Some("Bound") {
             continue;
         }
