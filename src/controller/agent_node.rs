@@ -843,8 +843,9 @@ async fn reconcile_inner(
         // This process wrote the node's status after the cached version: wait for the cache (the
         // write's watch event queues this node again) instead of deciding twice.
         Freshness::Behind => return Ok(Action::await_change()),
-        // The write's event reached the store after this reconcile read its object: read again.
-        Freshness::Passed => return Ok(Action::requeue(std::time::Duration::ZERO)),
+        // The write's event reached the store after this reconcile read its object: read again
+        // (shortly: during a relist the store takes the event only at its end).
+        Freshness::Passed => return Ok(Action::requeue(std::time::Duration::from_millis(100))),
         Freshness::Current => {}
     }
     super::prune::node_workload(ctx, node, lifecycle_mode(node)).await?;

@@ -221,7 +221,8 @@ struct Written {
     rv: u64,
     /// A reconcile found the cache behind this write and left the object to the write's echo.
     deferred: bool,
-    /// The watch has delivered this write (or a later version): the store holds it.
+    /// The watch has delivered this write (or a later version): the store holds it (or will at
+    /// the end of a relist).
     echoed: bool,
 }
 
