@@ -438,7 +438,10 @@ fn expected_grants() -> Vec<(Vec<Grant>, Evidence)> {
             ]
             .concat(),
             &[
-                ("controller/status.rs", "api.patch_status("),
+                (
+                    "controller/status.rs",
+                    "patch_for_version(api, name, Some(\"status\")",
+                ),
                 (
                     "controller/agent_node.rs",
                     "patch_for_version(api, &name, Some(\"status\")",

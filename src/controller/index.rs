@@ -114,7 +114,7 @@ struct Inner {
     points: PointIndex<Key>,
     written: HashMap<Key, Written>,
     /// A digest of what a node's reconcile reads of each of its Jobs (`job_view`) and agent pods
-    /// (`pod_view`): their events trigger the node only when it changes (a pod's phases and a Job's
+    /// with a problem (`pod_view`): their events trigger the node only when it changes (a pod's phases and a Job's
     /// counters would otherwise wake every running node several times for nothing).
     views: HashMap<(&'static str, Key), u64>,
 }
@@ -217,21 +217,20 @@ pub fn job_view(job: &Job) -> u64 {
 }
 
 /// A digest of what the node's reconcile reads of one of its pods: its containers' problems
-/// ([`super::pods::pod_problems`]).
-pub fn pod_view(pod: &Pod) -> u64 {
+/// ([`super::pods::pod_problems`]); None when it has none (a pod appearing or going in that state
+/// changes nothing for its node).
+pub fn pod_view(pod: &Pod) -> Option<u64> {
     use std::hash::{Hash, Hasher};
+    let problems = super::pods::pod_problems(pod);
+    if problems.is_empty() {
+        return None;
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for (message, until) in super::pods::pod_problems(pod) {
+    for (message, until) in problems {
         message.hash(&mut h);
         until.map(|t| t.as_nanosecond()).hash(&mut h);
     }
-    h.finish()
-}
-
-/// The view of a pod without any problem (a new pod in that state changes nothing for its node).
-fn quiet_pod_view() -> u64 {
-    use std::hash::Hasher;
-    std::collections::hash_map::DefaultHasher::new().finish()
+    Some(h.finish())
 }
 
 fn owner_node(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<String> {
@@ -545,15 +544,14 @@ impl Index {
     /// A pod's labels and view (None: the pod is gone). Its node is triggered when the pod's view
     /// changes (a pod appearing or going without a problem changes nothing for the node) or the pod
     /// moves to another node's label; its entry (an engine's pod) at every change.
-    fn pod_labels_changed(&self, key: Key, labels: Option<(PodLabels, u64)>) -> Triggers {
+    fn pod_labels_changed(&self, key: Key, labels: Option<(PodLabels, Option<u64>)>) -> Triggers {
         let mut t = Triggers::default();
         let mut inner = self.lock();
-        let quiet = quiet_pod_view();
         let view_key = ("Pod", key.clone());
-        let old_view = inner.views.remove(&view_key).unwrap_or(quiet);
-        let new_view = labels.as_ref().map_or(quiet, |(_, v)| *v);
-        if new_view != quiet {
-            inner.views.insert(view_key, new_view);
+        let old_view = inner.views.remove(&view_key);
+        let new_view = labels.as_ref().and_then(|(_, v)| *v);
+        if let Some(v) = new_view {
+            inner.views.insert(view_key, v);
         }
         let labels = labels.map(|(l, _)| l);
         let old = inner.pod_labels.remove(&key);

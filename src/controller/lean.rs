@@ -94,11 +94,6 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>,
     serde_json::Value::deserialize(d).map(Some)
 }
 
-/// Decode one object's JSON text (the watch does the same from its stream).
-pub fn decode<K: Parts>(text: &str) -> Result<DeserializeGuard<K>, serde_json::Error> {
-    serde_json::from_str::<Lean<K>>(text).map(|l| l.0)
-}
-
 impl<'de, K: Parts> Deserialize<'de> for Lean<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Shadow::deserialize(deserializer).map(Lean::from_shadow)
@@ -150,6 +145,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Decode one object's JSON text as the watch does from its stream.
+    fn decode<K: Parts>(text: &str) -> Result<DeserializeGuard<K>, serde_json::Error> {
+        serde_json::from_str::<Lean<K>>(text).map(|l| l.0)
+    }
 
     /// What kube's guard makes of the same text.
     fn guarded(value: &serde_json::Value) -> DeserializeGuard<AgentNode> {

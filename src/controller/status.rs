@@ -4,7 +4,6 @@
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::error::Error;
@@ -18,7 +17,7 @@ pub async fn apply_status<K, S>(
     status: &S,
 ) -> Result<bool, Error>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone,
     S: Serialize + PartialEq,
 {
     if old == Some(status) {
@@ -29,13 +28,10 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(Error::kube("apply status"))?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    patch_for_version(api, name, Some("status"), &params, &Patch::Apply(&body))
+        .await
+        .map_err(Error::kube("apply status"))?;
     Ok(true)
 }
 
@@ -136,7 +132,7 @@ pub async fn apply_child_cached<K>(
     step: &'static str,
 ) -> Result<bool, Error>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Clone + Serialize,
 {
     use std::hash::{Hash, Hasher};
     let bytes = serde_json::to_vec(obj).map_err(|source| Error::Serialization {
@@ -234,7 +230,7 @@ pub enum Freshness {
     /// Older, and the write's echo is still to come: it triggers the object again.
     Behind,
     /// Older, but the echo has passed (the reconcile read its object just before the store took
-    /// it): read again now, no event will come.
+    /// it): read again shortly, no event will come.
     Passed,
 }
 
