@@ -150,12 +150,14 @@ where
         kind: "child",
         field: "name",
     })?;
-    let rv = patch_for_version(
+    // The bytes hashed above are the body sent: the child is serialized once.
+    let rv = send_for_version(
         api,
         name,
         None,
         &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(obj),
+        &Patch::Apply(()),
+        Some(bytes),
     )
     .await
     .map_err(Error::kube(step))?;
@@ -191,12 +193,32 @@ where
     K: Resource + Clone,
     P: Serialize,
 {
+    send_for_version(api, name, subresource, params, patch, None).await
+}
+
+/// [`patch_for_version`], with the patch's body given as already serialized `body` when `Some`
+/// (`patch` then only says which patch type, for the request's content type).
+async fn send_for_version<K, P>(
+    api: &Api<K>,
+    name: &str,
+    subresource: Option<&str>,
+    params: &PatchParams,
+    patch: &Patch<P>,
+    body: Option<Vec<u8>>,
+) -> Result<Option<String>, kube::Error>
+where
+    K: Resource + Clone,
+    P: Serialize,
+{
     let request = kube::core::Request::new(api.resource_url());
     let mut req = match subresource {
         Some(sub) => request.patch_subresource(sub, name, params, patch),
         None => request.patch(name, params, patch),
     }
     .map_err(kube::Error::BuildRequest)?;
+    if let Some(body) = body {
+        *req.body_mut() = body;
+    }
     req.extensions_mut().insert(match subresource {
         Some("status") => "patch_status",
         Some(_) => "patch_subresource",
