@@ -58,12 +58,16 @@ impl PathElement {
 
     /// The `FieldsV1` key for this element.
     pub fn encode(&self) -> String {
-        match self {
-            PathElement::Field(name) => format!("f:{name}"),
-            PathElement::Key(json) => format!("k:{json}"),
-            PathElement::Value(json) => format!("v:{json}"),
-            PathElement::Index(i) => format!("i:{i}"),
-        }
+        let (prefix, text) = match self {
+            PathElement::Field(name) => ("f:", name),
+            PathElement::Key(json) => ("k:", json),
+            PathElement::Value(json) => ("v:", json),
+            PathElement::Index(i) => return format!("i:{i}"),
+        };
+        let mut out = String::with_capacity(prefix.len() + text.len());
+        out.push_str(prefix);
+        out.push_str(text);
+        out
     }
 
     /// Whether `encode()` equals `key` (no allocation but for indices).
@@ -163,6 +167,19 @@ impl FieldSet {
         FieldSet::default()
     }
 
+    /// The set holding only the empty path (a leaf member).
+    pub(crate) fn leaf() -> FieldSet {
+        FieldSet {
+            member: true,
+            children: BTreeMap::new(),
+        }
+    }
+
+    /// Makes the empty path (this node) a member.
+    pub(crate) fn mark(&mut self) {
+        self.member = true;
+    }
+
     pub fn is_empty(&self) -> bool {
         !self.member && self.children.is_empty()
     }
@@ -172,10 +189,11 @@ impl FieldSet {
         let mut cur = self;
         for pe in path {
             // Clone the element only when the node is new (most inserts share a prefix).
-            if !cur.children.contains_key(pe) {
-                cur.children.insert(pe.clone(), FieldSet::default());
-            }
-            cur = cur.children.get_mut(pe).expect("inserted above");
+            cur = if cur.children.contains_key(pe) {
+                cur.children.get_mut(pe).expect("present")
+            } else {
+                cur.children.entry(pe.clone()).or_default()
+            };
         }
         cur.member = true;
     }
@@ -369,7 +387,7 @@ impl FieldSet {
 
     /// The `fieldsV1` JSON object.
     pub fn to_fields_v1(&self) -> Value {
-        let mut m = Map::new();
+        let mut m = Map::with_capacity(self.children.len() + 1);
         if self.member && !self.children.is_empty() {
             m.insert(".".to_string(), Value::Object(Map::new()));
         }

@@ -84,7 +84,46 @@ pub(super) fn group_items<'v>(
     Some(groups)
 }
 
-/// The set of fields an applied configuration specifies.
+/// The set of fields an applied configuration specifies, built bottom-up (each node once, no
+/// walk from the root per path): the same set as `to_set` from the root.
+pub(super) fn field_set(v: &Value, node: Option<&HintNode>) -> FieldSet {
+    match v {
+        // Empty granular maps and lists own nothing (as the real typed walk).
+        Value::Object(m) if !map_is_atomic(node) => fields_of(m, node),
+        Value::Array(items) if granular_list(node).is_some() => {
+            let groups =
+                granular_list(node).and_then(|lt| group_items(items, lt, node).map(|g| (lt, g)));
+            let Some((lt, groups)) = groups else {
+                return FieldSet::leaf();
+            };
+            let mut out = FieldSet::new();
+            for (pe, members) in groups {
+                // a duplicated key is owned as a unit, without its fields
+                let mut item = match (lt, members.as_slice()) {
+                    (ListType::Map(_), [Value::Object(m)]) => fields_of(m, node),
+                    _ => FieldSet::new(),
+                };
+                item.mark();
+                out.put_child(pe, item);
+            }
+            out
+        }
+        _ => FieldSet::leaf(),
+    }
+}
+
+/// `field_set` of each field of a map (or a list-map item, whose fields' hints are the list's).
+fn fields_of(m: &Map<String, Value>, node: Option<&HintNode>) -> FieldSet {
+    let mut out = FieldSet::new();
+    for (k, c) in m {
+        out.put_child(field(k), field_set(c, child(node, k)));
+    }
+    out
+}
+
+/// The set of fields an applied configuration specifies, inserted path by path below `path`
+/// (the reference `field_set` is checked against).
+#[cfg(test)]
 pub(super) fn to_set(
     v: &Value,
     node: Option<&HintNode>,
@@ -361,6 +400,19 @@ pub(super) fn fresh(config: &Value, node: Option<&HintNode>) -> Value {
         Value::Object(_) if !map_is_atomic(node) => merge(&Value::Object(Map::new()), config, node),
         other => other.clone(),
     }
+}
+
+/// `fresh` of a value the caller gives up: nulls dropped in place, nothing copied.
+pub(super) fn fresh_owned(mut config: Value, node: Option<&HintNode>) -> Value {
+    if let Value::Object(m) = &mut config
+        && !map_is_atomic(node)
+    {
+        m.retain(|_, v| !v.is_null());
+        for (k, v) in m.iter_mut() {
+            *v = fresh_owned(v.take(), child(node, k));
+        }
+    }
+    config
 }
 
 /// Merges list items by key (map) or value (set). Order follows the real merge: walk both

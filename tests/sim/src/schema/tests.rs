@@ -555,3 +555,17 @@ fn matches_rules_reuse_compiled_patterns() {
         );
     }
 }
+
+#[test]
+fn prune_removes_unknown_fields_in_key_order_as_before() {
+    // Unknown fields leave as `Map::remove` (swap) removes them one after the other in key
+    // order: the last key takes each hole. The reported paths keep key order.
+    let s = StructuralSchema::new(&model_schema());
+    let mut o = obj(json!({
+        "u1": 1, "format": "gguf", "u2": {"x": 1}, "labels": {"a": "b"}, "u3": [1], "replicas": 2,
+    }));
+    let removed = s.prune_reporting(&mut o);
+    assert_eq!(removed, vec!["spec.u1", "spec.u2", "spec.u3"]);
+    let keys: Vec<&String> = o["spec"].as_object().expect("spec").keys().collect();
+    assert_eq!(keys, ["replicas", "format", "labels"]);
+}
