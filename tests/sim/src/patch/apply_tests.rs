@@ -1344,3 +1344,51 @@ fn field_set_is_the_set_to_set_inserts() {
     pod["metadata"]["finalizers"] = json!(["a", "b"]);
     check(&pod, &dep_hints());
 }
+
+#[test]
+fn one_sided_subtrees_compare_as_inserted_path_by_path() {
+    use rand::SeedableRng;
+    fn check(l: Option<&Value>, r: Option<&Value>, hints: &TypeHints) {
+        let run = |by_path: bool| {
+            let mut cmp = super::walk::Comparison {
+                builtin: hints.is_builtin(),
+                skip_managed_fields: true,
+                by_path,
+                ..Default::default()
+            };
+            super::walk::compare(l, r, Some(&hints.root), &mut Vec::new(), &mut cmp);
+            (cmp.added, cmp.removed, cmp.modified)
+        };
+        assert_eq!(run(false), run(true), "{l:?} -> {r:?}");
+    }
+    let h = model_hints();
+    let empty = json!({});
+    for seed in 0..60u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let (a, b) = (random_widget(&mut rng), random_widget(&mut rng));
+        check(Some(&a), Some(&b), &h);
+        check(None, Some(&a), &h);
+        check(Some(&empty), Some(&a), &h);
+        check(Some(&b), None, &h);
+    }
+    let mut dup = model(
+        json!([{"name": "a", "url": "u"}, {"name": "a"}, {"name": "b", "weight": 1}]),
+        json!(["x", "x"]),
+    );
+    dup["metadata"]["managedFields"] = json!([{"manager": "m"}]);
+    dup["spec"]["extra"] = json!({});
+    check(Some(&empty), Some(&dup), &h);
+    check(Some(&dup), Some(&empty), &h);
+    check(Some(&model(json!([]), json!([]))), Some(&dup), &h);
+    // Built-in kinds: new structs compare against their zero value.
+    let d = dep_hints();
+    let mut pod = nginx(1, "nginx:1");
+    push_container(
+        &mut pod,
+        json!({"name": "side", "ports": [{"containerPort": 80}, {"containerPort": 80, "protocol": "UDP"}]}),
+    );
+    pod["status"] = json!({"conditions": [{"type": "Ready", "status": "True"}], "replicas": 1});
+    check(Some(&empty), Some(&pod), &d);
+    check(Some(&nginx(2, "nginx:2")), Some(&pod), &d);
+    check(Some(&pod), Some(&nginx(2, "nginx:2")), &d);
+}

@@ -81,8 +81,34 @@ impl PathElement {
         }
     }
 
-    /// Parses a `FieldsV1` key; `None` for `.` and anything malformed.
+    /// Parses a `FieldsV1` key; `None` for `.` and anything malformed. Key and value elements
+    /// (JSON to parse and write again canonically) are remembered per thread: the same keys
+    /// (`k:{"type":"Ready"}`, `k:{"name":"agent"}`) come back in every entry of their kind.
     pub fn decode(s: &str) -> Option<PathElement> {
+        const REMEMBERED: usize = 4096;
+        thread_local! {
+            static PARSED: std::cell::RefCell<std::collections::HashMap<Box<str>, Option<PathElement>>> =
+                std::cell::RefCell::new(std::collections::HashMap::new());
+        }
+        if s.starts_with("f:") || s.starts_with("i:") {
+            return PathElement::parse(s);
+        }
+        if let Some(known) = PARSED.with(|p| p.borrow().get(s).cloned()) {
+            return known;
+        }
+        let parsed = PathElement::parse(s);
+        PARSED.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() >= REMEMBERED {
+                p.clear();
+            }
+            p.insert(s.into(), parsed.clone());
+        });
+        parsed
+    }
+
+    /// `decode` without remembering.
+    fn parse(s: &str) -> Option<PathElement> {
         let (prefix, rest) = s.split_at_checked(2)?;
         match prefix {
             "f:" => Some(PathElement::Field(rest.to_string())),
@@ -196,6 +222,26 @@ impl FieldSet {
             };
         }
         cur.member = true;
+    }
+
+    /// Adds the members of `sub` below `path` (`sub` taken whole where nothing was there).
+    pub(crate) fn graft(&mut self, path: &[PathElement], sub: FieldSet) {
+        if sub.is_empty() {
+            return;
+        }
+        let mut cur = self;
+        for pe in path {
+            cur = if cur.children.contains_key(pe) {
+                cur.children.get_mut(pe).expect("present")
+            } else {
+                cur.children.entry(pe.clone()).or_default()
+            };
+        }
+        if cur.is_empty() {
+            *cur = sub;
+        } else {
+            cur.union_with(&sub);
+        }
     }
 
     /// Whether `path` is a member.
@@ -525,6 +571,26 @@ mod tests {
         let mut c = a.union(&b);
         c.remove_subtree(&[f("spec")]);
         assert_eq!(c.paths(), vec![vec![f("metadata"), f("labels"), f("x")]]);
+    }
+
+    #[test]
+    fn remembered_keys_decode_as_parsed() {
+        for _ in 0..2 {
+            assert_eq!(
+                PathElement::decode(r#"k:{"protocol":"TCP","containerPort":80}"#),
+                Some(PathElement::Key(
+                    r#"{"containerPort":80,"protocol":"TCP"}"#.into()
+                ))
+            );
+            assert_eq!(
+                PathElement::decode(r#"v:"a.io/x""#),
+                Some(PathElement::Value(r#""a.io/x""#.into()))
+            );
+            assert_eq!(PathElement::decode("k:[1]"), None);
+            assert_eq!(PathElement::decode("v:{bad"), None);
+            assert_eq!(PathElement::decode("f:a"), Some(f("a")));
+            assert_eq!(PathElement::decode("i:3"), Some(PathElement::Index(3)));
+        }
     }
 
     #[test]
