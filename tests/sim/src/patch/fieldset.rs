@@ -212,6 +212,25 @@ impl FieldSet {
 
     /// Adds `path` as a member (the empty path marks the root itself).
     pub fn insert(&mut self, path: &[PathElement]) {
+        self.node_at(path).member = true;
+    }
+
+    /// Adds the members of `sub` below `path` (`sub` taken whole where nothing was there).
+    pub(crate) fn graft(&mut self, path: &[PathElement], sub: FieldSet) {
+        if sub.is_empty() {
+            return;
+        }
+        let node = self.node_at(path);
+        if node.is_empty() {
+            *node = sub;
+        } else {
+            node.union_with(&sub);
+        }
+    }
+
+    /// The node at `path`, created (empty) with its parents where missing: the caller makes it
+    /// a member or gives it members.
+    fn node_at(&mut self, path: &[PathElement]) -> &mut FieldSet {
         let mut cur = self;
         for pe in path {
             // Clone the element only when the node is new (most inserts share a prefix).
@@ -221,27 +240,7 @@ impl FieldSet {
                 cur.children.entry(pe.clone()).or_default()
             };
         }
-        cur.member = true;
-    }
-
-    /// Adds the members of `sub` below `path` (`sub` taken whole where nothing was there).
-    pub(crate) fn graft(&mut self, path: &[PathElement], sub: FieldSet) {
-        if sub.is_empty() {
-            return;
-        }
-        let mut cur = self;
-        for pe in path {
-            cur = if cur.children.contains_key(pe) {
-                cur.children.get_mut(pe).expect("present")
-            } else {
-                cur.children.entry(pe.clone()).or_default()
-            };
-        }
-        if cur.is_empty() {
-            *cur = sub;
-        } else {
-            cur.union_with(&sub);
-        }
+        cur
     }
 
     /// Whether `path` is a member.
