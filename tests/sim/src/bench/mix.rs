@@ -61,7 +61,7 @@ impl Mix {
         sub: Option<&str>,
         opts: &WriteOpts,
         what: &'static str,
-    ) -> Result<Value, BenchError> {
+    ) -> Result<Arc<Value>, BenchError> {
         st.patch_obj(
             &self.nodes,
             "v1alpha1",
@@ -224,7 +224,7 @@ impl Mix {
             .map_err(step("create a Pod"))?
             .object;
         let pod_name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
-        let mut job_status = job.clone();
+        let mut job_status = Value::clone(&job);
         job_status["status"] = json!({"active": 1, "ready": 1, "startTime": now, "terminating": 0,
             "uncountedTerminatedPods": {}});
         st.update_obj(
@@ -239,7 +239,7 @@ impl Mix {
         .map_err(step("update a Job's status"))?;
         let ip = format!("10.{}.{}.{}", 64 + i / 65536 % 64, i / 256 % 256, i % 256);
         let cond = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
-        let mut running = pod.clone();
+        let mut running = Value::clone(&pod);
         running["status"] = json!({
             "phase": "Running",
             "conditions": [cond("PodReadyToStartContainers"), cond("Initialized"), cond("Ready"), cond("ContainersReady"), cond("PodScheduled")],

@@ -8,13 +8,15 @@ use super::PatchError;
 use super::conflict::{ApplyConflict, ConflictCause};
 use super::fieldset::{FieldSet, canonical, path_string};
 use super::hints::TypeHints;
+#[cfg(debug_assertions)]
+use super::managed::same_encoding;
 use super::managed::{
     Entry, Scope, api_version_of, cap_update_managers, decode_entries, decode_entries_owned,
-    equal_without_managed_fields, managed_fields_of, remove_managed_fields, same_encoding,
-    store_entries, take_managed_fields, without_managed_fields,
+    equal_without_managed_fields, managed_fields_of, remove_managed_fields, store_entries,
+    take_managed_fields, without_managed_fields,
 };
 use super::walk::{
-    Comparison, child, compare, map_is_atomic, merge, prune, to_set, validate_value,
+    Comparison, child, compare, field_set, fresh_owned, map_is_atomic, merge, prune, validate_value,
 };
 
 /// The outcome of an apply: the new object (with `metadata.managedFields` updated) and whether
@@ -160,8 +162,7 @@ fn allowed_by_last_applied(live: &Value, hints: &TypeHints) -> Option<Vec<String
         return None;
     }
     let root = Some(&hints.root);
-    let mut set = FieldSet::new();
-    to_set(&last, root, &mut Vec::new(), &mut set);
+    let set = field_set(&last, root);
     let mut cmp = Comparison {
         builtin: hints.is_builtin(),
         ..Comparison::default()
@@ -226,6 +227,7 @@ fn apply_core(
         }
     };
     let config = scoped_config(applied, scope);
+    let raw_new_set = field_set(&config, root);
     // The live object without its managedFields, merged with the configuration (which never
     // carries managedFields: `scoped_config` strips them). Through non-atomic maps the merge
     // copies the live managedFields as they are: they are decoded from that copy, so entries
@@ -244,17 +246,21 @@ fn apply_core(
             };
             (m, entries)
         }
-        None => (merge(&Value::Object(Map::new()), &config, root), Vec::new()),
+        // A create: the configuration itself, nulls dropped (no live side to merge with).
+        None => (fresh_owned(config, root), Vec::new()),
     };
+    // Whether the entries' encoding changes is tracked as they change (copying every entry to
+    // compare afterwards cost more than the apply's own work); debug builds check it.
+    #[cfg(debug_assertions)]
     let original_entries: Vec<Entry> = entries.iter().map(Entry::without_raw).collect();
+    let mut entries_changed = false;
 
     if let (Some(l), true) = (live, entries.is_empty()) {
         // Objects created without field tracking: every field (status included) belongs to
         // "before-first-apply"; only server-owned metadata is left out.
-        let mut set = FieldSet::new();
-        to_set(&without_managed_fields(l), root, &mut Vec::new(), &mut set);
-        let set = Scope::Other.filter_owned(set);
+        let set = Scope::Other.filter_owned(field_set(&without_managed_fields(l), root));
         if !set.is_empty() {
+            entries_changed = true;
             entries.push(Entry {
                 manager: "before-first-apply".into(),
                 operation: "Update".into(),
@@ -267,27 +273,32 @@ fn apply_core(
         }
     }
 
-    let mut raw_new_set = FieldSet::new();
-    to_set(&config, root, &mut Vec::new(), &mut raw_new_set);
-    let new_set = scope.filter(&raw_new_set);
-
     let me = |e: &Entry| e.is(manager, "Apply", &api_version, subresource);
-    let last_set = entries.iter().find(|e| me(e)).map(|e| e.set.clone());
-
-    if let Some(last) = &last_set {
-        // The unfiltered set still holds metadata.name etc., which keeps `metadata` alive.
-        let mut keep = raw_new_set;
-        for e in entries.iter().filter(|e| !me(e)) {
-            keep.union_with(&e.set);
+    let new_set = match entries.iter().find(|e| me(e)) {
+        Some(last) => {
+            let new_set = scope.filter(&raw_new_set);
+            // The unfiltered set still holds metadata.name etc., which keeps `metadata` alive.
+            let mut keep = raw_new_set;
+            for e in entries.iter().filter(|e| !me(e)) {
+                keep.union_with(&e.set);
+            }
+            prune(&mut merged, &last.set, Some(&keep), root);
+            new_set
         }
-        prune(&mut merged, last, Some(&keep), root);
-    }
+        None => scope.filter_owned(raw_new_set),
+    };
 
-    let cmp = compare_objects(live, &merged, hints);
-    let mut changed_fields = cmp.modified;
-    changed_fields.union_with(&cmp.added);
-    let changed_fields = scope.filter_owned(changed_fields);
-    let removed = cmp.removed;
+    // With no live object there is nobody to conflict with and nothing to remove: the
+    // comparison (every field of the object "added") would be thrown away.
+    let (changed_fields, removed) = match live {
+        Some(_) => {
+            let cmp = compare_objects(live, &merged, hints);
+            let mut changed_fields = cmp.modified;
+            changed_fields.union_with(&cmp.added);
+            (scope.filter_owned(changed_fields), cmp.removed)
+        }
+        None => (FieldSet::new(), FieldSet::new()),
+    };
 
     let mut causes = Vec::new();
     for e in entries.iter_mut().filter(|e| !me(e)) {
@@ -304,7 +315,7 @@ fn apply_core(
                 field: path_string(&path),
             });
         }
-        e.set.subtract(&clash);
+        entries_changed |= e.set.subtract(&clash);
     }
     if !force && !causes.is_empty() {
         // Grouped by manager; within a manager, field paths stay in path order.
@@ -320,29 +331,42 @@ fn apply_core(
     // Removed fields leave the other managers' sets; the applier keeps exactly what it applied
     // (an applied `null` stays owned).
     for e in entries.iter_mut().filter(|e| !me(e)) {
-        e.set.subtract(&removed);
+        entries_changed |= e.set.subtract(&removed);
     }
     match entries.iter_mut().find(|e| me(e)) {
         Some(e) => {
             if object_changed {
                 e.time = Some(now.to_string());
             }
+            // An entry with an empty set is not written, whatever its apiVersion.
+            entries_changed |=
+                e.set != new_set || (e.api_version != api_version && !new_set.is_empty());
             e.set = new_set;
             e.api_version = api_version;
         }
-        None => entries.push(Entry {
-            manager: manager.to_string(),
-            operation: "Apply".into(),
-            api_version,
-            time: Some(now.to_string()),
-            subresource: subresource.filter(|s| !s.is_empty()).map(String::from),
-            set: new_set,
-            raw: None,
-        }),
+        None => {
+            entries_changed |= !new_set.is_empty();
+            entries.push(Entry {
+                manager: manager.to_string(),
+                operation: "Apply".into(),
+                api_version,
+                time: Some(now.to_string()),
+                subresource: subresource.filter(|s| !s.is_empty()).map(String::from),
+                set: new_set,
+                raw: None,
+            })
+        }
     }
     entries.retain(|e| !e.set.is_empty());
 
-    let changed = object_changed || !same_encoding(&original_entries, &entries);
+    // (A changed object also gives the applier's entry a new time.)
+    let changed = object_changed || entries_changed;
+    #[cfg(debug_assertions)]
+    debug_assert_eq!(
+        changed,
+        object_changed || !same_encoding(&original_entries, &entries),
+        "tracked change of the managedFields entries"
+    );
     let mut object = merged;
     store_entries(&mut object, entries);
     Ok(ApplyResult { object, changed })

@@ -1257,3 +1257,138 @@ fn apply_tolerates_duplicate_keys_in_the_live_list() {
         json!([{"name": "X", "value": "1"}, {"name": "X", "value": "2"}, {"name": "Y", "value": "3"}, {"name": "Z", "value": "9"}])
     );
 }
+
+#[test]
+fn create_takes_the_configuration_as_a_merge_into_nothing_would() {
+    // `fresh_owned` (a create's object, in place) against the merge of the configuration into an
+    // empty object: nulls dropped in granular maps only, kept in list items and atomic maps,
+    // key order unchanged (compared as text).
+    let hints = TypeHints::for_builtin("v1", "Pod");
+    let root = Some(&hints.root);
+    let cfg = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"z": "1", "gone": null, "a": "2"}, "annotations": null},
+        "spec": {
+            "nodeSelector": {"k": null, "b": "x"},
+            "containers": [{"name": "c", "image": null, "env": [{"name": "E", "value": null}]}],
+            "affinity": {"nodeAffinity": null, "podAffinity": {"x": null}},
+            "zeta": null, "alpha": 1
+        }
+    });
+    let merged = super::walk::merge(&json!({}), &cfg, root);
+    let owned = super::walk::fresh_owned(cfg.clone(), root);
+    assert_eq!(owned.to_string(), merged.to_string());
+    assert!(owned["metadata"].get("annotations").is_none());
+    assert!(owned["spec"]["containers"][0].get("image").is_some());
+
+    // The whole apply-create: same object and managedFields as before the comparison was
+    // skipped for creates (every field owned by the applier, nothing else).
+    let out = apply(None, &nginx(2, "nginx:1"), "mgr", false, T0).expect("create");
+    assert!(out.changed);
+    let es = entries(&out.object);
+    assert_eq!(es.len(), 1);
+    assert_eq!(es[0]["manager"], "mgr");
+    assert_eq!(es[0]["operation"], "Apply");
+    assert!(owns(&out.object, "mgr", &["f:spec", "f:replicas"]));
+    assert!(owns(
+        &out.object,
+        "mgr",
+        &[
+            "f:spec",
+            "f:template",
+            "f:spec",
+            "f:containers",
+            "k:{\"name\":\"nginx\"}",
+            "f:image"
+        ]
+    ));
+    assert!(!owns(&out.object, "mgr", &["f:metadata", "f:name"]));
+}
+
+#[test]
+fn field_set_is_the_set_to_set_inserts() {
+    use rand::SeedableRng;
+    fn check(v: &Value, hints: &TypeHints) {
+        let root = Some(&hints.root);
+        let mut reference = FieldSet::new();
+        super::walk::to_set(v, root, &mut Vec::new(), &mut reference);
+        let built = super::walk::field_set(v, root);
+        assert_eq!(built, reference, "{v}");
+        assert_eq!(built.to_fields_v1(), reference.to_fields_v1(), "{v}");
+    }
+    let h = model_hints();
+    for seed in 0..60u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        check(&random_widget(&mut rng), &h);
+    }
+    // Duplicated list-map keys (owned as a unit), unkeyable set items, empty maps and lists, nulls,
+    // a scalar root, a granular list that is not a list.
+    let mut dup = model(
+        json!([{"name": "a", "url": "u"}, {"name": "a", "url": "v"}, {"name": "b", "weight": 1}]),
+        json!(["x", "x", "y"]),
+    );
+    dup["spec"]["extra"] = json!({});
+    dup["spec"]["replicas"] = Value::Null;
+    check(&dup, &h);
+    check(
+        &model(json!([{"url": "no key"}]), json!([{"not": "scalar"}])),
+        &h,
+    );
+    check(&model(json!([]), json!("not a list")), &h);
+    check(&json!(3), &h);
+    let mut pod = nginx(1, "nginx:1");
+    push_container(
+        &mut pod,
+        json!({"name": "side", "ports": [{"containerPort": 80}, {"containerPort": 80, "protocol": "UDP"}]}),
+    );
+    pod["metadata"]["finalizers"] = json!(["a", "b"]);
+    check(&pod, &dep_hints());
+}
+
+#[test]
+fn one_sided_subtrees_compare_as_inserted_path_by_path() {
+    use rand::SeedableRng;
+    fn check(l: Option<&Value>, r: Option<&Value>, hints: &TypeHints) {
+        let run = |by_path: bool| {
+            let mut cmp = super::walk::Comparison {
+                builtin: hints.is_builtin(),
+                skip_managed_fields: true,
+                by_path,
+                ..Default::default()
+            };
+            super::walk::compare(l, r, Some(&hints.root), &mut Vec::new(), &mut cmp);
+            (cmp.added, cmp.removed, cmp.modified)
+        };
+        assert_eq!(run(false), run(true), "{l:?} -> {r:?}");
+    }
+    let h = model_hints();
+    let empty = json!({});
+    for seed in 0..60u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let (a, b) = (random_widget(&mut rng), random_widget(&mut rng));
+        check(Some(&a), Some(&b), &h);
+        check(None, Some(&a), &h);
+        check(Some(&empty), Some(&a), &h);
+        check(Some(&b), None, &h);
+    }
+    let mut dup = model(
+        json!([{"name": "a", "url": "u"}, {"name": "a"}, {"name": "b", "weight": 1}]),
+        json!(["x", "x"]),
+    );
+    dup["metadata"]["managedFields"] = json!([{"manager": "m"}]);
+    dup["spec"]["extra"] = json!({});
+    check(Some(&empty), Some(&dup), &h);
+    check(Some(&dup), Some(&empty), &h);
+    check(Some(&model(json!([]), json!([]))), Some(&dup), &h);
+    // Built-in kinds: new structs compare against their zero value.
+    let d = dep_hints();
+    let mut pod = nginx(1, "nginx:1");
+    push_container(
+        &mut pod,
+        json!({"name": "side", "ports": [{"containerPort": 80}, {"containerPort": 80, "protocol": "UDP"}]}),
+    );
+    pod["status"] = json!({"conditions": [{"type": "Ready", "status": "True"}], "replicas": 1});
+    check(Some(&empty), Some(&pod), &d);
+    check(Some(&nginx(2, "nginx:2")), Some(&pod), &d);
+    check(Some(&pod), Some(&nginx(2, "nginx:2")), &d);
+}

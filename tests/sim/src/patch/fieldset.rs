@@ -58,12 +58,16 @@ impl PathElement {
 
     /// The `FieldsV1` key for this element.
     pub fn encode(&self) -> String {
-        match self {
-            PathElement::Field(name) => format!("f:{name}"),
-            PathElement::Key(json) => format!("k:{json}"),
-            PathElement::Value(json) => format!("v:{json}"),
-            PathElement::Index(i) => format!("i:{i}"),
-        }
+        let (prefix, text) = match self {
+            PathElement::Field(name) => ("f:", name),
+            PathElement::Key(json) => ("k:", json),
+            PathElement::Value(json) => ("v:", json),
+            PathElement::Index(i) => return format!("i:{i}"),
+        };
+        let mut out = String::with_capacity(prefix.len() + text.len());
+        out.push_str(prefix);
+        out.push_str(text);
+        out
     }
 
     /// Whether `encode()` equals `key` (no allocation but for indices).
@@ -77,8 +81,34 @@ impl PathElement {
         }
     }
 
-    /// Parses a `FieldsV1` key; `None` for `.` and anything malformed.
+    /// Parses a `FieldsV1` key; `None` for `.` and anything malformed. Key and value elements
+    /// (JSON to parse and write again canonically) are remembered per thread: the same keys
+    /// (`k:{"type":"Ready"}`, `k:{"name":"agent"}`) come back in every entry of their kind.
     pub fn decode(s: &str) -> Option<PathElement> {
+        const REMEMBERED: usize = 4096;
+        thread_local! {
+            static PARSED: std::cell::RefCell<std::collections::HashMap<Box<str>, Option<PathElement>>> =
+                std::cell::RefCell::new(std::collections::HashMap::new());
+        }
+        if s.starts_with("f:") || s.starts_with("i:") {
+            return PathElement::parse(s);
+        }
+        if let Some(known) = PARSED.with(|p| p.borrow().get(s).cloned()) {
+            return known;
+        }
+        let parsed = PathElement::parse(s);
+        PARSED.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() >= REMEMBERED {
+                p.clear();
+            }
+            p.insert(s.into(), parsed.clone());
+        });
+        parsed
+    }
+
+    /// `decode` without remembering.
+    fn parse(s: &str) -> Option<PathElement> {
         let (prefix, rest) = s.split_at_checked(2)?;
         match prefix {
             "f:" => Some(PathElement::Field(rest.to_string())),
@@ -163,21 +193,54 @@ impl FieldSet {
         FieldSet::default()
     }
 
+    /// The set holding only the empty path (a leaf member).
+    pub(crate) fn leaf() -> FieldSet {
+        FieldSet {
+            member: true,
+            children: BTreeMap::new(),
+        }
+    }
+
+    /// Makes the empty path (this node) a member.
+    pub(crate) fn mark(&mut self) {
+        self.member = true;
+    }
+
     pub fn is_empty(&self) -> bool {
         !self.member && self.children.is_empty()
     }
 
     /// Adds `path` as a member (the empty path marks the root itself).
     pub fn insert(&mut self, path: &[PathElement]) {
+        self.node_at(path).member = true;
+    }
+
+    /// Adds the members of `sub` below `path` (`sub` taken whole where nothing was there).
+    pub(crate) fn graft(&mut self, path: &[PathElement], sub: FieldSet) {
+        if sub.is_empty() {
+            return;
+        }
+        let node = self.node_at(path);
+        if node.is_empty() {
+            *node = sub;
+        } else {
+            node.union_with(&sub);
+        }
+    }
+
+    /// The node at `path`, created (empty) with its parents where missing: the caller makes it
+    /// a member or gives it members.
+    fn node_at(&mut self, path: &[PathElement]) -> &mut FieldSet {
         let mut cur = self;
         for pe in path {
             // Clone the element only when the node is new (most inserts share a prefix).
-            if !cur.children.contains_key(pe) {
-                cur.children.insert(pe.clone(), FieldSet::default());
-            }
-            cur = cur.children.get_mut(pe).expect("inserted above");
+            cur = if cur.children.contains_key(pe) {
+                cur.children.get_mut(pe).expect("present")
+            } else {
+                cur.children.entry(pe.clone()).or_default()
+            };
         }
-        cur.member = true;
+        cur
     }
 
     /// Whether `path` is a member.
@@ -369,7 +432,7 @@ impl FieldSet {
 
     /// The `fieldsV1` JSON object.
     pub fn to_fields_v1(&self) -> Value {
-        let mut m = Map::new();
+        let mut m = Map::with_capacity(self.children.len() + 1);
         if self.member && !self.children.is_empty() {
             m.insert(".".to_string(), Value::Object(Map::new()));
         }
@@ -507,6 +570,26 @@ mod tests {
         let mut c = a.union(&b);
         c.remove_subtree(&[f("spec")]);
         assert_eq!(c.paths(), vec![vec![f("metadata"), f("labels"), f("x")]]);
+    }
+
+    #[test]
+    fn remembered_keys_decode_as_parsed() {
+        for _ in 0..2 {
+            assert_eq!(
+                PathElement::decode(r#"k:{"protocol":"TCP","containerPort":80}"#),
+                Some(PathElement::Key(
+                    r#"{"containerPort":80,"protocol":"TCP"}"#.into()
+                ))
+            );
+            assert_eq!(
+                PathElement::decode(r#"v:"a.io/x""#),
+                Some(PathElement::Value(r#""a.io/x""#.into()))
+            );
+            assert_eq!(PathElement::decode("k:[1]"), None);
+            assert_eq!(PathElement::decode("v:{bad"), None);
+            assert_eq!(PathElement::decode("f:a"), Some(f("a")));
+            assert_eq!(PathElement::decode("i:3"), Some(PathElement::Index(3)));
+        }
     }
 
     #[test]

@@ -134,6 +134,7 @@ impl Entry {
     }
 
     /// A copy without the wire form (for comparing contents).
+    #[cfg(debug_assertions)]
     pub(super) fn without_raw(&self) -> Entry {
         Entry {
             manager: self.manager.clone(),
@@ -308,11 +309,13 @@ pub(super) fn equal_without_managed_fields(a: &Value, b: &Value) -> bool {
 }
 
 /// Whether two entry lists have the same `encode_entries` form (empty sets dropped, sorted),
-/// without encoding them.
+/// without encoding them (debug builds check `apply_core`'s tracking of changes with it).
+#[cfg(debug_assertions)]
 pub(super) fn same_encoding(a: &[Entry], b: &[Entry]) -> bool {
     sorted_entries(a) == sorted_entries(b)
 }
 
+#[cfg(debug_assertions)]
 fn sorted_entries(entries: &[Entry]) -> Vec<&Entry> {
     let mut v: Vec<&Entry> = entries.iter().filter(|e| !e.set.is_empty()).collect();
     v.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));

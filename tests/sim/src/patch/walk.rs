@@ -84,7 +84,46 @@ pub(super) fn group_items<'v>(
     Some(groups)
 }
 
-/// The set of fields an applied configuration specifies.
+/// The set of fields an applied configuration specifies, built bottom-up (each node once, no
+/// walk from the root per path): the same set as `to_set` from the root.
+pub(super) fn field_set(v: &Value, node: Option<&HintNode>) -> FieldSet {
+    match v {
+        // Empty granular maps and lists own nothing (as the real typed walk).
+        Value::Object(m) if !map_is_atomic(node) => fields_of(m, node),
+        Value::Array(items) if granular_list(node).is_some() => {
+            let groups =
+                granular_list(node).and_then(|lt| group_items(items, lt, node).map(|g| (lt, g)));
+            let Some((lt, groups)) = groups else {
+                return FieldSet::leaf();
+            };
+            let mut out = FieldSet::new();
+            for (pe, members) in groups {
+                // a duplicated key is owned as a unit, without its fields
+                let mut item = match (lt, members.as_slice()) {
+                    (ListType::Map(_), [Value::Object(m)]) => fields_of(m, node),
+                    _ => FieldSet::new(),
+                };
+                item.mark();
+                out.put_child(pe, item);
+            }
+            out
+        }
+        _ => FieldSet::leaf(),
+    }
+}
+
+/// `field_set` of each field of a map (or a list-map item, whose fields' hints are the list's).
+fn fields_of(m: &Map<String, Value>, node: Option<&HintNode>) -> FieldSet {
+    let mut out = FieldSet::new();
+    for (k, c) in m {
+        out.put_child(field(k), field_set(c, child(node, k)));
+    }
+    out
+}
+
+/// The set of fields an applied configuration specifies, inserted path by path below `path`
+/// (the reference `field_set` is checked against).
+#[cfg(test)]
 pub(super) fn to_set(
     v: &Value,
     node: Option<&HintNode>,
@@ -140,6 +179,10 @@ pub(super) struct Comparison {
     /// Compare as if `metadata.managedFields` were absent on both sides (the bookkeeping itself
     /// is never compared), without copying the objects to drop it.
     pub(super) skip_managed_fields: bool,
+    /// Tests: insert one-sided subtrees path by path (the reference `one_sided` is checked
+    /// against) instead of building them bottom-up.
+    #[cfg(test)]
+    pub(super) by_path: bool,
 }
 
 /// Whether `key` is `metadata.managedFields` of the root (`path` is the map holding it) and the
@@ -189,10 +232,26 @@ pub(super) fn compare(
     path: &mut Vec<PathElement>,
     out: &mut Comparison,
 ) {
+    #[cfg(test)]
+    let by_path = out.by_path;
+    #[cfg(not(test))]
+    let by_path = false;
     match (l, r) {
         (None, None) => return,
         // Equal values have no added, removed or modified field anywhere below.
         (Some(a), Some(b)) if std::ptr::eq(a, b) || a == b => return,
+        // A subtree on one side only is built bottom-up and grafted at `path` (inserting each
+        // of its paths from the root cost a walk of the whole path per field).
+        (None, Some(b)) if !by_path => {
+            let sub = one_sided(b, node, path, true, out);
+            out.added.graft(path, sub);
+            return;
+        }
+        (Some(a), None) if !by_path => {
+            let sub = one_sided(a, node, path, false, out);
+            out.removed.graft(path, sub);
+            return;
+        }
         _ => {}
     }
     let is_obj = |v: Option<&Value>| v.is_none_or(Value::is_object);
@@ -329,6 +388,63 @@ pub(super) fn compare(
     }
 }
 
+/// What `compare` records below `path` for `v` present on one side only (`added`: the new side,
+/// else the old), relative to `path`: the same paths, in one bottom-up pass.
+fn one_sided(
+    v: &Value,
+    node: Option<&HintNode>,
+    path: &mut Vec<PathElement>,
+    added: bool,
+    out: &Comparison,
+) -> FieldSet {
+    // The real server compares a new built-in struct against its zero value.
+    let marked = |path: &[PathElement]| !(added && out.builtin && zero_present(path));
+    if let Value::Object(m) = v
+        && !map_is_atomic(node)
+        && !m.keys().all(|k| skipped(out, path, k))
+    {
+        let mut set = FieldSet::new();
+        if marked(path) {
+            set.mark();
+        }
+        for (k, c) in m {
+            if skipped(out, path, k) {
+                continue;
+            }
+            path.push(field(k));
+            let sub = one_sided(c, child(node, k), path, added, out);
+            path.pop();
+            set.put_child(field(k), sub);
+        }
+        return set;
+    }
+    if let (Value::Array(items), Some(lt)) = (v, granular_list(node))
+        && !items.is_empty()
+        && let Some(groups) = group_items(items, lt, node)
+    {
+        let mut set = FieldSet::new();
+        if marked(path) {
+            set.mark();
+        }
+        for (pe, members) in groups {
+            // One item is compared field by field (list maps); a duplicated key is one unit.
+            let mut item = match (lt, members.as_slice()) {
+                (ListType::Map(_), [only]) => {
+                    path.push(pe.clone());
+                    let sub = one_sided(only, node, path, added, out);
+                    path.pop();
+                    sub
+                }
+                _ => FieldSet::new(),
+            };
+            item.mark();
+            set.put_child(pe, item);
+        }
+        return set;
+    }
+    FieldSet::leaf()
+}
+
 /// Merges an applied configuration into the live value.
 pub(super) fn merge(live: &Value, config: &Value, node: Option<&HintNode>) -> Value {
     match (live, config) {
@@ -361,6 +477,19 @@ pub(super) fn fresh(config: &Value, node: Option<&HintNode>) -> Value {
         Value::Object(_) if !map_is_atomic(node) => merge(&Value::Object(Map::new()), config, node),
         other => other.clone(),
     }
+}
+
+/// `fresh` of a value the caller gives up: nulls dropped in place, nothing copied.
+pub(super) fn fresh_owned(mut config: Value, node: Option<&HintNode>) -> Value {
+    if let Value::Object(m) = &mut config
+        && !map_is_atomic(node)
+    {
+        m.retain(|_, v| !v.is_null());
+        for (k, v) in m.iter_mut() {
+            *v = fresh_owned(v.take(), child(node, k));
+        }
+    }
+    config
 }
 
 /// Merges list items by key (map) or value (set). Order follows the real merge: walk both

@@ -137,29 +137,51 @@ impl CelRules {
             || self.rules_below.contains("/properties/metadata")
             || self.rules_below.contains("/additionalProperties");
         if !meta_seen {
-            self.walk(schema, "", obj, old, "", errs, 0);
+            self.walk(
+                schema,
+                &mut String::new(),
+                obj,
+                old,
+                &mut String::new(),
+                errs,
+                0,
+            );
             return;
         }
         let root = root_view(obj);
         let old_root = old.map(root_view);
-        self.walk(schema, "", &root, old_root.as_ref(), "", errs, 0);
+        self.walk(
+            schema,
+            &mut String::new(),
+            &root,
+            old_root.as_ref(),
+            &mut String::new(),
+            errs,
+            0,
+        );
     }
 
+    /// `ptr` (the schema pointer) and `path` (the field path) are buffers the walk extends and
+    /// restores, so a subtree without rules costs no allocation.
     #[allow(clippy::too_many_arguments)]
     fn walk(
         &self,
         s: &Value,
-        ptr: &str,
+        ptr: &mut String,
         v: &Value,
         old: Option<&Value>,
-        path: &str,
+        path: &mut String,
         errs: &mut Vec<FieldError>,
         depth: usize,
     ) {
-        if depth > MAX_DEPTH || !s.is_object() || v.is_null() || !self.rules_below.contains(ptr) {
+        if depth > MAX_DEPTH
+            || !s.is_object()
+            || v.is_null()
+            || !self.rules_below.contains(ptr.as_str())
+        {
             return;
         }
-        if let Some(node) = self.nodes.get(ptr) {
+        if let Some(node) = self.nodes.get(ptr.as_str()) {
             // Ratcheting drops every failure of an unchanged value but a transition rule's, so
             // without transition rules an unchanged value is not evaluated at all.
             let needed = node.rules.iter().any(|r| r.transition) || old.is_none_or(|o| o != v);
@@ -168,65 +190,54 @@ impl CelRules {
                 evaluate(node, node_type, v, old, path, errs);
             }
         }
+        let (ptr_len, path_len) = (ptr.len(), path.len());
         match v {
             Value::Object(obj) => {
                 let props = s.get("properties").and_then(Value::as_object);
                 if let Some(props) = props {
                     for (k, ps) in props {
                         if let Some(child) = obj.get(k) {
-                            let child_path = if path.is_empty() {
-                                k.clone()
-                            } else {
-                                format!("{path}.{k}")
-                            };
+                            ptr.push_str("/properties/");
+                            ptr.push_str(k);
+                            if !path.is_empty() {
+                                path.push('.');
+                            }
+                            path.push_str(k);
                             let child_old = old.and_then(|o| o.get(k));
-                            self.walk(
-                                ps,
-                                &format!("{ptr}/properties/{k}"),
-                                child,
-                                child_old,
-                                &child_path,
-                                errs,
-                                depth + 1,
-                            );
+                            self.walk(ps, ptr, child, child_old, path, errs, depth + 1);
+                            ptr.truncate(ptr_len);
+                            path.truncate(path_len);
                         }
                     }
                 }
                 if let Some(add) = s.get("additionalProperties").filter(|a| a.is_object()) {
-                    let add_ptr = format!("{ptr}/additionalProperties");
+                    ptr.push_str("/additionalProperties");
                     for (k, child) in obj {
                         if props.is_some_and(|p| p.contains_key(k)) {
                             continue;
                         }
+                        path.push('[');
+                        path.push_str(k);
+                        path.push(']');
                         let child_old = old.and_then(|o| o.get(k));
-                        self.walk(
-                            add,
-                            &add_ptr,
-                            child,
-                            child_old,
-                            &format!("{path}[{k}]"),
-                            errs,
-                            depth + 1,
-                        );
+                        self.walk(add, ptr, child, child_old, path, errs, depth + 1);
+                        path.truncate(path_len);
                     }
+                    ptr.truncate(ptr_len);
                 }
             }
             Value::Array(arr) => {
                 if let Some(items) = s.get("items").filter(|i| i.is_object()) {
-                    let items_ptr = format!("{ptr}/items");
+                    ptr.push_str("/items");
                     let old_arr = old.and_then(Value::as_array);
                     for (i, item) in arr.iter().enumerate() {
                         let old_item = old_arr.and_then(|oa| correlate(s, item, oa));
-                        self.walk(
-                            items,
-                            &items_ptr,
-                            item,
-                            old_item,
-                            &format!("{path}[{i}]"),
-                            errs,
-                            depth + 1,
-                        );
+                        use std::fmt::Write;
+                        let _ = write!(path, "[{i}]");
+                        self.walk(items, ptr, item, old_item, path, errs, depth + 1);
+                        path.truncate(path_len);
                     }
+                    ptr.truncate(ptr_len);
                 }
             }
             _ => {}

@@ -317,8 +317,17 @@ pub(super) fn evaluate(
     value: &Json,
     old: Option<&Json>,
 ) -> Vec<(usize, Outcome)> {
+    // Ratcheting: an unchanged value fails only its transition rules (`cel.rs` drops the others'
+    // failures), so the others are not run, and `oldSelf` is `self` (converted once).
+    let unchanged = old.is_some_and(|o| o == value);
     let this = to_cel(value, schema);
-    let old_this = old.map(|o| to_cel(o, schema));
+    let old_this = old.map(|o| {
+        if unchanged {
+            this.clone()
+        } else {
+            to_cel(o, schema)
+        }
+    });
     ENV.with(|env| {
         let mut scope = env.new_inner_scope();
         scope.add_variable_from_value("self", this);
@@ -329,6 +338,9 @@ pub(super) fn evaluate(
         let mut out = Vec::new();
         for (i, compiled) in validations.iter().enumerate() {
             let Ok(cr) = compiled else { continue };
+            if unchanged && !cr.is_transition_rule {
+                continue;
+            }
             let optional_old = cr.rule.optional_old_self == Some(true);
             if cr.is_transition_rule && old.is_none() && !optional_old {
                 continue;

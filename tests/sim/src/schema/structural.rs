@@ -63,12 +63,12 @@ impl StructuralSchema {
         self.validate_node(&self.schema, obj, old, "", &mut errs, 0);
 
         let mut list_errs = Vec::new();
-        list_type_errors(&self.schema, obj, "", &mut list_errs, 0);
+        list_type_errors(&self.schema, obj, &mut String::new(), &mut list_errs, 0);
         if !list_errs.is_empty() {
             // Ratcheting: an old object that already broke list invariants does not block updates.
             let old_had = old.is_some_and(|o| {
                 let mut v = Vec::new();
-                list_type_errors(&self.schema, o, "", &mut v, 0);
+                list_type_errors(&self.schema, o, &mut String::new(), &mut v, 0);
                 !v.is_empty()
             });
             if !old_had {
@@ -452,14 +452,14 @@ impl StructuralSchema {
     /// the root (and embedded resources) keep `apiVersion`, `kind` and `metadata`.
     pub fn prune(&self, obj: &mut Value) {
         let mut removed = Vec::new();
-        prune_node(&self.schema, obj, true, "", &mut removed, 0);
+        prune_node(&self.schema, obj, true, &mut String::new(), &mut removed, 0);
     }
 
     /// Like [`prune`](Self::prune), returning the paths it dropped (`spec.foo`, `spec.ports[0].bogus`)
     /// for `fieldValidation=Strict` (400 `strict decoding error: unknown field "spec.foo"`) or `Warn`.
     pub fn prune_reporting(&self, obj: &mut Value) -> Vec<String> {
         let mut removed = Vec::new();
-        prune_node(&self.schema, obj, true, "", &mut removed, 0);
+        prune_node(&self.schema, obj, true, &mut String::new(), &mut removed, 0);
         removed
     }
 
@@ -606,8 +606,15 @@ fn key_of(item: &Value, keys: &[String]) -> Map<String, Value> {
     m
 }
 
-/// `x-kubernetes-list-type` set/map uniqueness (`spec.tags[2]: Duplicate value: "a"`).
-fn list_type_errors(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>, depth: usize) {
+/// `x-kubernetes-list-type` set/map uniqueness (`spec.tags[2]: Duplicate value: "a"`). `path`
+/// is a buffer the walk extends and restores: a field path is only copied for an error.
+fn list_type_errors(
+    s: &Value,
+    v: &Value,
+    path: &mut String,
+    errs: &mut Vec<FieldError>,
+    depth: usize,
+) {
     if depth > MAX_DEPTH || !s.is_object() {
         return;
     }
@@ -638,22 +645,45 @@ fn list_type_errors(s: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError>
             }
             if let Some(items) = s.get("items") {
                 for (i, x) in arr.iter().enumerate() {
-                    list_type_errors(items, x, &format!("{path}[{i}]"), errs, depth + 1);
+                    let len = path.len();
+                    push_index(path, i);
+                    list_type_errors(items, x, path, errs, depth + 1);
+                    path.truncate(len);
                 }
             }
         }
         Value::Object(obj) => {
             let props = s.get("properties").and_then(Value::as_object);
             for (k, child) in obj {
+                let len = path.len();
                 if let Some(ps) = props.and_then(|p| p.get(k)) {
-                    list_type_errors(ps, child, &join(path, k), errs, depth + 1);
+                    push_field(path, k);
+                    list_type_errors(ps, child, path, errs, depth + 1);
                 } else if let Some(add) = s.get("additionalProperties").filter(|a| a.is_object()) {
-                    list_type_errors(add, child, &format!("{path}[{k}]"), errs, depth + 1);
+                    path.push('[');
+                    path.push_str(k);
+                    path.push(']');
+                    list_type_errors(add, child, path, errs, depth + 1);
                 }
+                path.truncate(len);
             }
         }
         _ => {}
     }
+}
+
+/// Appends `.key` to a field path (`key` alone at the root), as `join` writes it.
+fn push_field(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+}
+
+/// Appends `[i]` to a field path.
+fn push_index(path: &mut String, i: usize) {
+    use std::fmt::Write;
+    let _ = write!(path, "[{i}]");
 }
 
 fn duplicate(field: String, v: Value) -> FieldError {
@@ -740,11 +770,13 @@ fn default_node(s: &Value, v: &mut Value, depth: usize) {
     }
 }
 
+/// Drops what the schema does not describe below `v`. `path` is a buffer the walk extends and
+/// restores: a field path is only copied for a removed field.
 fn prune_node(
     s: &Value,
     v: &mut Value,
     keep_meta: bool,
-    path: &str,
+    path: &mut String,
     removed: &mut Vec<String>,
     depth: usize,
 ) {
@@ -766,40 +798,39 @@ fn prune_node(
             let add = s.get("additionalProperties");
             let add_schema = add.filter(|a| a.is_object());
             let add_allows_any = add.and_then(Value::as_bool) == Some(true);
-            let keys: Vec<String> = obj.keys().cloned().collect();
-            for k in keys {
+            // Unknown fields are removed after the walk, in key order: the same removals (each
+            // moving the last key into its place) as removing them as they are met.
+            let mut unknown: Vec<String> = Vec::new();
+            for (k, child) in obj.iter_mut() {
                 let is_meta = keep_meta && ROOT_KEEP.contains(&k.as_str());
-                let child_path = join(path, &k);
-                if let Some(ps) = props.and_then(|p| p.get(&k)) {
-                    if is_meta && k == "metadata" {
-                        continue; // metadata is ObjectMeta, not pruned by the CRD schema
-                    }
-                    if let Some(child) = obj.get_mut(&k) {
-                        prune_node(ps, child, false, &child_path, removed, depth + 1);
+                let len = path.len();
+                push_field(path, k);
+                if let Some(ps) = props.and_then(|p| p.get(k)) {
+                    if !(is_meta && k == "metadata") {
+                        // metadata is ObjectMeta, not pruned by the CRD schema
+                        prune_node(ps, child, false, path, removed, depth + 1);
                     }
                 } else if let Some(add) = add_schema {
-                    if let Some(child) = obj.get_mut(&k) {
-                        prune_node(add, child, false, &child_path, removed, depth + 1);
-                    }
+                    prune_node(add, child, false, path, removed, depth + 1);
                 } else if is_meta || preserve || add_allows_any {
                     // kept as is
                 } else {
-                    obj.remove(&k);
-                    removed.push(child_path);
+                    unknown.push(k.clone());
+                    removed.push(path.clone());
                 }
+                path.truncate(len);
+            }
+            for k in unknown {
+                obj.remove(&k);
             }
         }
         Value::Array(arr) => {
             if let Some(items) = s.get("items").filter(|i| i.is_object()) {
                 for (i, item) in arr.iter_mut().enumerate() {
-                    prune_node(
-                        items,
-                        item,
-                        false,
-                        &format!("{path}[{i}]"),
-                        removed,
-                        depth + 1,
-                    );
+                    let len = path.len();
+                    push_index(path, i);
+                    prune_node(items, item, false, path, removed, depth + 1);
+                    path.truncate(len);
                 }
             }
         }

@@ -555,3 +555,58 @@ fn matches_rules_reuse_compiled_patterns() {
         );
     }
 }
+
+#[test]
+fn prune_removes_unknown_fields_in_key_order_as_before() {
+    // Unknown fields leave as `Map::remove` (swap) removes them one after the other in key
+    // order: the last key takes each hole. The reported paths keep key order.
+    let s = StructuralSchema::new(&model_schema());
+    let mut o = obj(json!({
+        "u1": 1, "format": "gguf", "u2": {"x": 1}, "labels": {"a": "b"}, "u3": [1], "replicas": 2,
+    }));
+    let removed = s.prune_reporting(&mut o);
+    assert_eq!(removed, vec!["spec.u1", "spec.u2", "spec.u3"]);
+    let keys: Vec<&String> = o["spec"].as_object().expect("spec").keys().collect();
+    assert_eq!(keys, ["replicas", "format", "labels"]);
+}
+
+#[test]
+fn unchanged_value_runs_only_its_transition_rules_with_old_self_as_self() {
+    // One node with both kinds of rule: unchanged, only the transition rules report (oldSelf is
+    // the same value); changed, every rule runs against the real old value.
+    let schema = json!({"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {
+            "x": {"type": "integer"}, "y": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        }, "x-kubernetes-validations": [
+            {"rule": "self.x > oldSelf.x", "message": "x must grow"},
+            {"rule": "self.y < 10", "messageExpression": "'y is ' + string(self.y)"},
+            {"rule": "self.tags == oldSelf.tags", "message": "tags are immutable"},
+        ]},
+        "status": {"type": "object", "properties": {"phase": {"type": "string"}}},
+    }});
+    let s = StructuralSchema::new(&schema);
+    assert!(s.compile_errors().is_empty(), "{:?}", s.compile_errors());
+    let old = json!({"spec": {"x": 1, "y": 20, "tags": ["a"]}, "status": {"phase": "A"}});
+    let mut new = old.clone();
+    new["status"]["phase"] = json!("B");
+    assert_eq!(
+        texts(&s.validate(&new, Some(&old))),
+        vec!["spec: Invalid value: \"object\": x must grow"]
+    );
+    new["spec"]["tags"] = json!(["b"]);
+    assert_eq!(
+        texts(&s.validate(&new, Some(&old))),
+        vec![
+            "spec: Invalid value: \"object\": x must grow",
+            "spec: Invalid value: \"object\": y is 20",
+            "spec: Invalid value: \"object\": tags are immutable"
+        ]
+    );
+    new["spec"]["x"] = json!(2);
+    new["spec"]["tags"] = json!(["a"]);
+    assert_eq!(
+        texts(&s.validate(&new, Some(&old))),
+        vec!["spec: Invalid value: \"object\": y is 20"]
+    );
+}

@@ -113,7 +113,7 @@ impl SimState {
             }
             let obj = apiservice(group, version, !builtin.contains(group));
             if let Ok(out) = self.create_obj(&ri, "v1", None, obj, &opts) {
-                let mut with_status = out.object;
+                let mut with_status = std::sync::Arc::unwrap_or_clone(out.object);
                 with_status["status"] = available(&now);
                 let _ = self.update_obj(&ri, "v1", None, &name, with_status, Some("status"), &opts);
             }

@@ -295,17 +295,17 @@ impl SimState {
             && !signed
             && let Some(cert) = sign(&out.object)
         {
-            let mut with_cert = out.object.clone();
+            let mut with_cert = Value::clone(&out.object);
             with_cert["status"]["certificate"] =
                 json!(base64::engine::general_purpose::STANDARD.encode(cert));
             let signer = WriteOpts::system("kube-controller-manager");
             if let Ok(s) =
                 self.update_obj(ri, version, None, name, with_cert, Some("status"), &signer)
             {
-                return Ok(s.object);
+                return Ok(Arc::unwrap_or_clone(s.object));
             }
         }
-        Ok(out.object)
+        Ok(Arc::unwrap_or_clone(out.object))
     }
 }
 

@@ -87,7 +87,7 @@ impl ClusterApi for SimState {
             obj,
             &WriteOpts::system(DATAPLANE_MANAGER),
         )
-        .map(|o| o.object)
+        .map(|o| Arc::unwrap_or_clone(o.object))
         .map_err(|e| e.message)
     }
 
@@ -104,7 +104,7 @@ impl ClusterApi for SimState {
             None,
             &WriteOpts::system(DATAPLANE_MANAGER),
         )
-        .map(|o| o.object)
+        .map(|o| Arc::unwrap_or_clone(o.object))
         .map_err(|e| e.message)
     }
 
@@ -122,7 +122,7 @@ impl ClusterApi for SimState {
             sub,
             &WriteOpts::system(DATAPLANE_MANAGER),
         )
-        .map(|o| o.object)
+        .map(|o| Arc::unwrap_or_clone(o.object))
         .map_err(|e| e.message)
     }
 

@@ -44,6 +44,8 @@ fn create(sim: &Sim, body: Value) -> Value {
     st.create_obj(&ri, "v1", Some("default"), body, &WriteOpts::system("test"))
         .expect("create")
         .object
+        .as_ref()
+        .clone()
 }
 
 fn delete(sim: &Sim, name: &str, propagation: &str) {

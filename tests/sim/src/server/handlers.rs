@@ -102,7 +102,9 @@ pub fn default_manager(user_agent: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct WriteOutcome {
     pub code: u16,
-    pub object: Value,
+    /// The object as served: the stored object itself when it already has the served shape
+    /// (no copy for the response).
+    pub object: Arc<Value>,
     pub warnings: Vec<String>,
 }
 
@@ -489,6 +491,14 @@ impl SimState {
         out
     }
 
+    /// `to_served` of a stored object: the same `Arc` when it already has the served shape.
+    pub fn served_arc(&self, ri: &ResourceInfo, version: &str, obj: &Arc<Value>) -> Arc<Value> {
+        match self.to_served_cow(ri, version, obj) {
+            Cow::Borrowed(_) => Arc::clone(obj),
+            Cow::Owned(o) => Arc::new(o),
+        }
+    }
+
     /// `to_served`, borrowing `obj` when it already has the served shape (no copy).
     pub fn to_served_cow<'a>(
         &self,
@@ -867,7 +877,7 @@ impl SimState {
             }
             return Ok(WriteOutcome {
                 code: 201,
-                object: self.to_served(ri, version, &obj),
+                object: Arc::new(self.to_served(ri, version, &obj)),
                 warnings,
             });
         }
@@ -885,7 +895,7 @@ impl SimState {
         self.kick();
         Ok(WriteOutcome {
             code: 201,
-            object: self.to_served(ri, version, &created),
+            object: self.served_arc(ri, version, &created),
             warnings,
         })
     }
@@ -1259,14 +1269,14 @@ impl SimState {
             let Some(new) = new else {
                 return Ok(WriteOutcome {
                     code: 200,
-                    object: self.to_served(ri, version, &old),
+                    object: self.served_arc(ri, version, &old),
                     warnings,
                 });
             };
             if opts.dry_run {
                 return Ok(WriteOutcome {
                     code: 200,
-                    object: self.to_served(ri, version, &new),
+                    object: Arc::new(self.to_served(ri, version, &new)),
                     warnings,
                 });
             }
@@ -1274,7 +1284,7 @@ impl SimState {
                 Ok(stored) => {
                     return Ok(WriteOutcome {
                         code: 200,
-                        object: self.to_served(ri, version, &stored),
+                        object: self.served_arc(ri, version, &stored),
                         warnings,
                     });
                 }
@@ -1364,14 +1374,17 @@ impl SimState {
             let Some(new) = new else {
                 return Ok(WriteOutcome {
                     code: 200,
-                    object: served.into_owned(),
+                    object: match served {
+                        Cow::Borrowed(_) => old.clone(),
+                        Cow::Owned(o) => Arc::new(o),
+                    },
                     warnings,
                 });
             };
             if opts.dry_run {
                 return Ok(WriteOutcome {
                     code: 200,
-                    object: self.to_served(ri, version, &new),
+                    object: Arc::new(self.to_served(ri, version, &new)),
                     warnings,
                 });
             }
@@ -1379,7 +1392,7 @@ impl SimState {
                 Ok(stored) => {
                     return Ok(WriteOutcome {
                         code: 200,
-                        object: self.to_served(ri, version, &stored),
+                        object: self.served_arc(ri, version, &stored),
                         warnings,
                     });
                 }
@@ -1558,14 +1571,14 @@ impl SimState {
             let Some(new) = new else {
                 return Ok(WriteOutcome {
                     code: 200,
-                    object: cur,
+                    object: Arc::new(cur),
                     warnings: vec![],
                 });
             };
             if opts.dry_run {
                 return Ok(WriteOutcome {
                     code: 200,
-                    object: scale_of(&new, &spec),
+                    object: Arc::new(scale_of(&new, &spec)),
                     warnings: vec![],
                 });
             }
@@ -1573,7 +1586,7 @@ impl SimState {
                 Ok(stored) => {
                     return Ok(WriteOutcome {
                         code: 200,
-                        object: scale_of(&stored, &spec),
+                        object: Arc::new(scale_of(&stored, &spec)),
                         warnings: vec![],
                     });
                 }

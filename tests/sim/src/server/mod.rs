@@ -835,19 +835,20 @@ impl SimState {
         v: &str,
         table: Option<&str>,
         code: u16,
-        o: Value,
+        o: impl std::borrow::Borrow<Value>,
     ) -> Response<Body> {
+        let o: &Value = o.borrow();
         if let Some(inc) = table {
             let meta = if inc == PARTIAL {
                 json!({"single": true})
             } else {
                 json!({"resourceVersion": o["metadata"]["resourceVersion"]})
             };
-            if let Some(t) = self.table_for(ri, v, std::slice::from_ref(&o), inc, meta) {
+            if let Some(t) = self.table_for(ri, v, std::slice::from_ref(o), inc, meta) {
                 return json_response(code, &t);
             }
         }
-        json_response(code, &o)
+        json_response(code, o)
     }
 
     fn patch_request(
