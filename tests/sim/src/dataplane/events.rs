@@ -48,5 +48,7 @@ pub(crate) fn record(
         "reportingComponent": component,
         "reportingInstance": "",
     });
-    let _ = ctx.api.create(&ResourceRef::events(), ev);
+    if ctx.api.create(&ResourceRef::events(), ev).is_ok() {
+        ctx.count_write(&ResourceRef::events(), "create");
+    }
 }

@@ -64,13 +64,14 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>, st: &mut KubeletState) {
             keys.extend(
                 c.pods_in_namespace(ns)
                     .filter(|p| str_at(p, &["status", "phase"]) == Some("Pending"))
-                    .map(key_of),
+                    .map(|p| key_of(p)),
             );
         }
     });
     let pods = ctx.cached(K::Pod, &keys);
     let bound: Vec<&Value> = pods
         .iter()
+        .map(|p| &**p)
         .filter(|p| !str_at(p, &["spec", "nodeName"]).unwrap_or("").is_empty())
         .collect();
     if bound.is_empty() {
@@ -367,9 +368,7 @@ fn write_status(ctx: &Ctx<'_>, pod: &Value, status: Value) -> bool {
     if pod.get("status") == Some(&status) {
         return false;
     }
-    let mut p = pod.clone();
-    set(&mut p, &["status"], status);
-    ctx.update_status(&ResourceRef::pods(), p).is_ok()
+    ctx.write_status(&ResourceRef::pods(), pod, status).is_ok()
 }
 
 fn pod_ref(pod: &Value) -> Value {

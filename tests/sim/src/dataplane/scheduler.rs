@@ -13,9 +13,9 @@ use super::labels::{map_matches, node_term_matches};
 use super::quantity::{ResourceList, pod_requests, resource_list};
 use super::util::{
     CondStyle, at, condition, conditions_of, i64_at, is_terminating, labels, name, namespace,
-    pod_finished, set, set_condition, str_at,
+    pod_finished, set, set_condition, str_at, uid,
 };
-use super::{Ctx, DEFAULT_SCHEDULER, K, ResourceRef};
+use super::{Binding, Ctx, DEFAULT_SCHEDULER, K, ResourceRef};
 
 /// One node's filter failure: the reasons shown in the message, and whether preemption could
 /// not help (`UnschedulableAndUnresolvable`).
@@ -305,7 +305,7 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
     let (pods, mut usage) = ctx.with_cache(|c, w| {
         let all = w.all || w.capacity;
         let changed = w.keys.get(&K::Pod);
-        let pods: Vec<Value> = c
+        let pods: Vec<std::sync::Arc<Value>> = c
             .unbound_pods()
             .filter(|p| all || changed.is_some_and(|ch| ch.contains(&key_of(p))))
             .cloned()
@@ -319,6 +319,7 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
     });
     let mut pending: Vec<&Value> = pods
         .iter()
+        .map(|p| &**p)
         .filter(|p| {
             str_at(p, &["spec", "nodeName"]).unwrap_or("").is_empty()
                 && str_at(p, &["spec", "schedulerName"]).unwrap_or(DEFAULT_SCHEDULER)
@@ -332,7 +333,7 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
     }
     let node_objs = ctx.cached_all(K::Node);
     let node_objs = node_objs.as_slice();
-    let nodes: Vec<NodeView<'_>> = node_objs.iter().map(NodeView::new).collect();
+    let nodes: Vec<NodeView<'_>> = node_objs.iter().map(|n| NodeView::new(n)).collect();
     pending.sort_by(|a, b| {
         priority(b)
             .cmp(&priority(a))
@@ -403,38 +404,25 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
     }
 }
 
-/// Sets `spec.nodeName` and `PodScheduled=True`, and records a `Scheduled` event.
+/// Binds the pod through the `pods/binding` subresource (one write: `spec.nodeName` and
+/// `PodScheduled=True`) with the scheduler's uid precondition, and records a `Scheduled` event.
 fn bind(ctx: &Ctx<'_>, pod: &Value, node: &str) -> bool {
-    let mut p = pod.clone();
-    set(&mut p, &["spec", "nodeName"], json!(node));
-    let Ok(mut bound) = ctx.update(&ResourceRef::pods(), p) else {
+    let b = Binding::to_node(name(pod), uid(pod), node);
+    let Ok(bound) = ctx.bind(namespace(pod), &b) else {
         return false;
     };
-    let mut conds = conditions_of(&bound);
-    set_condition(
-        &mut conds,
-        "PodScheduled",
-        "True",
-        "",
-        "",
-        &ctx.now_s,
-        CondStyle::Pod,
-        false,
+    let message = format!(
+        "Successfully assigned {}/{} to {node}",
+        namespace(&bound),
+        name(&bound)
     );
-    set(&mut bound, &["status", "conditions"], Value::Array(conds));
-    let _ = ctx.update_status(&ResourceRef::pods(), bound.clone());
-    events::record(
-        ctx,
-        &with_kind(&bound),
-        "Normal",
-        "Scheduled",
-        &format!(
-            "Successfully assigned {}/{} to {node}",
-            namespace(&bound),
-            name(&bound)
-        ),
-        DEFAULT_SCHEDULER,
-    );
+    let event =
+        |obj: &Value| events::record(ctx, obj, "Normal", "Scheduled", &message, DEFAULT_SCHEDULER);
+    if bound.get("kind").is_some() {
+        event(&bound);
+    } else {
+        event(&with_kind(&bound));
+    }
     true
 }
 
@@ -487,7 +475,7 @@ fn mark_pending(ctx: &Ctx<'_>, pod: &Value, reason: &str, message: &str, event: 
 mod tests {
     use super::*;
     use crate::dataplane::fake::Harness;
-    use crate::dataplane::{ClusterApi, ResourceRef};
+    use crate::dataplane::{Changes, ClusterApi, ResourceRef};
 
     fn pod(name: &str, extra: Value) -> Value {
         let mut p = json!({
@@ -549,6 +537,71 @@ mod tests {
         assert_eq!(
             unschedulable_message(0, &[], false),
             "no nodes available to schedule pods"
+        );
+    }
+
+    #[test]
+    fn a_bind_is_one_write_of_node_and_scheduled_condition() {
+        let mut h = Harness::new("cpu=1");
+        h.tick();
+        // Unschedulable first (the node is cordoned), then bound once the node is back.
+        let mut n = h.api.must_get(&ResourceRef::nodes(), "", "cpu-0");
+        n["spec"]["unschedulable"] = json!(true);
+        h.api.update(&ResourceRef::nodes(), n).unwrap();
+        h.api
+            .create(&ResourceRef::pods(), pod("p", json!({})))
+            .unwrap();
+        h.tick();
+        let p = h.api.must_get(&ResourceRef::pods(), "default", "p");
+        assert_eq!(
+            condition(&p, "PodScheduled").unwrap()["reason"],
+            "Unschedulable"
+        );
+        h.dp.take_writes();
+        h.api.changes();
+        let mut n = h.api.must_get(&ResourceRef::nodes(), "", "cpu-0");
+        n["spec"]["unschedulable"] = json!(false);
+        h.api.update(&ResourceRef::nodes(), n).unwrap();
+        h.now += chrono::Duration::seconds(1);
+        h.tick();
+        let writes = h.dp.take_writes();
+        assert_eq!(writes.get("pods bind"), Some(&1), "{writes:?}");
+        assert_eq!(writes.get("pods update"), None, "{writes:?}");
+        // The pod's changes this pass: the bind, then the kubelet's ContainerCreating.
+        let Changes::Since(changes) = h.api.changes() else {
+            panic!("relist");
+        };
+        let pod_changes: Vec<&Value> = changes
+            .iter()
+            .filter(|c| c.table == "/pods")
+            .map(|c| &*c.object)
+            .collect();
+        assert_eq!(pod_changes.len(), 2, "{pod_changes:?}");
+        let bound = pod_changes[0];
+        assert_eq!(bound["spec"]["nodeName"], "cpu-0");
+        let c = condition(bound, "PodScheduled").unwrap();
+        assert_eq!(
+            (&c["status"], c.get("reason"), &c["lastTransitionTime"]),
+            (
+                &json!("True"),
+                None,
+                &json!(crate::dataplane::util::fmt_time(h.now))
+            )
+        );
+        assert!(pod_changes[1]["status"]["containerStatuses"].is_array());
+        let evs = h.events();
+        let scheduled: Vec<&Value> = evs.iter().filter(|e| e["reason"] == "Scheduled").collect();
+        assert_eq!(scheduled.len(), 1);
+        assert_eq!(
+            scheduled[0]["message"],
+            "Successfully assigned default/p to cpu-0"
+        );
+        assert_eq!(scheduled[0]["involvedObject"]["kind"], "Pod");
+        // The fake refuses a second bind as the apiserver does.
+        let again = h.api.bind("default", &Binding::to_node("p", "", "cpu-1"));
+        assert_eq!(
+            again.unwrap_err(),
+            "Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"cpu-0\""
         );
     }
 
