@@ -46,10 +46,7 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
 }
 
 fn with_kind(job: &Value) -> Value {
-    let mut j = job.clone();
-    set(&mut j, &["apiVersion"], json!("batch/v1"));
-    set(&mut j, &["kind"], json!("Job"));
-    j
+    events::subject(job, "batch/v1", "Job")
 }
 
 fn pod_index(p: &Value) -> Option<i64> {
@@ -365,9 +362,8 @@ fn create_missing(
     succeeded: i64,
     indexed: bool,
 ) -> i64 {
-    let template = at(job, &["spec", "template"])
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    let empty = json!({});
+    let template = at(job, &["spec", "template"]).unwrap_or(&empty);
     let mut extra = Map::new();
     for k in ["batch.kubernetes.io/controller-uid", "controller-uid"] {
         extra.insert(k.into(), json!(uid(job)));
@@ -460,7 +456,7 @@ fn create_missing(
         None => parallelism,
     };
     while count < want {
-        if !created(&template, &format!("{}-", name(job)), &extra, names) {
+        if !created(template, &format!("{}-", name(job)), &extra, names) {
             break;
         }
         count += 1;

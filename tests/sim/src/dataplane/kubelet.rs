@@ -372,10 +372,7 @@ fn write_status(ctx: &Ctx<'_>, pod: &Value, status: Value) -> bool {
 }
 
 fn pod_ref(pod: &Value) -> Value {
-    let mut p = pod.clone();
-    set(&mut p, &["apiVersion"], json!("v1"));
-    set(&mut p, &["kind"], json!("Pod"));
-    p
+    events::subject(pod, "v1", "Pod")
 }
 
 fn set_ready_conditions(conds: &mut Vec<Value>, main: &[&Value], ready: bool, now: &str) {

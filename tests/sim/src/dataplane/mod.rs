@@ -774,6 +774,37 @@ mod tests {
     }
 
     #[test]
+    fn a_job_pod_takes_the_real_controllers_writes_and_no_more() {
+        let mut h = Harness::new("cpu=1");
+        h.run(0.2);
+        h.dp.take_writes();
+        let mut j = job("j", "2");
+        j["spec"]["template"]["metadata"]["annotations"][ANN_READY_AFTER] = json!("1");
+        h.api.create(&ResourceRef::jobs(), j).unwrap();
+        h.run(0.5);
+        assert_eq!(phase(&h, "j"), "Running");
+        let to_running = h.dp.take_writes();
+        h.run(3.0);
+        assert_eq!(phase(&h, "j"), "Succeeded");
+        let to_done = h.dp.take_writes();
+        let w = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // Job controller: the pod, SuccessfulCreate, status (startTime, active). Scheduler: the
+        // binding, Scheduled. Kubelet: ContainerCreating, then Running (not ready yet).
+        assert_eq!(
+            w(&to_running),
+            "events create 2, jobs status 1, pods bind 1, pods create 1, pods status 2"
+        );
+        // Kubelet: Ready, then Succeeded. Job controller: ready 1, then succeeded 1 with
+        // ready 0 and Complete in one write, the Completed event.
+        assert_eq!(w(&to_done), "events create 1, jobs status 2, pods status 2");
+    }
+
+    #[test]
     fn lost_changes_are_recovered_by_a_relist() {
         let mut h = Harness::new("cpu=2");
         h.api

@@ -416,21 +416,19 @@ fn bind(ctx: &Ctx<'_>, pod: &Value, node: &str) -> bool {
         namespace(&bound),
         name(&bound)
     );
-    let event =
-        |obj: &Value| events::record(ctx, obj, "Normal", "Scheduled", &message, DEFAULT_SCHEDULER);
-    if bound.get("kind").is_some() {
-        event(&bound);
-    } else {
-        event(&with_kind(&bound));
-    }
+    events::record(
+        ctx,
+        &with_kind(&bound),
+        "Normal",
+        "Scheduled",
+        &message,
+        DEFAULT_SCHEDULER,
+    );
     true
 }
 
 fn with_kind(pod: &Value) -> Value {
-    let mut p = pod.clone();
-    set(&mut p, &["apiVersion"], json!("v1"));
-    set(&mut p, &["kind"], json!("Pod"));
-    p
+    events::subject(pod, "v1", "Pod")
 }
 
 /// Records `PodScheduled=False` with `reason`/`message` when it changed (and a
@@ -445,8 +443,7 @@ fn mark_pending(ctx: &Ctx<'_>, pod: &Value, reason: &str, message: &str, event: 
     if same && str_at(pod, &["status", "phase"]) == Some("Pending") {
         return;
     }
-    let mut p = pod.clone();
-    let mut conds = conditions_of(&p);
+    let mut conds = conditions_of(pod);
     set_condition(
         &mut conds,
         "PodScheduled",
@@ -457,9 +454,14 @@ fn mark_pending(ctx: &Ctx<'_>, pod: &Value, reason: &str, message: &str, event: 
         CondStyle::Pod,
         false,
     );
-    set(&mut p, &["status", "conditions"], Value::Array(conds));
-    set(&mut p, &["status", "phase"], json!("Pending"));
-    if ctx.update_status(&ResourceRef::pods(), p).is_ok() && event {
+    let mut status = pod
+        .get("status")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    set(&mut status, &["conditions"], Value::Array(conds));
+    set(&mut status, &["phase"], json!("Pending"));
+    if ctx.write_status(&ResourceRef::pods(), pod, status).is_ok() && event {
         events::record(
             ctx,
             &with_kind(pod),
