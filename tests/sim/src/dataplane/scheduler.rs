@@ -209,14 +209,14 @@ fn matches_node_affinity(pod: &Value, node: &NodeView<'_>) -> bool {
 /// NodeAffinity, NodeResourcesFit), stopping at the first that fails.
 fn filter(
     pod: &Value,
+    tols: &[Value],
     req: &ResourceList,
     node: &NodeView<'_>,
     usage: &Usage,
 ) -> Result<(), NodeFailure> {
-    let tols = pod_tolerations(pod);
     if node.unschedulable
         && !tolerates(
-            &tols,
+            tols,
             &json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}),
         )
     {
@@ -227,7 +227,7 @@ fn filter(
     }
     for taint in &node.taints {
         let eff = taint.get("effect").and_then(Value::as_str).unwrap_or("");
-        if !matches!(eff, "NoSchedule" | "NoExecute") || tolerates(&tols, taint) {
+        if !matches!(eff, "NoSchedule" | "NoExecute") || tolerates(tols, taint) {
             continue;
         }
         return Err(NodeFailure {
@@ -365,12 +365,13 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
             continue;
         }
         let req = pod_requests(pod);
+        let tols = pod_tolerations(pod);
         let empty = Usage::default();
         let mut best: Option<(i128, &NodeView<'_>)> = None;
         let mut failures = Vec::new();
         for n in &nodes {
             let u = usage.get(n.name).unwrap_or(&empty);
-            match filter(pod, &req, n, u) {
+            match filter(pod, &tols, &req, n, u) {
                 Ok(()) => {
                     let s = score(&req, n, u);
                     let better = match best {
