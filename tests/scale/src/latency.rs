@@ -78,6 +78,8 @@ pub struct ServerLatency {
     /// The data plane's passes: wall time and time on a CPU.
     pub dataplane_pass: Option<Millis>,
     pub dataplane_pass_cpu: Option<Millis>,
+    /// The data plane's writes, `"<resource> <verb>"` -> count.
+    pub dataplane_writes: BTreeMap<String, u64>,
 }
 
 /// The client a user agent stands for: the role of one of the bench's clients
@@ -135,6 +137,13 @@ impl ServerLatency {
             runtime_lag: stats.get("runtimeLag").and_then(Millis::from_json),
             dataplane_pass: stats.get("dataplanePass").and_then(Millis::from_json),
             dataplane_pass_cpu: stats.get("dataplanePassCpu").and_then(Millis::from_json),
+            dataplane_writes: stats
+                .get("dataplaneWrites")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, n)| Some((k.clone(), n.as_u64()?)))
+                .collect(),
         }
     }
 
@@ -185,6 +194,15 @@ impl ServerLatency {
                 total(cpu),
                 wall.max_ms
             );
+        }
+        if !self.dataplane_writes.is_empty() {
+            let all: u64 = self.dataplane_writes.values().sum();
+            let each: Vec<String> = self
+                .dataplane_writes
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let _ = writeln!(o, "    data plane writes      {all}: {}", each.join(", "));
         }
         o
     }

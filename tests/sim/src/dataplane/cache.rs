@@ -157,13 +157,16 @@ impl Cache {
         self.objs.get(&k).into_iter().flat_map(|m| m.keys())
     }
 
-    fn pods_in<'a>(&'a self, keys: Option<&'a BTreeSet<Key>>) -> impl Iterator<Item = &'a Value> {
+    fn pods_in<'a>(
+        &'a self,
+        keys: Option<&'a BTreeSet<Key>>,
+    ) -> impl Iterator<Item = &'a Arc<Value>> {
         keys.into_iter()
             .flatten()
-            .filter_map(|key| self.get(K::Pod, key).map(|v| &**v))
+            .filter_map(|key| self.get(K::Pod, key))
     }
 
-    pub fn pods_owned_by(&self, owner_uid: &str) -> impl Iterator<Item = &Value> {
+    pub fn pods_owned_by(&self, owner_uid: &str) -> impl Iterator<Item = &Arc<Value>> {
         self.pods_in(self.pods_by_owner.get(owner_uid))
     }
 
@@ -171,15 +174,15 @@ impl Cache {
         self.pods_by_node.get(node).into_iter().flatten()
     }
 
-    pub fn pods_in_namespace(&self, ns: &str) -> impl Iterator<Item = &Value> {
+    pub fn pods_in_namespace(&self, ns: &str) -> impl Iterator<Item = &Arc<Value>> {
         self.pods_in(self.pods_by_ns.get(ns))
     }
 
-    pub fn unbound_pods(&self) -> impl Iterator<Item = &Value> {
+    pub fn unbound_pods(&self) -> impl Iterator<Item = &Arc<Value>> {
         self.pods_in(Some(&self.unbound))
     }
 
-    pub fn orphan_pods(&self) -> impl Iterator<Item = &Value> {
+    pub fn orphan_pods(&self) -> impl Iterator<Item = &Arc<Value>> {
         self.pods_in(Some(&self.orphans))
     }
 

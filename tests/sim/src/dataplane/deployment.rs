@@ -114,7 +114,7 @@ fn scale(ctx: &Ctx<'_>, d: &Value, rs: &mut Value, to: i64, max_surge: i64) -> b
     );
     match ctx.update(&ResourceRef::replicasets(), r) {
         Ok(updated) => {
-            *rs = updated;
+            *rs = std::sync::Arc::unwrap_or_clone(updated);
             if from != to {
                 let verb = if to > from { "up" } else { "down" };
                 events::record(
@@ -185,7 +185,7 @@ fn sync_one(ctx: &Ctx<'_>, d: &Value, mut owned: Vec<Value>, hash: &str) {
                     json!((max_old_revision + 1).to_string()),
                 );
                 if let Ok(u) = ctx.update(&ResourceRef::replicasets(), r) {
-                    *rs = u;
+                    *rs = std::sync::Arc::unwrap_or_clone(u);
                 }
             }
             Some(_) => {}
@@ -248,7 +248,7 @@ fn sync_one(ctx: &Ctx<'_>, d: &Value, mut owned: Vec<Value>, hash: &str) {
                             );
                         }
                         created_new = Some(rs_name);
-                        new_rs = Some(created);
+                        new_rs = Some(std::sync::Arc::unwrap_or_clone(created));
                     }
                     Err(_) => return,
                 }
@@ -552,9 +552,7 @@ fn write_status(
     }
     set(&mut status, &["conditions"], Value::Array(conds));
     if d.get("status") != Some(&status) {
-        let mut obj = d.clone();
-        set(&mut obj, &["status"], status);
-        let _ = ctx.update_status(&ResourceRef::deployments(), obj);
+        let _ = ctx.write_status(&ResourceRef::deployments(), d, status);
     }
 }
 

@@ -30,8 +30,9 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
     let services = services.as_slice();
     let endpoints = ctx.cached(K::Endpoints, &work.union(&changed_eps).cloned().collect());
     let endpoints = endpoints.as_slice();
-    let namespaces: std::collections::BTreeSet<&str> = services.iter().map(namespace).collect();
-    let pods: Vec<Value> = ctx.with_cache(|c, _| {
+    let namespaces: std::collections::BTreeSet<&str> =
+        services.iter().map(|s| namespace(s)).collect();
+    let pods: Vec<std::sync::Arc<Value>> = ctx.with_cache(|c, _| {
         namespaces
             .iter()
             .flat_map(|ns| c.pods_in_namespace(ns))
@@ -89,7 +90,7 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
                 if cur == Value::Array(subsets.clone()) && same_labels {
                     continue;
                 }
-                let mut ep = e.clone();
+                let mut ep = (**e).clone();
                 set(&mut ep, &["metadata", "labels"], svc_labels);
                 set(
                     &mut ep,
@@ -138,7 +139,11 @@ fn resolve_port(svc_port: &Value, pod: &Value) -> Option<i64> {
 /// One Endpoints subset under construction: ports, ready and not-ready addresses.
 type Subset = (Vec<Value>, Vec<Value>, Vec<Value>);
 
-fn build_subsets(svc: &Value, selector: &Map<String, Value>, pods: &[Value]) -> Vec<Value> {
+fn build_subsets(
+    svc: &Value,
+    selector: &Map<String, Value>,
+    pods: &[std::sync::Arc<Value>],
+) -> Vec<Value> {
     let publish_not_ready =
         at(svc, &["spec", "publishNotReadyAddresses"]).and_then(Value::as_bool) == Some(true);
     let svc_ports: Vec<&Value> = at(svc, &["spec", "ports"])

@@ -5,6 +5,20 @@ use serde_json::{Value, json};
 use super::util::{name, namespace, set, str_at, uid};
 use super::{Ctx, ResourceRef};
 
+/// What an Event names of `obj` (`apiVersion`, `kind` and the identifying metadata), without
+/// copying the rest of it.
+pub(crate) fn subject(obj: &Value, api_version: &str, kind: &str) -> Value {
+    let mut meta = serde_json::Map::new();
+    if let Some(m) = obj.get("metadata").and_then(Value::as_object) {
+        for k in ["name", "namespace", "uid", "resourceVersion"] {
+            if let Some(v) = m.get(k) {
+                meta.insert(k.into(), v.clone());
+            }
+        }
+    }
+    json!({"apiVersion": api_version, "kind": kind, "metadata": meta})
+}
+
 /// Records an Event about `obj`; failures are ignored (events are best effort, as in Kubernetes).
 pub(crate) fn record(
     ctx: &Ctx<'_>,
@@ -48,5 +62,7 @@ pub(crate) fn record(
         "reportingComponent": component,
         "reportingInstance": "",
     });
-    let _ = ctx.api.create(&ResourceRef::events(), ev);
+    if ctx.api.create(&ResourceRef::events(), ev).is_ok() {
+        ctx.count_write(&ResourceRef::events(), "create");
+    }
 }

@@ -8,7 +8,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::util::{fmt_time, name, namespace, str_at};
-use super::{Change, Changes, ClusterApi, DataPlane, IpAllocator, ResourceRef, default_on_create};
+use super::{
+    BindError, Binding, Change, Changes, ClusterApi, DataPlane, IpAllocator, ResourceRef, bind_pod,
+    default_on_create,
+};
 
 type Key = (String, String, String); // (group/resource, namespace, name)
 
@@ -26,6 +29,8 @@ struct State {
     log: Vec<Change>,
     /// Whether the log overflowed (the next `changes()` asks for a relist).
     lost: bool,
+    /// The server's clock (the harness sets it each tick): times server-side writes (binds).
+    now: Option<DateTime<Utc>>,
 }
 
 impl State {
@@ -78,6 +83,11 @@ impl FakeApi {
     /// Number of successful writes so far (to check idle ticks write nothing).
     pub fn writes(&self) -> u64 {
         self.lock().writes
+    }
+
+    /// Sets the server's clock.
+    pub fn set_now(&self, now: DateTime<Utc>) {
+        self.lock().now = Some(now);
     }
 
     /// Number of list/get calls so far (to check skipped ticks read nothing).
@@ -273,6 +283,27 @@ impl ClusterApi for FakeApi {
         }
     }
 
+    fn bind(&self, ns: &str, b: &Binding) -> Result<Value, String> {
+        let mut st = self.lock();
+        if st.fail_updates > 0 {
+            st.fail_updates -= 1;
+            return Err(CONFLICT.into());
+        }
+        let r = ResourceRef::pods();
+        let key = (rkey(&r), ns.to_string(), b.name.clone());
+        let Some(mut pod) = st.objects.get(&key).cloned() else {
+            return Err(BindError::NotFound.message(&b.name));
+        };
+        let now = fmt_time(st.now.unwrap_or_else(base_time));
+        bind_pod(&mut pod, b, &now).map_err(|e| e.message(&b.name))?;
+        st.rv += 1;
+        pod["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        st.writes += 1;
+        st.record(&r, &pod, false);
+        st.objects.insert(key, pod.clone());
+        Ok(pod)
+    }
+
     fn revision(&self) -> Option<u64> {
         Some(self.lock().rv)
     }
@@ -312,6 +343,7 @@ impl Harness {
 
     /// One tick at the current time.
     pub fn tick(&mut self) {
+        self.api.set_now(self.now);
         self.dp.tick(&self.api, self.now);
     }
 

@@ -28,7 +28,7 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
     if jobs.is_empty() {
         return;
     }
-    let pods: Vec<Value> = ctx.with_cache(|c, _| {
+    let pods: Vec<std::sync::Arc<Value>> = ctx.with_cache(|c, _| {
         jobs.iter()
             .flat_map(|j| c.pods_owned_by(uid(j)))
             .cloned()
@@ -46,10 +46,7 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
 }
 
 fn with_kind(job: &Value) -> Value {
-    let mut j = job.clone();
-    set(&mut j, &["apiVersion"], json!("batch/v1"));
-    set(&mut j, &["kind"], json!("Job"));
-    j
+    events::subject(job, "batch/v1", "Job")
 }
 
 fn pod_index(p: &Value) -> Option<i64> {
@@ -329,19 +326,17 @@ fn sync_one(ctx: &Ctx<'_>, job: &Value, index: &OwnedIndex<'_>, names: &mut Hash
     if !conds.is_empty() {
         set(&mut status, &["conditions"], Value::Array(conds));
     }
-    if job.get("status") != Some(&status) {
-        let mut j = job.clone();
-        set(&mut j, &["status"], status);
-        if ctx.update_status(&ResourceRef::jobs(), j).is_ok() {
-            if let Some((type_, reason, message)) = finished_event {
-                events::record(ctx, &with_kind(job), type_, reason, message, COMPONENT);
-            }
-            if let (Some(ttl), true) = (
-                i64_at(job, &["spec", "ttlSecondsAfterFinished"]),
-                finished_event.is_some(),
-            ) {
-                ctx.wake_at(add_secs(ctx.now, ttl.max(0) as f64));
-            }
+    if job.get("status") != Some(&status)
+        && ctx.write_status(&ResourceRef::jobs(), job, status).is_ok()
+    {
+        if let Some((type_, reason, message)) = finished_event {
+            events::record(ctx, &with_kind(job), type_, reason, message, COMPONENT);
+        }
+        if let (Some(ttl), true) = (
+            i64_at(job, &["spec", "ttlSecondsAfterFinished"]),
+            finished_event.is_some(),
+        ) {
+            ctx.wake_at(add_secs(ctx.now, ttl.max(0) as f64));
         }
     }
 }
@@ -367,9 +362,8 @@ fn create_missing(
     succeeded: i64,
     indexed: bool,
 ) -> i64 {
-    let template = at(job, &["spec", "template"])
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    let empty = json!({});
+    let template = at(job, &["spec", "template"]).unwrap_or(&empty);
     let mut extra = Map::new();
     for k in ["batch.kubernetes.io/controller-uid", "controller-uid"] {
         extra.insert(k.into(), json!(uid(job)));
@@ -462,7 +456,7 @@ fn create_missing(
         None => parallelism,
     };
     while count < want {
-        if !created(&template, &format!("{}-", name(job)), &extra, names) {
+        if !created(template, &format!("{}-", name(job)), &extra, names) {
             break;
         }
         count += 1;

@@ -64,13 +64,14 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>, st: &mut KubeletState) {
             keys.extend(
                 c.pods_in_namespace(ns)
                     .filter(|p| str_at(p, &["status", "phase"]) == Some("Pending"))
-                    .map(key_of),
+                    .map(|p| key_of(p)),
             );
         }
     });
     let pods = ctx.cached(K::Pod, &keys);
     let bound: Vec<&Value> = pods
         .iter()
+        .map(|p| &**p)
         .filter(|p| !str_at(p, &["spec", "nodeName"]).unwrap_or("").is_empty())
         .collect();
     if bound.is_empty() {
@@ -367,16 +368,11 @@ fn write_status(ctx: &Ctx<'_>, pod: &Value, status: Value) -> bool {
     if pod.get("status") == Some(&status) {
         return false;
     }
-    let mut p = pod.clone();
-    set(&mut p, &["status"], status);
-    ctx.update_status(&ResourceRef::pods(), p).is_ok()
+    ctx.write_status(&ResourceRef::pods(), pod, status).is_ok()
 }
 
 fn pod_ref(pod: &Value) -> Value {
-    let mut p = pod.clone();
-    set(&mut p, &["apiVersion"], json!("v1"));
-    set(&mut p, &["kind"], json!("Pod"));
-    p
+    events::subject(pod, "v1", "Pod")
 }
 
 fn set_ready_conditions(conds: &mut Vec<Value>, main: &[&Value], ready: bool, now: &str) {

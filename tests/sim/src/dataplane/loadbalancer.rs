@@ -20,7 +20,7 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
     let services = ctx.cached_all(K::Service);
     let services = services.as_slice();
     let is_lb = |s: &Value| str_at(s, &["spec", "type"]) == Some("LoadBalancer");
-    if !services.iter().any(is_lb) {
+    if !services.iter().any(|s| is_lb(s)) {
         return;
     }
     let ingress_ip = |s: &Value| {
@@ -34,7 +34,7 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
     let mut used: HashSet<String> = services
         .iter()
         .filter(|s| is_lb(s))
-        .filter_map(ingress_ip)
+        .filter_map(|s| ingress_ip(s))
         .collect();
     for svc in services {
         if !is_lb(svc) || is_terminating(svc) || ingress_ip(svc).is_some() {
@@ -50,13 +50,13 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
         });
         let Some(ip) = ip else { continue };
         used.insert(ip.clone());
-        let mut s = svc.clone();
+        let mut status = svc.get("status").cloned().unwrap_or_else(|| json!({}));
         set(
-            &mut s,
-            &["status", "loadBalancer"],
+            &mut status,
+            &["loadBalancer"],
             json!({"ingress": [{"ip": ip, "ipMode": "VIP"}]}),
         );
-        let _ = ctx.update_status(&ResourceRef::services(), s);
+        let _ = ctx.write_status(&ResourceRef::services(), svc, status);
     }
 }
 

@@ -22,6 +22,7 @@
 //!
 //! The `--nodes` grammar is documented on [`parse_nodes`].
 
+mod binding;
 mod cache;
 mod defaults;
 mod deployment;
@@ -48,6 +49,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub use binding::{BindError, Binding, bind_pod};
 use cache::{Cache, K, Key, Work};
 pub use cache::{Change, Changes, relevant_table};
 pub use defaults::{IpAllocator, default_on_create, default_on_update};
@@ -89,6 +91,9 @@ pub trait ClusterApi {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<(), String>;
+    /// Binds a pod in `namespace` to a node as the `pods/binding` subresource does: one write
+    /// of `spec.nodeName` and `PodScheduled=True` ([`bind_pod`]); the stored pod.
+    fn bind(&self, namespace: &str, binding: &Binding) -> Result<Value, String>;
     /// The store's current global resourceVersion, if cheap to read. When provided,
     /// [`DataPlane::tick`] skips passes while nothing changed and no timer is due.
     fn revision(&self) -> Option<u64> {
@@ -178,6 +183,8 @@ pub(crate) struct Ctx<'a> {
     retry: RefCell<BTreeSet<(K, Key)>>,
     /// The objects handed to the controllers to sync this pass.
     looked: RefCell<HashSet<(K, Key)>>,
+    /// Successful writes this pass by `"<resource> <verb>"`.
+    writes: RefCell<BTreeMap<String, u64>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -200,6 +207,7 @@ impl<'a> Ctx<'a> {
             timers: RefCell::new(Vec::new()),
             retry: RefCell::new(BTreeSet::new()),
             looked: RefCell::new(HashSet::new()),
+            writes: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -213,20 +221,20 @@ impl<'a> Ctx<'a> {
         f(&self.cache.borrow(), &self.work.borrow())
     }
 
-    /// The cached objects of kind `k` with these keys.
-    pub fn cached(&self, k: K, keys: &BTreeSet<Key>) -> Vec<Value> {
+    /// The cached objects of kind `k` with these keys (shared, not copied).
+    pub fn cached(&self, k: K, keys: &BTreeSet<Key>) -> Vec<Arc<Value>> {
         let cache = self.cache.borrow();
         self.looked
             .borrow_mut()
             .extend(keys.iter().map(|key| (k, key.clone())));
         keys.iter()
-            .filter_map(|key| cache.get(k, key).map(|v| (**v).clone()))
+            .filter_map(|key| cache.get(k, key).cloned())
             .collect()
     }
 
     /// Every cached object of kind `k` (for the small kinds: nodes, Services).
-    pub fn cached_all(&self, k: K) -> Vec<Value> {
-        self.cache.borrow().all(k).map(|v| (**v).clone()).collect()
+    pub fn cached_all(&self, k: K) -> Vec<Arc<Value>> {
+        self.cache.borrow().all(k).cloned().collect()
     }
 
     /// Names the object the next timers and failed writes belong to.
@@ -234,23 +242,33 @@ impl<'a> Ctx<'a> {
         *self.focus.borrow_mut() = Some((k, cache::key_of(obj)));
     }
 
+    /// Counts a successful write (see [`DataPlane::take_writes`]).
+    pub fn count_write(&self, r: &ResourceRef, verb: &str) {
+        *self
+            .writes
+            .borrow_mut()
+            .entry(format!("{} {verb}", r.resource))
+            .or_default() += 1;
+    }
+
     /// A write landed: the stored object replaces the cached one and counts as changed for the
-    /// controllers after this one.
-    fn stored(&self, r: &ResourceRef, obj: &Value) {
+    /// controllers after this one. The cache keeps it as is (no copy).
+    fn stored(&self, r: &ResourceRef, obj: Value) -> Arc<Value> {
+        let new = Arc::new(obj);
         let Some(k) = K::of(r) else {
-            return;
+            return new;
         };
-        let new = Arc::new(obj.clone());
         let mut cache = self.cache.borrow_mut();
         let old = cache.put(k, new.clone());
         if cache
-            .get(k, &cache::key_of(obj))
+            .get(k, &cache::key_of(&new))
             .is_some_and(|c| Arc::ptr_eq(c, &new))
         {
             self.work
                 .borrow_mut()
                 .changed(&cache, k, old.as_deref(), Some(&new));
         }
+        new
     }
 
     /// Reads an object again after a delete or a failed write.
@@ -259,7 +277,9 @@ impl<'a> Ctx<'a> {
             return;
         };
         match self.api.get(r, ns, name) {
-            Some(o) => self.stored(r, &o),
+            Some(o) => {
+                self.stored(r, o);
+            }
             None => {
                 let mut cache = self.cache.borrow_mut();
                 let key = (ns.unwrap_or("").to_string(), name.to_string());
@@ -280,43 +300,96 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn written(&self, r: &ResourceRef, obj: &Value, result: &Result<Value, String>) {
+    /// Takes the answer to a write of `(ns, name)` made at resourceVersion `rv`: counts it (a
+    /// write the server found unchanged as `noop`), caches the stored object, or after a
+    /// failure reads the object again.
+    fn landed(
+        &self,
+        r: &ResourceRef,
+        (ns, name, rv): (&str, &str, Option<&str>),
+        verb: &str,
+        result: Result<Value, String>,
+    ) -> Result<Arc<Value>, String> {
         match result {
-            Ok(o) => self.stored(r, o),
-            Err(_) => {
+            Ok(o) => {
+                let same = rv.is_some() && util::str_at(&o, &["metadata", "resourceVersion"]) == rv;
+                self.count_write(r, if same { "noop" } else { verb });
+                Ok(self.stored(r, o))
+            }
+            Err(e) => {
                 self.failed();
-                let ns = util::namespace(obj);
-                self.refresh(r, (!ns.is_empty()).then_some(ns), util::name(obj));
+                self.refresh(r, (!ns.is_empty()).then_some(ns), name);
+                Err(e)
             }
         }
     }
 
-    pub fn create(&self, r: &ResourceRef, obj: Value) -> Result<Value, String> {
-        let result = self.api.create(r, obj);
-        match &result {
-            Ok(o) => self.stored(r, o),
-            Err(_) => self.failed(),
+    pub fn create(&self, r: &ResourceRef, obj: Value) -> Result<Arc<Value>, String> {
+        match self.api.create(r, obj) {
+            Ok(o) => {
+                self.count_write(r, "create");
+                Ok(self.stored(r, o))
+            }
+            Err(e) => {
+                self.failed();
+                Err(e)
+            }
         }
-        result
     }
-    pub fn update(&self, r: &ResourceRef, obj: Value) -> Result<Value, String> {
+    pub fn update(&self, r: &ResourceRef, obj: Value) -> Result<Arc<Value>, String> {
         let (ns, name) = cache::key_of(&obj);
-        let key_only = json_key(&ns, &name);
+        let rv = util::str_at(&obj, &["metadata", "resourceVersion"]).map(str::to_string);
         let result = self.api.update(r, obj);
-        self.written(r, &key_only, &result);
-        result
+        self.landed(r, (&ns, &name, rv.as_deref()), "update", result)
     }
-    pub fn update_status(&self, r: &ResourceRef, obj: Value) -> Result<Value, String> {
+    /// Writes `obj`'s status; `obj` needs only `metadata` (name, namespace, resourceVersion)
+    /// and `status`.
+    pub fn update_status(&self, r: &ResourceRef, obj: Value) -> Result<Arc<Value>, String> {
         let (ns, name) = cache::key_of(&obj);
-        let key_only = json_key(&ns, &name);
+        let rv = util::str_at(&obj, &["metadata", "resourceVersion"]).map(str::to_string);
         let result = self.api.update_status(r, obj);
-        self.written(r, &key_only, &result);
-        result
+        self.landed(r, (&ns, &name, rv.as_deref()), "status", result)
+    }
+    /// Writes `status` as the status of `obj` (a cached object), resourceVersion-checked,
+    /// without copying the rest of the object.
+    pub fn write_status(
+        &self,
+        r: &ResourceRef,
+        obj: &Value,
+        status: Value,
+    ) -> Result<Arc<Value>, String> {
+        let meta = obj.get("metadata");
+        let mut m = serde_json::Map::new();
+        for k in ["name", "namespace", "resourceVersion"] {
+            if let Some(v) = meta.and_then(|m| m.get(k)) {
+                m.insert(k.into(), v.clone());
+            }
+        }
+        let mut body = serde_json::Map::new();
+        for k in ["apiVersion", "kind"] {
+            if let Some(v) = obj.get(k) {
+                body.insert(k.into(), v.clone());
+            }
+        }
+        body.insert("metadata".into(), Value::Object(m));
+        body.insert("status".into(), status);
+        self.update_status(r, Value::Object(body))
+    }
+    /// Binds a pod to a node (one write, see [`ClusterApi::bind`]).
+    pub fn bind(&self, namespace: &str, binding: &Binding) -> Result<Arc<Value>, String> {
+        let result = self.api.bind(namespace, binding);
+        self.landed(
+            &ResourceRef::pods(),
+            (namespace, &binding.name, None),
+            "bind",
+            result,
+        )
     }
     pub fn delete(&self, r: &ResourceRef, ns: Option<&str>, name: &str) -> Result<(), String> {
         let result = self.api.delete(r, ns, name);
-        if result.is_err() {
-            self.failed();
+        match result {
+            Ok(()) => self.count_write(r, "delete"),
+            Err(_) => self.failed(),
         }
         // Gone, or terminating (graceful deletion, finalizers).
         self.refresh(r, ns, name);
@@ -343,10 +416,6 @@ const PASS_BUDGET: usize = 300;
 /// What a timer brings back: one object, or (None) the whole cluster.
 type Timer = Option<(K, Key)>;
 
-fn json_key(ns: &str, name: &str) -> Value {
-    serde_json::json!({"metadata": {"namespace": ns, "name": name}})
-}
-
 /// The data plane's controllers and their small amount of in-memory state.
 #[derive(Debug, Default)]
 pub struct DataPlane {
@@ -366,6 +435,8 @@ pub struct DataPlane {
     /// Per-object timers (None: the whole cluster).
     timers: BTreeMap<DateTime<Utc>, BTreeSet<Timer>>,
     stats: PassStats,
+    /// Successful writes since [`DataPlane::take_writes`], by `"<resource> <verb>"`.
+    writes: BTreeMap<String, u64>,
 }
 
 /// What the data plane's passes looked at, for tests and the bench.
@@ -403,6 +474,12 @@ impl DataPlane {
 
     pub fn stats(&self) -> PassStats {
         self.stats
+    }
+
+    /// The writes the passes made since the last call, by `"<resource> <verb>"` (verbs
+    /// `create`, `update`, `status`, `bind`, `delete`; events included).
+    pub fn take_writes(&mut self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut self.writes)
     }
 
     /// Runs one pass with the changes the API reports ([`ClusterApi::changes`]).
@@ -532,6 +609,9 @@ impl DataPlane {
         }
         self.next_wake = self.timers.keys().next().copied();
         self.stats.last_work = ctx.looked.borrow().len() as u64;
+        for (k, n) in ctx.writes.take() {
+            *self.writes.entry(k).or_default() += n;
+        }
         self.cache = ctx.cache.into_inner();
         self.last_revision = api.revision();
     }
@@ -691,6 +771,37 @@ mod tests {
         );
         assert_eq!(h.pods("default").len(), 31);
         assert_eq!(h.dp.stats().relists, relists);
+    }
+
+    #[test]
+    fn a_job_pod_takes_the_real_controllers_writes_and_no_more() {
+        let mut h = Harness::new("cpu=1");
+        h.run(0.2);
+        h.dp.take_writes();
+        let mut j = job("j", "2");
+        j["spec"]["template"]["metadata"]["annotations"][ANN_READY_AFTER] = json!("1");
+        h.api.create(&ResourceRef::jobs(), j).unwrap();
+        h.run(0.5);
+        assert_eq!(phase(&h, "j"), "Running");
+        let to_running = h.dp.take_writes();
+        h.run(3.0);
+        assert_eq!(phase(&h, "j"), "Succeeded");
+        let to_done = h.dp.take_writes();
+        let w = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // Job controller: the pod, SuccessfulCreate, status (startTime, active). Scheduler: the
+        // binding, Scheduled. Kubelet: ContainerCreating, then Running (not ready yet).
+        assert_eq!(
+            w(&to_running),
+            "events create 2, jobs status 1, pods bind 1, pods create 1, pods status 2"
+        );
+        // Kubelet: Ready, then Succeeded. Job controller: ready 1, then succeeded 1 with
+        // ready 0 and Complete in one write, the Completed event.
+        assert_eq!(w(&to_done), "events create 1, jobs status 2, pods status 2");
     }
 
     #[test]

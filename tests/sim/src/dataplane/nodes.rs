@@ -341,15 +341,13 @@ pub(crate) fn ensure_nodes(ctx: &Ctx<'_>, nodes: &[Value]) -> bool {
         }
         let status = n.get("status").cloned();
         match ctx.create(&r, n) {
-            Ok(mut created) => {
+            Ok(created) => {
                 // Stores that drop status on create get it through the status subresource.
                 if created.get("status") != status.as_ref()
                     && let Some(s) = status
+                    && ctx.write_status(&r, &created, s).is_err()
                 {
-                    set(&mut created, &["status"], s);
-                    if ctx.update_status(&r, created).is_err() {
-                        all = false;
-                    }
+                    all = false;
                 }
             }
             Err(_) => all = false,

@@ -3,6 +3,7 @@
 //! observedGeneration) current.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -27,7 +28,7 @@ pub(crate) fn create_pod_from_template(
     template: &Value,
     extra_labels: &Map<String, Value>,
     existing: &mut HashSet<String>,
-) -> Result<Value, String> {
+) -> Result<Arc<Value>, String> {
     let ns = namespace(owner);
     let mut meta = template
         .get("metadata")
@@ -92,10 +93,10 @@ pub(crate) struct OwnedIndex<'a> {
 }
 
 impl<'a> OwnedIndex<'a> {
-    pub fn new(pods: &'a [Value]) -> Self {
+    pub fn new(pods: &'a [Arc<Value>]) -> Self {
         let mut by_owner: HashMap<(&str, &str), Vec<&Value>> = HashMap::new();
         let mut orphans = Vec::new();
-        for p in pods {
+        for p in pods.iter().map(|p| &**p) {
             match controller_uid(p) {
                 Some(u) => by_owner.entry((namespace(p), u)).or_default().push(p),
                 None if pod_active(p) => orphans.push(p),
@@ -139,7 +140,7 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
     if sets.is_empty() {
         return;
     }
-    let pods: Vec<Value> = ctx.with_cache(|c, _| {
+    let pods: Vec<Arc<Value>> = ctx.with_cache(|c, _| {
         sets.iter()
             .flat_map(|rs| c.pods_owned_by(uid(rs)))
             .chain(c.orphan_pods())
@@ -192,7 +193,7 @@ fn sync_one(ctx: &Ctx<'_>, rs: &Value, index: &OwnedIndex<'_>, names: &mut HashS
                         &format!("Created pod: {}", name(&p)),
                         COMPONENT,
                     );
-                    active.push(p);
+                    active.push(Arc::unwrap_or_clone(p));
                 }
                 Err(e) => {
                     events::record(
@@ -262,9 +263,7 @@ fn sync_one(ctx: &Ctx<'_>, rs: &Value, index: &OwnedIndex<'_>, names: &mut HashS
     set(&mut status, &["availableReplicas"], json!(available));
     set(&mut status, &["observedGeneration"], json!(generation(rs)));
     if rs.get("status") != Some(&status) {
-        let mut r = rs.clone();
-        set(&mut r, &["status"], status);
-        let _ = ctx.update_status(&ResourceRef::replicasets(), r);
+        let _ = ctx.write_status(&ResourceRef::replicasets(), rs, status);
     }
 }
 
@@ -299,7 +298,7 @@ fn adopt_orphans(ctx: &Ctx<'_>, rs: &Value, orphans: &[&Value]) -> Vec<Value> {
             continue;
         }
         if let Ok(updated) = ctx.update(&ResourceRef::pods(), pod) {
-            adopted.push(updated);
+            adopted.push(Arc::unwrap_or_clone(updated));
         }
     }
     adopted

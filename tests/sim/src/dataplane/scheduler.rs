@@ -13,9 +13,9 @@ use super::labels::{map_matches, node_term_matches};
 use super::quantity::{ResourceList, pod_requests, resource_list};
 use super::util::{
     CondStyle, at, condition, conditions_of, i64_at, is_terminating, labels, name, namespace,
-    pod_finished, set, set_condition, str_at,
+    pod_finished, set, set_condition, str_at, uid,
 };
-use super::{Ctx, DEFAULT_SCHEDULER, K, ResourceRef};
+use super::{Binding, Ctx, DEFAULT_SCHEDULER, K, ResourceRef};
 
 /// One node's filter failure: the reasons shown in the message, and whether preemption could
 /// not help (`UnschedulableAndUnresolvable`).
@@ -209,14 +209,14 @@ fn matches_node_affinity(pod: &Value, node: &NodeView<'_>) -> bool {
 /// NodeAffinity, NodeResourcesFit), stopping at the first that fails.
 fn filter(
     pod: &Value,
+    tols: &[Value],
     req: &ResourceList,
     node: &NodeView<'_>,
     usage: &Usage,
 ) -> Result<(), NodeFailure> {
-    let tols = pod_tolerations(pod);
     if node.unschedulable
         && !tolerates(
-            &tols,
+            tols,
             &json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}),
         )
     {
@@ -227,7 +227,7 @@ fn filter(
     }
     for taint in &node.taints {
         let eff = taint.get("effect").and_then(Value::as_str).unwrap_or("");
-        if !matches!(eff, "NoSchedule" | "NoExecute") || tolerates(&tols, taint) {
+        if !matches!(eff, "NoSchedule" | "NoExecute") || tolerates(tols, taint) {
             continue;
         }
         return Err(NodeFailure {
@@ -305,7 +305,7 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
     let (pods, mut usage) = ctx.with_cache(|c, w| {
         let all = w.all || w.capacity;
         let changed = w.keys.get(&K::Pod);
-        let pods: Vec<Value> = c
+        let pods: Vec<std::sync::Arc<Value>> = c
             .unbound_pods()
             .filter(|p| all || changed.is_some_and(|ch| ch.contains(&key_of(p))))
             .cloned()
@@ -319,6 +319,7 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
     });
     let mut pending: Vec<&Value> = pods
         .iter()
+        .map(|p| &**p)
         .filter(|p| {
             str_at(p, &["spec", "nodeName"]).unwrap_or("").is_empty()
                 && str_at(p, &["spec", "schedulerName"]).unwrap_or(DEFAULT_SCHEDULER)
@@ -332,7 +333,7 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
     }
     let node_objs = ctx.cached_all(K::Node);
     let node_objs = node_objs.as_slice();
-    let nodes: Vec<NodeView<'_>> = node_objs.iter().map(NodeView::new).collect();
+    let nodes: Vec<NodeView<'_>> = node_objs.iter().map(|n| NodeView::new(n)).collect();
     pending.sort_by(|a, b| {
         priority(b)
             .cmp(&priority(a))
@@ -364,12 +365,13 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
             continue;
         }
         let req = pod_requests(pod);
+        let tols = pod_tolerations(pod);
         let empty = Usage::default();
         let mut best: Option<(i128, &NodeView<'_>)> = None;
         let mut failures = Vec::new();
         for n in &nodes {
             let u = usage.get(n.name).unwrap_or(&empty);
-            match filter(pod, &req, n, u) {
+            match filter(pod, &tols, &req, n, u) {
                 Ok(()) => {
                     let s = score(&req, n, u);
                     let better = match best {
@@ -403,46 +405,31 @@ pub(crate) fn schedule_all(ctx: &Ctx<'_>) {
     }
 }
 
-/// Sets `spec.nodeName` and `PodScheduled=True`, and records a `Scheduled` event.
+/// Binds the pod through the `pods/binding` subresource (one write: `spec.nodeName` and
+/// `PodScheduled=True`) with the scheduler's uid precondition, and records a `Scheduled` event.
 fn bind(ctx: &Ctx<'_>, pod: &Value, node: &str) -> bool {
-    let mut p = pod.clone();
-    set(&mut p, &["spec", "nodeName"], json!(node));
-    let Ok(mut bound) = ctx.update(&ResourceRef::pods(), p) else {
+    let b = Binding::to_node(name(pod), uid(pod), node);
+    let Ok(bound) = ctx.bind(namespace(pod), &b) else {
         return false;
     };
-    let mut conds = conditions_of(&bound);
-    set_condition(
-        &mut conds,
-        "PodScheduled",
-        "True",
-        "",
-        "",
-        &ctx.now_s,
-        CondStyle::Pod,
-        false,
+    let message = format!(
+        "Successfully assigned {}/{} to {node}",
+        namespace(&bound),
+        name(&bound)
     );
-    set(&mut bound, &["status", "conditions"], Value::Array(conds));
-    let _ = ctx.update_status(&ResourceRef::pods(), bound.clone());
     events::record(
         ctx,
         &with_kind(&bound),
         "Normal",
         "Scheduled",
-        &format!(
-            "Successfully assigned {}/{} to {node}",
-            namespace(&bound),
-            name(&bound)
-        ),
+        &message,
         DEFAULT_SCHEDULER,
     );
     true
 }
 
 fn with_kind(pod: &Value) -> Value {
-    let mut p = pod.clone();
-    set(&mut p, &["apiVersion"], json!("v1"));
-    set(&mut p, &["kind"], json!("Pod"));
-    p
+    events::subject(pod, "v1", "Pod")
 }
 
 /// Records `PodScheduled=False` with `reason`/`message` when it changed (and a
@@ -457,8 +444,7 @@ fn mark_pending(ctx: &Ctx<'_>, pod: &Value, reason: &str, message: &str, event: 
     if same && str_at(pod, &["status", "phase"]) == Some("Pending") {
         return;
     }
-    let mut p = pod.clone();
-    let mut conds = conditions_of(&p);
+    let mut conds = conditions_of(pod);
     set_condition(
         &mut conds,
         "PodScheduled",
@@ -469,9 +455,14 @@ fn mark_pending(ctx: &Ctx<'_>, pod: &Value, reason: &str, message: &str, event: 
         CondStyle::Pod,
         false,
     );
-    set(&mut p, &["status", "conditions"], Value::Array(conds));
-    set(&mut p, &["status", "phase"], json!("Pending"));
-    if ctx.update_status(&ResourceRef::pods(), p).is_ok() && event {
+    let mut status = pod
+        .get("status")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    set(&mut status, &["conditions"], Value::Array(conds));
+    set(&mut status, &["phase"], json!("Pending"));
+    if ctx.write_status(&ResourceRef::pods(), pod, status).is_ok() && event {
         events::record(
             ctx,
             &with_kind(pod),
@@ -487,7 +478,7 @@ fn mark_pending(ctx: &Ctx<'_>, pod: &Value, reason: &str, message: &str, event: 
 mod tests {
     use super::*;
     use crate::dataplane::fake::Harness;
-    use crate::dataplane::{ClusterApi, ResourceRef};
+    use crate::dataplane::{Changes, ClusterApi, ResourceRef};
 
     fn pod(name: &str, extra: Value) -> Value {
         let mut p = json!({
@@ -549,6 +540,71 @@ mod tests {
         assert_eq!(
             unschedulable_message(0, &[], false),
             "no nodes available to schedule pods"
+        );
+    }
+
+    #[test]
+    fn a_bind_is_one_write_of_node_and_scheduled_condition() {
+        let mut h = Harness::new("cpu=1");
+        h.tick();
+        // Unschedulable first (the node is cordoned), then bound once the node is back.
+        let mut n = h.api.must_get(&ResourceRef::nodes(), "", "cpu-0");
+        n["spec"]["unschedulable"] = json!(true);
+        h.api.update(&ResourceRef::nodes(), n).unwrap();
+        h.api
+            .create(&ResourceRef::pods(), pod("p", json!({})))
+            .unwrap();
+        h.tick();
+        let p = h.api.must_get(&ResourceRef::pods(), "default", "p");
+        assert_eq!(
+            condition(&p, "PodScheduled").unwrap()["reason"],
+            "Unschedulable"
+        );
+        h.dp.take_writes();
+        h.api.changes();
+        let mut n = h.api.must_get(&ResourceRef::nodes(), "", "cpu-0");
+        n["spec"]["unschedulable"] = json!(false);
+        h.api.update(&ResourceRef::nodes(), n).unwrap();
+        h.now += chrono::Duration::seconds(1);
+        h.tick();
+        let writes = h.dp.take_writes();
+        assert_eq!(writes.get("pods bind"), Some(&1), "{writes:?}");
+        assert_eq!(writes.get("pods update"), None, "{writes:?}");
+        // The pod's changes this pass: the bind, then the kubelet's ContainerCreating.
+        let Changes::Since(changes) = h.api.changes() else {
+            panic!("relist");
+        };
+        let pod_changes: Vec<&Value> = changes
+            .iter()
+            .filter(|c| c.table == "/pods")
+            .map(|c| &*c.object)
+            .collect();
+        assert_eq!(pod_changes.len(), 2, "{pod_changes:?}");
+        let bound = pod_changes[0];
+        assert_eq!(bound["spec"]["nodeName"], "cpu-0");
+        let c = condition(bound, "PodScheduled").unwrap();
+        assert_eq!(
+            (&c["status"], c.get("reason"), &c["lastTransitionTime"]),
+            (
+                &json!("True"),
+                None,
+                &json!(crate::dataplane::util::fmt_time(h.now))
+            )
+        );
+        assert!(pod_changes[1]["status"]["containerStatuses"].is_array());
+        let evs = h.events();
+        let scheduled: Vec<&Value> = evs.iter().filter(|e| e["reason"] == "Scheduled").collect();
+        assert_eq!(scheduled.len(), 1);
+        assert_eq!(
+            scheduled[0]["message"],
+            "Successfully assigned default/p to cpu-0"
+        );
+        assert_eq!(scheduled[0]["involvedObject"]["kind"], "Pod");
+        // The fake refuses a second bind as the apiserver does.
+        let again = h.api.bind("default", &Binding::to_node("p", "", "cpu-1"));
+        assert_eq!(
+            again.unwrap_err(),
+            "Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"cpu-0\""
         );
     }
 

@@ -77,7 +77,7 @@ pub(crate) fn sync_all(ctx: &Ctx<'_>) {
                 .delete(&ResourceRef::pods(), Some(namespace(pod)), name(pod))
                 .is_ok()
         {
-            let mut p = pod.clone();
+            let mut p = (**pod).clone();
             p["apiVersion"] = json!("v1");
             p["kind"] = json!("Pod");
             events::record(

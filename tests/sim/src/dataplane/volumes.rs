@@ -2,6 +2,8 @@
 //! (`pvc-<claim uid>`, hostPath-backed), as a dynamic provisioner with `Immediate` binding does,
 //! so pods mounting claims can be scheduled.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::util::{at, is_terminating, name, namespace, set, str_at, uid};
@@ -69,9 +71,7 @@ fn bind(ctx: &Ctx<'_>, pvc: &Value) {
         });
         // Best effort: a store without PersistentVolumes still gets its claims bound.
         if let Ok(created) = ctx.create(&pvs(), pv) {
-            let mut c = created;
-            set(&mut c, &["status"], json!({"phase": "Bound"}));
-            let _ = ctx.update_status(&pvs(), c);
+            let _ = ctx.write_status(&pvs(), &created, json!({"phase": "Bound"}));
         }
     }
     let mut claim = pvc.clone();
@@ -92,7 +92,7 @@ fn bind(ctx: &Ctx<'_>, pvc: &Value) {
             json!("yes"),
         );
         match ctx.update(&pvcs(), claim) {
-            Ok(updated) => claim = updated,
+            Ok(updated) => claim = Arc::unwrap_or_clone(updated),
             Err(_) => return,
         }
     }

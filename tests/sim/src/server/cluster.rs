@@ -144,6 +144,13 @@ impl ClusterApi for SimState {
         .map_err(|e| e.message)
     }
 
+    fn bind(&self, namespace: &str, binding: &dataplane::Binding) -> Result<Value, String> {
+        let ri = self.info_for_ref(&ResourceRef::pods())?;
+        self.bind_pod(&ri, namespace, binding, false)
+            .map(Arc::unwrap_or_clone)
+            .map_err(|e| e.message)
+    }
+
     fn revision(&self) -> Option<u64> {
         Some(self.store.current_rv())
     }
@@ -342,6 +349,16 @@ pub async fn run_dataplane(state: Arc<SimState>, nodes: Vec<Value>) {
             }
             if let (Some(a), Some(b)) = (cpu, super::latency::thread_cpu()) {
                 st.dataplane_cpu.observe(b.saturating_sub(a));
+            }
+            let writes = dp.take_writes();
+            if !writes.is_empty() {
+                let mut all = st
+                    .dataplane_writes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                for (k, n) in writes {
+                    *all.entry(k).or_default() += n;
+                }
             }
             dp
         })

@@ -3,6 +3,7 @@
 //! and the `Sim` handle tests use to start and stop a simulator on a loopback port.
 
 pub mod aggregation;
+mod binding;
 pub mod builtin_validation;
 pub mod certificates;
 pub mod cluster;
@@ -118,6 +119,8 @@ pub struct SimState {
     /// Wall time of each data plane pass, and its time on a CPU.
     pub dataplane_pass: latency::Latency,
     pub dataplane_cpu: latency::Latency,
+    /// The data plane's writes since the stats were reset, by `"<resource> <verb>"`.
+    pub dataplane_writes: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     pub config: SimConfig,
     pub addr: RwLock<Option<SocketAddr>>,
     /// Signalled on writes so the data plane reacts before its next tick.
@@ -157,6 +160,7 @@ impl SimState {
             runtime_lag: latency::Latency::default(),
             dataplane_pass: latency::Latency::default(),
             dataplane_cpu: latency::Latency::default(),
+            dataplane_writes: Default::default(),
             config,
             addr: RwLock::new(None),
             kick: tokio::sync::Notify::new(),
@@ -573,6 +577,12 @@ impl SimState {
                 v["runtimeLag"] = self.runtime_lag.snapshot().to_json();
                 v["dataplanePass"] = self.dataplane_pass.snapshot().to_json();
                 v["dataplanePassCpu"] = self.dataplane_cpu.snapshot().to_json();
+                v["dataplaneWrites"] = json!(
+                    *self
+                        .dataplane_writes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                );
                 json_response(200, &v)
             }
             Route::SimStatsReset => {
@@ -581,6 +591,10 @@ impl SimState {
                 self.runtime_lag.reset();
                 self.dataplane_pass.reset();
                 self.dataplane_cpu.reset();
+                self.dataplane_writes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
                 json_response(200, &json!({"reset": true}))
             }
             Route::SimFaults => self.sim_faults(&r),
@@ -986,15 +1000,8 @@ impl SimState {
             }
             ("binding", "create") if ri.extra_subs.contains(&"binding") => {
                 let body = parse_body(&r.body, false)?;
-                let node = body
-                    .get("target")
-                    .and_then(|t| t.get("name"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
                 let opts = WriteOpts::for_request(r)?;
-                let patch = json!({"spec": {"nodeName": node}});
-                self.patch_obj(ri, v, ns, name, PatchType::Merge, &patch, None, &opts)?;
+                self.binding_request(ri, v, ns.unwrap_or(""), name, &body, &opts)?;
                 Ok(json_response(
                     201,
                     &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
