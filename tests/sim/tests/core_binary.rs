@@ -1,5 +1,5 @@
 //! The `kube-sim` binary: prints its URL, writes a kubeconfig kube-rs uses as is, serves
-//! /healthz and /version, and exits cleanly on SIGTERM.
+//! /healthz and /version, runs without transparent huge pages, and exits cleanly on SIGTERM.
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
@@ -51,6 +51,16 @@ async fn binary_writes_kubeconfig_and_stops_on_sigterm() {
         .collect();
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(names.contains(&ns.to_string()), "{names:?}");
+    }
+    // The process opted out of transparent huge pages (see `disable_transparent_huge_pages`).
+    #[cfg(target_os = "linux")]
+    {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let thp = status.lines().find(|l| l.starts_with("THP_enabled:"));
+        // Kernels before 4.9 do not report it (nor support the opt-out).
+        if let Some(line) = thp {
+            assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+        }
     }
     let status = Command::new("kill")
         .arg("-TERM")
