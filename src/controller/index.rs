@@ -94,6 +94,13 @@ pub struct Written {
     pub neighbors: Vec<crate::api::agent_node::Neighbor>,
 }
 
+/// Who owns a Job or Deployment the operator made.
+#[derive(Clone, Debug, PartialEq)]
+enum Owner {
+    Node(Key),
+    Entry(Key),
+}
+
 #[derive(Default)]
 struct Inner {
     nodes: HashMap<Key, NodeRec>,
@@ -108,7 +115,7 @@ struct Inner {
     stack_models: HashMap<Key, Vec<String>>,
     stacks_by_model: HashMap<Key, BTreeSet<String>>,
     /// Owner of each Job and Deployment the operator made: a node or an entry.
-    owners: HashMap<(&'static str, Key), Key>,
+    owners: HashMap<(&'static str, Key), Owner>,
     demand: HashMap<Key, i32>,
     anchors: AnchorIndex,
     points: PointIndex<Key>,
@@ -450,7 +457,9 @@ impl Index {
             .find(|o| o.kind == "ModelEntry")
         {
             let entry = (namespace.clone(), entry.name.clone());
-            inner.owners.insert((kind, own), entry.clone());
+            inner
+                .owners
+                .insert((kind, own), Owner::Entry(entry.clone()));
             t.entries.push(entry);
             return t;
         }
@@ -462,7 +471,7 @@ impl Index {
             Some(v) => inner.views.insert((kind, own.clone()), v) != Some(v),
             None => true,
         };
-        inner.owners.insert((kind, own), key.clone());
+        inner.owners.insert((kind, own), Owner::Node(key.clone()));
         t.nodes.extend(self.lineage.workload_applied(
             &key,
             meta.creation_timestamp.as_ref().map(|c| c.0),
@@ -491,17 +500,20 @@ impl Index {
         let mut t = Triggers::default();
         let mut inner = self.lock();
         inner.views.remove(&(kind, own.clone()));
-        let Some(owner) = inner.owners.remove(&(kind, own.clone())) else {
-            return t;
-        };
-        if inner.nodes.contains_key(&owner) || inner.workloads.contains_key(&owner) {
-            if inner.workloads.remove(&owner).is_some() {
-                inner.refresh_demand(&owner, &mut t);
+        match inner.owners.remove(&(kind, own.clone())) {
+            None => {}
+            Some(Owner::Entry(entry)) => t.entries.push(entry),
+            Some(Owner::Node(node)) => {
+                if inner.workloads.remove(&node).is_some() {
+                    inner.refresh_demand(&node, &mut t);
+                }
+                t.nodes.extend(self.lineage.workload_deleted(&node));
+                // A node already gone (its children are collected after it) has nothing to
+                // reconcile; one still here recreates or finishes on its workload's deletion.
+                if inner.nodes.contains_key(&node) {
+                    t.nodes.push(node);
+                }
             }
-            t.nodes.extend(self.lineage.workload_deleted(&owner));
-            t.nodes.push(owner);
-        } else {
-            t.entries.push(owner);
         }
         t
     }
@@ -1066,6 +1078,29 @@ mod tests {
         assert_eq!(
             nodes(index.job_applied(&with_status(json!({})))),
             vec![key("a")]
+        );
+    }
+
+    #[test]
+    fn a_job_collected_after_its_node_triggers_nothing() {
+        let index = Index::default();
+        index.node_applied(&node("a", "s", json!({})));
+        index.node_applied(&node("b", "s", json!({})));
+        for name in ["a", "b"] {
+            assert_eq!(
+                index.job_applied(&job(name, "", false)).nodes,
+                vec![key(name)]
+            );
+        }
+        // `a` is gone (its finalizer removed); the garbage collector deletes its Job after it:
+        // no reconcile of the missing node, and no ModelEntry named like it.
+        index.node_deleted(&key("a"));
+        let t = index.workload_deleted("Job", &key("a"));
+        assert!(t.nodes.is_empty() && t.entries.is_empty(), "{t:?}");
+        // A node still there hears of its Job's deletion.
+        assert_eq!(
+            index.workload_deleted("Job", &key("b")).nodes,
+            vec![key("b")]
         );
     }
 
