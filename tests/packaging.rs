@@ -382,7 +382,7 @@ fn expected_grants() -> Vec<(Vec<Grant>, Evidence)> {
             "api_for::<DeserializeGuard<AgentStack>>",
         ),
         ("controller/mod.rs", "api_for::<lean::Lean<AgentNode>>"),
-        ("controller/status.rs", "Patch::Apply(obj)"),
+        ("controller/status.rs", "Patch::Apply(())"),
     ];
     vec![
         (
