@@ -14,8 +14,6 @@ use super::util::{str_at, uid};
 pub struct Binding {
     /// `metadata.name`: the pod's name.
     pub name: String,
-    /// `metadata.namespace`, when the body names one.
-    pub namespace: Option<String>,
     /// `metadata.uid`: a precondition on the pod's uid (the scheduler sets it).
     pub uid: Option<String>,
     /// `metadata.resourceVersion`: a precondition on the pod's resourceVersion.
@@ -91,7 +89,6 @@ impl Binding {
         }
         Ok(Binding {
             name: meta_str("name").unwrap_or_default(),
-            namespace: meta_str("namespace"),
             uid: meta_str("uid"),
             resource_version: meta_str("resourceVersion"),
             annotations: meta
